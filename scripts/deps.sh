@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs the Debian packages quantgate builds, tests and benchmarks with.
+# Idempotent: packages already present are not touched, and apt-get runs only
+# when something is missing. Works as root or through sudo.
+set -euo pipefail
+
+PACKAGES=(
+    build-essential   # gcc, make
+    cmake             # the build
+    pkg-config        # finds the libraries below
+    libcjson-dev      # JSON: strategy specs, --json output
+    libcriterion-dev  # unit tests, one process per test
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null || { echo "deps.sh: need root or sudo to install: ${missing[*]}" >&2; exit 1; }
+    SUDO="sudo"
+fi
+echo "deps.sh: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"

@@ -1,0 +1,170 @@
+/*
+ * test_core.c - status/error, arena, capped buffer, time, numbers, config.
+ */
+#include <criterion/criterion.h>
+
+#include <quantgate/config.h>
+#include <quantgate/mem.h>
+#include <quantgate/num.h>
+#include <quantgate/pool.h>
+#include <quantgate/time.h>
+
+#include <math.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+Test(core, error_set_and_prefix)
+{
+    qg_error e = {0};
+    cr_assert_eq(qg_error_set(&e, QG_EINVAL, "field '%s': %s", "cash", "must be > 0"), QG_EINVAL);
+    qg_error_prefix(&e, "spec.json");
+    cr_assert_str_eq(e.msg, "spec.json: field 'cash': must be > 0");
+    cr_assert_str_eq(qg_status_name(QG_ENOMEM), "ENOMEM");
+    cr_assert_eq(qg_error_set(NULL, QG_EIO, "x"), QG_EIO);
+}
+
+Test(core, arena_alignment_and_big_blocks)
+{
+    qg_arena a;
+    qg_arena_init(&a, 128);
+    char *p = qg_arena_alloc(&a, 3);
+    char *q = qg_arena_alloc(&a, 5);
+    cr_assert_eq(((uintptr_t)p) % 16, 0);
+    cr_assert_eq(((uintptr_t)q) % 16, 0);
+    char *big = qg_arena_alloc(&a, 10000);
+    memset(big, 7, 10000);
+    char *r = qg_arena_alloc(&a, 16); /* still served from the small chunk */
+    cr_assert_not_null(r);
+    cr_assert_str_eq(qg_arena_sprintf(&a, "%d-%s", 42, "x"), "42-x");
+    qg_arena_free(&a);
+}
+
+Test(core, buffer_cap_is_hard)
+{
+    qg_buf b;
+    qg_buf_init(&b, 10);
+    cr_assert_eq(qg_buf_puts(&b, "12345"), QG_OK);
+    cr_assert_eq(qg_buf_printf(&b, "%s", "67890"), QG_OK);
+    cr_assert_eq(qg_buf_puts(&b, "x"), QG_ERANGE);
+    cr_assert_str_eq(b.data, "1234567890");
+    qg_buf_free(&b);
+    qg_buf_init(&b, 100);
+    cr_assert_eq(qg_buf_html(&b, "<a&'>"), QG_OK);
+    cr_assert_str_eq(b.data, "&lt;a&amp;&#39;&gt;");
+    qg_buf_free(&b);
+}
+
+Test(core, iso_time_parsing)
+{
+    int64_t ms;
+    cr_assert_null(qg_time_parse_iso("1970-01-01", 10, &ms));
+    cr_assert_eq(ms, 0);
+    cr_assert_null(qg_time_parse_iso("2024-02-29T12:30:15.250Z", 24, &ms));
+    cr_assert_eq(ms, 1709209815250LL);
+    cr_assert_null(qg_time_parse_iso("2024-02-29 14:30:15+02:00", 25, &ms));
+    cr_assert_eq(ms, 1709209815000LL);
+    cr_assert_null(qg_time_parse_iso("2024-02-29T07:30:15-0500", 24, &ms));
+    cr_assert_eq(ms, 1709209815000LL);
+    cr_assert_str_eq(qg_time_parse_iso("2023-02-29", 10, &ms), "day out of range");
+    cr_assert_not_null(qg_time_parse_iso("2024-01-01T25:00", 16, &ms));
+    cr_assert_not_null(qg_time_parse_iso("2024/01/01", 10, &ms));
+    char buf[40];
+    qg_time_format_iso(1709209815250LL, buf, sizeof buf);
+    cr_assert_str_eq(buf, "2024-02-29T12:30:15.250Z");
+    qg_time_format_iso(-QG_MS_PER_DAY, buf, sizeof buf);
+    cr_assert_str_eq(buf, "1969-12-31T00:00:00Z");
+}
+
+Test(core, time_args_and_timeframes)
+{
+    int64_t ms;
+    qg_error e = {0};
+    cr_assert_eq(qg_time_parse_arg("1700000000", &ms, &e), QG_OK);
+    cr_assert_eq(ms, 1700000000000LL);
+    cr_assert_eq(qg_time_parse_arg("1700000000123", &ms, &e), QG_OK);
+    cr_assert_eq(ms, 1700000000123LL);
+    cr_assert_eq(qg_time_parse_arg("yesterday", &ms, &e), QG_EINVAL);
+    cr_assert(strstr(e.msg, "'yesterday'"));
+    cr_assert_eq(qg_timeframe_parse("15m", &ms, &e), QG_OK);
+    cr_assert_eq(ms, 15 * QG_MS_PER_MIN);
+    cr_assert_eq(qg_timeframe_parse("4h", &ms, &e), QG_OK);
+    cr_assert_eq(qg_timeframe_parse("7x", &ms, &e), QG_EINVAL);
+    cr_assert(strstr(e.msg, "'7x'"));
+    char buf[16];
+    qg_timeframe_format(4 * QG_MS_PER_HOUR, buf, sizeof buf);
+    cr_assert_str_eq(buf, "4h");
+    /* 2024-01-03 is a Wednesday; its week starts Monday 2024-01-01. */
+    int64_t wed;
+    qg_time_parse_iso("2024-01-03T10:00Z", 17, &wed);
+    int64_t mon;
+    qg_time_parse_iso("2024-01-01", 10, &mon);
+    cr_assert_eq(qg_time_bucket(wed, 7 * QG_MS_PER_DAY), mon);
+    cr_assert_eq(qg_time_bucket(wed, QG_MS_PER_DAY), mon + 2 * QG_MS_PER_DAY);
+}
+
+Test(core, number_parsing_matches_strtod)
+{
+    const char *cases[] = {"0",         "-0.5",   "123.456", "1e10",      "1.5E-7",
+                           "99999.99",  "0.1",    "3.14159265358979", "12345678901234567890.5",
+                           "1e300",     "-2.5e-310", "00012.50"};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        double v;
+        const char *s = cases[i], *e = s + strlen(s);
+        cr_assert_eq(qg_parse_double(s, e, &v), e, "%s", s);
+        cr_assert_eq(v, strtod(s, NULL), "%s: %.17g vs %.17g", s, v, strtod(s, NULL));
+    }
+    double v;
+    const char *bad = "abc";
+    cr_assert_null(qg_parse_double(bad, bad + 3, &v));
+    const char *partial = "12.5x";
+    cr_assert_eq(qg_parse_double(partial, partial + 5, &v), partial + 4);
+    char out[32];
+    qg_format_fixed(101.005, 2, out);
+    cr_assert(strcmp(out, "101.01") == 0 || strcmp(out, "101.00") == 0);
+    qg_format_fixed(-0.004, 2, out);
+    cr_assert_str_eq(out, "0.00");
+    qg_format_fixed(12345.678, 3, out);
+    cr_assert_str_eq(out, "12345.678");
+}
+
+Test(core, dotenv_keeps_existing_environment)
+{
+    char path[] = "/tmp/qg_envXXXXXX";
+    int fd = mkstemp(path);
+    FILE *f = fdopen(fd, "w");
+    fprintf(f, "# comment\nexport QG_T_A=1\nQG_T_B=\"two words\"\nQG_T_C=file\n");
+    fclose(f);
+    setenv("QG_T_C", "env", 1);
+    qg_error e = {0};
+    cr_assert_eq(qg_config_load_dotenv(path, &e), QG_OK);
+    cr_assert_str_eq(getenv("QG_T_A"), "1");
+    cr_assert_str_eq(getenv("QG_T_B"), "two words");
+    cr_assert_str_eq(getenv("QG_T_C"), "env");
+    f = fopen(path, "w");
+    fprintf(f, "GOOD=1\nno equals sign\n");
+    fclose(f);
+    cr_assert_eq(qg_config_load_dotenv(path, &e), QG_EINVAL);
+    cr_assert(strstr(e.msg, ":2:"), "%s", e.msg);
+    unlink(path);
+    char m[64];
+    qg_config_mask("sk-abcdefghijklmnopa1b2", m, sizeof m);
+    cr_assert_str_eq(m, "sk-...a1b2");
+    cr_assert(qg_config_is_secret("OPENAI_API_KEY"));
+    cr_assert(!qg_config_is_secret("QG_PORT"));
+}
+
+static void count_job(void *ud, size_t i, int worker)
+{
+    atomic_fetch_add((atomic_size_t *)ud, i + 1);
+}
+
+Test(core, parallel_for_runs_every_index_once)
+{
+    atomic_size_t sum;
+    atomic_init(&sum, 0);
+    cr_assert_eq(qg_parallel_for(1000, 4, count_job, &sum), QG_OK);
+    cr_assert_eq(atomic_load(&sum), 1000 * 1001 / 2);
+}

@@ -57,8 +57,7 @@ int qg_args_unknown(qg_args *a)
     return 2;
 }
 
-double qg_args_double(const qg_args *a, const char *name, const char *value, double min,
-                      double max)
+double qg_args_double(const qg_args *a, const char *name, const char *value, double min, double max)
 {
     char *end;
     errno = 0;
@@ -68,8 +67,8 @@ double qg_args_double(const qg_args *a, const char *name, const char *value, dou
         exit(2);
     }
     if (v < min || v > max) {
-        fprintf(stderr, "quantgate %s: %s: %s is out of range [%g, %g]\n", a->cmd, name, value,
-                min, max);
+        fprintf(stderr, "quantgate %s: %s: %s is out of range [%g, %g]\n", a->cmd, name, value, min,
+                max);
         exit(2);
     }
     return v;
@@ -86,8 +85,8 @@ long long qg_args_int(const qg_args *a, const char *name, const char *value, lon
         exit(2);
     }
     if (v < min || v > max) {
-        fprintf(stderr, "quantgate %s: %s: %s is out of range [%lld, %lld]\n", a->cmd, name,
-                value, min, max);
+        fprintf(stderr, "quantgate %s: %s: %s is out of range [%lld, %lld]\n", a->cmd, name, value,
+                min, max);
         exit(2);
     }
     return v;
@@ -164,7 +163,8 @@ int qg_data_load(const char *cmd, const qg_data_args *d, qg_bars *bars, qg_bars 
     if (d->to && qg_time_parse_arg(d->to, &to, &err)) return qg_cmd_fail(cmd, "--to: %s", err.msg);
 
     qg_progress_init(&prog, "loading", d->quiet);
-    qg_load_opts opts = {.lenient = d->lenient, .progress = qg_progress_update, .progress_ud = &prog};
+    qg_load_opts opts = {
+        .lenient = d->lenient, .progress = qg_progress_update, .progress_ud = &prog};
     qg_status rc = qg_bars_load_file(d->path, &opts, bars, &rep, &err);
     qg_progress_done(&prog);
     if (rc) return qg_cmd_fail(cmd, "%s", err.msg);

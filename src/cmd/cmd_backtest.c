@@ -1,7 +1,275 @@
-/* cmd_backtest.c - being written; replaced by its owner before landing. */
-#include "cmd/cmd.h"
+/*
+ * cmd_backtest.c - `quantgate backtest`: a strategy over a file of bars, as
+ * a readable summary, JSON (--json), a trades CSV and an HTML report.
+ */
+#include "cmd/strategy_args.h"
+
+#include <quantgate/file.h>
+#include <quantgate/time.h>
+
+#include <cjson/cJSON.h>
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void usage(void)
+{
+    printf("usage: quantgate backtest --data FILE --strategy NAME|SPEC.json [options]\n\n"
+           "Runs the strategy bar by bar: conditions on the close of bar t, market orders\n"
+           "filled at the open of bar t+1, stops before targets inside a bar.\n\n"
+           "options:\n%s"
+           "  --json                metrics, trades and settings as JSON on stdout\n"
+           "  --trades-csv PATH     write the trades as CSV\n"
+           "  --report PATH.html    write a self-contained HTML report\n",
+           QG_STRATEGY_OPTIONS_HELP);
+}
+
+static void date_of(int64_t ms, char *out, size_t cap)
+{
+    char iso[40];
+    qg_time_format_iso(ms, iso, sizeof iso);
+    snprintf(out, cap, "%.10s", iso);
+}
+
+static void fmt_num(char *out, size_t cap, double v, const char *unit)
+{
+    if (isnan(v))
+        snprintf(out, cap, "-");
+    else if (isinf(v))
+        snprintf(out, cap, "inf");
+    else
+        snprintf(out, cap, "%.2f%s", v, unit);
+}
+
+static void print_row(const char *l1, double v1, const char *u1, const char *l2, double v2,
+                      const char *u2)
+{
+    char a[32], b[32];
+    fmt_num(a, sizeof a, v1, u1);
+    fmt_num(b, sizeof b, v2, u2);
+    printf("  %-18s %14s    %-18s %14s\n", l1, a, l2, b);
+}
+
+static void print_summary(const qg_strategy *s, const qg_strategy_args *sa, const char *data,
+                          const qg_bars *bars, const qg_bt_result *r)
+{
+    const qg_metrics *m = &r->m;
+    char desc[256], from[16], to[16], tf[16] = "?";
+    qg_strategy_describe(s, desc, sizeof desc);
+    date_of(m->start_ts, from, sizeof from);
+    date_of(m->end_ts, to, sizeof to);
+    if (bars->timeframe_ms) qg_timeframe_format(bars->timeframe_ms, tf, sizeof tf);
+    qg_direction dir = sa->cfg.direction ? sa->cfg.direction : s->direction;
+    printf("strategy  %s, %s\n", desc, qg_direction_name(dir));
+    printf("data      %s: %zu bars of %s, %s to %s\n", data, m->bars, tf, from, to);
+    printf("settings  cash %.2f, fee %g bps, slippage %g bps per side\n\n", sa->cfg.cash,
+           sa->cfg.fee_bps, sa->cfg.slippage_bps);
+    print_row("Final equity", m->final_equity, "", "Trades", (double)m->trades, "");
+    print_row("Total return", m->total_return, " %", "Win rate", m->win_rate, " %");
+    print_row("Buy & hold", m->buy_hold_return, " %", "Profit factor", m->profit_factor, "");
+    print_row("CAGR", m->cagr, " %", "Expectancy", m->expectancy, "");
+    print_row("Volatility (ann.)", m->volatility, " %", "Avg win", m->avg_win, "");
+    print_row("Sharpe", m->sharpe, "", "Avg loss", m->avg_loss, "");
+    print_row("Sortino", m->sortino, "", "Best trade", m->best_trade, "");
+    print_row("Calmar", m->calmar, "", "Worst trade", m->worst_trade, "");
+    print_row("Max drawdown", m->max_drawdown, " %", "Exposure", m->exposure, " %");
+    print_row("Max DD duration", (double)m->max_drawdown_ms / QG_MS_PER_DAY, " d", "SQN", m->sqn,
+              "");
+    print_row("Fees paid", m->fees, "", "", NAN, "");
+    printf("\n(Sharpe, Sortino and volatility from %s returns, %.0f periods a year)\n",
+           m->daily_returns ? "daily" : "per-bar", m->periods_per_year);
+}
+
+static cJSON *metrics_json(const qg_metrics *m)
+{
+    cJSON *o = cJSON_CreateObject();
+    char from[40], to[40];
+    qg_time_format_iso(m->start_ts, from, sizeof from);
+    qg_time_format_iso(m->end_ts, to, sizeof to);
+    cJSON_AddNumberToObject(o, "bars", (double)m->bars);
+    cJSON_AddStringToObject(o, "start", from);
+    cJSON_AddStringToObject(o, "end", to);
+    const struct {
+        const char *k;
+        double v;
+    } f[] = {{"start_equity", m->start_equity},
+             {"final_equity", m->final_equity},
+             {"total_return_pct", m->total_return},
+             {"buy_hold_return_pct", m->buy_hold_return},
+             {"cagr_pct", m->cagr},
+             {"volatility_pct", m->volatility},
+             {"sharpe", m->sharpe},
+             {"sortino", m->sortino},
+             {"calmar", m->calmar},
+             {"max_drawdown_pct", m->max_drawdown},
+             {"max_drawdown_days", (double)m->max_drawdown_ms / QG_MS_PER_DAY},
+             {"trades", (double)m->trades},
+             {"wins", (double)m->wins},
+             {"losses", (double)m->losses},
+             {"win_rate_pct", m->win_rate},
+             {"profit_factor", m->profit_factor},
+             {"expectancy", m->expectancy},
+             {"avg_win", m->avg_win},
+             {"avg_loss", m->avg_loss},
+             {"best_trade", m->best_trade},
+             {"worst_trade", m->worst_trade},
+             {"exposure_pct", m->exposure},
+             {"sqn", m->sqn},
+             {"fees", m->fees},
+             {"periods_per_year", m->periods_per_year}};
+    for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
+        /* JSON has no NaN or infinity: both become null. */
+        if (isfinite(f[i].v))
+            cJSON_AddNumberToObject(o, f[i].k, f[i].v);
+        else
+            cJSON_AddNullToObject(o, f[i].k);
+    }
+    cJSON_AddStringToObject(o, "returns_basis", m->daily_returns ? "daily" : "bar");
+    return o;
+}
+
+static cJSON *trades_json(const qg_bt_result *r)
+{
+    cJSON *arr = cJSON_CreateArray();
+    for (size_t i = 0; i < r->n_trades; i++) {
+        const qg_trade *t = &r->trades[i];
+        cJSON *o = cJSON_CreateObject();
+        char a[40], b[40];
+        qg_time_format_iso(t->entry_ts, a, sizeof a);
+        qg_time_format_iso(t->exit_ts, b, sizeof b);
+        cJSON_AddStringToObject(o, "side", t->side > 0 ? "long" : "short");
+        cJSON_AddStringToObject(o, "entry_time", a);
+        cJSON_AddNumberToObject(o, "entry_price", t->entry_price);
+        cJSON_AddStringToObject(o, "exit_time", b);
+        cJSON_AddNumberToObject(o, "exit_price", t->exit_price);
+        cJSON_AddNumberToObject(o, "quantity", t->qty);
+        cJSON_AddNumberToObject(o, "fees", t->fees);
+        cJSON_AddNumberToObject(o, "pnl", t->pnl);
+        cJSON_AddNumberToObject(o, "return_pct", t->return_pct);
+        cJSON_AddStringToObject(o, "exit_reason", qg_exit_reason_name(t->reason));
+        cJSON_AddItemToArray(arr, o);
+    }
+    return arr;
+}
+
+static int print_json(const qg_strategy *s, const qg_strategy_args *sa, const char *data,
+                      const qg_bars *bars, const qg_bt_result *r)
+{
+    cJSON *root = cJSON_CreateObject();
+    cJSON *st = cJSON_AddObjectToObject(root, "strategy");
+    cJSON_AddStringToObject(st, "name", s->name);
+    cJSON *params = cJSON_AddObjectToObject(st, "params");
+    for (size_t i = 0; i < s->n_params; i++)
+        cJSON_AddNumberToObject(params, s->params[i].name, s->params[i].value);
+    qg_direction dir = sa->cfg.direction ? sa->cfg.direction : s->direction;
+    cJSON *set = cJSON_AddObjectToObject(root, "settings");
+    cJSON_AddStringToObject(set, "data", data);
+    char tf[16] = "";
+    if (bars->timeframe_ms) qg_timeframe_format(bars->timeframe_ms, tf, sizeof tf);
+    cJSON_AddStringToObject(set, "timeframe", tf);
+    cJSON_AddNumberToObject(set, "cash", sa->cfg.cash);
+    cJSON_AddNumberToObject(set, "fee_bps", sa->cfg.fee_bps);
+    cJSON_AddNumberToObject(set, "slippage_bps", sa->cfg.slippage_bps);
+    if (sa->cfg.size_pct > 0) cJSON_AddNumberToObject(set, "size_pct", sa->cfg.size_pct);
+    cJSON_AddStringToObject(set, "direction", qg_direction_name(dir));
+    cJSON_AddItemToObject(root, "metrics", metrics_json(&r->m));
+    cJSON_AddItemToObject(root, "trades", trades_json(r));
+    char *text = cJSON_Print(root);
+    cJSON_Delete(root);
+    if (!text) return qg_cmd_fail("backtest", "out of memory printing JSON");
+    puts(text);
+    free(text);
+    return 0;
+}
+
+static int write_trades_csv(const char *path, const qg_bt_result *r)
+{
+    FILE *f = fopen(path, "w");
+    if (!f) return qg_cmd_fail("backtest", "--trades-csv %s: cannot write", path);
+    fprintf(f, "entry_time,exit_time,side,quantity,entry_price,exit_price,fees,pnl,return_pct,"
+               "exit_reason\n");
+    for (size_t i = 0; i < r->n_trades; i++) {
+        const qg_trade *t = &r->trades[i];
+        char a[40], b[40];
+        qg_time_format_iso(t->entry_ts, a, sizeof a);
+        qg_time_format_iso(t->exit_ts, b, sizeof b);
+        fprintf(f, "%s,%s,%s,%.10g,%.10g,%.10g,%.6f,%.6f,%.6f,%s\n", a, b,
+                t->side > 0 ? "long" : "short", t->qty, t->entry_price, t->exit_price, t->fees,
+                t->pnl, t->return_pct, qg_exit_reason_name(t->reason));
+    }
+    if (fclose(f) != 0) return qg_cmd_fail("backtest", "--trades-csv %s: write failed", path);
+    return 0;
+}
+
+static int write_report(const char *path, const qg_strategy *s, const qg_strategy_args *sa,
+                        const char *data, const qg_bt_result *r)
+{
+    char title[512], settings[512], desc[256];
+    qg_strategy_describe(s, desc, sizeof desc);
+    snprintf(title, sizeof title, "%s on %s", s->name, data);
+    snprintf(settings, sizeof settings, "%s; cash %.2f; fee %g bps; slippage %g bps per side", desc,
+             sa->cfg.cash, sa->cfg.fee_bps, sa->cfg.slippage_bps);
+    qg_report_meta meta = {.title = title, .data_name = data, .settings = settings};
+    qg_buf html;
+    qg_buf_init(&html, 256u << 20);
+    qg_error err = {0};
+    int rc = 0;
+    if (qg_report_html(r, s, &meta, &html))
+        rc = qg_cmd_fail("backtest", "--report: the report is larger than 256 MiB");
+    else if (qg_file_write_all(path, html.data, html.len, &err))
+        rc = qg_cmd_fail("backtest", "--report: %s", err.msg);
+    qg_buf_free(&html);
+    return rc;
+}
 
 int qg_cmd_backtest(int argc, char **argv)
 {
-    return qg_cmd_fail(argv[0], "not built yet");
+    qg_strategy_args sa;
+    qg_data_args d = {0};
+    const char *trades_csv = NULL, *report = NULL;
+    bool json = false;
+    qg_strategy_args_init(&sa);
+    qg_args a = qg_args_begin(argc, argv);
+    while (qg_args_next(&a)) {
+        if (qg_args_flag(&a, "--help")) return usage(), 0;
+        if (qg_strategy_args_match(&a, &sa) || qg_data_args_match(&a, &d)) continue;
+        if (qg_args_flag(&a, "--json")) {
+            json = true;
+            continue;
+        }
+        if (qg_args_value(&a, "--trades-csv", &trades_csv)) continue;
+        if (qg_args_value(&a, "--report", &report)) continue;
+        return qg_args_unknown(&a);
+    }
+    qg_strategy s;
+    qg_bars bars = {0}, view;
+    qg_bt_result r = {0};
+    qg_error err = {0};
+    char tfbuf[16];
+    int rc = qg_strategy_args_load("backtest", &sa, &s);
+    if (rc) goto out;
+    qg_apply_strategy_timeframe(&s, &d, tfbuf, sizeof tfbuf);
+    if ((rc = qg_data_load("backtest", &d, &bars, &view))) goto out;
+    qg_progress prog;
+    qg_progress_init(&prog, "backtest", d.quiet);
+    sa.cfg.progress = qg_progress_update;
+    sa.cfg.progress_ud = &prog;
+    qg_status st = qg_backtest_run(&s, &view, &sa.cfg, &r, &err);
+    qg_progress_done(&prog);
+    if (st) {
+        rc = qg_cmd_fail("backtest", "%s", err.msg);
+        goto out;
+    }
+    if (json)
+        rc = print_json(&s, &sa, d.path, &view, &r);
+    else
+        print_summary(&s, &sa, d.path, &view, &r);
+    if (!rc && trades_csv) rc = write_trades_csv(trades_csv, &r);
+    if (!rc && report) rc = write_report(report, &s, &sa, d.path, &r);
+out:
+    qg_bt_result_free(&r);
+    qg_bars_free(&bars);
+    qg_strategy_args_free(&sa);
+    return rc;
 }

@@ -26,9 +26,10 @@ static const command commands[] = {
 
 static void usage(FILE *out)
 {
-    fprintf(out, "quantgate %s - self-hosted AI trading agent server\n\n"
-                 "usage: quantgate COMMAND [options]   (quantgate COMMAND --help for options)\n\n"
-                 "commands:\n",
+    fprintf(out,
+            "quantgate %s - self-hosted AI trading agent server\n\n"
+            "usage: quantgate COMMAND [options]   (quantgate COMMAND --help for options)\n\n"
+            "commands:\n",
             QG_VERSION);
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         fprintf(out, "  %-12s %s\n", commands[i].name, commands[i].summary);

@@ -1,0 +1,41 @@
+/*
+ * strategy_args.h - options shared by the commands that run strategies.
+ */
+#ifndef QG_CMD_STRATEGY_ARGS_H
+#define QG_CMD_STRATEGY_ARGS_H
+
+#include "cmd/cmd.h"
+
+#include <quantgate/backtest.h>
+#include <quantgate/mem.h>
+#include <quantgate/strategy.h>
+
+typedef struct qg_strategy_args {
+    const char *strategy;
+    qg_param_override params[QG_STRAT_MAX_PARAMS];
+    char names[QG_STRAT_MAX_PARAMS][32];
+    size_t n_params;
+    qg_bt_config cfg;
+    char *json; /* the spec text, owned */
+    size_t json_len;
+} qg_strategy_args;
+
+void qg_strategy_args_init(qg_strategy_args *sa);
+/* Consumes one of the shared options; false when the argument is not one. */
+bool qg_strategy_args_match(qg_args *a, qg_strategy_args *sa);
+/* Reads the built-in or file and parses it with the --param overrides;
+ * prints the error and returns 1 on failure. */
+int qg_strategy_args_load(const char *cmd, qg_strategy_args *sa, qg_strategy *out);
+void qg_strategy_args_free(qg_strategy_args *sa);
+
+/* "sma_cross (fast=10, slow=30)" */
+void qg_strategy_describe(const qg_strategy *s, char *out, size_t cap);
+const char *qg_direction_name(qg_direction d);
+
+/* Uses the spec's "timeframe" when the user gave no --timeframe; buf holds
+ * the formatted value d->timeframe then points to. */
+void qg_apply_strategy_timeframe(const qg_strategy *s, qg_data_args *d, char *buf, size_t cap);
+
+extern const char *const QG_STRATEGY_OPTIONS_HELP;
+
+#endif

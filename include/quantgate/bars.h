@@ -81,6 +81,9 @@ typedef struct qg_bars_parser qg_bars_parser;
  * byte is '[' and CSV otherwise. opts may be NULL. NULL on out-of-memory. */
 qg_bars_parser *qg_bars_parser_new(const char *name, qg_bars_format format,
                                    const qg_load_opts *opts, qg_bars *out);
+/* Tells the parser the total input size (bytes) so it can reserve the
+ * columns once instead of growing them; optional. */
+void qg_bars_parser_size_hint(qg_bars_parser *p, uint64_t bytes);
 /* Feeds the next bytes; chunk boundaries may fall anywhere. */
 qg_status qg_bars_parser_feed(qg_bars_parser *p, const char *data, size_t n, qg_error *err);
 /* Ends the input, fills rep (may be NULL) and sets out->timeframe_ms. An

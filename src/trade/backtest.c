@@ -26,6 +26,14 @@
 #define BLOCK    1024
 #define N_FIELDS 8
 
+/* Masks hold one 64-bit lane per bar: a double comparison vectorises
+ * straight into such lanes, while narrowing to bytes costs packs that made
+ * GCC give up vectorising the loops. */
+typedef int64_t qg_mask_t;
+
+/* The mask of a condition that is absent or not used by the direction run. */
+static const qg_mask_t zeros[BLOCK];
+
 /* Pending order kinds, decided at a close and filled at the next open. */
 enum { P_NONE = 0, P_ENTER_LONG, P_ENTER_SHORT, P_EXIT, P_REVERSE };
 
@@ -93,6 +101,17 @@ static qg_status vec_push(vec *v, const void *item)
 
 /* ---- engine state ---- */
 
+/* Equity statistics updated on every bar. */
+typedef struct {
+    double peak, dd_floor, max_dd; /* dd_floor: equity at which drawdown == max_dd */
+    double last_eq;
+    double gap, gap_peak; /* deepest (peak - equity) in the current curve sample */
+    int64_t peak_ts, max_dd_ms, next_period_ts;
+    size_t countdown; /* bars until the next curve sample */
+    size_t bars_in_pos;
+    bool under; /* below the peak since peak_ts */
+} eq_track;
+
 typedef struct {
     const qg_strategy *s;
     const qg_bars *b;
@@ -105,8 +124,9 @@ typedef struct {
     double *ind_buf[QG_STRAT_MAX_INDICATORS][QG_IND_MAX_OUTPUTS];
     double *field_buf[N_FIELDS];              /* only for fields conditions use */
     double *const_buf[QG_STRAT_MAX_NODES][2]; /* constant operands, filled once */
-    uint8_t *mask[QG_STRAT_MAX_NODES];        /* only for nodes a used root reaches */
-    const uint8_t *entry_long, *entry_short, *exit_long, *exit_short;
+    qg_mask_t *mask[QG_STRAT_MAX_NODES];      /* only for nodes a used root reaches */
+    /* Never NULL: a condition that is absent or unused reads `zeros`. */
+    const qg_mask_t *entry_long, *entry_short, *exit_long, *exit_short;
 
     /* account and position */
     double cash, qty; /* qty > 0 long, < 0 short */
@@ -118,20 +138,16 @@ typedef struct {
     double pending_atr;    /* ATR at the decision bar, for ATR stops/targets */
     double fee_rate, slip; /* fractions */
 
-    /* metrics accumulated on the fly */
-    double peak, dd_floor, max_dd;
-    int64_t peak_ts, max_dd_ms;
-    double last_eq, period_start_eq;
+    /* metrics accumulated on the fly; `k` is copied into a local for each
+     * block so the per-bar loop keeps it in registers */
+    eq_track k;
+    double period_start_eq;
     bool daily;
-    int64_t next_period_ts;
     double r_sum, r_sum2, r_down2;
-    size_t r_n, periods, bars_in_pos;
+    size_t r_n, periods;
     double gross_profit, gross_loss, pnl_sum, pnl_sum2, best, worst, fees;
     size_t n_trades, wins, losses;
-
-    /* decimated equity curve */
-    size_t curve_step, curve_countdown;
-    double bucket_gap, bucket_gap_peak;
+    size_t curve_step;
 
     vec trades, decisions, curve;
     qg_status oom; /* set when a push failed; reported after the run */
@@ -229,17 +245,17 @@ static qg_status engine_setup(engine *e, qg_error *err)
     if (want_short) mark_reachable(s, s->entry_short, used), mark_reachable(s, s->exit_short, used);
     for (size_t n = 0; n < s->n_nodes; n++) {
         if (!used[n]) continue;
-        e->mask[n] = calloc(BLOCK, 1);
+        e->mask[n] = calloc(BLOCK, sizeof(qg_mask_t));
         if (!e->mask[n]) return qg_error_set(err, QG_ENOMEM, "out of memory");
         const qg_cond_node *nd = &s->nodes[n];
         if (nd->op == QG_COND_AND || nd->op == QG_COND_OR || nd->op == QG_COND_NOT) continue;
         if (setup_operand(e, &nd->a, (int)n, 0) || setup_operand(e, &nd->b, (int)n, 1))
             return qg_error_set(err, QG_ENOMEM, "out of memory");
     }
-    e->entry_long = want_long && s->entry_long >= 0 ? e->mask[s->entry_long] : NULL;
-    e->exit_long = want_long && s->exit_long >= 0 ? e->mask[s->exit_long] : NULL;
-    e->entry_short = want_short && s->entry_short >= 0 ? e->mask[s->entry_short] : NULL;
-    e->exit_short = want_short && s->exit_short >= 0 ? e->mask[s->exit_short] : NULL;
+    e->entry_long = want_long && s->entry_long >= 0 ? e->mask[s->entry_long] : zeros;
+    e->exit_long = want_long && s->exit_long >= 0 ? e->mask[s->exit_long] : zeros;
+    e->entry_short = want_short && s->entry_short >= 0 ? e->mask[s->entry_short] : zeros;
+    e->exit_short = want_short && s->exit_short >= 0 ? e->mask[s->exit_short] : zeros;
     return QG_OK;
 }
 
@@ -282,19 +298,38 @@ static void compute_series(engine *e, size_t start, size_t n)
     }
 }
 
+/* The comparison loops take restrict pointers: without the promise that
+ * the mask does not overlap the inputs the compiler will not vectorise. */
+#define QG_CMP_LOOP(fn, expr)                                                                      \
+    static void fn(qg_mask_t *restrict m, const double *restrict a, const double *restrict b,      \
+                   size_t n)                                                                       \
+    {                                                                                              \
+        for (size_t i = 0; i < n; i++) m[i] = (expr);                                              \
+    }
+QG_CMP_LOOP(mask_cross_above, (a[i] > b[i]) & (a[i - 1] <= b[i - 1]))
+QG_CMP_LOOP(mask_cross_below, (a[i] < b[i]) & (a[i - 1] >= b[i - 1]))
+QG_CMP_LOOP(mask_gt, a[i] > b[i])
+QG_CMP_LOOP(mask_lt, a[i] < b[i])
+QG_CMP_LOOP(mask_gte, a[i] >= b[i])
+QG_CMP_LOOP(mask_lte, a[i] <= b[i])
+
+static void mask_logic(qg_cond_op op, qg_mask_t *restrict m, const qg_mask_t *restrict l,
+                       const qg_mask_t *restrict r, size_t n)
+{
+    if (op == QG_COND_AND)
+        for (size_t i = 0; i < n; i++) m[i] = l[i] & r[i];
+    else if (op == QG_COND_OR)
+        for (size_t i = 0; i < n; i++) m[i] = l[i] | r[i];
+    else
+        for (size_t i = 0; i < n; i++) m[i] = !l[i];
+}
+
 static void compute_mask(const engine *e, int node, size_t n)
 {
     const qg_cond_node *nd = &e->s->nodes[node];
-    uint8_t *m = e->mask[node];
+    qg_mask_t *m = e->mask[node];
     if (nd->op == QG_COND_AND || nd->op == QG_COND_OR || nd->op == QG_COND_NOT) {
-        const uint8_t *l = e->mask[nd->left];
-        const uint8_t *r = nd->right >= 0 ? e->mask[nd->right] : NULL;
-        if (nd->op == QG_COND_AND)
-            for (size_t i = 0; i < n; i++) m[i] = l[i] & r[i];
-        else if (nd->op == QG_COND_OR)
-            for (size_t i = 0; i < n; i++) m[i] = l[i] | r[i];
-        else
-            for (size_t i = 0; i < n; i++) m[i] = !l[i];
+        mask_logic(nd->op, m, e->mask[nd->left], nd->right >= 0 ? e->mask[nd->right] : zeros, n);
         return;
     }
     const double *a = operand_ptr(e, &nd->a, node, 0);
@@ -302,22 +337,22 @@ static void compute_mask(const engine *e, int node, size_t n)
     /* NAN compares false, so nothing fires while an input is undefined. */
     switch (nd->op) {
     case QG_COND_CROSS_ABOVE:
-        for (size_t i = 0; i < n; i++) m[i] = (a[i] > b[i]) & (a[i - 1] <= b[i - 1]);
+        mask_cross_above(m, a, b, n);
         break;
     case QG_COND_CROSS_BELOW:
-        for (size_t i = 0; i < n; i++) m[i] = (a[i] < b[i]) & (a[i - 1] >= b[i - 1]);
+        mask_cross_below(m, a, b, n);
         break;
     case QG_COND_GT:
-        for (size_t i = 0; i < n; i++) m[i] = a[i] > b[i];
+        mask_gt(m, a, b, n);
         break;
     case QG_COND_LT:
-        for (size_t i = 0; i < n; i++) m[i] = a[i] < b[i];
+        mask_lt(m, a, b, n);
         break;
     case QG_COND_GTE:
-        for (size_t i = 0; i < n; i++) m[i] = a[i] >= b[i];
+        mask_gte(m, a, b, n);
         break;
     case QG_COND_LTE:
-        for (size_t i = 0; i < n; i++) m[i] = a[i] <= b[i];
+        mask_lte(m, a, b, n);
         break;
     default:
         break;
@@ -480,8 +515,7 @@ static void check_exits(engine *e, size_t bar)
 /* Reads the masks at block index i (bar `bar`) and sets the next order. */
 static void decide(engine *e, size_t i, size_t bar)
 {
-    bool el = e->entry_long && e->entry_long[i];
-    bool es = e->entry_short && e->entry_short[i];
+    bool el = e->entry_long[i], es = e->entry_short[i];
     int p = P_NONE, open_side = 0;
     if (e->side == 0) {
         if (el != es) p = el ? P_ENTER_LONG : P_ENTER_SHORT, open_side = el ? 1 : -1;
@@ -522,14 +556,14 @@ static void close_period(engine *e, double eq)
     e->period_start_eq = eq;
 }
 
-static void push_curve_point(engine *e, int64_t ts, double eq)
+static void push_curve_point(engine *e, eq_track *k, int64_t ts, double eq)
 {
-    double gap_pct = e->bucket_gap_peak > 0 ? e->bucket_gap / e->bucket_gap_peak * 100.0 : 0;
+    double gap_pct = k->gap_peak > 0 ? k->gap / k->gap_peak * 100.0 : 0;
     qg_equity_point pt = {ts, eq, gap_pct};
     if (vec_push(&e->curve, &pt)) e->oom = QG_ENOMEM;
-    e->bucket_gap = 0;
-    e->bucket_gap_peak = 0;
-    e->curve_countdown = e->curve_step;
+    k->gap = 0;
+    k->gap_peak = 0;
+    k->countdown = e->curve_step;
 }
 
 static void observe(engine *e, size_t bar, double eq)
@@ -538,49 +572,119 @@ static void observe(engine *e, size_t bar, double eq)
     e->cfg.on_bar(e->cfg.on_bar_ud, &st);
 }
 
-/* The per-bar loop over one block. */
+/* Remembers the deepest fall below the peak inside the current sample. */
+static inline void note_gap(eq_track *k, double eq)
+{
+    if (k->peak - eq > k->gap) {
+        k->gap = k->peak - eq;
+        k->gap_peak = k->peak;
+    }
+}
+
+/* First index in [lo, hi) whose time is >= t (hi when none). */
+static size_t first_at_or_after(const int64_t *ts, size_t lo, size_t hi, int64_t t)
+{
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (ts[mid] < t)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+/* Accounts for bars [from, to) during which the account is flat with no
+ * order pending, so equity stays exactly eq (the previous bar's). The
+ * result is what walking them one by one would give: the peak time moves
+ * if eq is the peak, each day boundary closes a period (the first with the
+ * day's real return, the rest with 0), and curve samples are taken. */
+static void skip_flat(engine *e, eq_track *k, size_t from, size_t to, double eq)
+{
+    const int64_t *ts = e->b->ts;
+    if (eq >= k->peak) k->peak_ts = ts[to - 1];
+    if (e->daily) {
+        while (k->next_period_ts <= ts[to - 1]) {
+            size_t idx = first_at_or_after(ts, from, to, k->next_period_ts);
+            close_period(e, eq);
+            e->periods++;
+            k->next_period_ts = qg_time_bucket(ts[idx], QG_MS_PER_DAY) + QG_MS_PER_DAY;
+        }
+    } else {
+        e->r_n += to - from; /* each a return of exactly 0 */
+    }
+    size_t left = to - from;
+    bool below = eq < k->peak;
+    if (below) note_gap(k, eq);
+    while (k->countdown <= left) {
+        size_t idx = to - left + k->countdown - 1;
+        left = to - idx - 1;
+        push_curve_point(e, k, ts[idx], eq);
+        if (below && left) note_gap(k, eq); /* the bars after it open a new sample */
+    }
+    k->countdown -= left;
+    k->last_eq = eq;
+}
+
+/* The per-bar loop over one block: fill, stops, mark to market, statistics,
+ * then a look at the masks; anything that happens calls out of the loop. */
 static void run_block(engine *e, size_t start, size_t n)
 {
-    const qg_bars *b = e->b;
-    const int64_t *ts = b->ts;
-    const double *close = b->close;
+    const int64_t *ts = e->b->ts;
+    const double *close = e->b->close;
+    const qg_mask_t *el = e->entry_long, *es = e->entry_short;
+    const qg_mask_t *xl = e->exit_long, *xs = e->exit_short;
+    const bool daily = e->daily, observed = e->cfg.on_bar != NULL;
+    eq_track k = e->k;
     for (size_t i = 0; i < n; i++) {
         size_t t = start + i;
         if (e->pending) fill_pending(e, t);
         if (e->side) {
             check_exits(e, t);
-            e->bars_in_pos += e->side != 0;
+            k.bars_in_pos += e->side != 0;
         }
         double eq = e->cash + e->qty * close[t];
-        if (eq >= e->peak) {
-            if (ts[t] - e->peak_ts > e->max_dd_ms) e->max_dd_ms = ts[t] - e->peak_ts;
-            e->peak = eq;
-            e->peak_ts = ts[t];
-            e->dd_floor = eq * (1.0 - e->max_dd);
+        int64_t now = ts[t];
+        if (eq >= k.peak) {
+            if (k.under && now - k.peak_ts > k.max_dd_ms) k.max_dd_ms = now - k.peak_ts;
+            k.under = false;
+            k.peak = eq;
+            k.peak_ts = now;
+            k.dd_floor = eq * (1.0 - k.max_dd);
         } else {
-            if (eq < e->dd_floor) {
-                e->max_dd = 1.0 - eq / e->peak;
-                e->dd_floor = eq;
+            k.under = true;
+            if (eq < k.dd_floor) {
+                k.max_dd = 1.0 - eq / k.peak;
+                k.dd_floor = eq;
             }
-            if (e->peak - eq > e->bucket_gap) {
-                e->bucket_gap = e->peak - eq;
-                e->bucket_gap_peak = e->peak;
-            }
+            note_gap(&k, eq);
         }
-        if (e->daily) {
-            if (ts[t] >= e->next_period_ts) {
-                if (t > 0) close_period(e, e->last_eq);
+        if (daily) {
+            if (now >= k.next_period_ts) {
+                if (t > 0) close_period(e, k.last_eq);
                 e->periods++;
-                e->next_period_ts = qg_time_bucket(ts[t], QG_MS_PER_DAY) + QG_MS_PER_DAY;
+                k.next_period_ts = qg_time_bucket(now, QG_MS_PER_DAY) + QG_MS_PER_DAY;
             }
         } else if (t > 0) {
             close_period(e, eq);
         }
-        e->last_eq = eq;
-        if (e->curve_step && --e->curve_countdown == 0) push_curve_point(e, ts[t], eq);
-        if (e->cfg.on_bar) observe(e, t, eq);
-        decide(e, i, t);
+        k.last_eq = eq;
+        if (--k.countdown == 0) push_curve_point(e, &k, now, eq);
+        if (observed) observe(e, t, eq);
+        int side = e->side;
+        bool act = side == 0 ? (el[i] | es[i]) : side > 0 ? (es[i] | xl[i]) : (el[i] | xs[i]);
+        if (act) decide(e, i, t);
+        if (!observed && !e->side && !e->pending) {
+            /* Flat: nothing can happen before the next entry signal. */
+            size_t j = i + 1;
+            while (j < n && !(el[j] | es[j])) j++;
+            if (j > i + 1) {
+                skip_flat(e, &k, start + i + 1, start + j, eq);
+                i = j - 1;
+            }
+        }
     }
+    e->k = k;
 }
 
 /* ---- finishing ---- */
@@ -612,9 +716,9 @@ static void finish_metrics(engine *e, qg_metrics *m)
     m->volatility = sd * ann * 100.0;
     m->sharpe = sd > 0 ? mean / sd * ann : NAN;
     m->sortino = down > 0 ? mean / down * ann : NAN;
-    m->max_drawdown = e->max_dd * 100.0;
-    int64_t under = m->end_ts - e->peak_ts;
-    m->max_drawdown_ms = under > e->max_dd_ms ? under : e->max_dd_ms;
+    m->max_drawdown = e->k.max_dd * 100.0;
+    int64_t under = e->k.under ? m->end_ts - e->k.peak_ts : 0;
+    m->max_drawdown_ms = under > e->k.max_dd_ms ? under : e->k.max_dd_ms;
     m->calmar = m->max_drawdown > 0 ? m->cagr / m->max_drawdown : NAN;
     m->trades = e->n_trades;
     m->wins = e->wins;
@@ -629,7 +733,7 @@ static void finish_metrics(engine *e, qg_metrics *m)
     m->avg_loss = e->losses ? -e->gross_loss / (double)e->losses : NAN;
     m->best_trade = nt ? e->best : NAN;
     m->worst_trade = nt ? e->worst : NAN;
-    m->exposure = (double)e->bars_in_pos / (double)n * 100.0;
+    m->exposure = (double)e->k.bars_in_pos / (double)n * 100.0;
     double pvar = nt > 1 ? (e->pnl_sum2 - e->pnl_sum * e->pnl_sum / nt) / (nt - 1) : NAN;
     m->sqn = pvar > 0 ? sqrt(nt) * (e->pnl_sum / nt) / sqrt(pvar) : NAN;
     m->fees = e->fees;
@@ -665,14 +769,18 @@ static void engine_start(engine *e)
     e->slip = e->cfg.slippage_bps / 1e4;
     e->cash = e->cfg.cash;
     e->stop = e->target = NAN;
-    e->peak = e->last_eq = e->period_start_eq = e->cfg.cash;
-    e->dd_floor = e->cfg.cash;
-    e->peak_ts = b->ts[0];
+    e->period_start_eq = e->cfg.cash;
     e->daily = b->ts[b->n - 1] - b->ts[0] >= 20 * QG_MS_PER_DAY;
-    e->next_period_ts = INT64_MIN;
+    e->k = (eq_track){.peak = e->cfg.cash,
+                      .dd_floor = e->cfg.cash,
+                      .last_eq = e->cfg.cash,
+                      .peak_ts = b->ts[0],
+                      .next_period_ts = INT64_MIN,
+                      /* Without a curve the countdown never reaches 0. */
+                      .countdown = SIZE_MAX};
     if (e->cfg.curve_points) {
         e->curve_step = (b->n + e->cfg.curve_points - 1) / e->cfg.curve_points;
-        e->curve_countdown = e->curve_step;
+        e->k.countdown = e->curve_step;
     }
 }
 
@@ -717,7 +825,7 @@ qg_status qg_backtest_run(const qg_strategy *s, const qg_bars *bars, const qg_bt
         if (e->curve.n && ((qg_equity_point *)e->curve.data)[e->curve.n - 1].ts == bars->ts[last])
             ((qg_equity_point *)e->curve.data)[e->curve.n - 1].equity = e->cash;
         else
-            push_curve_point(e, bars->ts[last], e->cash);
+            push_curve_point(e, &e->k, bars->ts[last], e->cash);
     }
     if (e->oom) {
         rc = qg_error_set(err, QG_ENOMEM, "out of memory recording trades");

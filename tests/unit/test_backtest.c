@@ -482,3 +482,47 @@ Test(backtest, config_errors_name_the_field)
     cr_assert(strstr(err.msg, "entry.short"), "%s", err.msg);
     qg_bars_free(&b);
 }
+
+static void ignore_bar(void *ud, const qg_bar_state *st)
+{
+    (void)ud;
+    (void)st;
+}
+
+/* Flat stretches are skipped in bulk unless an observer watches every bar;
+ * both ways must give exactly the same numbers. */
+Test(backtest, skipping_flat_bars_changes_nothing)
+{
+    const size_t sizes[] = {20000 /* < 20 days: per-bar returns */, 60000 /* daily */};
+    for (size_t z = 0; z < 2; z++) {
+        qg_bars b = random_bars(sizes[z], 21 + z);
+        for (const char *const *n = qg_strategy_builtin_names(); *n; n++) {
+            qg_strategy s = parse_ok(qg_strategy_builtin(*n));
+            qg_bt_config c = cfg_cash(10000);
+            c.fee_bps = 4;
+            c.curve_points = 333;
+            qg_bt_result fast = run(&s, &b, c);
+            c.on_bar = ignore_bar;
+            qg_bt_result walked = run(&s, &b, c);
+            const qg_metrics *x = &fast.m, *y = &walked.m;
+            cr_assert_eq(x->daily_returns, z == 1);
+            cr_assert_eq(x->final_equity, y->final_equity, "%s", *n);
+            cr_assert_eq(x->sharpe, y->sharpe, "%s: %.17g vs %.17g", *n, x->sharpe, y->sharpe);
+            cr_assert_eq(x->sortino, y->sortino, "%s", *n);
+            cr_assert_eq(x->volatility, y->volatility, "%s", *n);
+            cr_assert_eq(x->max_drawdown, y->max_drawdown, "%s", *n);
+            cr_assert_eq(x->max_drawdown_ms, y->max_drawdown_ms, "%s", *n);
+            cr_assert_eq(x->exposure, y->exposure, "%s", *n);
+            cr_assert_eq(x->periods_per_year, y->periods_per_year, "%s", *n);
+            cr_assert_eq(fast.n_curve, walked.n_curve, "%s", *n);
+            for (size_t i = 0; i < fast.n_curve; i++) {
+                cr_assert_eq(fast.curve[i].ts, walked.curve[i].ts, "%s point %zu", *n, i);
+                cr_assert_eq(fast.curve[i].equity, walked.curve[i].equity);
+                cr_assert_eq(fast.curve[i].drawdown, walked.curve[i].drawdown);
+            }
+            qg_bt_result_free(&fast);
+            qg_bt_result_free(&walked);
+        }
+        qg_bars_free(&b);
+    }
+}

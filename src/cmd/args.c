@@ -155,7 +155,7 @@ int qg_data_load(const char *cmd, const qg_data_args *d, qg_bars *bars, qg_bars 
     qg_load_report rep = {0};
     qg_progress prog;
     int64_t tf = 0, from = INT64_MIN, to = INT64_MAX;
-    if (!d->path) return qg_cmd_fail(cmd, "--data FILE is required");
+    if (!d->path) return qg_cmd_fail(cmd, "--data FILE is required"), 2;
     if (d->timeframe && qg_timeframe_parse(d->timeframe, &tf, &err))
         return qg_cmd_fail(cmd, "--timeframe: %s", err.msg);
     if (d->from && qg_time_parse_arg(d->from, &from, &err))

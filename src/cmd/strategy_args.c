@@ -73,7 +73,7 @@ int qg_strategy_args_load(const char *cmd, qg_strategy_args *sa, qg_strategy *ou
             strncat(names, *n, sizeof names - strlen(names) - 1);
             if (n[1]) strncat(names, ", ", sizeof names - strlen(names) - 1);
         }
-        return qg_cmd_fail(cmd, "--strategy NAME|SPEC.json is required (built-in: %s)", names);
+        return qg_cmd_fail(cmd, "--strategy NAME|SPEC.json is required (built-in: %s)", names), 2;
     }
     const char *builtin = qg_strategy_builtin(sa->strategy);
     if (builtin) {

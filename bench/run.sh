@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# bench/run.sh BUILD_DIR - every benchmark, each printing its own table.
+# Figures are measured, never asserted; compare them with the goals in the
+# README. Uses $TMPDIR (default /tmp) for the generated data files.
+set -euo pipefail
+build=${1:-build-bench}
+bars=${QG_BENCH_BARS:-10000000}
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/qg-bench.XXXXXX")
+trap 'rm -rf "$tmp"' EXIT
+
+echo "quantgate benchmarks: $bars bars, $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')"
+
+"$build/bench_load" "$bars"
+"$build/bench_indicators" "$bars"
+
+# The backtester on the same CSV a user would load: load time, backtest
+# speed (load excluded) and peak memory of load + backtest together.
+"$build/quantgate" gen-data --bars "$bars" --timeframe 1m --seed 42 --start 2024-01-01 --quiet \
+    --out "$tmp/bars.csv"
+"$build/bench_backtest" "$tmp/bars.csv"

@@ -32,23 +32,39 @@ static void date_of(int64_t ms, char *out, size_t cap)
     snprintf(out, cap, "%.10s", iso);
 }
 
-static void fmt_num(char *out, size_t cap, double v, const char *unit)
+typedef enum { CELL_MONEY, CELL_PCT, CELL_RATIO, CELL_COUNT, CELL_DAYS } cell_kind;
+
+typedef struct {
+    const char *label;
+    double value;
+    cell_kind kind;
+} cell;
+
+static void format_cell(const cell *c, char *out, size_t cap)
 {
-    if (isnan(v))
+    static const char *const units[] = {"", " %", "", "", " days"};
+    if (!c->label)
+        snprintf(out, cap, "%s", "");
+    else if (isnan(c->value))
         snprintf(out, cap, "-");
-    else if (isinf(v))
-        snprintf(out, cap, "inf");
+    else if (isinf(c->value))
+        snprintf(out, cap, "%sinf", c->value < 0 ? "-" : "");
+    else if (c->kind == CELL_COUNT)
+        snprintf(out, cap, "%.0f", c->value);
     else
-        snprintf(out, cap, "%.2f%s", v, unit);
+        snprintf(out, cap, "%.2f%s", c->value, units[c->kind]);
 }
 
-static void print_row(const char *l1, double v1, const char *u1, const char *l2, double v2,
-                      const char *u2)
+/* Two columns of label and value. */
+static void print_cells(const cell *cells, size_t n)
 {
-    char a[32], b[32];
-    fmt_num(a, sizeof a, v1, u1);
-    fmt_num(b, sizeof b, v2, u2);
-    printf("  %-18s %14s    %-18s %14s\n", l1, a, l2, b);
+    for (size_t i = 0; i + 1 < n; i += 2) {
+        char a[40], b[40];
+        format_cell(&cells[i], a, sizeof a);
+        format_cell(&cells[i + 1], b, sizeof b);
+        printf("  %-18s %14s    %-18s %14s\n", cells[i].label, a,
+               cells[i + 1].label ? cells[i + 1].label : "", b);
+    }
 }
 
 static void print_summary(const qg_strategy *s, const qg_strategy_args *sa, const char *data,
@@ -65,18 +81,31 @@ static void print_summary(const qg_strategy *s, const qg_strategy_args *sa, cons
     printf("data      %s: %zu bars of %s, %s to %s\n", data, m->bars, tf, from, to);
     printf("settings  cash %.2f, fee %g bps, slippage %g bps per side\n\n", sa->cfg.cash,
            sa->cfg.fee_bps, sa->cfg.slippage_bps);
-    print_row("Final equity", m->final_equity, "", "Trades", (double)m->trades, "");
-    print_row("Total return", m->total_return, " %", "Win rate", m->win_rate, " %");
-    print_row("Buy & hold", m->buy_hold_return, " %", "Profit factor", m->profit_factor, "");
-    print_row("CAGR", m->cagr, " %", "Expectancy", m->expectancy, "");
-    print_row("Volatility (ann.)", m->volatility, " %", "Avg win", m->avg_win, "");
-    print_row("Sharpe", m->sharpe, "", "Avg loss", m->avg_loss, "");
-    print_row("Sortino", m->sortino, "", "Best trade", m->best_trade, "");
-    print_row("Calmar", m->calmar, "", "Worst trade", m->worst_trade, "");
-    print_row("Max drawdown", m->max_drawdown, " %", "Exposure", m->exposure, " %");
-    print_row("Max DD duration", (double)m->max_drawdown_ms / QG_MS_PER_DAY, " d", "SQN", m->sqn,
-              "");
-    print_row("Fees paid", m->fees, "", "", NAN, "");
+    const cell cells[] = {
+        {"Final equity", m->final_equity, CELL_MONEY},
+        {"Trades", (double)m->trades, CELL_COUNT},
+        {"Total return", m->total_return, CELL_PCT},
+        {"Win rate", m->win_rate, CELL_PCT},
+        {"Buy & hold", m->buy_hold_return, CELL_PCT},
+        {"Profit factor", m->profit_factor, CELL_RATIO},
+        {"CAGR", m->cagr, CELL_PCT},
+        {"Expectancy", m->expectancy, CELL_MONEY},
+        {"Volatility (ann.)", m->volatility, CELL_PCT},
+        {"Avg win", m->avg_win, CELL_MONEY},
+        {"Sharpe", m->sharpe, CELL_RATIO},
+        {"Avg loss", m->avg_loss, CELL_MONEY},
+        {"Sortino", m->sortino, CELL_RATIO},
+        {"Best trade", m->best_trade, CELL_MONEY},
+        {"Calmar", m->calmar, CELL_RATIO},
+        {"Worst trade", m->worst_trade, CELL_MONEY},
+        {"Max drawdown", m->max_drawdown, CELL_PCT},
+        {"Exposure", m->exposure, CELL_PCT},
+        {"Max DD duration", (double)m->max_drawdown_ms / QG_MS_PER_DAY, CELL_DAYS},
+        {"SQN", m->sqn, CELL_RATIO},
+        {"Fees paid", m->fees, CELL_MONEY},
+        {NULL, 0, CELL_MONEY},
+    };
+    print_cells(cells, sizeof cells / sizeof cells[0]);
     printf("\n(Sharpe, Sortino and volatility from %s returns, %.0f periods a year)\n",
            m->daily_returns ? "daily" : "per-bar", m->periods_per_year);
 }

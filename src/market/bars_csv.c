@@ -38,9 +38,7 @@ struct qg_csv {
     unsigned nfields;
     unsigned col[R_COUNT]; /* 1-based field number of each role; 0: absent */
     unsigned char role[CSV_MAX_FIELDS];
-    char day_text[10]; /* the date text whose day number is day_ms */
-    int64_t day_ms;
-    bool have_day;
+    qg_day_cache day;
     size_t carry_len;
     char carry[QG_BARS_LINE_MAX];
 };
@@ -215,33 +213,14 @@ static qg_status header(qg_csv *c, const char *p, const char *le)
 
 /* ---- rows ---- */
 
-static inline int two_digits(const char *p)
-{
-    unsigned a = (unsigned)(p[0] - '0'), b = (unsigned)(p[1] - '0');
-    return a > 9 || b > 9 ? -1 : (int)(a * 10 + b);
-}
-
 /* The common timestamp shapes, once the first row has fixed the kind.
  * NULL sends the field to the careful path (which also words errors). */
 static const char *ts_iso_fast(qg_csv *c, const char *f, const char *le, int64_t *out)
 {
-    if (le - f < 19 || f[4] != '-' || f[7] != '-' || (f[10] != 'T' && f[10] != ' ') ||
-        f[13] != ':' || f[16] != ':')
-        return NULL;
+    if (le - f < 19 || !qg_iso19(&c->day, f, out)) return NULL;
     const char *e = f + 19;
     if (e < le && *e == 'Z') e++;
-    if (e != le && *e != c->delim) return NULL;
-    if (!c->have_day || memcmp(f, c->day_text, 10) != 0) {
-        int64_t d;
-        if (qg_time_parse_iso(f, 10, &d)) return NULL;
-        memcpy(c->day_text, f, 10);
-        c->day_ms = d;
-        c->have_day = true;
-    }
-    int hh = two_digits(f + 11), mm = two_digits(f + 14), ss = two_digits(f + 17);
-    if (hh < 0 || mm < 0 || ss < 0 || hh > 23 || mm > 59 || ss > 59) return NULL;
-    *out = c->day_ms + hh * QG_MS_PER_HOUR + mm * QG_MS_PER_MIN + ss * QG_MS_PER_SEC;
-    return e;
+    return e == le || *e == c->delim ? e : NULL;
 }
 
 static const char *ts_epoch_fast(qg_csv *c, const char *f, const char *le, int64_t *out)
@@ -269,36 +248,11 @@ static const char *field_ts(qg_csv *c, const char *f, const char *le, unsigned k
     return qg_sink_ts(c->s, vs, (size_t)(ve - vs), (qg_pos){c->line, k + 1}, out) ? fe : NULL;
 }
 
-/* Plain decimals ("-123.4500") of at most 15 digits: the mantissa is below
- * 2^53 and the scale at most 1e15, so one division is correctly rounded and
- * the result is bit for bit what qg_parse_double (and strtod) give. NULL for
- * anything else, which then takes the general path. */
-static inline const char *plain_decimal(const char *p, const char *le, char delim, double *out)
-{
-    static const double p10[] = {1e0, 1e1, 1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
-                                 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15};
-    bool neg = p < le && *p == '-';
-    p += neg;
-    const char *d0 = p;
-    uint64_t m = 0;
-    while (p < le && (unsigned)(*p - '0') <= 9) m = m * 10 + (uint64_t)(*p++ - '0');
-    size_t nint = (size_t)(p - d0), nfrac = 0;
-    if (p < le && *p == '.') {
-        const char *f0 = ++p;
-        while (p < le && (unsigned)(*p - '0') <= 9) m = m * 10 + (uint64_t)(*p++ - '0');
-        nfrac = (size_t)(p - f0);
-    }
-    if (nint + nfrac == 0 || nint + nfrac > 15 || (p < le && *p != delim)) return NULL;
-    double v = nfrac ? (double)m / p10[nfrac] : (double)m;
-    *out = neg ? -v : v;
-    return p;
-}
-
 static inline const char *field_num(qg_csv *c, const char *f, const char *le, unsigned k, int field,
                                     double *out)
 {
-    const char *e = plain_decimal(f, le, c->delim, out);
-    if (e) return e;
+    const char *e = qg_plain_decimal(f, le, out);
+    if (e && (e == le || *e == c->delim)) return e;
     e = qg_parse_double(f, le, out);
     if (e && (e == le || *e == c->delim) && isfinite(*out)) return e;
     const char *vs, *ve, *fe = split_field(f, le, c->delim, &vs, &ve);

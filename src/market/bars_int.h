@@ -17,9 +17,11 @@
 #define QG_MARKET_BARS_INT_H
 
 #include <quantgate/bars.h>
+#include <quantgate/time.h>
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <string.h>
 
 /* Longest CSV line or JSON token kept across chunk boundaries. */
 #define QG_BARS_LINE_MAX (64u * 1024u)
@@ -95,6 +97,69 @@ static inline bool qg_sink_add_fast(qg_bars_sink *s, const qg_bar *b)
     o->volume[i] = b->volume;
     s->prev_ts = b->ts;
     s->have_prev = true;
+    return true;
+}
+
+/* ---- fast paths shared by the parsers ----
+ * Each either gives exactly the result of the general parser or declines
+ * (false/NULL), leaving the general path to decide and word any error. */
+
+/* Plain decimals ("-123.4500") of at most 15 digits: the mantissa is below
+ * 2^53 and the scale at most 1e15, so one division is correctly rounded and
+ * the value is bit for bit what qg_parse_double (and strtod) give. Returns
+ * the first byte after the number, NULL when it is not such a number. */
+static inline const char *qg_plain_decimal(const char *p, const char *end, double *out)
+{
+    static const double p10[] = {1e0, 1e1, 1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
+                                 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15};
+    bool neg = p < end && *p == '-';
+    p += neg;
+    const char *d0 = p;
+    uint64_t m = 0;
+    while (p < end && (unsigned)(*p - '0') <= 9) m = m * 10 + (uint64_t)(*p++ - '0');
+    size_t digits = (size_t)(p - d0), nfrac = 0;
+    if (p < end && *p == '.') {
+        const char *f0 = ++p;
+        while (p < end && (unsigned)(*p - '0') <= 9) m = m * 10 + (uint64_t)(*p++ - '0');
+        nfrac = (size_t)(p - f0);
+        digits += nfrac;
+    }
+    if (digits == 0 || digits > 15 || (p < end && (*p == 'e' || *p == 'E'))) return NULL;
+    double v = nfrac ? (double)m / p10[nfrac] : (double)m;
+    *out = neg ? -v : v;
+    return p;
+}
+
+/* The day number of the last date text seen, so that rows of the same day
+ * parse only the time of day. */
+typedef struct qg_day_cache {
+    char text[10];
+    bool valid;
+    int64_t day_ms;
+} qg_day_cache;
+
+static inline int qg_two_digits(const char *p)
+{
+    unsigned a = (unsigned)(p[0] - '0'), b = (unsigned)(p[1] - '0');
+    return a > 9 || b > 9 ? -1 : (int)(a * 10 + b);
+}
+
+/* "YYYY-MM-DDTHH:MM:SS" (or a space for T) in f[0..19), UTC. */
+static inline bool qg_iso19(qg_day_cache *dc, const char *f, int64_t *out)
+{
+    if (f[4] != '-' || f[7] != '-' || (f[10] != 'T' && f[10] != ' ') || f[13] != ':' ||
+        f[16] != ':')
+        return false;
+    if (!dc->valid || memcmp(f, dc->text, 10) != 0) {
+        int64_t d;
+        if (qg_time_parse_iso(f, 10, &d)) return false;
+        memcpy(dc->text, f, 10);
+        dc->day_ms = d;
+        dc->valid = true;
+    }
+    int hh = qg_two_digits(f + 11), mm = qg_two_digits(f + 14), ss = qg_two_digits(f + 17);
+    if (hh < 0 || mm < 0 || ss < 0 || hh > 23 || mm > 59 || ss > 59) return false;
+    *out = dc->day_ms + hh * QG_MS_PER_HOUR + mm * QG_MS_PER_MIN + ss * QG_MS_PER_SEC;
     return true;
 }
 

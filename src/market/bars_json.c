@@ -53,6 +53,7 @@ struct qg_json {
     uint64_t row_off;
     qg_bar bar;
     qg_pos pos[QG_F_COUNT];
+    qg_day_cache day;
 };
 
 qg_json *qg_json_new(qg_bars_sink *s)
@@ -100,7 +101,9 @@ static void price_value(qg_json *j, unsigned idx, tok_kind kind, const char *p, 
     qg_pos at = j->tok_pos;
     bool numeric_start = n && ((*p >= '0' && *p <= '9') || *p == '-' || *p == '+' || *p == '.');
     bool ok;
-    if (kind == TOK_BARE && numeric_start)
+    if (kind == TOK_BARE && qg_plain_decimal(p, p + n, dst[idx]) == p + n)
+        ok = true;
+    else if (kind == TOK_BARE && numeric_start)
         ok = qg_sink_num(j->s, p, n, at, (int)idx, dst[idx]);
     else if (kind == TOK_STRING && is_numeric_text(p, n, dst[idx]))
         ok = true;
@@ -121,6 +124,10 @@ static void value(qg_json *j, tok_kind kind, const char *p, size_t n)
         return;
     }
     if (idx == QG_F_TS) {
+        bool iso19 = n == 19 || (n == 20 && p[19] == 'Z');
+        if (kind == TOK_STRING && iso19 && j->s->ts_kind == QG_TSK_ISO &&
+            qg_iso19(&j->day, p, &j->bar.ts))
+            return;
         if (!qg_sink_ts(j->s, p, n, j->tok_pos, &j->bar.ts)) j->row_bad = true;
         return;
     }
@@ -159,16 +166,18 @@ static size_t start_token(qg_json *j, const char *d, size_t n, size_t i)
             return n;
         }
         if (d[k] != '"') return fail_at(j, k, "unterminated string"), n;
+        j->tok_long = k - i - 1 > TOK_MAX; /* the verdict it would get if cut */
         value(j, TOK_STRING, d + i + 1, k - i - 1);
         return k + 1;
     }
-    for (k = i; k < n && bare_char(d[k]); k++) {
-    }
+    k = i;
+    while (k < n && bare_char(d[k])) k++;
     if (k == n) {
         append_tok(j, d + i, n - i);
         j->tok = TOK_BARE;
         return n;
     }
+    j->tok_long = k - i > TOK_MAX;
     value(j, TOK_BARE, d + i, k - i);
     return k;
 }
@@ -186,8 +195,8 @@ static size_t continue_token(qg_json *j, const char *d, size_t n)
         value(j, TOK_STRING, j->tok_buf, j->tok_len);
         return k + 1;
     }
-    for (k = 0; k < n && bare_char(d[k]); k++) {
-    }
+    k = 0;
+    while (k < n && bare_char(d[k])) k++;
     append_tok(j, d, k);
     if (k == n) return n;
     j->tok = TOK_NONE;
@@ -221,7 +230,7 @@ static void end_row(qg_json *j, size_t i)
         qg_sink_estimate(j->s, (size_t)(j->off + i - j->row_off) + 2);
         j->estimated = true;
     }
-    qg_sink_add(j->s, &j->bar, j->pos);
+    if (!qg_sink_add_fast(j->s, &j->bar)) qg_sink_add(j->s, &j->bar, j->pos);
 }
 
 static const char *const NOT_A_BAR =

@@ -102,7 +102,7 @@ expect_error "no --ind" 2 "at least one --ind" --data "$TMP/bars.csv"
 expect_error "bad format" 2 "'xml' is not csv or json" --data "$TMP/bars.csv" --ind rsi \
     --format xml
 expect_error "unknown option" 2 "unknown option '--bogus'" --ind rsi --bogus
-expect_error "missing data" 1 "--data FILE is required" --ind rsi
+expect_error "missing data" 2 "--data FILE is required" --ind rsi
 expect_error "no such file" 1 "nope.csv" --data "$TMP/nope.csv" --ind rsi
 "$QG" indicators --help | grep -q "usage: quantgate indicators" || fail "--help"
 

@@ -626,8 +626,60 @@ static void skip_flat(engine *e, eq_track *k, size_t from, size_t to, double eq)
     k->last_eq = eq;
 }
 
+/* Statistics of one marked-to-market bar: peak and drawdown, period
+ * returns, the curve sample. Shared by every path through the bars. */
+static inline void track_equity(engine *e, eq_track *k, size_t t, int64_t now, double eq,
+                                bool daily)
+{
+    if (eq >= k->peak) {
+        if (k->under && now - k->peak_ts > k->max_dd_ms) k->max_dd_ms = now - k->peak_ts;
+        k->under = false;
+        k->peak = eq;
+        k->peak_ts = now;
+        k->dd_floor = eq * (1.0 - k->max_dd);
+    } else {
+        k->under = true;
+        if (eq < k->dd_floor) {
+            k->max_dd = 1.0 - eq / k->peak;
+            k->dd_floor = eq;
+        }
+        note_gap(k, eq);
+    }
+    if (daily) {
+        if (now >= k->next_period_ts) {
+            if (t > 0) close_period(e, k->last_eq);
+            e->periods++;
+            k->next_period_ts = qg_time_bucket(now, QG_MS_PER_DAY) + QG_MS_PER_DAY;
+        }
+    } else if (t > 0) {
+        close_period(e, eq);
+    }
+    k->last_eq = eq;
+    if (--k->countdown == 0) push_curve_point(e, k, now, eq);
+}
+
+/* Bars [from, to) held in a position with no stop or target and no signal:
+ * only marking to market happens, so cash and quantity stay in registers. */
+static void walk_position(engine *e, eq_track *k, size_t from, size_t to, bool daily)
+{
+    const int64_t *ts = e->b->ts;
+    const double *close = e->b->close;
+    const double cash = e->cash, qty = e->qty;
+    for (size_t t = from; t < to; t++) track_equity(e, k, t, ts[t], cash + qty * close[t], daily);
+    k->bars_in_pos += to - from;
+}
+
+/* Index of the first j in [i, n) where a or b is set (n when none). */
+static size_t next_signal(const qg_mask_t *a, const qg_mask_t *b, size_t i, size_t n)
+{
+    while (i < n && !(a[i] | b[i])) i++;
+    return i;
+}
+
 /* The per-bar loop over one block: fill, stops, mark to market, statistics,
- * then a look at the masks; anything that happens calls out of the loop. */
+ * then a look at the masks. Stretches where nothing can happen (flat, or in
+ * a position without stops, until the next signal) are handed to skip_flat
+ * and walk_position, unless an observer wants to see every bar. */
 static void run_block(engine *e, size_t start, size_t n)
 {
     const int64_t *ts = e->b->ts;
@@ -635,54 +687,32 @@ static void run_block(engine *e, size_t start, size_t n)
     const qg_mask_t *el = e->entry_long, *es = e->entry_short;
     const qg_mask_t *xl = e->exit_long, *xs = e->exit_short;
     const bool daily = e->daily, observed = e->cfg.on_bar != NULL;
+    const bool has_exits =
+        e->s->stop_loss.kind != QG_EXIT_NONE || e->s->take_profit.kind != QG_EXIT_NONE;
     eq_track k = e->k;
     for (size_t i = 0; i < n; i++) {
         size_t t = start + i;
         if (e->pending) fill_pending(e, t);
         if (e->side) {
-            check_exits(e, t);
+            if (has_exits) check_exits(e, t);
             k.bars_in_pos += e->side != 0;
         }
         double eq = e->cash + e->qty * close[t];
-        int64_t now = ts[t];
-        if (eq >= k.peak) {
-            if (k.under && now - k.peak_ts > k.max_dd_ms) k.max_dd_ms = now - k.peak_ts;
-            k.under = false;
-            k.peak = eq;
-            k.peak_ts = now;
-            k.dd_floor = eq * (1.0 - k.max_dd);
-        } else {
-            k.under = true;
-            if (eq < k.dd_floor) {
-                k.max_dd = 1.0 - eq / k.peak;
-                k.dd_floor = eq;
-            }
-            note_gap(&k, eq);
-        }
-        if (daily) {
-            if (now >= k.next_period_ts) {
-                if (t > 0) close_period(e, k.last_eq);
-                e->periods++;
-                k.next_period_ts = qg_time_bucket(now, QG_MS_PER_DAY) + QG_MS_PER_DAY;
-            }
-        } else if (t > 0) {
-            close_period(e, eq);
-        }
-        k.last_eq = eq;
-        if (--k.countdown == 0) push_curve_point(e, &k, now, eq);
+        track_equity(e, &k, t, ts[t], eq, daily);
         if (observed) observe(e, t, eq);
         int side = e->side;
         bool act = side == 0 ? (el[i] | es[i]) : side > 0 ? (es[i] | xl[i]) : (el[i] | xs[i]);
         if (act) decide(e, i, t);
-        if (!observed && !e->side && !e->pending) {
-            /* Flat: nothing can happen before the next entry signal. */
-            size_t j = i + 1;
-            while (j < n && !(el[j] | es[j])) j++;
-            if (j > i + 1) {
-                skip_flat(e, &k, start + i + 1, start + j, eq);
-                i = j - 1;
-            }
-        }
+        if (observed || e->pending || (e->side && has_exits)) continue;
+        size_t j = e->side == 0  ? next_signal(el, es, i + 1, n)
+                   : e->side > 0 ? next_signal(es, xl, i + 1, n)
+                                 : next_signal(el, xs, i + 1, n);
+        if (j == i + 1) continue;
+        if (e->side)
+            walk_position(e, &k, t + 1, start + j, daily);
+        else
+            skip_flat(e, &k, t + 1, start + j, eq);
+        i = j - 1;
     }
     e->k = k;
 }

@@ -489,9 +489,10 @@ static void ignore_bar(void *ud, const qg_bar_state *st)
     (void)st;
 }
 
-/* Flat stretches are skipped in bulk unless an observer watches every bar;
+/* Stretches where nothing can happen (flat, or holding without stops) are
+ * skipped or walked in a tight loop unless an observer watches every bar;
  * both ways must give exactly the same numbers. */
-Test(backtest, skipping_flat_bars_changes_nothing)
+Test(backtest, fast_paths_change_nothing)
 {
     const size_t sizes[] = {20000 /* < 20 days: per-bar returns */, 60000 /* daily */};
     for (size_t z = 0; z < 2; z++) {

@@ -27,7 +27,7 @@ build-bench: deps
 run: build
 	@mkdir -p var
 	@[ -f var/sample-1m.csv ] || ./build/quantgate gen-data --bars 200000 --timeframe 1m --seed 42 --start 2024-01-01 --out var/sample-1m.csv
-	./build/quantgate backtest --data var/sample-1m.csv --strategy sma_cross --timeframe 15m --report var/sample-report.html
+	./build/quantgate backtest --data var/sample-1m.csv --strategy sma_cross --timeframe 15m --fee-bps 10 --slippage-bps 2 --report var/sample-report.html
 	@echo "HTML report: var/sample-report.html"
 
 test: test-release test-asan

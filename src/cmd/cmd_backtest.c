@@ -147,13 +147,7 @@ static cJSON *metrics_json(const qg_metrics *m)
              {"sqn", m->sqn},
              {"fees", m->fees},
              {"periods_per_year", m->periods_per_year}};
-    for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
-        /* JSON has no NaN or infinity: both become null. */
-        if (isfinite(f[i].v))
-            cJSON_AddNumberToObject(o, f[i].k, f[i].v);
-        else
-            cJSON_AddNullToObject(o, f[i].k);
-    }
+    for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) qg_json_add_number(o, f[i].k, f[i].v);
     cJSON_AddStringToObject(o, "returns_basis", m->daily_returns ? "daily" : "bar");
     return o;
 }
@@ -204,12 +198,7 @@ static int print_json(const qg_strategy *s, const qg_strategy_args *sa, const ch
     cJSON_AddStringToObject(set, "direction", qg_direction_name(dir));
     cJSON_AddItemToObject(root, "metrics", metrics_json(&r->m));
     cJSON_AddItemToObject(root, "trades", trades_json(r));
-    char *text = cJSON_Print(root);
-    cJSON_Delete(root);
-    if (!text) return qg_cmd_fail("backtest", "out of memory printing JSON");
-    puts(text);
-    free(text);
-    return 0;
+    return qg_json_print("backtest", root);
 }
 
 static int write_trades_csv(const char *path, const qg_bt_result *r)

@@ -59,14 +59,6 @@ static void print_table(const qg_grid_axis *axes, size_t n_axes, const qg_grid_r
     }
 }
 
-static void add_number(cJSON *o, const char *k, double v)
-{
-    if (isfinite(v))
-        cJSON_AddNumberToObject(o, k, v);
-    else
-        cJSON_AddNullToObject(o, k);
-}
-
 static int print_json(const qg_grid_axis *axes, size_t n_axes, const qg_grid_result *g, size_t top,
                       const char *objective, double seconds)
 {
@@ -81,22 +73,17 @@ static int print_json(const qg_grid_axis *axes, size_t n_axes, const qg_grid_res
         cJSON *o = cJSON_CreateObject();
         cJSON *p = cJSON_AddObjectToObject(o, "params");
         for (size_t k = 0; k < n_axes; k++) cJSON_AddNumberToObject(p, axes[k].name, r->values[k]);
-        add_number(o, "score", r->score);
-        add_number(o, "total_return_pct", r->m.total_return);
-        add_number(o, "sharpe", r->m.sharpe);
-        add_number(o, "sortino", r->m.sortino);
-        add_number(o, "calmar", r->m.calmar);
-        add_number(o, "max_drawdown_pct", r->m.max_drawdown);
-        add_number(o, "trades", (double)r->m.trades);
-        add_number(o, "win_rate_pct", r->m.win_rate);
+        qg_json_add_number(o, "score", r->score);
+        qg_json_add_number(o, "total_return_pct", r->m.total_return);
+        qg_json_add_number(o, "sharpe", r->m.sharpe);
+        qg_json_add_number(o, "sortino", r->m.sortino);
+        qg_json_add_number(o, "calmar", r->m.calmar);
+        qg_json_add_number(o, "max_drawdown_pct", r->m.max_drawdown);
+        qg_json_add_number(o, "trades", (double)r->m.trades);
+        qg_json_add_number(o, "win_rate_pct", r->m.win_rate);
         cJSON_AddItemToArray(rows, o);
     }
-    char *text = cJSON_Print(root);
-    cJSON_Delete(root);
-    if (!text) return qg_cmd_fail("optimize", "out of memory printing JSON");
-    puts(text);
-    free(text);
-    return 0;
+    return qg_json_print("optimize", root);
 }
 
 int qg_cmd_optimize(int argc, char **argv)

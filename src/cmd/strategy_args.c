@@ -8,6 +8,7 @@
 #include <quantgate/file.h>
 #include <quantgate/time.h>
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -117,6 +118,24 @@ void qg_apply_strategy_timeframe(const qg_strategy *s, qg_data_args *d, char *bu
 const char *qg_direction_name(qg_direction d)
 {
     return d == QG_DIR_BOTH ? "both" : d == QG_DIR_SHORT ? "short" : "long";
+}
+
+void qg_json_add_number(cJSON *obj, const char *key, double v)
+{
+    if (isfinite(v))
+        cJSON_AddNumberToObject(obj, key, v);
+    else
+        cJSON_AddNullToObject(obj, key);
+}
+
+int qg_json_print(const char *cmd, cJSON *root)
+{
+    char *text = cJSON_Print(root);
+    cJSON_Delete(root);
+    if (!text) return qg_cmd_fail(cmd, "out of memory printing JSON");
+    puts(text);
+    free(text);
+    return 0;
 }
 
 const char *const QG_STRATEGY_OPTIONS_HELP =

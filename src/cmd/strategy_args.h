@@ -10,6 +10,8 @@
 #include <quantgate/mem.h>
 #include <quantgate/strategy.h>
 
+#include <cjson/cJSON.h>
+
 typedef struct qg_strategy_args {
     const char *strategy;
     qg_param_override params[QG_STRAT_MAX_PARAMS];
@@ -35,6 +37,12 @@ const char *qg_direction_name(qg_direction d);
 /* Uses the spec's "timeframe" when the user gave no --timeframe; buf holds
  * the formatted value d->timeframe then points to. */
 void qg_apply_strategy_timeframe(const qg_strategy *s, qg_data_args *d, char *buf, size_t cap);
+
+/* Adds a number to a JSON object; NAN and infinities, which JSON cannot
+ * hold, become null. */
+void qg_json_add_number(cJSON *obj, const char *key, double v);
+/* Prints root on stdout and frees it; 0, or 1 with a message on failure. */
+int qg_json_print(const char *cmd, cJSON *root);
 
 extern const char *const QG_STRATEGY_OPTIONS_HELP;
 

@@ -736,6 +736,18 @@ qg_status qg_strategy_parse(const char *json, size_t len, const qg_param_overrid
         json_error_position(json, len, end ? end : cJSON_GetErrorPtr(), &line, &col);
         return qg_error_set(err, QG_EINVAL, "line %d, column %d: invalid JSON", line, col);
     }
+    /* cJSON stops after the first value; anything but blanks after it is
+     * a mistake (two documents, a stray character), not something to drop. */
+    const char *rest = end;
+    while (rest < json + len && isspace((unsigned char)*rest)) rest++;
+    if (rest < json + len) {
+        int line, col;
+        json_error_position(json, len, rest, &line, &col);
+        cJSON_Delete(root);
+        return qg_error_set(err, QG_EINVAL,
+                            "line %d, column %d: invalid JSON: unexpected text after the document",
+                            line, col);
+    }
     qg_status rc = parse_document(&p, root, ov, n_ov);
     cJSON_Delete(root);
     return rc;

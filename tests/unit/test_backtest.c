@@ -527,3 +527,128 @@ Test(backtest, fast_paths_change_nothing)
         qg_bars_free(&b);
     }
 }
+
+Test(backtest, atr_stop_and_price_target_by_hand)
+{
+    /* TR1 = max(100-98, |100-99|, |98-99|) = 2; TR2 = max(101-99, 1.5, 0.5) = 2;
+     * ATR(2) at bar 2 = (2 + 2) / 2 = 2. The close crosses above 100 at bar 2,
+     * so the entry fills at bar 3's open (101): stop 101 - 1.5 x 2 = 98,
+     * target 101 + 1.5 = 102.5. Bar 3 dips to 97.5: stopped at 98. */
+    const double rows[][4] = {{99, 100, 98, 99},
+                              {99, 100, 98, 99.5},
+                              {99.5, 101, 99, 100.5},
+                              {101, 101.5, 97.5, 98},
+                              {98, 99, 97, 98.5}};
+    qg_bars b = make_bars(rows, 5);
+    qg_strategy s = parse_ok("{\"entry\":{\"long\":{\"cross_above\":[\"close\",100]}},"
+                             "\"stop_loss\":{\"atr\":1.5,\"period\":2},"
+                             "\"take_profit\":{\"price\":1.5}}");
+    qg_bt_result r = run(&s, &b, cfg_cash(1000));
+    cr_assert_eq(r.n_trades, 1);
+    cr_assert_eq(r.trades[0].entry_bar, 3);
+    cr_assert_eq(r.trades[0].reason, QG_EXIT_REASON_STOP);
+    cr_assert_float_eq(r.trades[0].exit_price, 98.0, EPS);
+    qg_bt_result_free(&r);
+    /* Same data, bar 3 rallies to 103 instead: the 102.5 target fills. */
+    const double up[][4] = {{99, 100, 98, 99},
+                            {99, 100, 98, 99.5},
+                            {99.5, 101, 99, 100.5},
+                            {101, 103, 100.5, 102},
+                            {102, 102.5, 101, 101.5}};
+    qg_bars b2 = make_bars(up, 5);
+    r = run(&s, &b2, cfg_cash(1000));
+    cr_assert_eq(r.n_trades, 1);
+    cr_assert_eq(r.trades[0].reason, QG_EXIT_REASON_TARGET);
+    cr_assert_float_eq(r.trades[0].exit_price, 102.5, EPS);
+    qg_bt_result_free(&r);
+    qg_bars_free(&b);
+    qg_bars_free(&b2);
+}
+
+/* ---- risk metrics against an independent computation ---- */
+
+typedef struct {
+    double eq[100000];
+    size_t n;
+} equity_log;
+
+static void log_equity(void *ud, const qg_bar_state *st)
+{
+    equity_log *l = ud;
+    l->eq[l->n++] = st->equity;
+}
+
+/* Sharpe, Sortino and volatility from a list of period returns. */
+static void risk_from_returns(const double *r, size_t n, double ppy, double *sharpe,
+                              double *sortino, double *vol)
+{
+    double mean = 0, var = 0, down = 0;
+    for (size_t i = 0; i < n; i++) mean += r[i] / (double)n;
+    for (size_t i = 0; i < n; i++) {
+        var += (r[i] - mean) * (r[i] - mean) / (double)(n - 1);
+        if (r[i] < 0) down += r[i] * r[i] / (double)n;
+    }
+    *sharpe = mean / sqrt(var) * sqrt(ppy);
+    *sortino = mean / sqrt(down) * sqrt(ppy);
+    *vol = sqrt(var) * sqrt(ppy) * 100;
+}
+
+Test(backtest, sharpe_sortino_cagr_match_an_independent_computation)
+{
+    static equity_log lg;
+    static double r[100000];
+    /* 10 days of minute bars: per-bar returns. 60 days of hourly bars: daily. */
+    const int64_t spacing[] = {60000, 3600000};
+    const size_t count[] = {14400, 1440};
+    for (int z = 0; z < 2; z++) {
+        qg_bars b = random_bars(count[z], 99 + (uint64_t)z);
+        for (size_t i = 0; i < b.n; i++) b.ts[i] = (int64_t)i * spacing[z];
+        b.timeframe_ms = spacing[z];
+        qg_strategy s = parse_ok(qg_strategy_builtin("sma_cross"));
+        qg_bt_config c = cfg_cash(10000);
+        c.direction = QG_DIR_BOTH;
+        c.on_bar = log_equity;
+        c.on_bar_ud = &lg;
+        lg.n = 0;
+        qg_bt_result res = run(&s, &b, c);
+        double years = (double)(b.ts[b.n - 1] - b.ts[0] + spacing[z]) / (365.25 * 86400000.0);
+        size_t nr = 0;
+        double ppy;
+        if (z == 0) {
+            for (size_t i = 1; i < lg.n; i++) r[nr++] = lg.eq[i] / lg.eq[i - 1] - 1;
+            ppy = (double)b.n / years;
+        } else {
+            /* The equity at the last bar of each UTC day (start: the cash). */
+            double prev = 10000;
+            size_t days = 0;
+            for (size_t i = 0; i < b.n; i++) {
+                bool last_of_day = i + 1 == b.n || b.ts[i + 1] / 86400000 != b.ts[i] / 86400000;
+                if (!last_of_day) continue;
+                double end = i + 1 == b.n ? res.m.final_equity : lg.eq[i];
+                r[nr++] = end / prev - 1;
+                prev = end;
+                days++;
+            }
+            ppy = (double)days / years;
+        }
+        double sharpe, sortino, vol;
+        risk_from_returns(r, nr, ppy, &sharpe, &sortino, &vol);
+        cr_assert_eq(res.m.daily_returns, z == 1);
+        cr_assert_float_eq(res.m.periods_per_year, ppy, 1e-6 * ppy);
+        cr_assert_float_eq(res.m.sharpe, sharpe, 1e-9 * fabs(sharpe) + 1e-12, "%d: %.12g vs %.12g",
+                           z, res.m.sharpe, sharpe);
+        cr_assert_float_eq(res.m.sortino, sortino, 1e-9 * fabs(sortino) + 1e-12);
+        cr_assert_float_eq(res.m.volatility, vol, 1e-9 * vol);
+        double cagr = (pow(res.m.final_equity / 10000, 1 / years) - 1) * 100;
+        cr_assert_float_eq(res.m.cagr, cagr, 1e-9 * fabs(cagr) + 1e-12);
+        cr_assert_float_eq(res.m.calmar, cagr / res.m.max_drawdown, 1e-9);
+        /* SQN from the trades. */
+        double mean = 0, var = 0, nt = (double)res.n_trades;
+        for (size_t i = 0; i < res.n_trades; i++) mean += res.trades[i].pnl / nt;
+        for (size_t i = 0; i < res.n_trades; i++)
+            var += (res.trades[i].pnl - mean) * (res.trades[i].pnl - mean) / (nt - 1);
+        cr_assert_float_eq(res.m.sqn, sqrt(nt) * mean / sqrt(var), 1e-9);
+        qg_bt_result_free(&res);
+        qg_bars_free(&b);
+    }
+}

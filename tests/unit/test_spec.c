@@ -4,7 +4,12 @@
  */
 #include <criterion/criterion.h>
 
+#include <quantgate/file.h>
 #include <quantgate/strategy.h>
+
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
 
 #include <math.h>
 #include <string.h>
@@ -134,4 +139,39 @@ Test(spec, errors_name_the_path_and_reason)
     expect_error(
         "{\"indicators\":{\"close\":\"sma:3\"},\"entry\":{\"long\":{\"gt\":[\"close\",1]}}}",
         "indicators.close", "price field");
+}
+
+/* Every tests/data/specs/NAME.json must fail with a message containing the
+ * text of NAME.expect (data-driven, like curl's tests/data). */
+Test(spec, data_driven_error_cases)
+{
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s/specs", QG_TEST_DATA);
+    DIR *d = opendir(dir);
+    cr_assert_not_null(d, "no %s", dir);
+    size_t cases = 0;
+    struct dirent *ent;
+    while ((ent = readdir(d))) {
+        size_t len = strlen(ent->d_name);
+        if (len < 6 || strcmp(ent->d_name + len - 5, ".json") != 0) continue;
+        char path[1024], expect_path[1024];
+        snprintf(path, sizeof path, "%s/%s", dir, ent->d_name);
+        snprintf(expect_path, sizeof expect_path, "%s/%.*s.expect", dir, (int)(len - 5),
+                 ent->d_name);
+        char *json = NULL, *expect = NULL;
+        size_t jn, en;
+        qg_error err = {0};
+        cr_assert_eq(qg_file_read_all(path, 1 << 20, &json, &jn, &err), QG_OK, "%s", err.msg);
+        cr_assert_eq(qg_file_read_all(expect_path, 4096, &expect, &en, &err), QG_OK, "%s", err.msg);
+        while (en && (expect[en - 1] == '\n' || expect[en - 1] == '\r')) expect[--en] = '\0';
+        qg_strategy s;
+        cr_assert_eq(qg_strategy_parse(json, jn, NULL, 0, &s, &err), QG_EINVAL, "%s was accepted",
+                     ent->d_name);
+        cr_assert(strstr(err.msg, expect), "%s: '%s' not in: %s", ent->d_name, expect, err.msg);
+        free(json);
+        free(expect);
+        cases++;
+    }
+    closedir(d);
+    cr_assert_geq(cases, 20, "only %zu cases found", cases);
 }

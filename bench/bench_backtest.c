@@ -112,8 +112,7 @@ int main(int argc, char **argv)
 
     printf("\n== backtest: %zu bars (%s) ==\n", n, csv ? csv : "generated in memory");
     printf("%-28s %12s %14s %10s\n", "what", "seconds", "bars/s", "trades");
-    if (csv)
-        printf("%-28s %12.3f %14.0f %10s\n", "load CSV", load_s, (double)n / load_s, "");
+    if (csv) printf("%-28s %12.3f %14.0f %10s\n", "load CSV", load_s, (double)n / load_s, "");
     printf("%-28s %12.3f %14.0f %10zu\n", "sma_cross backtest, 1 thread", bt, (double)n / bt,
            trades);
     const char *others[] = {"ema_cross", "rsi_reversion", "bollinger_breakout",

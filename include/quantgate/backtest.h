@@ -45,7 +45,7 @@ typedef struct qg_trade {
     int side; /* +1 long, -1 short */
     size_t entry_bar, exit_bar;
     int64_t entry_ts, exit_ts;
-    double qty; /* > 0 */
+    double qty;                     /* > 0 */
     double entry_price, exit_price; /* fills, slippage included */
     double fees;                    /* both sides */
     double pnl;                     /* net of fees */
@@ -75,10 +75,10 @@ typedef struct qg_metrics {
     size_t bars;
     int64_t start_ts, end_ts;
     double start_equity, final_equity;
-    double total_return;     /* percent */
-    double buy_hold_return;  /* percent, first open to last close */
-    double cagr;             /* percent per year */
-    double volatility;       /* annualised, percent */
+    double total_return;    /* percent */
+    double buy_hold_return; /* percent, first open to last close */
+    double cagr;            /* percent per year */
+    double volatility;      /* annualised, percent */
     double sharpe, sortino, calmar;
     double max_drawdown;     /* percent, positive */
     int64_t max_drawdown_ms; /* longest time under a previous peak */
@@ -87,11 +87,11 @@ typedef struct qg_metrics {
     double profit_factor; /* gross profit / gross loss; INFINITY with no loss */
     double expectancy;    /* mean pnl per trade */
     double avg_win, avg_loss, best_trade, worst_trade; /* pnl */
-    double exposure;      /* percent of bars with a position */
-    double sqn;           /* sqrt(N) * mean(pnl) / stdev(pnl) */
-    double fees;          /* total paid */
-    double periods_per_year; /* used for annualising */
-    bool daily_returns;      /* true: daily returns, false: per-bar */
+    double exposure;                                   /* percent of bars with a position */
+    double sqn;                                        /* sqrt(N) * mean(pnl) / stdev(pnl) */
+    double fees;                                       /* total paid */
+    double periods_per_year;                           /* used for annualising */
+    bool daily_returns;                                /* true: daily returns, false: per-bar */
 } qg_metrics;
 
 typedef struct qg_equity_point {
@@ -107,14 +107,14 @@ typedef struct qg_bar_state {
 } qg_bar_state;
 
 typedef struct qg_bt_config {
-    double cash;          /* starting cash; default 10000 */
-    double fee_bps;       /* per side */
-    double slippage_bps;  /* per side */
-    double size_pct;      /* > 0: percent-of-equity sizing overriding the spec */
+    double cash;            /* starting cash; default 10000 */
+    double fee_bps;         /* per side */
+    double slippage_bps;    /* per side */
+    double size_pct;        /* > 0: percent-of-equity sizing overriding the spec */
     qg_direction direction; /* 0: the spec's */
-    bool keep_trades;     /* fill result.trades */
-    bool keep_decisions;  /* fill result.decisions */
-    size_t curve_points;  /* samples of the equity curve to keep (0: none) */
+    bool keep_trades;       /* fill result.trades */
+    bool keep_decisions;    /* fill result.decisions */
+    size_t curve_points;    /* samples of the equity curve to keep (0: none) */
     void (*on_bar)(void *ud, const qg_bar_state *st); /* may be NULL */
     void *on_bar_ud;
     qg_progress_fn progress; /* bars done / total; may be NULL */
@@ -156,10 +156,10 @@ typedef struct qg_check_report {
     size_t mismatches; /* decisions that differ between a prefix and the full run */
     size_t n_reported;
     struct {
-        size_t cut;  /* prefix length */
-        size_t bar;  /* where they differ */
-        int full;    /* action in the full run (0 = none) */
-        int prefix;  /* action in the prefix run (0 = none) */
+        size_t cut; /* prefix length */
+        size_t bar; /* where they differ */
+        int full;   /* action in the full run (0 = none) */
+        int prefix; /* action in the prefix run (0 = none) */
     } reported[QG_CHECK_MAX_REPORTED];
 } qg_check_report;
 
@@ -214,9 +214,9 @@ typedef struct qg_grid_result {
  * parameters, then a backtest) on `threads` threads, and sorts the rows by
  * objective, best first. progress counts points. */
 qg_status qg_optimize(const char *spec_json, size_t spec_len, const qg_param_override *fixed,
-                      size_t n_fixed, const qg_grid_axis *axes, size_t n_axes,
-                      const qg_bars *bars, const qg_bt_config *cfg, qg_objective obj,
-                      int threads, qg_grid_result *out, qg_error *err);
+                      size_t n_fixed, const qg_grid_axis *axes, size_t n_axes, const qg_bars *bars,
+                      const qg_bt_config *cfg, qg_objective obj, int threads, qg_grid_result *out,
+                      qg_error *err);
 void qg_grid_result_free(qg_grid_result *r);
 
 /* ---- report ---- */

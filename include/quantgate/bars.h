@@ -57,7 +57,7 @@ int64_t qg_bars_detect_timeframe(const qg_bars *b);
 /* ---- loading ---- */
 
 #define QG_LOAD_MAX_REPORTED 5
-#define QG_LOAD_MSG_MAX 256
+#define QG_LOAD_MSG_MAX      256
 
 typedef struct qg_load_opts {
     bool lenient;            /* skip bad rows instead of failing */
@@ -124,12 +124,12 @@ size_t qg_bars_format_csv(const qg_bars *b, size_t *pos, char *out, size_t cap, 
 /* ---- synthetic data ---- */
 
 typedef struct qg_gen_opts {
-    size_t bars;         /* how many */
-    int64_t tf_ms;       /* bar width */
-    uint64_t seed;       /* same seed, same data */
-    int64_t start_ms;    /* first bar's time */
-    double start_price;  /* 0: 100 */
-    double tick;         /* price rounding; 0: 0.01 */
+    size_t bars;        /* how many */
+    int64_t tf_ms;      /* bar width */
+    uint64_t seed;      /* same seed, same data */
+    int64_t start_ms;   /* first bar's time */
+    double start_price; /* 0: 100 */
+    double tick;        /* price rounding; 0: 0.01 */
 } qg_gen_opts;
 
 /* Streaming generator: a random walk with volatility regimes (a two-state

@@ -52,7 +52,7 @@ typedef enum {
     QG_SRC_OHLC4
 } qg_source;
 
-#define QG_IND_MAX_PARAMS 4
+#define QG_IND_MAX_PARAMS  4
 #define QG_IND_MAX_OUTPUTS 3
 
 typedef struct qg_ind_spec {

@@ -17,8 +17,8 @@ int qg_log_level_parse(const char *s);
 void qg_log(qg_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 #define qg_debug(...) qg_log(QG_LOG_DEBUG, __VA_ARGS__)
-#define qg_info(...) qg_log(QG_LOG_INFO, __VA_ARGS__)
-#define qg_warn(...) qg_log(QG_LOG_WARN, __VA_ARGS__)
-#define qg_err(...) qg_log(QG_LOG_ERROR, __VA_ARGS__)
+#define qg_info(...)  qg_log(QG_LOG_INFO, __VA_ARGS__)
+#define qg_warn(...)  qg_log(QG_LOG_WARN, __VA_ARGS__)
+#define qg_err(...)   qg_log(QG_LOG_ERROR, __VA_ARGS__)
 
 #endif

@@ -21,13 +21,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define QG_STRAT_NAME_MAX 64
-#define QG_STRAT_DESC_MAX 512
-#define QG_STRAT_MAX_PARAMS 16
-#define QG_STRAT_MAX_INDICATORS 32
-#define QG_STRAT_MAX_NODES 128
+#define QG_STRAT_NAME_MAX        64
+#define QG_STRAT_DESC_MAX        512
+#define QG_STRAT_MAX_PARAMS      16
+#define QG_STRAT_MAX_INDICATORS  32
+#define QG_STRAT_MAX_NODES       128
 #define QG_STRAT_MAX_CONSTRAINTS 8
-#define QG_STRAT_MAX_LAG 64
+#define QG_STRAT_MAX_LAG         64
 
 typedef enum { QG_DIR_LONG = 1, QG_DIR_SHORT = 2, QG_DIR_BOTH = 3 } qg_direction;
 
@@ -37,10 +37,10 @@ typedef enum { QG_OPD_CONST, QG_OPD_FIELD, QG_OPD_IND } qg_operand_kind;
 
 typedef struct qg_operand {
     qg_operand_kind kind;
-    double value;     /* CONST */
-    qg_source field;  /* FIELD */
-    int ind, output;  /* IND: index into indicators[], output number */
-    int lag;          /* 0..QG_STRAT_MAX_LAG */
+    double value;    /* CONST */
+    qg_source field; /* FIELD */
+    int ind, output; /* IND: index into indicators[], output number */
+    int lag;         /* 0..QG_STRAT_MAX_LAG */
 } qg_operand;
 
 typedef enum {
@@ -57,8 +57,8 @@ typedef enum {
 
 typedef struct qg_cond_node {
     qg_cond_op op;
-    qg_operand a, b;   /* comparisons and crosses */
-    int left, right;   /* AND, OR, NOT: node indices */
+    qg_operand a, b; /* comparisons and crosses */
+    int left, right; /* AND, OR, NOT: node indices */
 } qg_cond_node;
 
 /* How far a stop or target sits from the fill price. */

@@ -14,10 +14,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define QG_MS_PER_SEC 1000LL
-#define QG_MS_PER_MIN 60000LL
+#define QG_MS_PER_SEC  1000LL
+#define QG_MS_PER_MIN  60000LL
 #define QG_MS_PER_HOUR 3600000LL
-#define QG_MS_PER_DAY 86400000LL
+#define QG_MS_PER_DAY  86400000LL
 
 int64_t qg_time_now_ms(void);
 

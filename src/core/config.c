@@ -49,8 +49,8 @@ qg_status qg_config_load_dotenv(const char *path, qg_error *err)
         }
         for (char *k = key; *k; k++) {
             if (!isalnum((unsigned char)*k) && *k != '_') {
-                rc = qg_error_set(err, QG_EINVAL, "%s:%d: invalid variable name '%s'", path,
-                                  lineno, key);
+                rc = qg_error_set(err, QG_EINVAL, "%s:%d: invalid variable name '%s'", path, lineno,
+                                  key);
                 goto out;
             }
         }

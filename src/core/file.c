@@ -52,8 +52,7 @@ out:
     return rc;
 }
 
-qg_status qg_file_read_all(const char *path, size_t max, char **out, size_t *out_len,
-                           qg_error *err)
+qg_status qg_file_read_all(const char *path, size_t max, char **out, size_t *out_len, qg_error *err)
 {
     qg_status rc = QG_OK;
     FILE *f = fopen(path, "rb");

@@ -195,12 +195,23 @@ qg_status qg_buf_html(qg_buf *b, const char *s)
     qg_status rc = QG_OK;
     for (; *s && !rc; s++) {
         switch (*s) {
-        case '<': rc = qg_buf_puts(b, "&lt;"); break;
-        case '>': rc = qg_buf_puts(b, "&gt;"); break;
-        case '&': rc = qg_buf_puts(b, "&amp;"); break;
-        case '"': rc = qg_buf_puts(b, "&quot;"); break;
-        case '\'': rc = qg_buf_puts(b, "&#39;"); break;
-        default: rc = qg_buf_append(b, s, 1);
+        case '<':
+            rc = qg_buf_puts(b, "&lt;");
+            break;
+        case '>':
+            rc = qg_buf_puts(b, "&gt;");
+            break;
+        case '&':
+            rc = qg_buf_puts(b, "&amp;");
+            break;
+        case '"':
+            rc = qg_buf_puts(b, "&quot;");
+            break;
+        case '\'':
+            rc = qg_buf_puts(b, "&#39;");
+            break;
+        default:
+            rc = qg_buf_append(b, s, 1);
         }
     }
     return rc;

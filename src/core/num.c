@@ -99,7 +99,8 @@ const char *qg_parse_int64(const char *s, const char *end, int64_t *out)
 int qg_format_fixed(double v, int decimals, char *out)
 {
     if (decimals < 0) decimals = 0;
-    if (decimals > 9 || !(fabs(v) < 1e15) || isnan(v)) return snprintf(out, 32, "%.*f", decimals, v);
+    if (decimals > 9 || !(fabs(v) < 1e15) || isnan(v))
+        return snprintf(out, 32, "%.*f", decimals, v);
     static const uint64_t p10[] = {1,      10,      100,      1000,      10000,
                                    100000, 1000000, 10000000, 100000000, 1000000000};
     bool neg = v < 0;

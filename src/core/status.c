@@ -11,16 +11,26 @@
 const char *qg_status_name(qg_status code)
 {
     switch (code) {
-    case QG_OK: return "OK";
-    case QG_EINVAL: return "EINVAL";
-    case QG_ENOMEM: return "ENOMEM";
-    case QG_EIO: return "EIO";
-    case QG_ENOTFOUND: return "ENOTFOUND";
-    case QG_EDENIED: return "EDENIED";
-    case QG_EAGAIN: return "EAGAIN";
-    case QG_ERANGE: return "ERANGE";
-    case QG_EEXIST: return "EEXIST";
-    case QG_EINTERNAL: return "EINTERNAL";
+    case QG_OK:
+        return "OK";
+    case QG_EINVAL:
+        return "EINVAL";
+    case QG_ENOMEM:
+        return "ENOMEM";
+    case QG_EIO:
+        return "EIO";
+    case QG_ENOTFOUND:
+        return "ENOTFOUND";
+    case QG_EDENIED:
+        return "EDENIED";
+    case QG_EAGAIN:
+        return "EAGAIN";
+    case QG_ERANGE:
+        return "ERANGE";
+    case QG_EEXIST:
+        return "EEXIST";
+    case QG_EINTERNAL:
+        return "EINTERNAL";
     }
     return "EUNKNOWN";
 }

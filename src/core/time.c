@@ -175,10 +175,18 @@ qg_status qg_timeframe_parse(const char *s, int64_t *out_ms, qg_error *err)
     int64_t unit = 0;
     if (end != s && end[0] && !end[1]) {
         switch (end[0]) {
-        case 'm': unit = QG_MS_PER_MIN; break;
-        case 'h': unit = QG_MS_PER_HOUR; break;
-        case 'd': unit = QG_MS_PER_DAY; break;
-        case 'w': unit = 7 * QG_MS_PER_DAY; break;
+        case 'm':
+            unit = QG_MS_PER_MIN;
+            break;
+        case 'h':
+            unit = QG_MS_PER_HOUR;
+            break;
+        case 'd':
+            unit = QG_MS_PER_DAY;
+            break;
+        case 'w':
+            unit = 7 * QG_MS_PER_DAY;
+            break;
         }
     }
     if (!unit || errno || v < 1 || v > 100000)

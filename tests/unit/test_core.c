@@ -107,9 +107,18 @@ Test(core, time_args_and_timeframes)
 
 Test(core, number_parsing_matches_strtod)
 {
-    const char *cases[] = {"0",         "-0.5",   "123.456", "1e10",      "1.5E-7",
-                           "99999.99",  "0.1",    "3.14159265358979", "12345678901234567890.5",
-                           "1e300",     "-2.5e-310", "00012.50"};
+    const char *cases[] = {"0",
+                           "-0.5",
+                           "123.456",
+                           "1e10",
+                           "1.5E-7",
+                           "99999.99",
+                           "0.1",
+                           "3.14159265358979",
+                           "12345678901234567890.5",
+                           "1e300",
+                           "-2.5e-310",
+                           "00012.50"};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         double v;
         const char *s = cases[i], *e = s + strlen(s);

@@ -4,12 +4,18 @@
  *
  * Design: the data is walked in blocks of BLOCK bars. For each block the
  * indicators are advanced incrementally into small per-output buffers, each
- * condition node becomes a byte mask over the block (simple loops the
- * compiler vectorises), and then one tight loop walks the bars: fill pending
- * orders at the open, check stops and targets on the high and low, mark to
- * market on the close, then read the masks to decide the next order. Every
- * buffer holds PAD values of history before the block so lagged operands
- * and crosses read the previous bars without special cases.
+ * condition node becomes a mask over the block (simple loops the compiler
+ * vectorises), and then one loop walks the bars: fill pending orders at the
+ * open, check stops and targets on the high and low, mark to market on the
+ * close, then read the masks to decide the next order. Every buffer holds
+ * `pad` values of history before the block so lagged operands and crosses
+ * read the previous bars without special cases.
+ *
+ * Most bars are uneventful, so the loop hands stretches where nothing can
+ * happen to two fast paths: flat with no entry signal (equity constant,
+ * statistics updated in closed form) and holding a position without stop or
+ * target until the next signal (a mark-to-market loop in registers). Both
+ * give exactly the numbers the bar-by-bar walk gives; a test holds them to it.
  *
  * Invariants: the loop at bar t reads only bars <= t (the masks of bar t
  * use indicator values that saw bars <= t); an order decided at t is
@@ -134,9 +140,9 @@ typedef struct {
     double entry_price, entry_fee, stop, target;
     size_t entry_bar;
     int pending;
-    int pending_side;      /* side to open when the pending order fills */
-    double pending_atr;    /* ATR at the decision bar, for ATR stops/targets */
-    double fee_rate, slip; /* fractions */
+    int pending_side;                            /* side to open when the pending order fills */
+    double pending_stop_atr, pending_target_atr; /* at the decision bar, for ATR rules */
+    double fee_rate, slip;                       /* fractions */
 
     /* metrics accumulated on the fly; `k` is copied into a local for each
      * block so the per-bar loop keeps it in registers */
@@ -435,8 +441,8 @@ static void open_position(engine *e, size_t bar, int side, double open)
 {
     const qg_strategy *s = e->s;
     double price = open * (1.0 + side * e->slip);
-    double stop_d = exit_distance(&s->stop_loss, price, e->pending_atr);
-    double target_d = exit_distance(&s->take_profit, price, e->pending_atr);
+    double stop_d = exit_distance(&s->stop_loss, price, e->pending_stop_atr);
+    double target_d = exit_distance(&s->take_profit, price, e->pending_target_atr);
     if (s->stop_loss.kind != QG_EXIT_NONE && !(stop_d > 0)) return;
     if (s->take_profit.kind != QG_EXIT_NONE && !(target_d > 0)) return;
     double equity = e->cash;
@@ -512,6 +518,13 @@ static void check_exits(engine *e, size_t bar)
     }
 }
 
+/* The ATR an ATR-based rule measures from, at block index i; NAN for the
+ * other kinds. The stop and the target may use ATRs of different periods. */
+static double atr_at(const engine *e, const qg_exit_rule *r, size_t i)
+{
+    return r->kind == QG_EXIT_ATR ? e->ind_buf[r->atr_ind][0][e->pad + i] : NAN;
+}
+
 /* Reads the masks at block index i (bar `bar`) and sets the next order. */
 static void decide(engine *e, size_t i, size_t bar)
 {
@@ -522,12 +535,12 @@ static void decide(engine *e, size_t i, size_t bar)
     } else if (e->side > 0) {
         if (es)
             p = P_REVERSE, open_side = -1;
-        else if (e->exit_long && e->exit_long[i])
+        else if (e->exit_long[i])
             p = P_EXIT;
     } else {
         if (el)
             p = P_REVERSE, open_side = 1;
-        else if (e->exit_short && e->exit_short[i])
+        else if (e->exit_short[i])
             p = P_EXIT;
     }
     if (p == P_NONE) return;
@@ -537,10 +550,8 @@ static void decide(engine *e, size_t i, size_t bar)
         record_decision(e, bar, e->side > 0 ? QG_ACT_EXIT_LONG : QG_ACT_EXIT_SHORT);
     if (open_side) {
         record_decision(e, bar, open_side > 0 ? QG_ACT_ENTER_LONG : QG_ACT_ENTER_SHORT);
-        int atr_ind = e->s->stop_loss.kind == QG_EXIT_ATR     ? e->s->stop_loss.atr_ind
-                      : e->s->take_profit.kind == QG_EXIT_ATR ? e->s->take_profit.atr_ind
-                                                              : -1;
-        e->pending_atr = atr_ind >= 0 ? e->ind_buf[atr_ind][0][e->pad + i] : NAN;
+        e->pending_stop_atr = atr_at(e, &e->s->stop_loss, i);
+        e->pending_target_atr = atr_at(e, &e->s->take_profit, i);
     }
 }
 

@@ -652,3 +652,25 @@ Test(backtest, sharpe_sortino_cagr_match_an_independent_computation)
         qg_bars_free(&b);
     }
 }
+
+Test(backtest, stop_and_target_use_their_own_atr_periods)
+{
+    /* ATR(1) at bar 2 is TR2 = 2; ATR(2) at bar 2 is (TR1 + TR2) / 2 = (4 + 2) / 2 = 3.
+     * Entry at bar 3's open (101): stop 101 - 1 x ATR(1) = 99, target
+     * 101 + 1 x ATR(2) = 104. Bar 3 reaches 104.2 without touching 99. */
+    const double rows[][4] = {{99, 100, 98, 99},
+                              {99, 101, 97, 99.5},
+                              {99.5, 101, 99, 100.5},
+                              {101, 104.2, 99.5, 103},
+                              {103, 103.5, 102, 103}};
+    qg_bars b = make_bars(rows, 5);
+    qg_strategy s = parse_ok("{\"entry\":{\"long\":{\"cross_above\":[\"close\",100]}},"
+                             "\"stop_loss\":{\"atr\":1,\"period\":1},"
+                             "\"take_profit\":{\"atr\":1,\"period\":2}}");
+    qg_bt_result r = run(&s, &b, cfg_cash(1000));
+    cr_assert_eq(r.n_trades, 1);
+    cr_assert_eq(r.trades[0].reason, QG_EXIT_REASON_TARGET);
+    cr_assert_float_eq(r.trades[0].exit_price, 104.0, EPS);
+    qg_bt_result_free(&r);
+    qg_bars_free(&b);
+}

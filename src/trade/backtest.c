@@ -719,6 +719,11 @@ static void run_block(engine *e, size_t start, size_t n)
                    : e->side > 0 ? next_signal(es, xl, i + 1, n)
                                  : next_signal(el, xs, i + 1, n);
         if (j == i + 1) continue;
+        /* The fast paths never read open[], so the fill at bar j+1 would be
+         * a cache miss; start loading it now, while they run. */
+        size_t fill = start + j + 1 < e->b->n ? start + j + 1 : start + j;
+        __builtin_prefetch(&e->b->open[fill]);
+        __builtin_prefetch(&ts[start + j - 1]);
         if (e->side)
             walk_position(e, &k, t + 1, start + j, daily);
         else

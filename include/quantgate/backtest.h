@@ -187,15 +187,24 @@ int qg_objective_parse(const char *s);
 double qg_objective_value(qg_objective obj, const qg_metrics *m);
 
 #define QG_GRID_MAX_AXES 8
+#define QG_GRID_MAX_LIST 64
 
+/* One parameter's values: a range from..to by step (inclusive), or an
+ * explicit list when n_list > 0. */
 typedef struct qg_grid_axis {
     char name[32];
-    double from, to, step; /* inclusive range */
+    double from, to, step;
+    size_t n_list;
+    double list[QG_GRID_MAX_LIST];
 } qg_grid_axis;
 
-/* Parses "name=from:to:step" (or "name=v1,v2,v3" for a list, stored as
- * from/to/step when evenly spaced). Errors name the text. */
+/* Parses "name=from:to:step" (inclusive, at most 100000 values) or
+ * "name=v1,v2,..." (up to QG_GRID_MAX_LIST values; "name=v" is a list of
+ * one). Numbers must be finite. Errors name the text and the reason. */
 qg_status qg_grid_axis_parse(const char *text, qg_grid_axis *out, qg_error *err);
+/* How many values the axis has, and the i-th of them. */
+size_t qg_grid_axis_count(const qg_grid_axis *a);
+double qg_grid_axis_value(const qg_grid_axis *a, size_t i);
 
 typedef struct qg_grid_row {
     double values[QG_GRID_MAX_AXES];

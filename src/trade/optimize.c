@@ -12,6 +12,7 @@
 
 #include <math.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,9 +41,39 @@ double qg_objective_value(qg_objective obj, const qg_metrics *m)
     return NAN;
 }
 
-static size_t axis_count(const qg_grid_axis *a)
+size_t qg_grid_axis_count(const qg_grid_axis *a)
 {
-    return (size_t)floor((a->to - a->from) / a->step + 1e-9) + 1;
+    return a->n_list ? a->n_list : (size_t)floor((a->to - a->from) / a->step + 1e-9) + 1;
+}
+
+double qg_grid_axis_value(const qg_grid_axis *a, size_t i)
+{
+    return a->n_list ? a->list[i] : a->from + (double)i * a->step;
+}
+
+/* One finite number at *p ending at one of `stops` (or the end); advances *p
+ * past the stop. */
+static bool grid_number(const char **p, const char *stops, double *out)
+{
+    char *end;
+    *out = strtod(*p, &end);
+    if (end == *p || !isfinite(*out) || (*end && !strchr(stops, *end))) return false;
+    *p = *end ? end + 1 : end;
+    return true;
+}
+
+static qg_status parse_grid_list(const char *text, const char *p, qg_grid_axis *out, qg_error *err)
+{
+    if (!*p) return qg_error_set(err, QG_EINVAL, "grid '%s': no values", text);
+    while (*p) {
+        if (out->n_list == QG_GRID_MAX_LIST)
+            return qg_error_set(err, QG_EINVAL, "grid '%s': more than %d listed values", text,
+                                QG_GRID_MAX_LIST);
+        if (!grid_number(&p, ",", &out->list[out->n_list++]))
+            return qg_error_set(err, QG_EINVAL, "grid '%s': expected numbers separated by commas",
+                                text);
+    }
+    return QG_OK;
 }
 
 qg_status qg_grid_axis_parse(const char *text, qg_grid_axis *out, qg_error *err)
@@ -50,33 +81,22 @@ qg_status qg_grid_axis_parse(const char *text, qg_grid_axis *out, qg_error *err)
     memset(out, 0, sizeof *out);
     const char *eq = strchr(text, '=');
     if (!eq || eq == text || (size_t)(eq - text) >= sizeof out->name)
-        return qg_error_set(err, QG_EINVAL, "grid '%s': expected name=from:to:step", text);
+        return qg_error_set(err, QG_EINVAL,
+                            "grid '%s': expected name=from:to:step or name=v1,v2,...", text);
     snprintf(out->name, sizeof out->name, "%.*s", (int)(eq - text), text);
-    const char *spec = eq + 1;
-    char *end;
-    out->from = strtod(spec, &end);
-    if (end == spec)
-        return qg_error_set(err, QG_EINVAL, "grid '%s': '%s' is not a number", text, spec);
-    if (*end == '\0') {
-        out->to = out->from;
-        out->step = 1;
-        return QG_OK;
-    }
-    if (*end != ':')
-        return qg_error_set(err, QG_EINVAL, "grid '%s': expected name=from:to:step", text);
-    const char *p = end + 1;
-    out->to = strtod(p, &end);
-    if (end == p || *end != ':')
-        return qg_error_set(err, QG_EINVAL, "grid '%s': expected name=from:to:step", text);
-    p = end + 1;
-    out->step = strtod(p, &end);
-    if (end == p || *end)
-        return qg_error_set(err, QG_EINVAL, "grid '%s': step '%s' is not a number", text, p);
+    const char *p = eq + 1;
+    if (!strchr(p, ':')) return parse_grid_list(text, p, out, err);
+    if (!grid_number(&p, ":", &out->from) || !grid_number(&p, ":", &out->to) ||
+        !grid_number(&p, "", &out->step))
+        return qg_error_set(err, QG_EINVAL,
+                            "grid '%s': expected name=from:to:step with three finite numbers",
+                            text);
     if (!(out->step > 0))
         return qg_error_set(err, QG_EINVAL, "grid '%s': step must be greater than 0", text);
     if (out->to < out->from)
         return qg_error_set(err, QG_EINVAL, "grid '%s': 'to' is below 'from'", text);
-    if (axis_count(out) > 100000)
+    /* Count in floating point first: a huge range must not overflow size_t. */
+    if (!((out->to - out->from) / out->step < 100000))
         return qg_error_set(err, QG_EINVAL, "grid '%s': more than 100000 values", text);
     return QG_OK;
 }
@@ -107,7 +127,7 @@ static void point_values(const opt_ctx *c, size_t index, double *values)
     for (size_t k = c->n_axes; k-- > 0;) {
         size_t i = index % c->counts[k];
         index /= c->counts[k];
-        values[k] = c->axes[k].from + (double)i * c->axes[k].step;
+        values[k] = qg_grid_axis_value(&c->axes[k], i);
     }
 }
 
@@ -176,7 +196,7 @@ qg_status qg_optimize(const char *spec_json, size_t spec_len, const qg_param_ove
                  .obj = obj};
     size_t total = 1;
     for (size_t k = 0; k < n_axes; k++) {
-        c.counts[k] = axis_count(&axes[k]);
+        c.counts[k] = qg_grid_axis_count(&axes[k]);
         if (total > 10000000 / c.counts[k])
             return qg_error_set(err, QG_EINVAL, "the grid has more than 10 million points");
         total *= c.counts[k];

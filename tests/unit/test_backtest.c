@@ -674,3 +674,43 @@ Test(backtest, stop_and_target_use_their_own_atr_periods)
     qg_bt_result_free(&r);
     qg_bars_free(&b);
 }
+
+Test(backtest, grid_axes_ranges_lists_and_errors)
+{
+    qg_grid_axis a;
+    qg_error err = {0};
+    cr_assert_eq(qg_grid_axis_parse("fast=5:50:5", &a, &err), QG_OK);
+    cr_assert_eq(qg_grid_axis_count(&a), 10);
+    cr_assert_float_eq(qg_grid_axis_value(&a, 9), 50, 1e-12);
+    cr_assert_eq(qg_grid_axis_parse("k=0.5:2:0.5", &a, &err), QG_OK);
+    cr_assert_eq(qg_grid_axis_count(&a), 4);
+    cr_assert_eq(qg_grid_axis_parse("fast=5,8,13,21", &a, &err), QG_OK);
+    cr_assert_eq(qg_grid_axis_count(&a), 4);
+    cr_assert_float_eq(qg_grid_axis_value(&a, 2), 13, 1e-12);
+    cr_assert_eq(qg_grid_axis_parse("fast=7", &a, &err), QG_OK);
+    cr_assert_eq(qg_grid_axis_count(&a), 1);
+    const char *bad[] = {
+        "fast=nan:1:1", "fast=1:inf:1", "fast=-1e308:1e308:1", "fast=1:2:1e-300", "fast=1:2:0",
+        "fast=5:1:1",   "fast=1:2",     "fast=5,x,7",          "fast=",           "=1:2:1",
+        "fast=1:2:1:3"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        err.msg[0] = '\0';
+        cr_assert_eq(qg_grid_axis_parse(bad[i], &a, &err), QG_EINVAL, "%s accepted", bad[i]);
+        cr_assert(strstr(err.msg, bad[i]), "%s: %s", bad[i], err.msg);
+    }
+    /* A list axis drives the search like a range. */
+    qg_bars b = random_bars(3000, 4);
+    const char *json = qg_strategy_builtin("sma_cross");
+    qg_grid_axis axes[2];
+    qg_grid_axis_parse("fast=3,7,40", &axes[0], &err);
+    qg_grid_axis_parse("slow=30", &axes[1], &err);
+    qg_bt_config c = cfg_cash(1000);
+    qg_grid_result g;
+    cr_assert_eq(
+        qg_optimize(json, strlen(json), NULL, 0, axes, 2, &b, &c, QG_OBJ_RETURN, 2, &g, &err),
+        QG_OK, "%s", err.msg);
+    cr_assert_eq(g.points, 3);
+    cr_assert_eq(g.skipped, 1); /* 40 < 30 breaks the constraint */
+    qg_grid_result_free(&g);
+    qg_bars_free(&b);
+}

@@ -277,7 +277,14 @@ qg_ind *qg_ind_new(const qg_ind_spec *s)
         free(ind);
         return NULL;
     }
-    for (int k = 0; k < 3; k++) ind->p[k] = k < ind->spec.nparams ? (size_t)ind->spec.params[k] : 0;
+    /* Periods as counts. Validation bounds every period; the one parameter
+     * that is not a period (the bbands multiplier) may be any positive
+     * number, so it must not be converted blindly: it is never used as a
+     * count. */
+    for (int k = 0; k < 3; k++) {
+        double v = k < ind->spec.nparams ? ind->spec.params[k] : 0;
+        ind->p[k] = v >= 1 && v <= 1e9 ? (size_t)v : 0;
+    }
     ind->mem_sz = layout(ind, NULL);
     if (ind->mem_sz && !(ind->mem = malloc(ind->mem_sz))) {
         free(ind);

@@ -305,15 +305,19 @@ static void compute_series(engine *e, size_t start, size_t n)
 }
 
 /* The comparison loops take restrict pointers: without the promise that
- * the mask does not overlap the inputs the compiler will not vectorise. */
+ * the mask does not overlap the inputs the compiler will not vectorise.
+ * Crosses also read the previous bar through pa = a - 1 and pb = b - 1,
+ * which point into the history pad. */
 #define QG_CMP_LOOP(fn, expr)                                                                      \
     static void fn(qg_mask_t *restrict m, const double *restrict a, const double *restrict b,      \
-                   size_t n)                                                                       \
+                   const double *restrict pa, const double *restrict pb, size_t n)                 \
     {                                                                                              \
+        (void)pa;                                                                                  \
+        (void)pb;                                                                                  \
         for (size_t i = 0; i < n; i++) m[i] = (expr);                                              \
     }
-QG_CMP_LOOP(mask_cross_above, (a[i] > b[i]) & (a[i - 1] <= b[i - 1]))
-QG_CMP_LOOP(mask_cross_below, (a[i] < b[i]) & (a[i - 1] >= b[i - 1]))
+QG_CMP_LOOP(mask_cross_above, (a[i] > b[i]) & (pa[i] <= pb[i]))
+QG_CMP_LOOP(mask_cross_below, (a[i] < b[i]) & (pa[i] >= pb[i]))
 QG_CMP_LOOP(mask_gt, a[i] > b[i])
 QG_CMP_LOOP(mask_lt, a[i] < b[i])
 QG_CMP_LOOP(mask_gte, a[i] >= b[i])
@@ -343,22 +347,22 @@ static void compute_mask(const engine *e, int node, size_t n)
     /* NAN compares false, so nothing fires while an input is undefined. */
     switch (nd->op) {
     case QG_COND_CROSS_ABOVE:
-        mask_cross_above(m, a, b, n);
+        mask_cross_above(m, a, b, a - 1, b - 1, n);
         break;
     case QG_COND_CROSS_BELOW:
-        mask_cross_below(m, a, b, n);
+        mask_cross_below(m, a, b, a - 1, b - 1, n);
         break;
     case QG_COND_GT:
-        mask_gt(m, a, b, n);
+        mask_gt(m, a, b, a, b, n);
         break;
     case QG_COND_LT:
-        mask_lt(m, a, b, n);
+        mask_lt(m, a, b, a, b, n);
         break;
     case QG_COND_GTE:
-        mask_gte(m, a, b, n);
+        mask_gte(m, a, b, a, b, n);
         break;
     case QG_COND_LTE:
-        mask_lte(m, a, b, n);
+        mask_lte(m, a, b, a, b, n);
         break;
     default:
         break;

@@ -773,3 +773,15 @@ Test(indicators, column_names_and_keys)
     qg_ind_column_name(&h, 0, name, 4);
     cr_assert_str_eq(name, "rsi");
 }
+
+/* Found by fuzz_spec: a huge Bollinger multiplier is valid input and must
+ * not be converted to a count. */
+Test(indicators, huge_bollinger_multiplier)
+{
+    qg_ind_spec s;
+    qg_error err = {0};
+    cr_assert_eq(qg_ind_parse("bbands:20,3e34", &s, &err), QG_OK, "%s", err.msg);
+    qg_ind *ind = qg_ind_new(&s);
+    cr_assert_not_null(ind);
+    qg_ind_free(ind);
+}

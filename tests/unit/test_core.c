@@ -2,8 +2,10 @@
  * test_core.c - status/error, arena, capped buffer, time, numbers, config.
  */
 #include <criterion/criterion.h>
+#include <criterion/redirect.h>
 
 #include <quantgate/config.h>
+#include <quantgate/log.h>
 #include <quantgate/mem.h>
 #include <quantgate/num.h>
 #include <quantgate/pool.h>
@@ -176,4 +178,24 @@ Test(core, parallel_for_runs_every_index_once)
     atomic_init(&sum, 0);
     cr_assert_eq(qg_parallel_for(1000, 4, count_job, &sum), QG_OK);
     cr_assert_eq(atomic_load(&sum), 1000 * 1001 / 2);
+}
+
+Test(core, log_levels_filter_and_format, .init = cr_redirect_stderr)
+{
+    cr_assert_eq(qg_log_level_parse("WARN"), QG_LOG_WARN);
+    cr_assert_eq(qg_log_level_parse("loud"), -1);
+    qg_log_set_level(QG_LOG_WARN);
+    qg_info("hidden %d", 1);
+    qg_warn("shown %d", 2);
+    qg_err("also shown");
+    fflush(stderr);
+    /* "<ISO time> WARN  shown 2\n<ISO time> ERROR also shown\n" */
+    char buf[256] = {0};
+    FILE *f = cr_get_redirected_stderr();
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    buf[n] = '\0';
+    cr_assert(strstr(buf, "WARN  shown 2\n"), "%s", buf);
+    cr_assert(strstr(buf, "ERROR also shown\n"), "%s", buf);
+    cr_assert_null(strstr(buf, "hidden"));
+    cr_assert(buf[4] == '-' && buf[10] == 'T', "timestamp first: %s", buf);
 }

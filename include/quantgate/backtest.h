@@ -112,6 +112,8 @@ typedef struct qg_bt_config {
     double slippage_bps;    /* per side */
     double size_pct;        /* > 0: percent-of-equity sizing overriding the spec */
     qg_direction direction; /* 0: the spec's */
+    size_t start_bar;       /* first bar that may trade; earlier bars only warm up the
+                               indicators (no orders, no equity statistics) */
     bool keep_trades;       /* fill result.trades */
     bool keep_decisions;    /* fill result.decisions */
     size_t curve_points;    /* samples of the equity curve to keep (0: none) */

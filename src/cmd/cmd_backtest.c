@@ -78,7 +78,10 @@ static void print_summary(const qg_strategy *s, const qg_strategy_args *sa, cons
     if (bars->timeframe_ms) qg_timeframe_format(bars->timeframe_ms, tf, sizeof tf);
     qg_direction dir = sa->cfg.direction ? sa->cfg.direction : s->direction;
     printf("strategy  %s, %s\n", desc, qg_direction_name(dir));
-    printf("data      %s: %zu bars of %s, %s to %s\n", data, m->bars, tf, from, to);
+    printf("data      %s: %zu bars of %s, %s to %s", data, m->bars, tf, from, to);
+    if (sa->cfg.start_bar)
+        printf(" (indicators warmed up on the %zu bars before)", sa->cfg.start_bar);
+    printf("\n");
     printf("settings  cash %.2f, fee %g bps, slippage %g bps per side\n\n", sa->cfg.cash,
            sa->cfg.fee_bps, sa->cfg.slippage_bps);
     const cell cells[] = {
@@ -195,6 +198,7 @@ static int print_json(const qg_strategy *s, const qg_strategy_args *sa, const ch
     cJSON_AddNumberToObject(set, "fee_bps", sa->cfg.fee_bps);
     cJSON_AddNumberToObject(set, "slippage_bps", sa->cfg.slippage_bps);
     if (sa->cfg.size_pct > 0) cJSON_AddNumberToObject(set, "size_pct", sa->cfg.size_pct);
+    cJSON_AddNumberToObject(set, "warmup_bars", (double)sa->cfg.start_bar);
     cJSON_AddStringToObject(set, "direction", qg_direction_name(dir));
     cJSON_AddItemToObject(root, "metrics", metrics_json(&r->m));
     cJSON_AddItemToObject(root, "trades", trades_json(r));
@@ -273,16 +277,17 @@ int qg_cmd_backtest(int argc, char **argv)
     qg_progress_init(&prog, "backtest", d.quiet);
     sa.cfg.progress = qg_progress_update;
     sa.cfg.progress_ud = &prog;
-    qg_status st = qg_backtest_run(&s, &view, &sa.cfg, &r, &err);
+    qg_bars run = qg_warm_view(&bars, &view, &sa.cfg);
+    qg_status st = qg_backtest_run(&s, &run, &sa.cfg, &r, &err);
     qg_progress_done(&prog);
     if (st) {
         rc = qg_cmd_fail("backtest", "%s", err.msg);
         goto out;
     }
     if (json)
-        rc = print_json(&s, &sa, d.path, &view, &r);
+        rc = print_json(&s, &sa, d.path, &run, &r);
     else
-        print_summary(&s, &sa, d.path, &view, &r);
+        print_summary(&s, &sa, d.path, &run, &r);
     if (!rc && trades_csv) rc = write_trades_csv(trades_csv, &r);
     if (!rc && report) rc = write_report(report, &s, &sa, d.path, &r);
 out:

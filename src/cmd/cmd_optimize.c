@@ -154,8 +154,9 @@ int qg_cmd_optimize(int argc, char **argv)
     sa.cfg.progress = qg_progress_update;
     sa.cfg.progress_ud = &prog;
     int64_t t0 = qg_time_now_ms();
+    qg_bars run = qg_warm_view(&bars, &view, &sa.cfg);
     qg_status st =
-        qg_optimize(sa.json, sa.json_len, sa.params, sa.n_params, axes, n_axes, &view, &sa.cfg,
+        qg_optimize(sa.json, sa.json_len, sa.params, sa.n_params, axes, n_axes, &run, &sa.cfg,
                     (qg_objective)qg_objective_parse(objective), (int)threads, &g, &err);
     double seconds = (double)(qg_time_now_ms() - t0) / 1000.0;
     qg_progress_done(&prog);

@@ -115,6 +115,13 @@ void qg_apply_strategy_timeframe(const qg_strategy *s, qg_data_args *d, char *bu
     d->timeframe = buf;
 }
 
+qg_bars qg_warm_view(const qg_bars *all, const qg_bars *view, qg_bt_config *cfg)
+{
+    size_t offset = view->n ? (size_t)(view->ts - all->ts) : 0;
+    cfg->start_bar = offset;
+    return qg_bars_view(all, 0, offset + view->n);
+}
+
 const char *qg_direction_name(qg_direction d)
 {
     return d == QG_DIR_BOTH ? "both" : d == QG_DIR_SHORT ? "short" : "long";

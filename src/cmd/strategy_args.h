@@ -38,6 +38,11 @@ const char *qg_direction_name(qg_direction d);
  * the formatted value d->timeframe then points to. */
 void qg_apply_strategy_timeframe(const qg_strategy *s, qg_data_args *d, char *buf, size_t cap);
 
+/* The bars to run: everything up to the end of view, with cfg->start_bar at
+ * view's first bar, so indicators warm up on the bars before --from and the
+ * strategy can act from its first bar, as traders expect. view lies in all. */
+qg_bars qg_warm_view(const qg_bars *all, const qg_bars *view, qg_bt_config *cfg);
+
 /* Adds a number to a JSON object; NAN and infinities, which JSON cannot
  * hold, become null. */
 void qg_json_add_number(cJSON *obj, const char *key, double v);

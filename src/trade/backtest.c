@@ -123,6 +123,7 @@ typedef struct {
     const qg_bars *b;
     qg_bt_config cfg;
     qg_direction dir;
+    size_t sb;    /* first bar that may trade (cfg.start_bar) */
     size_t pad;   /* history kept before each block: max lag + 1 */
     size_t width; /* pad + BLOCK, the length of every series buffer */
 
@@ -662,11 +663,11 @@ static inline void track_equity(engine *e, eq_track *k, size_t t, int64_t now, d
     }
     if (daily) {
         if (now >= k->next_period_ts) {
-            if (t > 0) close_period(e, k->last_eq);
+            if (t > e->sb) close_period(e, k->last_eq);
             e->periods++;
             k->next_period_ts = qg_time_bucket(now, QG_MS_PER_DAY) + QG_MS_PER_DAY;
         }
-    } else if (t > 0) {
+    } else if (t > e->sb) {
         close_period(e, eq);
     }
     k->last_eq = eq;
@@ -695,7 +696,7 @@ static size_t next_signal(const qg_mask_t *a, const qg_mask_t *b, size_t i, size
  * then a look at the masks. Stretches where nothing can happen (flat, or in
  * a position without stops, until the next signal) are handed to skip_flat
  * and walk_position, unless an observer wants to see every bar. */
-static void run_block(engine *e, size_t start, size_t n)
+static void run_block(engine *e, size_t start, size_t first, size_t n)
 {
     const int64_t *ts = e->b->ts;
     const double *close = e->b->close;
@@ -705,7 +706,7 @@ static void run_block(engine *e, size_t start, size_t n)
     const bool has_exits =
         e->s->stop_loss.kind != QG_EXIT_NONE || e->s->take_profit.kind != QG_EXIT_NONE;
     eq_track k = e->k;
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = first; i < n; i++) {
         size_t t = start + i;
         if (e->pending) fill_pending(e, t);
         if (e->side) {
@@ -742,15 +743,15 @@ static void run_block(engine *e, size_t start, size_t n)
 static void finish_metrics(engine *e, qg_metrics *m)
 {
     const qg_bars *b = e->b;
-    size_t n = b->n;
+    size_t last = b->n - 1, n = b->n - e->sb; /* bars traded */
     memset(m, 0, sizeof *m);
     m->bars = n;
-    m->start_ts = b->ts[0];
-    m->end_ts = b->ts[n - 1];
+    m->start_ts = b->ts[e->sb];
+    m->end_ts = b->ts[last];
     m->start_equity = e->cfg.cash;
     m->final_equity = e->cash; /* the position is closed by now */
     m->total_return = (m->final_equity / m->start_equity - 1.0) * 100.0;
-    m->buy_hold_return = (b->close[n - 1] / b->open[0] - 1.0) * 100.0;
+    m->buy_hold_return = (b->close[last] / b->open[e->sb] - 1.0) * 100.0;
     int64_t width = b->timeframe_ms ? b->timeframe_ms : qg_bars_detect_timeframe(b);
     double years = (double)(m->end_ts - m->start_ts + width) / (365.25 * QG_MS_PER_DAY);
     double growth = m->final_equity / m->start_equity;
@@ -820,16 +821,17 @@ static void engine_start(engine *e)
     e->cash = e->cfg.cash;
     e->stop = e->target = NAN;
     e->period_start_eq = e->cfg.cash;
-    e->daily = b->ts[b->n - 1] - b->ts[0] >= 20 * QG_MS_PER_DAY;
+    e->sb = e->cfg.start_bar;
+    e->daily = b->ts[b->n - 1] - b->ts[e->sb] >= 20 * QG_MS_PER_DAY;
     e->k = (eq_track){.peak = e->cfg.cash,
                       .dd_floor = e->cfg.cash,
                       .last_eq = e->cfg.cash,
-                      .peak_ts = b->ts[0],
+                      .peak_ts = b->ts[e->sb],
                       .next_period_ts = INT64_MIN,
                       /* Without a curve the countdown never reaches 0. */
                       .countdown = SIZE_MAX};
     if (e->cfg.curve_points) {
-        e->curve_step = (b->n + e->cfg.curve_points - 1) / e->cfg.curve_points;
+        e->curve_step = (b->n - e->sb + e->cfg.curve_points - 1) / e->cfg.curve_points;
         e->k.countdown = e->curve_step;
     }
 }
@@ -853,6 +855,11 @@ qg_status qg_backtest_run(const qg_strategy *s, const qg_bars *bars, const qg_bt
         rc = qg_error_set(err, QG_EINVAL, "no bars to backtest");
         goto out;
     }
+    if (e->cfg.start_bar >= bars->n) {
+        rc = qg_error_set(err, QG_EINVAL, "start_bar: %zu is not before the last of %zu bars",
+                          e->cfg.start_bar, bars->n);
+        goto out;
+    }
     if ((rc = engine_setup(e, err))) goto out;
     engine_start(e);
     for (size_t start = 0; start < bars->n; start += BLOCK) {
@@ -860,7 +867,8 @@ qg_status qg_backtest_run(const qg_strategy *s, const qg_bars *bars, const qg_bt
         compute_series(e, start, n);
         for (size_t k = 0; k < s->n_nodes; k++)
             if (e->mask[k]) compute_mask(e, (int)k, n);
-        run_block(e, start, n);
+        /* Bars before start_bar only advance the indicators. */
+        if (start + n > e->sb) run_block(e, start, e->sb > start ? e->sb - start : 0, n);
         shift_history(e, n);
         if (e->cfg.progress) e->cfg.progress(e->cfg.progress_ud, start + n, bars->n);
     }

@@ -50,6 +50,13 @@ JSON
     fail "spec backtest exited $?"
 grep -q "bars of 15m" "$tmp/out" || fail "--timeframe 15m not applied: $(head -2 "$tmp/out")"
 
+# --from/--to: trading starts at --from on indicators warmed up before it.
+"$qg" backtest --data "$tmp/d.csv" --strategy sma_cross --from 2024-01-20 --to 2024-02-01 --json \
+    --quiet >"$tmp/w.json" || fail "--from backtest exited $?"
+grep -q '"start":[[:space:]]*"2024-01-20T00:00:00Z"' "$tmp/w.json" || fail "--from start: $(grep start "$tmp/w.json")"
+grep -q '"warmup_bars":[[:space:]]*5472' "$tmp/w.json" || fail "warmup bars: $(grep warmup "$tmp/w.json")"
+grep -q '"bars":[[:space:]]*3456' "$tmp/w.json" || fail "bars between --from and --to"
+
 # The look-ahead check passes for every built-in.
 for s in sma_cross ema_cross rsi_reversion bollinger_breakout donchian_breakout; do
     "$qg" check --data "$tmp/d.csv" --strategy "$s" --direction both --cuts 12 --quiet >"$tmp/out" ||

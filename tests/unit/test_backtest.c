@@ -714,3 +714,60 @@ Test(backtest, grid_axes_ranges_lists_and_errors)
     qg_grid_result_free(&g);
     qg_bars_free(&b);
 }
+
+Test(backtest, start_bar_trades_from_a_warm_start)
+{
+    /* Close: 99, 99, 99.5, 100.5 (crosses 100 at bar 3), ... */
+    const double rows[][4] = {{99, 99.5, 98.5, 99},     {99, 99.5, 98.5, 99},
+                              {99, 99.6, 98.9, 99.5},   {99.5, 101, 99.4, 100.5},
+                              {101, 102, 100.8, 101.5}, {101.5, 102, 101, 101.8}};
+    qg_bars b = make_bars(rows, 6);
+    qg_strategy s = parse_ok("{\"entry\":{\"long\":{\"cross_above\":[\"close\",100]}}}");
+    qg_bt_config c = cfg_cash(1000);
+    c.start_bar = 3;
+    qg_bt_result r = run(&s, &b, c);
+    /* Bar 2 is history, so the cross on bar 3 counts: filled at bar 4. */
+    cr_assert_eq(r.n_trades, 1);
+    cr_assert_eq(r.trades[0].entry_bar, 4);
+    cr_assert_eq(r.m.bars, 3);
+    cr_assert_eq(r.m.start_ts, 3 * H);
+    cr_assert_float_eq(r.m.buy_hold_return, (101.8 / 99.5 - 1) * 100, 1e-9);
+    qg_bt_result_free(&r);
+    /* Cut at bar 3 instead, the cross has no previous bar and never fires. */
+    qg_bars cut = qg_bars_view(&b, 3, 3);
+    r = run(&s, &cut, cfg_cash(1000));
+    cr_assert_eq(r.n_trades, 0);
+    qg_bt_result_free(&r);
+    c.start_bar = 6;
+    qg_error err = {0};
+    cr_assert_eq(qg_backtest_run(&s, &b, &c, &r, &err), QG_EINVAL);
+    cr_assert(strstr(err.msg, "start_bar"), "%s", err.msg);
+    qg_bars_free(&b);
+}
+
+Test(backtest, start_bar_equals_cutting_when_nothing_needs_history)
+{
+    /* Conditions on this bar only: warming up changes nothing, so starting
+     * at bar k must give exactly what the data cut at k gives. */
+    qg_bars b = random_bars(40000, 8);
+    qg_strategy s = parse_ok("{\"entry\":{\"long\":{\"gt\":[\"close\",\"open\"]}},"
+                             "\"exit\":{\"long\":{\"lt\":[\"close\",\"open\"]}}}");
+    qg_bt_config c = cfg_cash(5000);
+    c.fee_bps = 3;
+    c.start_bar = 12345;
+    qg_bt_result warm = run(&s, &b, c);
+    qg_bars cut = qg_bars_view(&b, 12345, b.n - 12345);
+    c.start_bar = 0;
+    qg_bt_result cold = run(&s, &cut, c);
+    cr_assert_eq(warm.n_trades, cold.n_trades);
+    cr_assert_eq(warm.trades[0].entry_bar, cold.trades[0].entry_bar + 12345);
+    cr_assert_eq(warm.m.final_equity, cold.m.final_equity);
+    cr_assert_eq(warm.m.sharpe, cold.m.sharpe);
+    cr_assert_eq(warm.m.max_drawdown, cold.m.max_drawdown);
+    cr_assert_eq(warm.m.exposure, cold.m.exposure);
+    cr_assert_eq(warm.m.bars, cold.m.bars);
+    cr_assert_eq(warm.n_curve, cold.n_curve);
+    qg_bt_result_free(&warm);
+    qg_bt_result_free(&cold);
+    qg_bars_free(&b);
+}

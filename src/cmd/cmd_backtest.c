@@ -268,15 +268,11 @@ int qg_cmd_backtest(int argc, char **argv)
     qg_bars bars = {0}, view;
     qg_bt_result r = {0};
     qg_error err = {0};
-    char tfbuf[16];
     int rc = qg_strategy_args_load("backtest", &sa, &s);
     if (rc) goto out;
-    qg_apply_strategy_timeframe(&s, &d, tfbuf, sizeof tfbuf);
-    if ((rc = qg_data_load("backtest", &d, &bars, &view))) goto out;
+    if ((rc = qg_strategy_data_load("backtest", &s, &d, &bars, &view))) goto out;
     qg_progress prog;
-    qg_progress_init(&prog, "backtest", d.quiet);
-    sa.cfg.progress = qg_progress_update;
-    sa.cfg.progress_ud = &prog;
+    qg_progress_attach(&prog, "backtest", d.quiet, &sa.cfg);
     qg_bars run = qg_warm_view(&bars, &view, &sa.cfg);
     qg_status st = qg_backtest_run(&s, &run, &sa.cfg, &r, &err);
     qg_progress_done(&prog);

@@ -49,11 +49,9 @@ int qg_cmd_check(int argc, char **argv)
     }
     qg_strategy s;
     qg_bars bars = {0}, view;
-    char tfbuf[16];
     int rc = qg_strategy_args_load("check", &sa, &s);
     if (rc) goto out;
-    qg_apply_strategy_timeframe(&s, &d, tfbuf, sizeof tfbuf);
-    if ((rc = qg_data_load("check", &d, &bars, &view))) goto out;
+    if ((rc = qg_strategy_data_load("check", &s, &d, &bars, &view))) goto out;
     qg_strategy_runner runner = {.strategy = &s, .cfg = sa.cfg};
     qg_check_report rep;
     qg_error err = {0};

@@ -138,7 +138,6 @@ int qg_cmd_optimize(int argc, char **argv)
     qg_strategy s;
     qg_bars bars = {0}, view;
     qg_grid_result g = {0};
-    char tfbuf[16];
     int rc = qg_strategy_args_load("optimize", &sa, &s);
     if (rc) goto out;
     for (size_t k = 0; k < n_axes; k++)
@@ -147,12 +146,9 @@ int qg_cmd_optimize(int argc, char **argv)
                              axes[k].name, s.name);
             goto out;
         }
-    qg_apply_strategy_timeframe(&s, &d, tfbuf, sizeof tfbuf);
-    if ((rc = qg_data_load("optimize", &d, &bars, &view))) goto out;
+    if ((rc = qg_strategy_data_load("optimize", &s, &d, &bars, &view))) goto out;
     qg_progress prog;
-    qg_progress_init(&prog, "optimize", d.quiet);
-    sa.cfg.progress = qg_progress_update;
-    sa.cfg.progress_ud = &prog;
+    qg_progress_attach(&prog, "optimize", d.quiet, &sa.cfg);
     int64_t t0 = qg_time_now_ms();
     qg_bars run = qg_warm_view(&bars, &view, &sa.cfg);
     qg_status st =

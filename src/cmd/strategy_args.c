@@ -108,11 +108,23 @@ void qg_strategy_describe(const qg_strategy *s, char *out, size_t cap)
     if (s->n_params && o < cap) snprintf(out + o, cap - o, ")");
 }
 
-void qg_apply_strategy_timeframe(const qg_strategy *s, qg_data_args *d, char *buf, size_t cap)
+int qg_strategy_data_load(const char *cmd, const qg_strategy *s, const qg_data_args *d,
+                          qg_bars *bars, qg_bars *view)
 {
-    if (d->timeframe || !s->timeframe_ms) return;
-    qg_timeframe_format(s->timeframe_ms, buf, cap);
-    d->timeframe = buf;
+    qg_data_args args = *d;
+    char tf[16];
+    if (!args.timeframe && s->timeframe_ms) {
+        qg_timeframe_format(s->timeframe_ms, tf, sizeof tf);
+        args.timeframe = tf;
+    }
+    return qg_data_load(cmd, &args, bars, view);
+}
+
+void qg_progress_attach(qg_progress *p, const char *label, bool quiet, qg_bt_config *cfg)
+{
+    qg_progress_init(p, label, quiet);
+    cfg->progress = qg_progress_update;
+    cfg->progress_ud = p;
 }
 
 qg_bars qg_warm_view(const qg_bars *all, const qg_bars *view, qg_bt_config *cfg)

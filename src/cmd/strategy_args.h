@@ -34,9 +34,14 @@ void qg_strategy_args_free(qg_strategy_args *sa);
 void qg_strategy_describe(const qg_strategy *s, char *out, size_t cap);
 const char *qg_direction_name(qg_direction d);
 
-/* Uses the spec's "timeframe" when the user gave no --timeframe; buf holds
- * the formatted value d->timeframe then points to. */
-void qg_apply_strategy_timeframe(const qg_strategy *s, qg_data_args *d, char *buf, size_t cap);
+/* qg_data_load for a strategy: the spec's "timeframe" applies when the
+ * user gave no --timeframe. Same results and ownership as qg_data_load. */
+int qg_strategy_data_load(const char *cmd, const qg_strategy *s, const qg_data_args *d,
+                          qg_bars *bars, qg_bars *view);
+
+/* Points cfg's progress callback at p, a bar labelled `label` (hidden by
+ * --quiet or when stderr is not a terminal). p must outlive the run. */
+void qg_progress_attach(qg_progress *p, const char *label, bool quiet, qg_bt_config *cfg);
 
 /* The bars to run: everything up to the end of view, with cfg->start_bar at
  * view's first bar, so indicators warm up on the bars before --from and the

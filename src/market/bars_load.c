@@ -49,6 +49,14 @@ static void format_at(const qg_bars_sink *s, qg_pos pos, const char *reason, cha
         snprintf(out, cap, "%s: %s", s->name, reason);
 }
 
+/* Records reason as the error that stops the load. */
+static bool fail_at(qg_bars_sink *s, qg_pos pos, const char *reason)
+{
+    format_at(s, pos, reason, s->err.msg, sizeof s->err.msg);
+    s->err.code = s->fatal = QG_EINVAL;
+    return false;
+}
+
 bool qg_sink_reject(qg_bars_sink *s, qg_pos pos, const char *fmt, ...)
 {
     char reason[QG_ERROR_MSG_MAX];
@@ -56,11 +64,7 @@ bool qg_sink_reject(qg_bars_sink *s, qg_pos pos, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(reason, sizeof reason, fmt, ap);
     va_end(ap);
-    if (!s->lenient) {
-        format_at(s, pos, reason, s->err.msg, sizeof s->err.msg);
-        s->err.code = s->fatal = QG_EINVAL;
-        return false;
-    }
+    if (!s->lenient) return fail_at(s, pos, reason);
     s->rep.skipped++;
     if (s->rep.n_reported < QG_LOAD_MAX_REPORTED)
         format_at(s, pos, reason, s->rep.reported[s->rep.n_reported++], QG_LOAD_MSG_MAX);
@@ -74,9 +78,7 @@ bool qg_sink_fail(qg_bars_sink *s, qg_pos pos, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(reason, sizeof reason, fmt, ap);
     va_end(ap);
-    format_at(s, pos, reason, s->err.msg, sizeof s->err.msg);
-    s->err.code = s->fatal = QG_EINVAL;
-    return false;
+    return fail_at(s, pos, reason);
 }
 
 const char *qg_sink_quote(const char *p, size_t n, char *out)

@@ -10,6 +10,15 @@ PACKAGES=(
     pkg-config        # finds the libraries below
     libcjson-dev      # JSON: strategy specs, --json output
     libcriterion-dev  # unit tests, one process per test
+    libh2o-evloop-dev # HTTP/1.1 + HTTP/2 server, event loop per core
+    libssl-dev        # TLS for h2o (its pkg-config file requires openssl)
+    libsqlite3-dev    # the embedded store
+    libsodium-dev     # argon2id, secretbox vault, HMAC, random
+    libjwt-dev        # HS256 access tokens
+    python3           # integration tests talk HTTP to the real server
+    curl              # make run's readiness probe, e2e scripts
+    wrk               # make bench: HTTP load generator
+    nginx-light       # make bench: the reference server measured beside ours
 )
 
 missing=()

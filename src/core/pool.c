@@ -64,3 +64,123 @@ qg_status qg_parallel_for(size_t n, int threads, qg_job_fn fn, void *ud)
     free(args);
     return QG_OK;
 }
+
+/* ---- worker pool ---- */
+
+#include <quantgate/mem.h>
+
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+
+typedef struct work_item {
+    struct work_item *next;
+    qg_work_fn work, done;
+    void *arg;
+} work_item;
+
+struct qg_workpool {
+    pthread_mutex_t mu;
+    pthread_cond_t has_work; /* signalled on submit and on shutdown */
+    pthread_cond_t idle;     /* signalled when pending drops to zero */
+    work_item *head, *tail;
+    size_t pending; /* queued + running */
+    bool closing;
+    int nthreads;
+    pthread_t *threads;
+    char name[16];
+};
+
+static void *pool_thread(void *p)
+{
+    qg_workpool *pool = p;
+    pthread_mutex_lock(&pool->mu);
+    for (;;) {
+        while (!pool->head && !pool->closing) pthread_cond_wait(&pool->has_work, &pool->mu);
+        if (!pool->head) break; /* closing and drained */
+        work_item *it = pool->head;
+        pool->head = it->next;
+        if (!pool->head) pool->tail = NULL;
+        pthread_mutex_unlock(&pool->mu);
+        it->work(it->arg);
+        if (it->done) it->done(it->arg);
+        free(it);
+        pthread_mutex_lock(&pool->mu);
+        if (--pool->pending == 0) pthread_cond_broadcast(&pool->idle);
+    }
+    pthread_mutex_unlock(&pool->mu);
+    return NULL;
+}
+
+qg_workpool *qg_workpool_new(int threads, const char *name)
+{
+    if (threads <= 0) threads = qg_cpu_count();
+    qg_workpool *p = qg_xcalloc(1, sizeof *p);
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->has_work, NULL);
+    pthread_cond_init(&p->idle, NULL);
+    snprintf(p->name, sizeof p->name, "%s", name ? name : "qg-pool");
+    p->threads = qg_xcalloc((size_t)threads, sizeof *p->threads);
+    for (int i = 0; i < threads; i++) {
+        if (pthread_create(&p->threads[i], NULL, pool_thread, p) != 0) break;
+        char tname[16];
+        snprintf(tname, sizeof tname, "%.10s-%d", p->name, i);
+        pthread_setname_np(p->threads[i], tname);
+        p->nthreads++;
+    }
+    if (p->nthreads == 0) {
+        fprintf(stderr, "quantgate: cannot start worker threads for %s\n", p->name);
+        abort();
+    }
+    return p;
+}
+
+qg_status qg_workpool_submit(qg_workpool *p, qg_work_fn work, qg_work_fn done, void *arg)
+{
+    work_item *it = qg_xmalloc(sizeof *it);
+    *it = (work_item){.work = work, .done = done, .arg = arg};
+    pthread_mutex_lock(&p->mu);
+    if (p->closing) {
+        pthread_mutex_unlock(&p->mu);
+        free(it);
+        return QG_EAGAIN;
+    }
+    if (p->tail)
+        p->tail->next = it;
+    else
+        p->head = it;
+    p->tail = it;
+    p->pending++;
+    pthread_cond_signal(&p->has_work);
+    pthread_mutex_unlock(&p->mu);
+    return QG_OK;
+}
+
+size_t qg_workpool_pending(qg_workpool *p)
+{
+    pthread_mutex_lock(&p->mu);
+    size_t n = p->pending;
+    pthread_mutex_unlock(&p->mu);
+    return n;
+}
+
+void qg_workpool_shutdown(qg_workpool *p)
+{
+    pthread_mutex_lock(&p->mu);
+    p->closing = true;
+    pthread_cond_broadcast(&p->has_work);
+    while (p->pending > 0) pthread_cond_wait(&p->idle, &p->mu);
+    pthread_mutex_unlock(&p->mu);
+}
+
+void qg_workpool_free(qg_workpool *p)
+{
+    if (!p) return;
+    qg_workpool_shutdown(p);
+    for (int i = 0; i < p->nthreads; i++) pthread_join(p->threads[i], NULL);
+    pthread_mutex_destroy(&p->mu);
+    pthread_cond_destroy(&p->has_work);
+    pthread_cond_destroy(&p->idle);
+    free(p->threads);
+    free(p);
+}

@@ -1,0 +1,45 @@
+/*
+ * store_int.h - what backends implement; services use store.h only.
+ *
+ * A backend is a table of function pointers (SQLite's VFS, Redis's
+ * ConnectionType): store.c holds the pool, statistics and migrations and
+ * calls through the table, one backend per file (sqlite.c, postgres.c).
+ */
+#ifndef QG_STORE_INT_H
+#define QG_STORE_INT_H
+
+#include "store/store.h"
+
+typedef struct qg_migration {
+    int version;
+    const char *name;
+    const char *sql; /* one or more statements separated by ';' */
+} qg_migration;
+
+/* The schema, oldest first (migrations.c). */
+const qg_migration *qg_migrations(size_t *n);
+
+typedef struct qg_store_backend {
+    const char *name;   /* "sqlite" */
+    const char *scheme; /* "sqlite://" */
+    /* Opens one connection to the database at the part of the URL after the
+     * scheme; *out is backend-private and freed by close. */
+    qg_status (*connect)(const char *target, void **out, qg_error *err);
+    void (*close)(void *conn);
+    /* Runs a script of statements with no parameters (migrations). */
+    qg_status (*exec_script)(void *conn, const char *sql, qg_error *err);
+    qg_status (*exec)(void *conn, const char *sql, const qg_val *params, size_t n,
+                      int64_t *changes, qg_error *err);
+    qg_status (*query)(void *conn, const char *sql, const qg_val *params, size_t n,
+                       qg_row_fn row_fn, void *ud, qg_error *err);
+    int (*row_count)(const qg_row *r);
+    bool (*row_is_null)(const qg_row *r, int col);
+    int64_t (*row_int)(const qg_row *r, int col);
+    double (*row_double)(const qg_row *r, int col);
+    const char *(*row_text)(const qg_row *r, int col);
+    const char *begin_sql; /* "BEGIN IMMEDIATE" */
+} qg_store_backend;
+
+extern const qg_store_backend qg_store_sqlite;
+
+#endif

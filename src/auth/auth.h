@@ -38,6 +38,7 @@ typedef struct qg_user {
     qg_role role;
     bool approved;
     bool disabled;
+    bool must_change_password; /* the first-run admin's one-time password */
     int64_t created_at; /* ms */
 } qg_user;
 
@@ -67,8 +68,11 @@ qg_status qg_user_authenticate(qg_conn *c, const char *email, const char *passwo
 /* Updates the fields whose pointers are non-NULL. QG_ENOTFOUND when absent. */
 qg_status qg_user_update(qg_conn *c, const char *id, const qg_role *role, const bool *approved,
                          const bool *disabled, qg_error *err);
+/* Sets a new password (policy checked) and clears must_change_password. */
 qg_status qg_user_set_password(qg_conn *c, const char *id, const char *password,
                                qg_error *err);
+/* Sets must_change_password (the first-run admin). */
+qg_status qg_user_require_password_change(qg_conn *c, const char *id, qg_error *err);
 /* Deletes the user and, through foreign keys, everything they own. */
 qg_status qg_user_delete(qg_conn *c, const char *id, qg_error *err);
 qg_status qg_user_count(qg_conn *c, int64_t *out, qg_error *err);

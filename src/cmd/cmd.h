@@ -22,6 +22,16 @@ int qg_cmd_backtest(int argc, char **argv);
 int qg_cmd_check(int argc, char **argv);
 int qg_cmd_optimize(int argc, char **argv);
 int qg_cmd_config(int argc, char **argv);
+int qg_cmd_serve(int argc, char **argv);
+int qg_cmd_migrate(int argc, char **argv);
+int qg_cmd_user(int argc, char **argv);
+int qg_cmd_vault(int argc, char **argv);
+
+/* ---- server-side settings shared by serve, migrate, user and vault ---- */
+/* QG_DATA_DIR or "var". */
+const char *qg_cmd_data_dir(void);
+/* DATABASE_URL, or sqlite://<data dir>/quantgate.db, written into buf. */
+const char *qg_cmd_database_url(char *buf, size_t cap);
 
 /* ---- options ----
  * Usage in a subcommand:

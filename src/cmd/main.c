@@ -16,6 +16,10 @@ typedef struct {
 } command;
 
 static const command commands[] = {
+    {"serve", qg_cmd_serve, "run the HTTP API server (the main job)"},
+    {"migrate", qg_cmd_migrate, "apply database migrations and print the schema version"},
+    {"user", qg_cmd_user, "manage accounts: add, list, approve, set a password"},
+    {"vault", qg_cmd_vault, "list secrets (masked) and rotate the master key"},
     {"backtest", qg_cmd_backtest, "run a strategy over bars and report metrics and trades"},
     {"optimize", qg_cmd_optimize, "grid-search strategy parameters on all cores"},
     {"check", qg_cmd_check, "prove a strategy makes no decision that uses later bars"},

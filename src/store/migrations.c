@@ -18,6 +18,7 @@ static const qg_migration migrations[] = {
      "  role TEXT NOT NULL CHECK (role IN ('admin','developer','client')),"
      "  approved INTEGER NOT NULL DEFAULT 0,"
      "  disabled INTEGER NOT NULL DEFAULT 0,"
+     "  must_change_password INTEGER NOT NULL DEFAULT 0,"
      "  created_at BIGINT NOT NULL,"
      "  updated_at BIGINT NOT NULL);"
      "CREATE TABLE sessions ("

@@ -1,0 +1,59 @@
+/*
+ * handlers.h - every route handler, grouped by the file that defines it.
+ * The route table (routes.c) is the only caller.
+ */
+#ifndef QG_HANDLERS_H
+#define QG_HANDLERS_H
+
+#include "http/http.h"
+
+/* h_meta.c: probes, metrics, API description */
+void qg_h_health(qg_req *r);
+void qg_h_ready(qg_req *r);
+void qg_h_metrics(qg_req *r);
+void qg_h_openapi(qg_req *r);
+void qg_h_docs(qg_req *r);
+
+/* h_auth.c: sign-up, login, refresh, logout, the caller's own account */
+void qg_h_signup(qg_req *r);
+void qg_h_login(qg_req *r);
+void qg_h_refresh(qg_req *r);
+void qg_h_logout(qg_req *r);
+void qg_h_me(qg_req *r);
+void qg_h_me_password(qg_req *r);
+
+/* h_tokens.c: machine API tokens */
+void qg_h_tokens_list(qg_req *r);
+void qg_h_tokens_create(qg_req *r);
+void qg_h_tokens_revoke(qg_req *r);
+
+/* h_users.c: user administration */
+void qg_h_users_list(qg_req *r);
+void qg_h_users_create(qg_req *r);
+void qg_h_users_get(qg_req *r);
+void qg_h_users_update(qg_req *r);
+void qg_h_users_approve(qg_req *r);
+void qg_h_users_delete(qg_req *r);
+
+/* h_admin.c: vault and audit log */
+void qg_h_secrets_list(qg_req *r);
+void qg_h_secrets_put(qg_req *r);
+void qg_h_secrets_delete(qg_req *r);
+void qg_h_audit_list(qg_req *r);
+
+/* h_datasets.c */
+void qg_h_strategies_list(qg_req *r);
+void qg_h_datasets_list(qg_req *r);
+void qg_h_datasets_create(qg_req *r);
+void qg_h_datasets_get(qg_req *r);
+void qg_h_datasets_delete(qg_req *r);
+void qg_h_datasets_candles(qg_req *r);
+
+/* h_backtests.c */
+void qg_h_backtests_list(qg_req *r);
+void qg_h_backtests_create(qg_req *r);
+void qg_h_backtests_get(qg_req *r);
+void qg_h_backtests_delete(qg_req *r);
+void qg_h_backtests_events(qg_req *r);
+
+#endif

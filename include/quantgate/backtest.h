@@ -144,6 +144,15 @@ qg_status qg_backtest_run(const qg_strategy *s, const qg_bars *bars, const qg_bt
                           qg_bt_result *out, qg_error *err);
 void qg_bt_result_free(qg_bt_result *r);
 
+/* ---- JSON ---- */
+
+/* The metrics object and the trades array of `quantgate backtest --json`
+ * (and of the HTTP API's backtest results); non-finite numbers are null.
+ * The caller owns the returned tree (cJSON_Delete); NULL on out-of-memory. */
+struct cJSON;
+struct cJSON *qg_bt_metrics_json(const qg_metrics *m);
+struct cJSON *qg_bt_trades_json(const qg_bt_result *r);
+
 /* ---- look-ahead check ---- */
 
 /* Produces the decision log for a prefix of the data. */

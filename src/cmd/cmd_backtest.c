@@ -113,72 +113,6 @@ static void print_summary(const qg_strategy *s, const qg_strategy_args *sa, cons
            m->daily_returns ? "daily" : "per-bar", m->periods_per_year);
 }
 
-static cJSON *metrics_json(const qg_metrics *m)
-{
-    cJSON *o = cJSON_CreateObject();
-    char from[40], to[40];
-    qg_time_format_iso(m->start_ts, from, sizeof from);
-    qg_time_format_iso(m->end_ts, to, sizeof to);
-    cJSON_AddNumberToObject(o, "bars", (double)m->bars);
-    cJSON_AddStringToObject(o, "start", from);
-    cJSON_AddStringToObject(o, "end", to);
-    const struct {
-        const char *k;
-        double v;
-    } f[] = {{"start_equity", m->start_equity},
-             {"final_equity", m->final_equity},
-             {"total_return_pct", m->total_return},
-             {"buy_hold_return_pct", m->buy_hold_return},
-             {"cagr_pct", m->cagr},
-             {"volatility_pct", m->volatility},
-             {"sharpe", m->sharpe},
-             {"sortino", m->sortino},
-             {"calmar", m->calmar},
-             {"max_drawdown_pct", m->max_drawdown},
-             {"max_drawdown_days", (double)m->max_drawdown_ms / QG_MS_PER_DAY},
-             {"trades", (double)m->trades},
-             {"wins", (double)m->wins},
-             {"losses", (double)m->losses},
-             {"win_rate_pct", m->win_rate},
-             {"profit_factor", m->profit_factor},
-             {"expectancy", m->expectancy},
-             {"avg_win", m->avg_win},
-             {"avg_loss", m->avg_loss},
-             {"best_trade", m->best_trade},
-             {"worst_trade", m->worst_trade},
-             {"exposure_pct", m->exposure},
-             {"sqn", m->sqn},
-             {"fees", m->fees},
-             {"periods_per_year", m->periods_per_year}};
-    for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) qg_json_add_number(o, f[i].k, f[i].v);
-    cJSON_AddStringToObject(o, "returns_basis", m->daily_returns ? "daily" : "bar");
-    return o;
-}
-
-static cJSON *trades_json(const qg_bt_result *r)
-{
-    cJSON *arr = cJSON_CreateArray();
-    for (size_t i = 0; i < r->n_trades; i++) {
-        const qg_trade *t = &r->trades[i];
-        cJSON *o = cJSON_CreateObject();
-        char a[40], b[40];
-        qg_time_format_iso(t->entry_ts, a, sizeof a);
-        qg_time_format_iso(t->exit_ts, b, sizeof b);
-        cJSON_AddStringToObject(o, "side", t->side > 0 ? "long" : "short");
-        cJSON_AddStringToObject(o, "entry_time", a);
-        cJSON_AddNumberToObject(o, "entry_price", t->entry_price);
-        cJSON_AddStringToObject(o, "exit_time", b);
-        cJSON_AddNumberToObject(o, "exit_price", t->exit_price);
-        cJSON_AddNumberToObject(o, "quantity", t->qty);
-        cJSON_AddNumberToObject(o, "fees", t->fees);
-        cJSON_AddNumberToObject(o, "pnl", t->pnl);
-        cJSON_AddNumberToObject(o, "return_pct", t->return_pct);
-        cJSON_AddStringToObject(o, "exit_reason", qg_exit_reason_name(t->reason));
-        cJSON_AddItemToArray(arr, o);
-    }
-    return arr;
-}
-
 static int print_json(const qg_strategy *s, const qg_strategy_args *sa, const char *data,
                       const qg_bars *bars, const qg_bt_result *r)
 {
@@ -200,8 +134,8 @@ static int print_json(const qg_strategy *s, const qg_strategy_args *sa, const ch
     if (sa->cfg.size_pct > 0) cJSON_AddNumberToObject(set, "size_pct", sa->cfg.size_pct);
     cJSON_AddNumberToObject(set, "warmup_bars", (double)sa->cfg.start_bar);
     cJSON_AddStringToObject(set, "direction", qg_direction_name(dir));
-    cJSON_AddItemToObject(root, "metrics", metrics_json(&r->m));
-    cJSON_AddItemToObject(root, "trades", trades_json(r));
+    cJSON_AddItemToObject(root, "metrics", qg_bt_metrics_json(&r->m));
+    cJSON_AddItemToObject(root, "trades", qg_bt_trades_json(r));
     return qg_json_print("backtest", root);
 }
 

@@ -65,6 +65,9 @@ qg_status qg_store_version(qg_store *s, int *current, int *latest, qg_error *err
 /* Runs `SELECT 1` on a connection: the readiness probe. */
 qg_status qg_store_ping(qg_store *s, qg_error *err);
 void qg_store_get_stats(const qg_store *s, qg_store_stats *out);
+/* Writes url with any password (user:PASS@ or password=PASS) replaced by
+ * "****", for messages and logs. */
+void qg_store_mask_url(const char *url, char *out, size_t cap);
 /* "sqlite" or "postgres". */
 const char *qg_store_backend(const qg_store *s);
 

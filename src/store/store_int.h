@@ -19,7 +19,11 @@ typedef struct qg_migration {
 /* The schema, oldest first (migrations.c). */
 const qg_migration *qg_migrations(size_t *n);
 
-typedef struct qg_store_backend {
+/* A backend's table. (Named "driver" because store.h already has a function
+ * called qg_store_backend.) Every backend defines struct qg_row with a
+ * `const qg_store_driver *` as its first member: the qg_row_* accessors in
+ * store.c read it to call the right row functions. */
+typedef struct qg_store_driver {
     const char *name;   /* "sqlite" */
     const char *scheme; /* "sqlite://" */
     /* Opens one connection to the database at the part of the URL after the
@@ -38,8 +42,8 @@ typedef struct qg_store_backend {
     double (*row_double)(const qg_row *r, int col);
     const char *(*row_text)(const qg_row *r, int col);
     const char *begin_sql; /* "BEGIN IMMEDIATE" */
-} qg_store_backend;
+} qg_store_driver;
 
-extern const qg_store_backend qg_store_sqlite;
+extern const qg_store_driver qg_store_sqlite;
 
 #endif

@@ -342,9 +342,9 @@ static qg_status apply_one(qg_conn *c, const qg_migration *m, bool *ran, qg_erro
                            "VALUES (?, ?, ?)",
                            row, 3, NULL, err)))
         goto out;
-    rc = qg_conn_commit(c, err);
-    *ran = rc == QG_OK;
-    return rc;
+    if ((rc = qg_conn_commit(c, err))) goto out; /* commit rolled back already */
+    *ran = true;
+    return QG_OK;
 out:
     if (rc) qg_error_prefix(err, "migration %d (%s)", m->version, m->name);
     qg_conn_rollback(c);

@@ -1,10 +1,16 @@
 /*
- * pool.c - a parallel-for over an atomic work counter. Workers are joined
- * before return; nothing outlives the call.
+ * pool.c - a parallel-for over an atomic work counter (workers are joined
+ * before it returns), and the long-lived worker pool with a FIFO queue and a
+ * completion step that the server runs requests and jobs on.
  */
 #include <quantgate/pool.h>
 
+#include <quantgate/mem.h>
+
 #include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -66,12 +72,6 @@ qg_status qg_parallel_for(size_t n, int threads, qg_job_fn fn, void *ud)
 }
 
 /* ---- worker pool ---- */
-
-#include <quantgate/mem.h>
-
-#include <stdbool.h>
-#include <stdio.h>
-#include <string.h>
 
 typedef struct work_item {
     struct work_item *next;
@@ -135,10 +135,10 @@ qg_workpool *qg_workpool_new(int threads, const char *name)
     return p;
 }
 
-qg_status qg_workpool_submit(qg_workpool *p, qg_work_fn work, qg_work_fn done, void *arg)
+qg_status qg_workpool_submit(qg_workpool *p, qg_work_fn run, qg_work_fn done, void *arg)
 {
     work_item *it = qg_xmalloc(sizeof *it);
-    *it = (work_item){.work = work, .done = done, .arg = arg};
+    *it = (work_item){.work = run, .done = done, .arg = arg};
     pthread_mutex_lock(&p->mu);
     if (p->closing) {
         pthread_mutex_unlock(&p->mu);

@@ -4,6 +4,8 @@
  */
 #include "cmd/cmd.h"
 
+#include "store/store.h"
+
 #include <quantgate/config.h>
 
 #include <stdlib.h>
@@ -19,6 +21,31 @@ static const setting settings[] = {
     {"QG_LOG_LEVEL", "info", "log level: debug, info, warn, error, off"},
     {"QG_ENV_FILE", ".env", "file read for KEY=VALUE settings at start"},
     {"QG_THREADS", "", "worker threads for optimize (empty: all cores)"},
+    {"QG_HOST", "127.0.0.1", "address serve listens on"},
+    {"QG_PORT", "8080", "port serve listens on (0: any free port)"},
+    {"QG_DATA_DIR", "var", "where the database, master key and datasets live"},
+    {"DATABASE_URL", "", "database (empty: sqlite://<QG_DATA_DIR>/quantgate.db)"},
+    {"QG_MASTER_KEY", "", "vault master key, 64 hex chars (empty: <QG_DATA_DIR>/master.key)"},
+    {"QG_NEW_MASTER_KEY", "", "the key vault rotate moves to (empty: a random one)"},
+    {"QG_JWT_SECRET", "", "access-token signing secret (empty: derived from the master key)"},
+    {"QG_ACCESS_TTL", "900", "access token lifetime, seconds"},
+    {"QG_REFRESH_TTL", "2592000", "refresh token lifetime, seconds (30 days)"},
+    {"QG_ADMIN_EMAIL", "admin@quantgate.local", "the first admin, created on an empty database"},
+    {"QG_RATE_LIMITS", "", "off, or overrides: auth=5/s:20,read=50/s:200,write=20/s:60,heavy=1/s:10"},
+    {"QG_LOGIN_MAX_FAILS", "5", "failed logins per account before it is throttled"},
+    {"QG_LOGIN_WINDOW", "900", "window for QG_LOGIN_MAX_FAILS, seconds"},
+    {"QG_CORS_ORIGINS", "", "origins allowed to call the API from a browser, comma-separated"},
+    {"QG_MAX_BODY", "32m", "largest request body (413 above it)"},
+    {"QG_REQUEST_TIMEOUT", "10", "seconds to receive a request's headers; HTTP/1 keep-alive idle"},
+    {"QG_IDLE_TIMEOUT", "60", "seconds an idle HTTP/2 connection is kept"},
+    {"QG_SHUTDOWN_TIMEOUT", "30", "seconds a graceful shutdown may take"},
+    {"QG_HTTP_THREADS", "", "event loops (empty: one per core)"},
+    {"QG_WORKERS", "", "request worker threads (empty: 2 per core, at least 4)"},
+    {"QG_JOB_THREADS", "", "background job threads (empty: half the cores, at least 1)"},
+    {"QG_TLS_CERT", "", "PEM certificate chain: serve HTTPS (HTTP/2 by ALPN)"},
+    {"QG_TLS_KEY", "", "PEM private key for QG_TLS_CERT"},
+    {"QG_ACCESS_LOG", "-", "access log: - (stderr), off, or a file"},
+    {"QG_ARGON2_FAST", "", "1: cheap password hashing, for tests only"},
 };
 
 int qg_cmd_config(int argc, char **argv)
@@ -36,12 +63,15 @@ int qg_cmd_config(int argc, char **argv)
         const setting *s = &settings[i];
         const char *env = getenv(s->name);
         const char *val = env && *env ? env : s->def;
-        char masked[64];
+        char masked[64], url[512];
         if (env && *env && qg_config_is_secret(s->name)) {
             qg_config_mask(env, masked, sizeof masked);
             val = masked;
+        } else if (env && *env && strcmp(s->name, "DATABASE_URL") == 0) {
+            qg_store_mask_url(env, url, sizeof url);
+            val = url;
         }
-        printf("%-14s = %-12s (%s)  # %s\n", s->name, val, env && *env ? "env" : "default",
+        printf("%-19s = %-21s (%s)  # %s\n", s->name, val, env && *env ? "env" : "default",
                s->what);
     }
     return 0;

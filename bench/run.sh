@@ -18,3 +18,6 @@ echo "quantgate benchmarks: $bars bars, $(nproc) cores, $(grep -m1 'model name' 
 "$build/quantgate" gen-data --bars "$bars" --timeframe 1m --seed 42 --start 2024-01-01 --quiet \
     --out "$tmp/bars.csv"
 "$build/bench_backtest" "$tmp/bars.csv"
+
+# HTTP: quantgate serve next to nginx under wrk (bench/http.sh).
+"$(dirname "$0")/http.sh" "$build"

@@ -577,7 +577,6 @@ static qg_status reseal_all(qg_conn *c, const uint8_t old[32], const uint8_t new
                        rot_row, &l, err);
     if (rc == QG_ENOMEM) rc = qg_error_set(err, QG_ENOMEM, "out of memory rotating the vault");
     if (rc) goto out;
-    int64_t now = qg_time_now_ms();
     for (size_t i = 0; i < l.n; i++) {
         size_t n = 0;
         char *nonce = NULL, *ct = NULL;
@@ -589,11 +588,10 @@ static qg_status reseal_all(qg_conn *c, const uint8_t old[32], const uint8_t new
         rc = seal(new_key, plain, n, &nonce, &ct, err);
         sodium_memzero(plain, n);
         if (rc) goto out;
-        qg_val p[] = {QG_VTEXT(nonce), QG_VTEXT(ct), QG_VINT(now), QG_VTEXT(l.items[i].name)};
-        rc = qg_conn_exec(c,
-                          "UPDATE secrets SET nonce = ?, ciphertext = ?, updated_at = ? WHERE "
-                          "name = ?",
-                          p, 4, NULL, err);
+        /* updated_at is left alone: the value did not change. */
+        qg_val p[] = {QG_VTEXT(nonce), QG_VTEXT(ct), QG_VTEXT(l.items[i].name)};
+        rc = qg_conn_exec(c, "UPDATE secrets SET nonce = ?, ciphertext = ? WHERE name = ?", p, 3,
+                          NULL, err);
         free(nonce);
         free(ct);
         if (rc) goto out;

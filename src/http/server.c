@@ -526,6 +526,13 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     }
     const qg_route *rt = &qg_routes[route];
     r->route = rt;
+    if (r->body_len > app->max_body) {
+        char msg[128];
+        snprintf(msg, sizeof msg, "request body of %zu bytes is over QG_MAX_BODY (%zu bytes)",
+                 r->body_len, app->max_body);
+        loop_error(L, req, r, route, t0, 413, "payload_too_large", msg);
+        goto done_inline;
+    }
     if (app->limits && rt->rl != QG_RL_NONE) {
         char key[80];
         int retry = 1;
@@ -687,8 +694,12 @@ static void loop_dispose(qg_loop *L)
     h2o_multithread_unregister_receiver(L->ctx.queue, &L->done_rx);
     h2o_multithread_unregister_receiver(L->ctx.queue, &L->ctl_rx);
     h2o_timeout_dispose(L->ctx.loop, &L->tick);
+    /* request_shutdown armed the HTTP/2 graceful-shutdown timer */
+    if (h2o_timeout_is_linked(&L->ctx.http2._graceful_shutdown_timeout))
+        h2o_timeout_unlink(&L->ctx.http2._graceful_shutdown_timeout);
     h2o_evloop_t *loop = L->ctx.loop;
     h2o_context_dispose(&L->ctx);
+    h2o_evloop_run(loop, 0); /* let the sockets closed above be freed */
     h2o_evloop_destroy(loop);
 }
 
@@ -735,7 +746,14 @@ static void configure_h2o(qg_server *srv)
 {
     h2o_config_init(&srv->conf);
     srv->conf.server_name = h2o_iovec_init(H2O_STRLIT("quantgate"));
-    srv->conf.max_request_entity_size = srv->app->max_body;
+    /* h2o refuses bodies over its limit before reading them, with a plain
+     * text 413 written straight to the socket. Its limit is therefore set
+     * above ours, so that bodies just over QG_MAX_BODY (the usual mistake)
+     * get the API's JSON 413 from on_req, while a huge body is still refused
+     * unread. */
+    size_t hard = srv->app->max_body * 2;
+    if (hard < srv->app->max_body + (1u << 20)) hard = srv->app->max_body + (1u << 20);
+    srv->conf.max_request_entity_size = hard;
     srv->conf.http1.req_timeout = srv->cfg.req_timeout_ms;
     srv->conf.http2.idle_timeout = srv->cfg.idle_timeout_ms;
     srv->conf.http2.graceful_shutdown_timeout = srv->cfg.shutdown_timeout_ms;

@@ -12,50 +12,180 @@
 
 #define R(method, pattern, fn, role, rl, flags, tag, summary)                                      \
     {method, pattern, fn, role, rl, flags, summary, tag, NULL, NULL, NULL}
-
 /* clang-format off */
+/* RS: R with the OpenAPI texts: request schema, response schema, query
+ * parameters ("name:type:description|..."), each a string or NULL. Two
+ * extensions in a response schema are read by the OpenAPI builder and
+ * removed from the document: "x-status" (the success status when it is not
+ * 200, e.g. 201, 202, 204; a schema holding only x-status means no body) and
+ * "x-content-type" (when the body is not application/json). */
+#define RS(method, pattern, fn, role, rl, flags, tag, summary, req, resp, query)                   \
+    {method, pattern, fn, role, rl, flags, summary, tag, req, resp, query}
+
+/* Schema texts of the meta, auth, tokens, users, vault and audit routes;
+ * "#/components/schemas/..." names are defined by the OpenAPI builder
+ * (h_meta.c). */
+#define QG_REF(name) "{\"$ref\":\"#/components/schemas/" name "\"}"
+#define QG_LIST_OF(name)                                                                           \
+    "{\"type\":\"object\",\"required\":[\"items\",\"next\"],\"properties\":{\"items\":{"           \
+    "\"type\":\"array\",\"items\":" QG_REF(name) "},\"next\":{\"type\":[\"string\",\"null\"]}}}"
+#define QG_NO_BODY "{\"x-status\":204}"
+#define QG_STATUS_OBJ(value)                                                                       \
+    "{\"type\":\"object\",\"required\":[\"status\"],\"properties\":{\"status\":{\"const\":"        \
+    "\"" value "\"}}}"
+#define QG_EMAIL_PROP    "\"email\":{\"type\":\"string\",\"format\":\"email\",\"maxLength\":255}"
+#define QG_PASSWORD_PROP "{\"type\":\"string\",\"minLength\":10,\"maxLength\":1024}"
+#define QG_CREDENTIALS                                                                             \
+    "{\"type\":\"object\",\"required\":[\"email\",\"password\"],\"properties\":{" QG_EMAIL_PROP    \
+    ",\"password\":{\"type\":\"string\",\"maxLength\":1024}}}"
+#define QG_SIGNUP                                                                                  \
+    "{\"type\":\"object\",\"required\":[\"email\",\"password\"],\"properties\":{" QG_EMAIL_PROP    \
+    ",\"password\":" QG_PASSWORD_PROP "}}"
+#define QG_REFRESH_REQ                                                                             \
+    "{\"type\":\"object\",\"required\":[\"refresh_token\"],\"properties\":{\"refresh_token\":{"    \
+    "\"type\":\"string\"}}}"
+#define QG_PASSWORD_CHANGE                                                                         \
+    "{\"type\":\"object\",\"required\":[\"current_password\",\"new_password\"],\"properties\":{"   \
+    "\"current_password\":{\"type\":\"string\"},\"new_password\":" QG_PASSWORD_PROP "}}"
+#define QG_TOKEN_REQ                                                                               \
+    "{\"type\":\"object\",\"required\":[\"name\",\"scope\"],\"properties\":{\"name\":{\"type\":"   \
+    "\"string\",\"minLength\":1,\"maxLength\":64},\"scope\":{\"enum\":[\"read\",\"write\"]}}}"
+#define QG_TOKEN_CREATED                                                                           \
+    "{\"x-status\":201,\"allOf\":[" QG_REF(                                                        \
+        "ApiToken") ",{\"type\":\"object\",\"required\":["                                         \
+                    "\"token\"],\"properties\":{\"token\":{\"type\":\"string\",\"description\":"   \
+                    "\"shown once\"}}}]}"
+#define QG_ROLE_PROP "\"role\":{\"enum\":[\"client\",\"developer\",\"admin\"]}"
+#define QG_USER_CREATE                                                                             \
+    "{\"type\":\"object\",\"required\":[\"email\",\"password\",\"role\"],\"properties\":"          \
+    "{" QG_EMAIL_PROP ",\"password\":" QG_PASSWORD_PROP "," QG_ROLE_PROP "}}"
+#define QG_USER_PATCH                                                                              \
+    "{\"type\":\"object\",\"minProperties\":1,\"properties\":{" QG_ROLE_PROP                       \
+    ",\"approved\":{\"type\":\"boolean\"},\"disabled\":{\"type\":\"boolean\"}}}"
+#define QG_SECRET_PUT                                                                              \
+    "{\"type\":\"object\",\"required\":[\"value\"],\"properties\":{\"value\":{\"type\":"           \
+    "\"string\",\"minLength\":1,\"maxLength\":8192,\"writeOnly\":true}}}"
+#define QG_PAGE_QUERY                                                                              \
+    "limit:integer:page size, 1-500 (default 50)|before:string:the previous page's next cursor"
+#define QG_USERS_QUERY                                                                             \
+    "status:string:'pending' for accounts awaiting approval, or 'all'|" QG_PAGE_QUERY
+#define QG_AUDIT_QUERY                                                                             \
+    "actor:string:actor user id or email|action:string:route ('POST /api/datasets') or "           \
+    "auth.login|outcome:string:ok, denied or error|from:string:ISO-8601 time or epoch, "           \
+    "inclusive|to:string:ISO-8601 time or epoch, inclusive (a date means the whole "               \
+    "day)|" QG_PAGE_QUERY
+
+/* Schema texts of the strategies, datasets and backtests routes. */
+#define QG_TIME_T "{\"type\":[\"string\",\"null\"],\"format\":\"date-time\"}"
+#define QG_DATASET_OBJ                                                                             \
+    "{\"type\":\"object\",\"required\":[\"id\",\"name\",\"symbol\",\"timeframe\",\"rows\","        \
+    "\"first\",\"last\",\"bytes\",\"skipped\",\"created_at\"],\"properties\":{\"id\":{\"type\":"   \
+    "\"string\"},\"name\":{\"type\":\"string\"},\"symbol\":{\"type\":\"string\"},\"timeframe\":{"  \
+    "\"type\":[\"string\",\"null\"],\"examples\":[\"1m\",\"1h\"]},\"rows\":{\"type\":\"integer\"}" \
+    ","                                                                                            \
+    "\"first\":" QG_TIME_T ",\"last\":" QG_TIME_T                                                  \
+    ",\"bytes\":{\"type\":\"integer\"},\"skipped\":{"                                              \
+    "\"type\":\"integer\"},\"skipped_examples\":{\"type\":\"array\",\"items\":{\"type\":"          \
+    "\"string\"}},\"created_at\":" QG_TIME_T "}}"
+#define QG_ITEMS_OF(schema)                                                                        \
+    "{\"type\":\"object\",\"required\":[\"items\",\"next\"],\"properties\":{\"items\":{"           \
+    "\"type\":\"array\",\"items\":" schema "},\"next\":{\"type\":[\"string\",\"null\"]}}}"
+#define QG_DATASET_CREATED "{\"x-status\":201,\"allOf\":[" QG_DATASET_OBJ "]}"
+#define QG_DATASET_UPLOAD                                                                          \
+    "{\"type\":\"string\",\"description\":\"the bars as the raw body: text/csv (header row "       \
+    "timestamp,open,high,low,close,volume) or application/json ([[ts,o,h,l,c,v],...])\"}"
+#define QG_DATASET_QUERY                                                                           \
+    "name:string:dataset name, 1-100 characters (required)|symbol:string:instrument symbol "       \
+    "(default: the name)|timeframe:string:bar width such as 1m or 1h (default: the data's "        \
+    "spacing; coarser resamples)|lenient:boolean:skip bad rows and count them"
+#define QG_CANDLES                                                                                 \
+    "{\"type\":\"object\",\"required\":[\"timeframe\",\"candles\",\"truncated\"],\"properties\":{" \
+    "\"timeframe\":{\"type\":[\"string\",\"null\"]},\"candles\":{\"type\":\"array\",\"items\":{"   \
+    "\"type\":\"array\",\"description\":\"[ts_ms, open, high, low, close, volume]\",\"items\":{"   \
+    "\"type\":\"number\"},\"minItems\":6,\"maxItems\":6}},\"truncated\":{\"type\":\"boolean\"}}}"
+#define QG_CANDLES_QUERY                                                                           \
+    "from:string:ISO-8601 time or epoch, inclusive|to:string:ISO-8601 time or epoch, exclusive|"   \
+    "timeframe:string:resample to this (a multiple of the dataset's)|limit:integer:at most this "  \
+    "many candles, 1-10000 (default 1000)"
+#define QG_STRATEGY_OBJ                                                                            \
+    "{\"type\":\"object\",\"required\":[\"name\",\"params\"],\"properties\":{\"name\":{\"type\":"  \
+    "\"string\"},\"description\":{\"type\":\"string\"},\"direction\":{\"enum\":[\"long\","         \
+    "\"short\",\"both\"]},\"params\":{\"type\":\"array\",\"items\":{\"type\":\"object\","          \
+    "\"properties\":{\"name\":{\"type\":\"string\"},\"default\":{\"type\":\"number\"}}}},"         \
+    "\"constraints\":{\"type\":\"array\",\"items\":{\"type\":\"string\"}},\"spec\":{\"type\":"     \
+    "\"object\",\"description\":\"the full strategy spec (docs/strategy-spec.md)\"}}}"
+#define QG_BACKTEST_REQ                                                                            \
+    "{\"type\":\"object\",\"required\":[\"dataset_id\",\"strategy\"],\"additionalProperties\":"    \
+    "false,\"properties\":{\"dataset_id\":{\"type\":\"string\"},\"strategy\":{\"oneOf\":[{"        \
+    "\"type\":\"string\",\"description\":\"a built-in name\"},{\"type\":\"object\","               \
+    "\"description\":\"a strategy spec\"}]},\"params\":{\"type\":\"object\","                      \
+    "\"additionalProperties\":{\"type\":\"number\"}},\"timeframe\":{\"type\":\"string\"},"         \
+    "\"cash\":{\"type\":\"number\",\"minimum\":1e-6,\"maximum\":1e15,\"default\":10000},"          \
+    "\"fee_bps\":{\"type\":\"number\",\"minimum\":0,\"maximum\":9999,\"default\":0},"              \
+    "\"slippage_bps\":{\"type\":\"number\",\"minimum\":0,\"maximum\":9999,\"default\":0},"         \
+    "\"direction\":{\"enum\":[\"long\",\"short\",\"both\"]},\"size_pct\":{\"type\":\"number\","    \
+    "\"exclusiveMinimum\":0,\"maximum\":100},\"from\":{\"type\":[\"string\",\"number\"]},\"to\":{" \
+    "\"type\":[\"string\",\"number\"]}}}"
+#define QG_BACKTEST_QUEUED                                                                         \
+    "{\"x-status\":202,\"type\":\"object\",\"required\":[\"id\",\"status\"],\"properties\":{"      \
+    "\"id\":{\"type\":\"string\"},\"status\":{\"const\":\"queued\"}}}"
+#define QG_BT_STATUS_ENUM "{\"enum\":[\"queued\",\"running\",\"done\",\"failed\",\"cancelled\"]}"
+#define QG_BACKTEST_OBJ                                                                            \
+    "{\"type\":\"object\",\"required\":[\"id\",\"status\",\"progress\",\"request\",\"error\","     \
+    "\"created_at\",\"started_at\",\"finished_at\"],\"properties\":{\"id\":{\"type\":\"string\"}," \
+    "\"status\":" QG_BT_STATUS_ENUM ",\"progress\":{\"type\":\"number\",\"minimum\":0,"            \
+    "\"maximum\":1},\"dataset_id\":{\"type\":\"string\"},\"request\":{\"type\":\"object\"},"       \
+    "\"metrics\":{\"type\":[\"object\",\"null\"]},\"trades\":{\"type\":[\"array\",\"null\"]},"     \
+    "\"error\":{\"type\":[\"string\",\"null\"]},\"created_at\":" QG_TIME_T                         \
+    ",\"started_at\":" QG_TIME_T ",\"finished_at\":" QG_TIME_T "}}"
+#define QG_BACKTEST_EVENTS                                                                         \
+    "{\"type\":\"string\",\"x-content-type\":\"text/event-stream\",\"description\":\"event: "      \
+    "progress (data {\\\"progress\\\":0.42}) while it runs, then one event: done, failed or "      \
+    "cancelled with the final status object\"}"
+
+
 const qg_route qg_routes[] = {
-    R(QG_GET, "/health", qg_h_health, QG_ROLE_NONE, QG_RL_NONE, QG_ROUTE_INLINE, "meta", "Liveness probe"),
-    R(QG_GET, "/ready", qg_h_ready, QG_ROLE_NONE, QG_RL_NONE, 0, "meta", "Readiness: the database answers"),
-    R(QG_GET, "/metrics", qg_h_metrics, QG_ROLE_NONE, QG_RL_NONE, QG_ROUTE_INLINE, "meta", "Prometheus metrics"),
-    R(QG_GET, "/api/openapi.json", qg_h_openapi, QG_ROLE_NONE, QG_RL_READ, QG_ROUTE_INLINE, "meta", "This API as OpenAPI 3.1"),
-    R(QG_GET, "/docs", qg_h_docs, QG_ROLE_NONE, QG_RL_READ, QG_ROUTE_INLINE, "meta", "API documentation page"),
+    RS(QG_GET, "/health", qg_h_health, QG_ROLE_NONE, QG_RL_NONE, QG_ROUTE_INLINE, "meta", "Liveness probe", NULL, QG_STATUS_OBJ("ok"), NULL),
+    RS(QG_GET, "/ready", qg_h_ready, QG_ROLE_NONE, QG_RL_NONE, 0, "meta", "Readiness: the database answers", NULL, QG_STATUS_OBJ("ready"), NULL),
+    RS(QG_GET, "/metrics", qg_h_metrics, QG_ROLE_NONE, QG_RL_NONE, QG_ROUTE_INLINE, "meta", "Prometheus metrics", NULL, "{\"type\":\"string\",\"x-content-type\":\"text/plain; version=0.0.4\"}", NULL),
+    RS(QG_GET, "/api/openapi.json", qg_h_openapi, QG_ROLE_NONE, QG_RL_READ, QG_ROUTE_INLINE, "meta", "This API as OpenAPI 3.1", NULL, "{\"type\":\"object\",\"description\":\"an OpenAPI 3.1 document\"}", NULL),
+    RS(QG_GET, "/docs", qg_h_docs, QG_ROLE_NONE, QG_RL_READ, QG_ROUTE_INLINE, "meta", "API documentation page", NULL, "{\"type\":\"string\",\"x-content-type\":\"text/html\"}", NULL),
 
-    R(QG_POST, "/api/auth/signup", qg_h_signup, QG_ROLE_NONE, QG_RL_AUTH, 0, "auth", "Create an account (pending approval)"),
-    R(QG_POST, "/api/auth/login", qg_h_login, QG_ROLE_NONE, QG_RL_AUTH, QG_ROUTE_NO_AUDIT, "auth", "Log in: access and refresh tokens"),
-    R(QG_POST, "/api/auth/refresh", qg_h_refresh, QG_ROLE_NONE, QG_RL_AUTH, 0, "auth", "Exchange a refresh token for new tokens"),
-    R(QG_POST, "/api/auth/logout", qg_h_logout, QG_ROLE_NONE, QG_RL_AUTH, 0, "auth", "Revoke a refresh token"),
-    R(QG_GET, "/api/me", qg_h_me, QG_ROLE_CLIENT, QG_RL_READ, 0, "auth", "The caller's account"),
-    R(QG_POST, "/api/me/password", qg_h_me_password, QG_ROLE_CLIENT, QG_RL_AUTH, 0, "auth", "Change the caller's password"),
+    RS(QG_POST, "/api/auth/signup", qg_h_signup, QG_ROLE_NONE, QG_RL_AUTH, 0, "auth", "Create an account (pending approval)", QG_SIGNUP, "{\"x-status\":201,\"$ref\":\"#/components/schemas/User\"}", NULL),
+    RS(QG_POST, "/api/auth/login", qg_h_login, QG_ROLE_NONE, QG_RL_AUTH, QG_ROUTE_NO_AUDIT, "auth", "Log in: access and refresh tokens", QG_CREDENTIALS, QG_REF("TokenPair"), NULL),
+    RS(QG_POST, "/api/auth/refresh", qg_h_refresh, QG_ROLE_NONE, QG_RL_AUTH, 0, "auth", "Exchange a refresh token for new tokens", QG_REFRESH_REQ, QG_REF("TokenPair"), NULL),
+    RS(QG_POST, "/api/auth/logout", qg_h_logout, QG_ROLE_NONE, QG_RL_AUTH, 0, "auth", "Revoke a refresh token", QG_REFRESH_REQ, QG_NO_BODY, NULL),
+    RS(QG_GET, "/api/me", qg_h_me, QG_ROLE_CLIENT, QG_RL_READ, 0, "auth", "The caller's account", NULL, QG_REF("User"), NULL),
+    RS(QG_POST, "/api/me/password", qg_h_me_password, QG_ROLE_CLIENT, QG_RL_AUTH, 0, "auth", "Change the caller's password", QG_PASSWORD_CHANGE, QG_NO_BODY, NULL),
 
-    R(QG_GET, "/api/tokens", qg_h_tokens_list, QG_ROLE_DEVELOPER, QG_RL_READ, 0, "tokens", "The caller's machine API tokens"),
-    R(QG_POST, "/api/tokens", qg_h_tokens_create, QG_ROLE_DEVELOPER, QG_RL_WRITE, 0, "tokens", "Create a machine API token (shown once)"),
-    R(QG_DELETE, "/api/tokens/{id}", qg_h_tokens_revoke, QG_ROLE_DEVELOPER, QG_RL_WRITE, 0, "tokens", "Revoke a machine API token"),
+    RS(QG_GET, "/api/tokens", qg_h_tokens_list, QG_ROLE_DEVELOPER, QG_RL_READ, 0, "tokens", "The caller's machine API tokens", NULL, QG_LIST_OF("ApiToken"), NULL),
+    RS(QG_POST, "/api/tokens", qg_h_tokens_create, QG_ROLE_DEVELOPER, QG_RL_WRITE, 0, "tokens", "Create a machine API token (shown once)", QG_TOKEN_REQ, QG_TOKEN_CREATED, NULL),
+    RS(QG_DELETE, "/api/tokens/{id}", qg_h_tokens_revoke, QG_ROLE_DEVELOPER, QG_RL_WRITE, 0, "tokens", "Revoke a machine API token", NULL, QG_NO_BODY, NULL),
 
-    R(QG_GET, "/api/users", qg_h_users_list, QG_ROLE_ADMIN, QG_RL_READ, 0, "users", "List users"),
-    R(QG_POST, "/api/users", qg_h_users_create, QG_ROLE_ADMIN, QG_RL_WRITE, 0, "users", "Create an approved user"),
-    R(QG_GET, "/api/users/{id}", qg_h_users_get, QG_ROLE_ADMIN, QG_RL_READ, 0, "users", "One user"),
-    R(QG_PATCH, "/api/users/{id}", qg_h_users_update, QG_ROLE_ADMIN, QG_RL_WRITE, 0, "users", "Change role, approval or disabled"),
-    R(QG_POST, "/api/users/{id}/approve", qg_h_users_approve, QG_ROLE_ADMIN, QG_RL_WRITE, 0, "users", "Approve a pending user"),
-    R(QG_DELETE, "/api/users/{id}", qg_h_users_delete, QG_ROLE_ADMIN, QG_RL_WRITE, 0, "users", "Delete a user and their data"),
+    RS(QG_GET, "/api/users", qg_h_users_list, QG_ROLE_ADMIN, QG_RL_READ, 0, "users", "List users", NULL, QG_LIST_OF("User"), QG_USERS_QUERY),
+    RS(QG_POST, "/api/users", qg_h_users_create, QG_ROLE_ADMIN, QG_RL_WRITE, 0, "users", "Create an approved user", QG_USER_CREATE, "{\"x-status\":201,\"$ref\":\"#/components/schemas/User\"}", NULL),
+    RS(QG_GET, "/api/users/{id}", qg_h_users_get, QG_ROLE_ADMIN, QG_RL_READ, 0, "users", "One user", NULL, QG_REF("User"), NULL),
+    RS(QG_PATCH, "/api/users/{id}", qg_h_users_update, QG_ROLE_ADMIN, QG_RL_WRITE, 0, "users", "Change role, approval or disabled", QG_USER_PATCH, QG_REF("User"), NULL),
+    RS(QG_POST, "/api/users/{id}/approve", qg_h_users_approve, QG_ROLE_ADMIN, QG_RL_WRITE, 0, "users", "Approve a pending user", NULL, QG_REF("User"), NULL),
+    RS(QG_DELETE, "/api/users/{id}", qg_h_users_delete, QG_ROLE_ADMIN, QG_RL_WRITE, 0, "users", "Delete a user and their data", NULL, QG_NO_BODY, NULL),
 
-    R(QG_GET, "/api/secrets", qg_h_secrets_list, QG_ROLE_ADMIN, QG_RL_READ, 0, "vault", "Vault entries, masked"),
-    R(QG_PUT, "/api/secrets/{name}", qg_h_secrets_put, QG_ROLE_ADMIN, QG_RL_WRITE, 0, "vault", "Store a secret"),
-    R(QG_DELETE, "/api/secrets/{name}", qg_h_secrets_delete, QG_ROLE_ADMIN, QG_RL_WRITE, 0, "vault", "Delete a secret"),
-    R(QG_GET, "/api/audit", qg_h_audit_list, QG_ROLE_ADMIN, QG_RL_READ, 0, "audit", "Query the audit log"),
+    RS(QG_GET, "/api/secrets", qg_h_secrets_list, QG_ROLE_ADMIN, QG_RL_READ, 0, "vault", "Vault entries, masked", NULL, QG_LIST_OF("Secret"), NULL),
+    RS(QG_PUT, "/api/secrets/{name}", qg_h_secrets_put, QG_ROLE_ADMIN, QG_RL_WRITE, 0, "vault", "Store a secret", QG_SECRET_PUT, QG_REF("Secret"), NULL),
+    RS(QG_DELETE, "/api/secrets/{name}", qg_h_secrets_delete, QG_ROLE_ADMIN, QG_RL_WRITE, 0, "vault", "Delete a secret", NULL, QG_NO_BODY, NULL),
+    RS(QG_GET, "/api/audit", qg_h_audit_list, QG_ROLE_ADMIN, QG_RL_READ, 0, "audit", "Query the audit log", NULL, QG_LIST_OF("AuditEntry"), QG_AUDIT_QUERY),
 
-    R(QG_GET, "/api/strategies", qg_h_strategies_list, QG_ROLE_CLIENT, QG_RL_READ, 0, "backtests", "Built-in strategies and their parameters"),
-    R(QG_GET, "/api/datasets", qg_h_datasets_list, QG_ROLE_CLIENT, QG_RL_READ, 0, "datasets", "The caller's datasets"),
-    R(QG_POST, "/api/datasets", qg_h_datasets_create, QG_ROLE_DEVELOPER, QG_RL_HEAVY, QG_ROUTE_RAW_BODY, "datasets", "Upload bars (CSV or JSON body)"),
-    R(QG_GET, "/api/datasets/{id}", qg_h_datasets_get, QG_ROLE_CLIENT, QG_RL_READ, 0, "datasets", "One dataset"),
-    R(QG_DELETE, "/api/datasets/{id}", qg_h_datasets_delete, QG_ROLE_DEVELOPER, QG_RL_WRITE, 0, "datasets", "Delete a dataset"),
-    R(QG_GET, "/api/datasets/{id}/candles", qg_h_datasets_candles, QG_ROLE_CLIENT, QG_RL_READ, 0, "datasets", "Bars, optionally resampled"),
+    RS(QG_GET, "/api/strategies", qg_h_strategies_list, QG_ROLE_CLIENT, QG_RL_READ, 0, "backtests", "Built-in strategies and their parameters", NULL, QG_ITEMS_OF(QG_STRATEGY_OBJ), NULL),
+    RS(QG_GET, "/api/datasets", qg_h_datasets_list, QG_ROLE_CLIENT, QG_RL_READ, 0, "datasets", "The caller's datasets", NULL, QG_ITEMS_OF(QG_DATASET_OBJ), QG_PAGE_QUERY),
+    RS(QG_POST, "/api/datasets", qg_h_datasets_create, QG_ROLE_DEVELOPER, QG_RL_HEAVY, QG_ROUTE_RAW_BODY, "datasets", "Upload bars (CSV or JSON body)", QG_DATASET_UPLOAD, QG_DATASET_CREATED, QG_DATASET_QUERY),
+    RS(QG_GET, "/api/datasets/{id}", qg_h_datasets_get, QG_ROLE_CLIENT, QG_RL_READ, 0, "datasets", "One dataset", NULL, QG_DATASET_OBJ, NULL),
+    RS(QG_DELETE, "/api/datasets/{id}", qg_h_datasets_delete, QG_ROLE_DEVELOPER, QG_RL_WRITE, 0, "datasets", "Delete a dataset", NULL, QG_NO_BODY, NULL),
+    RS(QG_GET, "/api/datasets/{id}/candles", qg_h_datasets_candles, QG_ROLE_CLIENT, QG_RL_READ, 0, "datasets", "Bars, optionally resampled", NULL, QG_CANDLES, QG_CANDLES_QUERY),
 
-    R(QG_GET, "/api/backtests", qg_h_backtests_list, QG_ROLE_CLIENT, QG_RL_READ, 0, "backtests", "The caller's backtests"),
-    R(QG_POST, "/api/backtests", qg_h_backtests_create, QG_ROLE_DEVELOPER, QG_RL_HEAVY, 0, "backtests", "Start a backtest job"),
-    R(QG_GET, "/api/backtests/{id}", qg_h_backtests_get, QG_ROLE_CLIENT, QG_RL_READ, 0, "backtests", "Status, metrics and trades"),
-    R(QG_DELETE, "/api/backtests/{id}", qg_h_backtests_delete, QG_ROLE_DEVELOPER, QG_RL_WRITE, 0, "backtests", "Cancel and delete a backtest"),
-    R(QG_GET, "/api/backtests/{id}/events", qg_h_backtests_events, QG_ROLE_CLIENT, QG_RL_READ, QG_ROUTE_STREAM, "backtests", "Progress as Server-Sent Events"),
+    RS(QG_GET, "/api/backtests", qg_h_backtests_list, QG_ROLE_CLIENT, QG_RL_READ, 0, "backtests", "The caller's backtests", NULL, QG_ITEMS_OF(QG_BACKTEST_OBJ), QG_PAGE_QUERY),
+    RS(QG_POST, "/api/backtests", qg_h_backtests_create, QG_ROLE_DEVELOPER, QG_RL_HEAVY, 0, "backtests", "Start a backtest job", QG_BACKTEST_REQ, QG_BACKTEST_QUEUED, NULL),
+    RS(QG_GET, "/api/backtests/{id}", qg_h_backtests_get, QG_ROLE_CLIENT, QG_RL_READ, 0, "backtests", "Status, metrics and trades", NULL, QG_BACKTEST_OBJ, NULL),
+    RS(QG_DELETE, "/api/backtests/{id}", qg_h_backtests_delete, QG_ROLE_DEVELOPER, QG_RL_WRITE, 0, "backtests", "Cancel and delete a backtest", NULL, QG_NO_BODY, NULL),
+    RS(QG_GET, "/api/backtests/{id}/events", qg_h_backtests_events, QG_ROLE_CLIENT, QG_RL_READ, QG_ROUTE_STREAM, "backtests", "Progress as Server-Sent Events", NULL, QG_BACKTEST_EVENTS, NULL),
 
     {0, NULL, NULL, QG_ROLE_NONE, QG_RL_NONE, 0, NULL, NULL, NULL, NULL, NULL},
 };

@@ -190,14 +190,15 @@ class Server:
         err = os.path.join(self.tmp, "stderr.%d" % self.runs)
         self.log_files += [out, err]
         self.stdout_path, self.stderr_path = out, err
-        self.proc = subprocess.Popen(
-            [BIN, "serve", "--host", "127.0.0.1", "--port", str(self.port)],
-            stdout=open(out, "wb"),
-            stderr=open(err, "wb"),
-            stdin=subprocess.DEVNULL,
-            env=self.env(),
-            cwd=self.tmp,
-        )
+        with open(out, "wb") as fo, open(err, "wb") as fe:
+            self.proc = subprocess.Popen(
+                [BIN, "serve", "--host", "127.0.0.1", "--port", str(self.port)],
+                stdout=fo,
+                stderr=fe,
+                stdin=subprocess.DEVNULL,
+                env=self.env(),
+                cwd=self.tmp,
+            )
         deadline = time.time() + START_TIMEOUT
         last = None
         while time.time() < deadline:
@@ -458,10 +459,12 @@ def wait_backtest(srv, token, bt_id, timeout=60):
     raise AssertionError("backtest %s not finished within %d s" % (bt_id, timeout))
 
 
+def read_bytes(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
 def upload(srv, token, path_or_bytes, ctype="text/csv", **query):
-    if isinstance(path_or_bytes, (bytes, bytearray)):
-        data = bytes(path_or_bytes)
-    else:
-        with open(path_or_bytes, "rb") as f:
-            data = f.read()
-    return srv.request("POST", "/api/datasets", data, token=token, headers={"Content-Type": ctype}, query=query or None)
+    query.setdefault("name", "upload")  # the server requires a name
+    data = bytes(path_or_bytes) if isinstance(path_or_bytes, (bytes, bytearray)) else read_bytes(path_or_bytes)
+    return srv.request("POST", "/api/datasets", data, token=token, headers={"Content-Type": ctype}, query=query)

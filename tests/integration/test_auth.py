@@ -169,7 +169,7 @@ class AuthTest(qgtest.ServerTest):
         self.assertEqual(r.json["id"], u["id"])
         self.assertEqual(s.request("GET", "/api/datasets", token=rtok).status, 200)
         # read scope: no mutations
-        csv = open(os.path.join(qgtest.DATA, "bars_good.csv"), "rb").read()
+        csv = qgtest.read_bytes(os.path.join(qgtest.DATA, "bars_good.csv"))
         self.assertError(qgtest.upload(s, rtok, csv), 403, "forbidden")
         self.assertError(s.request("POST", "/api/tokens", {"name": "y", "scope": "write"}, token=rtok), 403, "forbidden")
         # write scope: mutations allowed
@@ -186,6 +186,11 @@ class AuthTest(qgtest.ServerTest):
         self.assertError(s.request("DELETE", "/api/tokens/" + rid, token=u["access"]), 404, "not_found")
         # a well-formed but unknown machine token
         self.assertError(s.request("GET", "/api/me", token="qg_" + "A" * 43), 401, "unauthorized")
+
+class ThrottleAuditTest(qgtest.ServerTest):
+    # QG_RATE_LIMITS=off also turns the login throttle off, so this server
+    # has request limits too high to matter instead.
+    SERVER_ENV = {"QG_RATE_LIMITS": "auth=1000/s:1000,read=1000/s:1000,write=1000/s:1000,heavy=1000/s:1000"}
 
     def test_login_throttle_and_audit(self):
         s = self.srv
@@ -230,7 +235,7 @@ class AuthTest(qgtest.ServerTest):
         self.assertTrue(r.json["items"])
         self.assertTrue(all(i["actor_id"] == admin_id for i in r.json["items"]))
         # a denied mutation (client trying to upload) is audited as denied
-        csv = open(os.path.join(qgtest.DATA, "bars_good.csv"), "rb").read()
+        csv = qgtest.read_bytes(os.path.join(qgtest.DATA, "bars_good.csv"))
         self.assertError(qgtest.upload(s, v["access"], csv), 403, "forbidden")
         r = s.request("GET", "/api/audit", token=admin, query={"actor": v["id"], "outcome": "denied"})
         self.assertEqual(r.status, 200, r)

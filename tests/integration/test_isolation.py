@@ -104,7 +104,7 @@ class IsolationTest(qgtest.ServerTest):
         r = s.request("GET", "/api/users", token=admin)
         self.assertIn(uid, [u["id"] for u in r.json["items"]])
         tok = s.login(email, pw).json["access_token"]
-        csv = open(os.path.join(qgtest.DATA, "bars_good.csv"), "rb").read()
+        csv = qgtest.read_bytes(os.path.join(qgtest.DATA, "bars_good.csv"))
         self.assertError(qgtest.upload(s, tok, csv), 403, "forbidden")
         # promote: the same access token now carries the new role
         r = s.request("PATCH", "/api/users/" + uid, {"role": "developer"}, token=admin)

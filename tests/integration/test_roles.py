@@ -21,7 +21,7 @@ def parse_routes_c():
     path = os.path.join(qgtest.SRC, "src", "http", "routes.c")
     rows = []
     with open(path) as f:
-        for m in re.finditer(r'R\(QG_(\w+),\s*"([^"]+)",\s*\w+,\s*QG_ROLE_(\w+)', f.read()):
+        for m in re.finditer(r'\bRS?\(QG_(\w+),\s*"([^"]+)",\s*\w+,\s*QG_ROLE_(\w+)', f.read()):
             rows.append((m.group(1).upper(), m.group(2), m.group(3).lower()))
     return rows
 

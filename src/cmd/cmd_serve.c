@@ -12,10 +12,12 @@
 #include "auth/auth.h"
 #include "auth/vault.h"
 #include "http/app.h"
+#include "http/handlers.h"
 #include "http/router.h"
 #include "http/server.h"
 
 #include <quantgate/config.h>
+#include <quantgate/file.h>
 #include <quantgate/log.h>
 #include <quantgate/mem.h>
 
@@ -33,8 +35,10 @@ typedef struct serve_opts {
 
 static int usage(void)
 {
-    printf("usage: quantgate serve [--host H] [--port P]\n"
+    printf("usage: quantgate serve [--host H] [--port P] [--sample-data FILE.csv]\n"
            "Runs the HTTP API (docs/api.md) on H:P until SIGTERM or SIGINT.\n"
+           "--sample-data: on first start (empty database), import FILE as a dataset of\n"
+           "the first admin.\n"
            "Settings come from the environment and .env: QG_HOST, QG_PORT, QG_DATA_DIR,\n"
            "DATABASE_URL, QG_RATE_LIMITS, QG_CORS_ORIGINS, QG_TLS_CERT, QG_TLS_KEY ...\n"
            "(all of them: quantgate config, docs/configuration.md).\n");
@@ -117,7 +121,7 @@ static qg_status setup_limits(qg_app *app, qg_error *err)
     qg_status rc = QG_OK;
     if (*spec && (rc = qg_rl_config_parse(&rl, spec, err))) return rc;
     int64_t v;
-    if ((rc = config_int("QG_LOGIN_MAX_FAILS", rl.login_max_fails, 1, 1000, &v, err))) return rc;
+    if ((rc = config_int("QG_LOGIN_MAX_FAILS", rl.login_max_fails, 1, 16, &v, err))) return rc;
     rl.login_max_fails = (int)v;
     if ((rc = config_int("QG_LOGIN_WINDOW", rl.login_window_ms / 1000, 1, 86400, &v, err)))
         return rc;
@@ -167,7 +171,7 @@ static void random_password(char *out, size_t cap)
     snprintf(out, cap, "%.20s", tok);
 }
 
-static qg_status first_admin(qg_app *app, qg_conn *c, qg_error *err)
+static qg_status first_admin(qg_app *app, qg_conn *c, qg_user *out, qg_error *err)
 {
     int64_t users = 0;
     qg_status rc = qg_user_count(c, &users, err);
@@ -178,6 +182,7 @@ static qg_status first_admin(qg_app *app, qg_conn *c, qg_error *err)
     qg_user u;
     if ((rc = qg_user_create(c, email, password, QG_ROLE_ADMIN, true, &u, err))) return rc;
     if ((rc = qg_user_require_password_change(c, u.id, err))) return rc;
+    *out = u;
     /* stdout, not the logger: shown once to whoever started the server. */
     printf("first admin: %s password: %s (one-time: change it at first login, "
            "POST /api/me/password)\n",
@@ -185,6 +190,40 @@ static qg_status first_admin(qg_app *app, qg_conn *c, qg_error *err)
     fflush(stdout);
     memset(password, 0, sizeof password);
     return QG_OK;
+}
+
+/* Imports a CSV file as a dataset of the first admin, through the same
+ * handler an upload goes through (validation, storage, audit target). */
+static qg_status import_sample(qg_app *app, const qg_user *admin, const char *path, qg_error *err)
+{
+    char *data = NULL;
+    size_t len = 0;
+    qg_status rc = qg_file_read_all(path, app->max_body, &data, &len, err);
+    if (rc) return rc;
+    const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+    qg_req r;
+    qg_req_init(&r, app);
+    r.method = QG_POST;
+    r.path = "/api/datasets";
+    r.query =
+        qg_arena_sprintf(&r.arena, "name=%.*s&symbol=SAMPLE", (int)(strcspn(base, ".")), base);
+    r.body = data;
+    r.body_len = len;
+    r.content_type = "text/csv";
+    r.request_id = "sample-data";
+    r.who.authenticated = true;
+    r.who.user = *admin;
+    r.who.scope = QG_SCOPE_WRITE;
+    qg_h_datasets_create(&r);
+    if (r.status != 201)
+        rc = qg_error_set(err, QG_EINVAL, "sample data %s: %.*s", path, (int)r.out.len,
+                          r.out.data ? r.out.data : "");
+    else
+        printf("sample data: %s imported as dataset '%.*s' for %s\n", path,
+               (int)(strcspn(base, ".")), base, admin->email);
+    qg_req_release(&r);
+    free(data);
+    return rc;
 }
 
 static void on_ready(void *ud, const char *scheme, const char *host, int port)
@@ -196,7 +235,7 @@ static void on_ready(void *ud, const char *scheme, const char *host, int port)
     fflush(stdout);
 }
 
-static qg_status open_app(qg_app *app, qg_error *err)
+static qg_status open_app(qg_app *app, const serve_opts *o, qg_error *err)
 {
     qg_status rc;
     char urlbuf[1024];
@@ -214,7 +253,8 @@ static qg_status open_app(qg_app *app, qg_error *err)
     if ((rc = qg_store_acquire(app->store, &c, err))) return rc;
     rc = qg_vault_open(c, app->data_dir, &app->vault, err);
     if (!rc) qg_vault_jwt_key(app->vault, app->jwt_key);
-    if (!rc) rc = first_admin(app, c, err);
+    qg_user admin = {0};
+    if (!rc) rc = first_admin(app, c, &admin, err);
     qg_store_release(app->store, c);
     if (rc) return rc;
 
@@ -229,6 +269,7 @@ static qg_status open_app(qg_app *app, qg_error *err)
     if ((rc = qg_store_acquire(app->store, &c, err))) return rc;
     rc = qg_jobs_recover(app->jobs, c, err);
     qg_store_release(app->store, c);
+    if (!rc && admin.id[0] && o->sample_data) rc = import_sample(app, &admin, o->sample_data, err);
     return rc;
 }
 
@@ -258,6 +299,7 @@ int qg_cmd_serve(int argc, char **argv)
         if (qg_args_flag(&a, "--help")) return usage();
         if (qg_args_value(&a, "--host", &o.host)) continue;
         if (qg_args_value(&a, "--port", &port)) continue;
+        if (qg_args_value(&a, "--sample-data", &o.sample_data)) continue;
         return qg_args_unknown(&a);
     }
     if (port) o.port = (int)qg_args_int(&a, "--port", port, 0, 65535);
@@ -267,7 +309,7 @@ int qg_cmd_serve(int argc, char **argv)
     qg_error err = {0};
     int status = 1;
     qg_status rc = read_settings(&app, &sc, &o, &err);
-    if (!rc) rc = open_app(&app, &err);
+    if (!rc) rc = open_app(&app, &o, &err);
     if (!rc) rc = qg_server_run(&app, &sc, on_ready, NULL, &err);
     if (rc) {
         qg_cmd_fail("serve", "%s", err.msg);

@@ -28,15 +28,15 @@ struct qg_app {
     qg_store *store;
     qg_vault *vault;
     uint8_t jwt_key[32];
-    const char *data_dir; /* owned by the app (strdup) */
+    const char *data_dir;  /* owned by the app (strdup) */
     int64_t access_ttl_s;  /* QG_ACCESS_TTL, default 900 */
     int64_t refresh_ttl_s; /* QG_REFRESH_TTL, default 30 days */
     size_t max_body;       /* QG_MAX_BODY, bytes */
 
-    qg_workpool *requests; /* handlers of non-inline routes */
+    qg_workpool *requests;  /* handlers of non-inline routes */
     qg_workpool *jobs_pool; /* background jobs (backtests) */
     qg_jobs *jobs;
-    qg_metrics *metrics;
+    qg_http_metrics *metrics;
     qg_ratelimit *limits; /* NULL when QG_RATE_LIMITS=off */
 
     char *cors[QG_CORS_MAX]; /* allowed origins, exact match */

@@ -60,7 +60,7 @@ typedef struct qg_route_metrics {
 static const char *const qg_job_names[] = {"queued", "started", "done", "failed", "cancelled"};
 #define NJOBS 5
 
-struct qg_metrics {
+struct qg_http_metrics {
     int nroutes;
     atomic_int_fast64_t inflight;
     atomic_uint_fast64_t jobs[NJOBS];
@@ -78,7 +78,7 @@ static int qg_metrics_status_slot(int status)
     return NCODES + NOTHER - 1;
 }
 
-void qg_metrics_request(qg_metrics *m, int route, int status, int64_t duration_us)
+void qg_metrics_request(qg_http_metrics *m, int route, int status, int64_t duration_us)
 {
     if (!m) return;
     if (route < 0 || route >= m->nroutes) route = m->nroutes; /* unmatched */
@@ -91,12 +91,12 @@ void qg_metrics_request(qg_metrics *m, int route, int status, int64_t duration_u
     atomic_fetch_add_explicit(&r->sum_us, (uint64_t)duration_us, memory_order_relaxed);
 }
 
-void qg_metrics_inflight(qg_metrics *m, int delta)
+void qg_metrics_inflight(qg_http_metrics *m, int delta)
 {
     if (m) atomic_fetch_add_explicit(&m->inflight, delta, memory_order_relaxed);
 }
 
-void qg_metrics_job(qg_metrics *m, qg_job_event ev)
+void qg_metrics_job(qg_http_metrics *m, qg_job_event ev)
 {
     if (m && (int)ev >= 0 && (int)ev < NJOBS)
         atomic_fetch_add_explicit(&m->jobs[ev], 1, memory_order_relaxed);
@@ -137,17 +137,17 @@ static double qg_metrics_process_start(void)
     return hz > 0 ? (double)btime + (double)ticks / (double)hz : now;
 }
 
-qg_metrics *qg_metrics_new(int nroutes)
+qg_http_metrics *qg_metrics_new(int nroutes)
 {
     if (nroutes < 0) return NULL;
-    qg_metrics *m = calloc(1, sizeof(*m) + ((size_t)nroutes + 1) * sizeof(qg_route_metrics));
+    qg_http_metrics *m = calloc(1, sizeof(*m) + ((size_t)nroutes + 1) * sizeof(qg_route_metrics));
     if (!m) return NULL;
     m->nroutes = nroutes;
     m->start_time = qg_metrics_process_start();
     return m;
 }
 
-void qg_metrics_free(qg_metrics *m)
+void qg_metrics_free(qg_http_metrics *m)
 {
     free(m);
 }
@@ -214,7 +214,7 @@ static const char *qg_metrics_method(int method)
 }
 
 /* route="...",method="..." for slot i (the last slot is "unmatched"). */
-static void mw_route_labels(qg_mw *w, const qg_metrics *m, int i)
+static void mw_route_labels(qg_mw *w, const qg_http_metrics *m, int i)
 {
     const char *pattern = "unmatched", *method = "";
     if (i < m->nroutes && qg_routes[i].pattern) {
@@ -233,7 +233,7 @@ static uint64_t ld(atomic_uint_fast64_t *a)
     return atomic_load_explicit(a, memory_order_relaxed);
 }
 
-static void render_requests(qg_mw *w, qg_metrics *m)
+static void render_requests(qg_mw *w, qg_http_metrics *m)
 {
     const char *name = "quantgate_http_requests_total";
     mw_head(w, name, "counter", "HTTP requests by route, method and status.");
@@ -251,7 +251,7 @@ static void render_requests(qg_mw *w, qg_metrics *m)
     }
 }
 
-static void render_latency(qg_mw *w, qg_metrics *m)
+static void render_latency(qg_mw *w, qg_http_metrics *m)
 {
     const char *name = "quantgate_http_request_duration_seconds";
     mw_head(w, name, "histogram", "HTTP request latency by route and method.");
@@ -302,7 +302,7 @@ static void render_db(qg_mw *w, const qg_store_stats *db)
     mw_printf(w, "quantgate_db_query_seconds_total %.6f\n", (double)db->busy_us / 1e6);
 }
 
-static void render_jobs(qg_mw *w, qg_metrics *m)
+static void render_jobs(qg_mw *w, qg_http_metrics *m)
 {
     uint64_t v[NJOBS];
     for (int i = 0; i < NJOBS; i++) v[i] = ld(&m->jobs[i]);
@@ -316,7 +316,7 @@ static void render_jobs(qg_mw *w, qg_metrics *m)
     mw_printf(w, "quantgate_jobs_running %" PRId64 "\n", running < 0 ? 0 : running);
 }
 
-static void render_process(qg_mw *w, qg_metrics *m)
+static void render_process(qg_mw *w, qg_http_metrics *m)
 {
     long long pages = 0, resident = 0;
     FILE *f = fopen("/proc/self/statm", "r");
@@ -352,7 +352,7 @@ static void render_process(qg_mw *w, qg_metrics *m)
     }
 }
 
-qg_status qg_metrics_render(qg_metrics *m, const qg_store_stats *db, const char *backend,
+qg_status qg_metrics_render(qg_http_metrics *m, const qg_store_stats *db, const char *backend,
                             qg_buf *out)
 {
     qg_mw w = {out, QG_OK};

@@ -16,25 +16,31 @@
 
 #include <stdint.h>
 
-typedef struct qg_metrics qg_metrics;
+typedef struct qg_http_metrics qg_http_metrics;
 
 /* nroutes: number of entries in the route table. */
-qg_metrics *qg_metrics_new(int nroutes);
-void qg_metrics_free(qg_metrics *m);
+qg_http_metrics *qg_metrics_new(int nroutes);
+void qg_metrics_free(qg_http_metrics *m);
 
 /* route: index in qg_routes, or -1 for requests that matched none. */
-void qg_metrics_request(qg_metrics *m, int route, int status, int64_t duration_us);
-void qg_metrics_inflight(qg_metrics *m, int delta);
+void qg_metrics_request(qg_http_metrics *m, int route, int status, int64_t duration_us);
+void qg_metrics_inflight(qg_http_metrics *m, int delta);
 
-typedef enum { QG_JOB_QUEUED, QG_JOB_STARTED, QG_JOB_DONE, QG_JOB_FAILED, QG_JOB_CANCELLED } qg_job_event;
-void qg_metrics_job(qg_metrics *m, qg_job_event ev);
+typedef enum {
+    QG_JOB_QUEUED,
+    QG_JOB_STARTED,
+    QG_JOB_DONE,
+    QG_JOB_FAILED,
+    QG_JOB_CANCELLED
+} qg_job_event;
+void qg_metrics_job(qg_http_metrics *m, qg_job_event ev);
 
 /* Writes the whole exposition: quantgate_http_requests_total{route,method,
  * status}, quantgate_http_request_duration_seconds (histogram per route),
  * quantgate_http_requests_in_flight, quantgate_db_* from stats (may be
  * NULL), quantgate_jobs_*, quantgate_build_info{version,backend}, and
  * process_resident_memory_bytes / process_start_time_seconds. */
-qg_status qg_metrics_render(qg_metrics *m, const qg_store_stats *db, const char *backend,
+qg_status qg_metrics_render(qg_http_metrics *m, const qg_store_stats *db, const char *backend,
                             qg_buf *out);
 
 #endif

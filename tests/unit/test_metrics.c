@@ -31,7 +31,7 @@ static int route_index(int method, const char *pattern)
     return -1;
 }
 
-static char *render(qg_metrics *m, const qg_store_stats *db, const char *backend)
+static char *render(qg_http_metrics *m, const qg_store_stats *db, const char *backend)
 {
     qg_buf b;
     qg_buf_init(&b, 1 << 20);
@@ -146,7 +146,7 @@ static void check_format(const char *text)
 Test(metrics, counters_by_route_and_status)
 {
     int n = route_count();
-    qg_metrics *m = qg_metrics_new(n);
+    qg_http_metrics *m = qg_metrics_new(n);
     cr_assert_not_null(m);
     int me = route_index(QG_GET, "/api/me");
     int login = route_index(QG_POST, "/api/auth/login");
@@ -191,7 +191,7 @@ Test(metrics, counters_by_route_and_status)
 Test(metrics, histogram_cumulative_sum_count)
 {
     int n = route_count();
-    qg_metrics *m = qg_metrics_new(n);
+    qg_http_metrics *m = qg_metrics_new(n);
     int r = route_index(QG_GET, "/api/datasets/{id}/candles");
     /* 0.0004 s, exactly 0.001 s (le is inclusive), 0.003 s, 0.7 s, 12 s */
     int64_t d[] = {400, 1000, 3000, 700000, 12000000, -5};
@@ -231,7 +231,7 @@ Test(metrics, histogram_cumulative_sum_count)
 
 Test(metrics, gauges_db_jobs_build_process)
 {
-    qg_metrics *m = qg_metrics_new(route_count());
+    qg_http_metrics *m = qg_metrics_new(route_count());
     qg_metrics_inflight(m, 1);
     qg_metrics_inflight(m, 1);
     qg_metrics_inflight(m, 1);
@@ -279,7 +279,7 @@ Test(metrics, gauges_db_jobs_build_process)
 
 Test(metrics, label_escaping)
 {
-    qg_metrics *m = qg_metrics_new(route_count());
+    qg_http_metrics *m = qg_metrics_new(route_count());
     char *s = render(m, NULL, "we\"ird\\back\nend");
     check_format(s);
     cr_assert(strstr(s, ",backend=\"we\\\"ird\\\\back\\nend\"} 1\n"), "%s", s);
@@ -289,7 +289,7 @@ Test(metrics, label_escaping)
 
 Test(metrics, render_reports_the_cap)
 {
-    qg_metrics *m = qg_metrics_new(route_count());
+    qg_http_metrics *m = qg_metrics_new(route_count());
     qg_buf b;
     qg_buf_init(&b, 100);
     cr_assert_eq(qg_metrics_render(m, NULL, "sqlite", &b), QG_ERANGE);
@@ -298,7 +298,7 @@ Test(metrics, render_reports_the_cap)
 }
 
 typedef struct rec_arg {
-    qg_metrics *m;
+    qg_http_metrics *m;
     int route;
 } rec_arg;
 
@@ -316,7 +316,7 @@ static void *recorder(void *p)
 
 Test(metrics, concurrent_recording_sums_exactly)
 {
-    qg_metrics *m = qg_metrics_new(route_count());
+    qg_http_metrics *m = qg_metrics_new(route_count());
     rec_arg a = {m, route_index(QG_GET, "/api/backtests")};
     pthread_t th[4];
     for (int i = 0; i < 4; i++) pthread_create(&th[i], NULL, recorder, &a);

@@ -92,6 +92,13 @@ class AuthTest(qgtest.ServerTest):
         r = s.request("POST", "/api/auth/logout", {"refresh_token": refresh2})
         self.assertEqual(r.status, 204, r)
         self.assertError(s.request("POST", "/api/auth/refresh", {"refresh_token": refresh2}), 401, "unauthorized")
+        # signup cannot choose its role or approve itself
+        e2 = rand_email("escalate")
+        r = s.request("POST", "/api/auth/signup", {"email": e2, "password": rand_password(), "role": "admin", "approved": True})
+        self.assertIn(r.status, (201, 400), r)
+        if r.status == 201:
+            self.assertEqual(r.json["role"], "client", r)
+            self.assertIs(r.json["approved"], False, r)
         # garbage refresh token
         self.assertError(s.request("POST", "/api/auth/refresh", {"refresh_token": "rt_" + "A" * 43}), 401, "unauthorized")
 
@@ -242,6 +249,12 @@ class ThrottleAuditTest(qgtest.ServerTest):
         self.assertTrue(any(i["action"] == "POST /api/datasets" and i["status"] == 403 for i in r.json["items"]), r.json)
         # the audit log is no place for passwords either
         self.assertNotIn(u["password"], r.text)
+        # the audit row carries the request id the client sent
+        r = s.request("POST", "/api/users", {"email": rand_email("traced"), "password": rand_password(), "role": "client"}, token=admin, headers={"X-Request-Id": "audit-trace-0001"})
+        self.assertEqual(r.status, 201, r)
+        self.assertEqual(r.header("X-Request-Id"), "audit-trace-0001")
+        r = s.request("GET", "/api/audit", token=admin, query={"action": "POST /api/users", "limit": 5})
+        self.assertIn("audit-trace-0001", [i["request_id"] for i in r.json["items"]], r.json["items"])
         # paging: limit + next cursor
         r = s.request("GET", "/api/audit", token=admin, query={"limit": 2})
         self.assertEqual(len(r.json["items"]), 2)

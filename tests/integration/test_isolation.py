@@ -113,12 +113,28 @@ class IsolationTest(qgtest.ServerTest):
         self.assertEqual(s.request("GET", "/api/me", token=tok).json["role"], "developer")
         self.assertEqual(qgtest.upload(s, tok, csv).status, 201)
         self.assertError(s.request("PATCH", "/api/users/" + uid, {"role": "emperor"}, token=admin), 400, "validation_failed", "role")
+        # a write-scope machine token follows its owner's current role
+        r = s.request("POST", "/api/tokens", {"name": "m", "scope": "write"}, token=tok)
+        self.assertEqual(r.status, 201, r)
+        mtok = r.json["token"]
+        self.assertEqual(qgtest.upload(s, mtok, csv).status, 201)
+        r = s.request("PATCH", "/api/users/" + uid, {"role": "client"}, token=admin)
+        self.assertEqual(r.status, 200, r)
+        self.assertError(qgtest.upload(s, mtok, csv), 403, "forbidden")
+        self.assertError(qgtest.upload(s, tok, csv), 403, "forbidden")
+        self.assertEqual(s.request("PATCH", "/api/users/" + uid, {"role": "developer"}, token=admin).status, 200)
         # disable: the existing token stops working at once, login too
         r = s.request("PATCH", "/api/users/" + uid, {"disabled": True}, token=admin)
         self.assertEqual(r.status, 200, r)
         self.assertIs(r.json["disabled"], True)
         r = s.request("GET", "/api/me", token=tok)
         self.assertIn(r.status, (401, 403), r)
+        r = s.request("GET", "/api/me", token=mtok)
+        self.assertIn(r.status, (401, 403), r)
+        # the admin cannot lock themselves out
+        me = s.request("GET", "/api/me", token=admin).json["id"]
+        r = s.request("PATCH", "/api/users/" + me, {"disabled": True}, token=admin)
+        self.assertNotEqual(r.status, 200, "an admin disabled their own account: %r" % r)
         self.assertError(s.login(email, pw), 403, "forbidden")
         # enable again
         r = s.request("PATCH", "/api/users/" + uid, {"disabled": False}, token=admin)
@@ -127,6 +143,7 @@ class IsolationTest(qgtest.ServerTest):
         # delete: token dead, user gone
         self.assertEqual(s.request("DELETE", "/api/users/" + uid, token=admin).status, 204)
         self.assertError(s.request("GET", "/api/me", token=tok), 401, "unauthorized")
+        self.assertError(s.request("GET", "/api/me", token=mtok), 401, "unauthorized")
         self.assertError(s.request("GET", "/api/users/" + uid, token=admin), 404, "not_found")
         self.assertError(s.request("DELETE", "/api/users/" + uid, token=admin), 404, "not_found")
         self.assertError(s.login(email, pw), 401, "unauthorized")

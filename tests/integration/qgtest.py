@@ -143,6 +143,7 @@ class Server:
         self.master_key = pysecrets.token_hex(32) if master_key else None
         self.extra_env = dict(env or {})
         self.proc = None
+        self.tls_context = None  # an ssl.SSLContext: talk HTTPS (QG_TLS_CERT servers)
         self.port = None
         self.runs = 0
         self.log_files = []
@@ -171,6 +172,10 @@ class Server:
                 "ASAN_OPTIONS": e.get("ASAN_OPTIONS", "detect_leaks=1"),
             }
         )
+        # h2o's recycle caches are not leaks of ours (see tests/lsan.supp)
+        supp = os.path.join(SRC or "", "tests", "lsan.supp")
+        if "LSAN_OPTIONS" not in e and os.path.exists(supp):
+            e["LSAN_OPTIONS"] = "suppressions=%s:print_suppressions=0" % supp
         if self.master_key:
             e["QG_MASTER_KEY"] = self.master_key
         e.update(self.extra_env)
@@ -325,7 +330,10 @@ class Server:
         hdrs.update(headers or {})
         if query:
             path = path + "?" + urllib.parse.urlencode(query)
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        if self.tls_context is not None:
+            conn = http.client.HTTPSConnection("127.0.0.1", self.port, timeout=timeout, context=self.tls_context)
+        else:
+            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
         try:
             try:
                 conn.request(method, path, body=data, headers=hdrs)

@@ -279,6 +279,37 @@ class DataTest(qgtest.ServerTest):
             self.assertIsInstance(final["metrics"], dict)
             self.assertEqual(rest.strip(), b"")
 
+    def test_sse_large_result_live(self):
+        """A job still running when the stream opens, whose final status
+        object (metrics + ~5800 trades) is over 1 MiB: the stream must still
+        end with `event: done` carrying it."""
+        s, t = self.srv, self.dev["access"]
+        big = os.path.join(s.tmp, "big.csv")
+        p = qgtest.run_cli(["gen-data", "--bars", "300000", "--timeframe", "1m", "--seed", "2", "--out", big, "--quiet"])
+        self.assertEqual(p.returncode, 0, p.stderr)
+        r = upload(s, t, big, name="big")
+        self.assertEqual(r.status, 201, r)
+        r = s.request("POST", "/api/backtests", {"dataset_id": r.json["id"], "strategy": "sma_cross"}, token=t)
+        self.assertEqual(r.status, 202, r)
+        bid = r.json["id"]
+        conn = http.client.HTTPConnection("127.0.0.1", s.port, timeout=120)
+        try:
+            conn.request("GET", "/api/backtests/%s/events" % bid, headers={"Authorization": "Bearer " + t})
+            resp = conn.getresponse()
+            self.assertEqual(resp.status, 200)
+            cache_control = resp.getheader("Cache-Control")
+            events = list(read_sse(resp, limit=1000000))
+        finally:
+            conn.close()
+        kinds = [e for e, _ in events]
+        self.assertTrue(kinds, "empty stream")
+        self.assertEqual(kinds[-1], "done", "stream ended without the final event: %s" % kinds[-5:])
+        final = json.loads(events[-1][1])
+        self.assertEqual(final["status"], "done")
+        self.assertGreater(len(final["trades"]), 1000)
+        self.assertEqual(final, qgtest.wait_backtest(s, t, bid))
+        self.assertEqual(cache_control, "no-cache", "Cache-Control sent once")
+
     def test_vault_round_trip(self):
         s = self.srv
         admin = s.admin_token()

@@ -16,7 +16,8 @@ PACKAGES=(
     libsodium-dev     # argon2id, secretbox vault, HMAC, random
     libjwt-dev        # HS256 access tokens
     python3           # integration tests talk HTTP to the real server
-    curl              # make run's readiness probe, e2e scripts
+    curl              # e2e scripts and the HTTP benchmark
+    openssl           # TLS test certificates, benchmark keys
     wrk               # make bench: HTTP load generator
     nginx-light       # make bench: the reference server measured beside ours
 )

@@ -109,17 +109,21 @@ static qg_status parse_cors(qg_app *app, qg_error *err)
     return rc;
 }
 
+/* Request limits come from QG_RATE_LIMITS; "off" zeroes every class (a
+ * class with rate 0 is never limited) but keeps the login throttle, which
+ * guards passwords, not capacity. */
 static qg_status setup_limits(qg_app *app, qg_error *err)
 {
     const char *spec = qg_config_str("QG_RATE_LIMITS", "");
-    if (strcmp(spec, "off") == 0) {
-        qg_warn("rate limiting is off (QG_RATE_LIMITS=off)");
-        return QG_OK;
-    }
     qg_rl_config rl;
     qg_rl_config_default(&rl);
     qg_status rc = QG_OK;
-    if (*spec && (rc = qg_rl_config_parse(&rl, spec, err))) return rc;
+    if (strcmp(spec, "off") == 0) {
+        qg_warn("request rate limits are off (QG_RATE_LIMITS=off); the login throttle stays on");
+        for (int c = 0; c < QG_RL__COUNT; c++) rl.rule[c] = (qg_rl_rule){0, 0};
+    } else if (*spec && (rc = qg_rl_config_parse(&rl, spec, err))) {
+        return rc;
+    }
     int64_t v;
     if ((rc = config_int("QG_LOGIN_MAX_FAILS", rl.login_max_fails, 1, 16, &v, err))) return rc;
     rl.login_max_fails = (int)v;

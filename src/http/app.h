@@ -37,7 +37,7 @@ struct qg_app {
     qg_workpool *jobs_pool; /* background jobs (backtests) */
     qg_jobs *jobs;
     qg_http_metrics *metrics;
-    qg_ratelimit *limits; /* NULL when QG_RATE_LIMITS=off */
+    qg_ratelimit *limits; /* QG_RATE_LIMITS=off zeroes the request classes; logins stay throttled */
 
     char *cors[QG_CORS_MAX]; /* allowed origins, exact match */
     int ncors;

@@ -45,6 +45,10 @@
 
 typedef struct qg_server qg_server;
 
+/* Cap of one stream chunk: the final event of a backtest carries the whole
+ * result (every trade), like GET /api/backtests/{id}. */
+#define QG_STREAM_BUF_MAX ((size_t)256 << 20)
+
 typedef struct qg_loop {
     qg_server *srv;
     int index;
@@ -400,14 +404,14 @@ static void stream_start(qg_loop *L, h2o_req_t *req, qg_req *r)
     s->free_fn = r->stream_free;
     s->arg = r->stream_arg;
     r->stream_arg = NULL;
-    qg_buf_init(&s->buf, 1 << 20);
+    qg_buf_init(&s->buf, QG_STREAM_BUF_MAX);
     L->streams++;
 
     set_status_and_headers(L->srv, req, r);
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL,
                    H2O_STRLIT("text/event-stream"));
-    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL,
-                   H2O_STRLIT("no-cache"));
+    h2o_set_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, H2O_STRLIT("no-cache"),
+                   1);
     add_header_str(req, "x-accel-buffering", "no");
     h2o_start_response(req, &s->gen);
     /* The first chunk comes from the handler's buffer: copy it into ours,

@@ -24,6 +24,7 @@
 #include <quantgate/mem.h>
 #include <quantgate/time.h>
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <h2o.h>
@@ -238,12 +239,17 @@ static bool origin_allowed(const qg_app *app, h2o_iovec_t origin)
     return false;
 }
 
+/* Header names go out lower-case: HTTP/2 requires it, and h2o recognises
+ * its known headers (tokens) only in that form, so set_header can replace
+ * them. */
 static void add_header_str(h2o_req_t *req, const char *name, const char *value)
 {
-    size_t vlen = strlen(value);
+    size_t nlen = strlen(name), vlen = strlen(value);
+    char *n = h2o_mem_alloc_pool(&req->pool, nlen + 1);
+    for (size_t i = 0; i <= nlen; i++) n[i] = (char)tolower((unsigned char)name[i]);
     char *v = h2o_mem_alloc_pool(&req->pool, vlen + 1);
     memcpy(v, value, vlen + 1);
-    h2o_add_header_by_str(&req->pool, &req->res.headers, name, strlen(name), 1, NULL, v, vlen);
+    h2o_add_header_by_str(&req->pool, &req->res.headers, n, nlen, 1, NULL, v, vlen);
 }
 
 static void add_cors_headers(qg_server *srv, h2o_req_t *req)

@@ -102,6 +102,17 @@ class AuthTest(qgtest.ServerTest):
         # garbage refresh token
         self.assertError(s.request("POST", "/api/auth/refresh", {"refresh_token": "rt_" + "A" * 43}), 401, "unauthorized")
 
+    def test_login_throttle_survives_rate_limits_off(self):
+        # this server runs with QG_RATE_LIMITS=off: request limits are off,
+        # the per-account login throttle must not be
+        s = self.srv
+        u = s.make_user("client")
+        for i in range(5):
+            self.assertError(s.login(u["email"], "not-the-password-%d" % i), 401, "unauthorized")
+        r = s.login(u["email"], u["password"])
+        self.assertError(r, 429, "rate_limited")
+        self.assertTrue((r.header("Retry-After") or "").isdigit(), r)
+
     def test_login_unknown_and_wrong_same_message(self):
         s = self.srv
         u = s.make_user("client")

@@ -101,33 +101,15 @@ void qg_h_secrets_delete(qg_req *r)
     if (!db) return;
     qg_error err = {0};
     qg_status rc = qg_vault_delete(r->app->vault, db, name, &err);
-    if (rc == QG_ENOTFOUND) {
-        qg_reply_error(r, 404, "not_found", "secret '%s' not found", name);
-        return;
-    }
-    if (rc) {
-        qg_reply_status(r, rc, &err);
-        return;
-    }
-    qg_reply_empty(r, 204);
+    if (qg_reply_unless_ok(r, rc, &err, "secret", name)) qg_reply_empty(r, 204);
 }
 
 /* ---- audit ---- */
 
-typedef struct audit_page {
-    cJSON *items;
-    int limit, n;
-    char last[QG_ID_MAX];
-    bool more;
-} audit_page;
-
 static qg_status add_audit(void *ud, const qg_audit_entry *e)
 {
-    audit_page *p = ud;
-    if (p->n == p->limit) {
-        p->more = true;
-        return QG_OK;
-    }
+    qg_page *p = ud;
+    if (!qg_page_take(p, e->id)) return QG_OK;
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "id", e->id);
     cJSON_AddItemToObject(o, "ts", qg_json_time(e->ts));
@@ -140,8 +122,6 @@ static qg_status add_audit(void *ud, const qg_audit_entry *e)
     qg_json_str_or_null(o, "address", e->address);
     qg_json_str_or_null(o, "request_id", e->request_id);
     cJSON_AddItemToArray(p->items, o);
-    snprintf(p->last, sizeof p->last, "%s", e->id);
-    p->n++;
     return QG_OK;
 }
 
@@ -191,7 +171,7 @@ void qg_h_audit_list(qg_req *r)
     f.limit = limit + 1; /* one extra row tells whether there is a next page */
     qg_conn *db = qg_req_db(r);
     if (!db) return;
-    audit_page p = {.items = cJSON_CreateArray(), .limit = limit};
+    qg_page p = {.items = cJSON_CreateArray(), .limit = limit};
     qg_error err = {0};
     qg_status rc = qg_audit_query(db, &f, add_audit, &p, &err);
     if (rc) {
@@ -199,5 +179,5 @@ void qg_h_audit_list(qg_req *r)
         qg_reply_status(r, rc, &err);
         return;
     }
-    qg_reply_list(r, p.items, p.more ? p.last : NULL);
+    qg_reply_list(r, p.items, qg_page_next(&p));
 }

@@ -23,37 +23,16 @@
 #include <stdio.h>
 #include <string.h>
 
-#define QG_PASSWORD_FIELD_MAX 1024
-#define QG_JWT_MAX            1024
-#define QG_LOGIN_FAIL_MSG     "invalid email or password"
+#define QG_JWT_MAX         1024
+#define QG_LOGIN_FAIL_MSG  "invalid email or password"
+#define QG_BAD_REFRESH_MSG "refresh token is invalid, expired or revoked"
 
 void qg_h_signup(qg_req *r)
 {
     cJSON *body = qg_req_json(r);
     const char *email = NULL, *password = NULL;
-    if (!body || !qg_field_str(r, body, "email", true, QG_EMAIL_MAX, &email) ||
-        !qg_field_str(r, body, "password", true, QG_PASSWORD_FIELD_MAX, &password))
-        return;
-    qg_error err = {0};
-    qg_status rc = qg_password_check_policy(password, &err);
-    if (rc) {
-        qg_reply_status(r, rc, &err);
-        return;
-    }
-    qg_conn *db = qg_req_db(r);
-    if (!db) return;
-    qg_user u;
-    rc = qg_user_create(db, email, password, QG_ROLE_CLIENT, false, &u, &err);
-    if (rc == QG_EEXIST) {
-        qg_reply_error(r, 409, "conflict", "email already registered");
-        return;
-    }
-    if (rc) {
-        qg_reply_status(r, rc, &err);
-        return;
-    }
-    r->audit_target = qg_arena_strndup(&r->arena, u.id, strlen(u.id));
-    qg_reply_json(r, 201, qg_user_json(&u));
+    if (!body || !qg_field_credentials(r, body, &email, &password)) return;
+    qg_reply_user_create(r, email, password, QG_ROLE_CLIENT, false);
 }
 
 /* Writes the login's audit row. Takes a connection when the handler has
@@ -111,25 +90,39 @@ static void login_account_key(const char *email, char *out, size_t cap)
     if (qg_email_normalize(email, out, cap, NULL)) snprintf(out, cap, "%s", email);
 }
 
+/* The login throttle for account: false after replying 429 with
+ * Retry-After; `tries` names what failed too often. */
+static bool login_allowed(qg_req *r, const char *account, int64_t now, const char *tries)
+{
+    int retry = 0;
+    if (!r->app->limits || qg_ratelimit_login_check(r->app->limits, account, now, &retry))
+        return true;
+    char secs[24];
+    snprintf(secs, sizeof secs, "%d", retry);
+    qg_reply_error(r, 429, "rate_limited", "too many %s for this account; retry in %d seconds",
+                   tries, retry);
+    qg_reply_header(r, "Retry-After", secs);
+    return false;
+}
+
+/* 403 for an account that may not sign in. */
+static void reply_account_blocked(qg_req *r, const qg_user *u)
+{
+    qg_reply_error(r, 403, "forbidden",
+                   u->disabled ? "account disabled" : "account pending approval");
+}
+
 void qg_h_login(qg_req *r)
 {
     cJSON *body = qg_req_json(r);
     const char *email = NULL, *password = NULL;
-    if (!body || !qg_field_str(r, body, "email", true, QG_EMAIL_MAX, &email) ||
-        !qg_field_str(r, body, "password", true, QG_PASSWORD_FIELD_MAX, &password))
-        return;
+    if (!body || !qg_field_credentials(r, body, &email, &password)) return;
 
     char account[QG_EMAIL_MAX + 1];
     login_account_key(email, account, sizeof account);
     int64_t now = qg_time_now_ms();
     qg_ratelimit *rl = r->app->limits;
-    int retry = 0;
-    if (rl && !qg_ratelimit_login_check(rl, account, now, &retry)) {
-        char secs[24];
-        snprintf(secs, sizeof secs, "%d", retry);
-        qg_reply_error(r, 429, "rate_limited",
-                       "too many failed logins for this account; retry in %d seconds", retry);
-        qg_reply_header(r, "Retry-After", secs);
+    if (!login_allowed(r, account, now, "failed logins")) {
         login_audit(r, NULL, account, "denied");
         return;
     }
@@ -153,8 +146,7 @@ void qg_h_login(qg_req *r)
     /* The password was right: the failures so far were the owner's typos. */
     if (rl) qg_ratelimit_login_success(rl, account);
     if (u.disabled || !u.approved) {
-        qg_reply_error(r, 403, "forbidden",
-                       u.disabled ? "account disabled" : "account pending approval");
+        reply_account_blocked(r, &u);
         login_audit(r, u.id, u.email, "denied");
         return;
     }
@@ -169,19 +161,27 @@ void qg_h_login(qg_req *r)
     login_audit(r, u.id, u.email, r->status == 200 ? "ok" : "error");
 }
 
-void qg_h_refresh(qg_req *r)
+/* Reads the body's refresh_token and takes a connection; NULL after
+ * replying. */
+static qg_conn *refresh_request(qg_req *r, const char **token)
 {
     cJSON *body = qg_req_json(r);
+    if (!body || !qg_field_str(r, body, "refresh_token", true, QG_TOKEN_MAX * 2, token))
+        return NULL;
+    return qg_req_db(r);
+}
+
+void qg_h_refresh(qg_req *r)
+{
     const char *token = NULL;
-    if (!body || !qg_field_str(r, body, "refresh_token", true, QG_TOKEN_MAX * 2, &token)) return;
-    qg_conn *db = qg_req_db(r);
+    qg_conn *db = refresh_request(r, &token);
     if (!db) return;
     char fresh[QG_TOKEN_MAX];
     char user_id[QG_ID_MAX];
     qg_error err = {0};
     qg_status rc = qg_session_rotate(db, token, r->app->refresh_ttl_s, fresh, user_id, &err);
     if (rc == QG_EDENIED) {
-        qg_reply_error(r, 401, "unauthorized", "refresh token is invalid, expired or revoked");
+        qg_reply_error(r, 401, "unauthorized", QG_BAD_REFRESH_MSG);
         return;
     }
     if (rc) {
@@ -199,12 +199,11 @@ void qg_h_refresh(qg_req *r)
             qg_warn("request %s: revoking a refused refresh: %s",
                     r->request_id ? r->request_id : "-", rerr.msg);
         if (rc == QG_ENOTFOUND)
-            qg_reply_error(r, 401, "unauthorized", "refresh token is invalid, expired or revoked");
+            qg_reply_error(r, 401, "unauthorized", QG_BAD_REFRESH_MSG);
         else if (rc)
             qg_reply_status(r, rc, &err);
         else
-            qg_reply_error(r, 403, "forbidden",
-                           u.disabled ? "account disabled" : "account pending approval");
+            reply_account_blocked(r, &u);
         return;
     }
     reply_tokens(r, &u, fresh);
@@ -212,16 +211,14 @@ void qg_h_refresh(qg_req *r)
 
 void qg_h_logout(qg_req *r)
 {
-    cJSON *body = qg_req_json(r);
     const char *token = NULL;
-    if (!body || !qg_field_str(r, body, "refresh_token", true, QG_TOKEN_MAX * 2, &token)) return;
-    qg_conn *db = qg_req_db(r);
+    qg_conn *db = refresh_request(r, &token);
     if (!db) return;
     char user_id[QG_ID_MAX];
     qg_error err = {0};
     qg_status rc = qg_session_revoke(db, token, user_id, &err);
     if (rc == QG_EDENIED || rc == QG_ENOTFOUND) {
-        qg_reply_error(r, 401, "unauthorized", "refresh token is invalid, expired or revoked");
+        qg_reply_error(r, 401, "unauthorized", QG_BAD_REFRESH_MSG);
         return;
     }
     if (rc) {
@@ -271,15 +268,7 @@ void qg_h_me_password(qg_req *r)
     /* Guessing the current password here is throttled like a login. */
     int64_t now = qg_time_now_ms();
     qg_ratelimit *rl = r->app->limits;
-    int retry = 0;
-    if (rl && !qg_ratelimit_login_check(rl, me->email, now, &retry)) {
-        char secs[24];
-        snprintf(secs, sizeof secs, "%d", retry);
-        qg_reply_error(r, 429, "rate_limited",
-                       "too many wrong passwords for this account; retry in %d seconds", retry);
-        qg_reply_header(r, "Retry-After", secs);
-        return;
-    }
+    if (!login_allowed(r, me->email, now, "wrong passwords")) return;
     qg_conn *db = qg_req_db(r);
     if (!db) return;
     qg_user u;

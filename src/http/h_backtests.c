@@ -333,19 +333,10 @@ void qg_h_backtests_get(qg_req *r)
     qg_reply_json(r, 200, o);
 }
 
-typedef struct {
-    cJSON *items;
-    int n, limit;
-    char last[QG_ID_MAX];
-} list_ctx;
-
-static qg_status list_row(void *ud, const qg_row *row)
+static cJSON *backtest_row_json(const qg_row *row)
 {
-    list_ctx *c = ud;
-    if (c->n++ == c->limit) return QG_OK; /* the probe row: there is a next page */
     cJSON *o = cJSON_CreateObject();
-    snprintf(c->last, sizeof c->last, "%s", qg_row_text(row, 0));
-    cJSON_AddStringToObject(o, "id", c->last);
+    cJSON_AddStringToObject(o, "id", qg_row_text(row, 0));
     cJSON_AddStringToObject(o, "status", qg_row_text(row, 1));
     cJSON_AddNumberToObject(o, "progress", qg_row_double(row, 2));
     cJSON_AddStringToObject(o, "dataset_id", qg_row_text(row, 3));
@@ -357,34 +348,21 @@ static qg_status list_row(void *ud, const qg_row *row)
         cJSON_AddItemToObject(o, times[k],
                               qg_row_is_null(row, 6 + k) ? cJSON_CreateNull()
                                                          : qg_json_time(qg_row_int(row, 6 + k)));
-    cJSON_AddItemToArray(c->items, o);
-    return QG_OK;
+    return o;
 }
 
 void qg_h_backtests_list(qg_req *r)
 {
-    int limit;
-    if (!qg_req_limit(r, QG_LIST_DEFAULT, QG_LIST_MAX, &limit)) return;
-    const char *before = qg_req_query(r, "before");
-    qg_conn *db = qg_req_db(r);
-    if (!db) return;
-    list_ctx c = {.items = cJSON_CreateArray(), .limit = limit};
-    qg_error err = {0};
-    const qg_val p[] = {QG_VTEXT(r->who.user.id), QG_VTEXT(before), QG_VTEXT(before),
-                        QG_VINT(limit + 1)};
-    qg_status rc = qg_conn_query(db,
-                                 "SELECT id, status, progress, dataset_id, request, error, "
-                                 "created_at, started_at, finished_at FROM backtests "
-                                 "WHERE user_id = ? AND (? IS NULL OR id < ?) "
-                                 "ORDER BY id DESC LIMIT ?",
-                                 p, 4, list_row, &c, &err);
-    if (rc) {
-        cJSON_Delete(c.items);
-        qg_reply_status(r, rc, &err);
+    qg_page pg;
+    if (!qg_req_own_page(r,
+                         "SELECT id, status, progress, dataset_id, request, error, "
+                         "created_at, started_at, finished_at FROM backtests "
+                         "WHERE user_id = ? AND (? IS NULL OR id < ?) "
+                         "ORDER BY id DESC LIMIT ?",
+                         backtest_row_json, &pg))
         return;
-    }
     /* Live progress for the page's running jobs. */
-    for (cJSON *it = c.items->child; it; it = it->next) {
+    for (cJSON *it = pg.items->child; it; it = it->next) {
         const char *id = cJSON_GetObjectItemCaseSensitive(it, "id")->valuestring;
         qg_job *job = qg_jobs_find(r->app->jobs, id, r->who.user.id);
         if (!job) continue;
@@ -394,7 +372,7 @@ void qg_h_backtests_list(qg_req *r)
                                       cJSON_CreateNumber(atomic_load(&job->progress)));
         qg_job_unref(r->app->jobs, job);
     }
-    qg_reply_list(r, c.items, c.n > limit ? c.last : NULL);
+    qg_reply_list(r, pg.items, qg_page_next(&pg));
 }
 
 static qg_status exists_cb(void *ud, const qg_row *row)

@@ -79,13 +79,7 @@ static cJSON *dataset_json(const qg_row *row)
     cJSON_AddStringToObject(o, "id", qg_row_text(row, 0));
     cJSON_AddStringToObject(o, "name", qg_row_text(row, 1));
     cJSON_AddStringToObject(o, "symbol", qg_row_text(row, 2));
-    int64_t tf = qg_row_int(row, 3);
-    char tfs[16];
-    if (tf > 0) {
-        qg_timeframe_format(tf, tfs, sizeof tfs);
-        cJSON_AddStringToObject(o, "timeframe", tfs);
-    } else
-        cJSON_AddNullToObject(o, "timeframe");
+    qg_json_timeframe(o, "timeframe", qg_row_int(row, 3));
     cJSON_AddNumberToObject(o, "rows", (double)qg_row_int(row, 4));
     cJSON_AddItemToObject(o, "first", qg_json_time(qg_row_int(row, 5)));
     cJSON_AddItemToObject(o, "last", qg_json_time(qg_row_int(row, 6)));
@@ -138,42 +132,14 @@ void qg_h_datasets_get(qg_req *r)
     if (load_own(r, &c)) qg_reply_json(r, 200, c.obj);
 }
 
-typedef struct {
-    cJSON *items;
-    int n, limit;
-    char last[QG_ID_MAX];
-} list_ctx;
-
-static qg_status list_row(void *ud, const qg_row *row)
-{
-    list_ctx *c = ud;
-    if (c->n++ == c->limit) return QG_OK; /* the probe row: there is a next page */
-    snprintf(c->last, sizeof c->last, "%s", qg_row_text(row, 0));
-    cJSON_AddItemToArray(c->items, dataset_json(row));
-    return QG_OK;
-}
-
 void qg_h_datasets_list(qg_req *r)
 {
-    int limit;
-    if (!qg_req_limit(r, QG_LIST_DEFAULT, QG_LIST_MAX, &limit)) return;
-    const char *before = qg_req_query(r, "before");
-    qg_conn *db = qg_req_db(r);
-    if (!db) return;
-    list_ctx c = {.items = cJSON_CreateArray(), .limit = limit};
-    qg_error err = {0};
-    const qg_val p[] = {QG_VTEXT(r->who.user.id), QG_VTEXT(before), QG_VTEXT(before),
-                        QG_VINT(limit + 1)};
-    qg_status rc = qg_conn_query(db,
-                                 "SELECT " DATASET_COLS " FROM datasets WHERE user_id = ? "
-                                 "AND (? IS NULL OR id < ?) ORDER BY id DESC LIMIT ?",
-                                 p, 4, list_row, &c, &err);
-    if (rc) {
-        cJSON_Delete(c.items);
-        qg_reply_status(r, rc, &err);
-        return;
-    }
-    qg_reply_list(r, c.items, c.n > limit ? c.last : NULL);
+    qg_page pg;
+    if (qg_req_own_page(r,
+                        "SELECT " DATASET_COLS " FROM datasets WHERE user_id = ? "
+                        "AND (? IS NULL OR id < ?) ORDER BY id DESC LIMIT ?",
+                        dataset_json, &pg))
+        qg_reply_list(r, pg.items, qg_page_next(&pg));
 }
 
 void qg_h_datasets_delete(qg_req *r)
@@ -490,12 +456,7 @@ void qg_h_datasets_candles(qg_req *r)
     }
     int64_t out_tf = resample ? tf : all->timeframe_ms;
     cJSON *o = cJSON_CreateObject();
-    char tfs[16];
-    if (out_tf > 0) {
-        qg_timeframe_format(out_tf, tfs, sizeof tfs);
-        cJSON_AddStringToObject(o, "timeframe", tfs);
-    } else
-        cJSON_AddNullToObject(o, "timeframe");
+    qg_json_timeframe(o, "timeframe", out_tf);
     cJSON *arr = cJSON_AddArrayToObject(o, "candles");
     size_t n = out->n < (size_t)limit ? out->n : (size_t)limit;
     for (size_t i = 0; i < n; i++) cJSON_AddItemToArray(arr, candle_json(out, i));

@@ -85,13 +85,5 @@ void qg_h_tokens_revoke(qg_req *r)
     if (!db) return;
     qg_error err = {0};
     qg_status rc = qg_api_token_revoke(db, r->who.user.id, id, &err);
-    if (rc == QG_ENOTFOUND) {
-        qg_reply_error(r, 404, "not_found", "token '%s' not found", id);
-        return;
-    }
-    if (rc) {
-        qg_reply_status(r, rc, &err);
-        return;
-    }
-    qg_reply_empty(r, 204);
+    if (qg_reply_unless_ok(r, rc, &err, "token", id)) qg_reply_empty(r, 204);
 }

@@ -13,25 +13,10 @@
 
 #include <string.h>
 
-#define QG_PASSWORD_FIELD_MAX 1024
-
-typedef struct user_page {
-    cJSON *items;
-    int limit, n;
-    char last[QG_ID_MAX]; /* id of the last item kept: the next cursor */
-    bool more;
-} user_page;
-
 static qg_status add_user(void *ud, const qg_user *u)
 {
-    user_page *p = ud;
-    if (p->n == p->limit) {
-        p->more = true;
-        return QG_OK;
-    }
-    cJSON_AddItemToArray(p->items, qg_user_json(u));
-    memcpy(p->last, u->id, sizeof p->last);
-    p->n++;
+    qg_page *p = ud;
+    if (qg_page_take(p, u->id)) cJSON_AddItemToArray(p->items, qg_user_json(u));
     return QG_OK;
 }
 
@@ -53,7 +38,7 @@ void qg_h_users_list(qg_req *r)
     qg_conn *db = qg_req_db(r);
     if (!db) return;
     /* One extra row tells whether there is a next page. */
-    user_page p = {.items = cJSON_CreateArray(), .limit = limit};
+    qg_page p = {.items = cJSON_CreateArray(), .limit = limit};
     qg_error err = {0};
     qg_status rc = qg_user_list(db, before, limit + 1, pending, add_user, &p, &err);
     if (rc) {
@@ -61,7 +46,7 @@ void qg_h_users_list(qg_req *r)
         qg_reply_status(r, rc, &err);
         return;
     }
-    qg_reply_list(r, p.items, p.more ? p.last : NULL);
+    qg_reply_list(r, p.items, qg_page_next(&p));
 }
 
 /* Parses the role field (required or not); false after replying 400. */
@@ -86,30 +71,10 @@ void qg_h_users_create(qg_req *r)
     const char *email = NULL, *password = NULL;
     bool has_role = false;
     qg_role role = QG_ROLE_NONE;
-    if (!body || !qg_field_str(r, body, "email", true, QG_EMAIL_MAX, &email) ||
-        !qg_field_str(r, body, "password", true, QG_PASSWORD_FIELD_MAX, &password) ||
+    if (!body || !qg_field_credentials(r, body, &email, &password) ||
         !field_role(r, body, true, &has_role, &role))
         return;
-    qg_error err = {0};
-    qg_status rc = qg_password_check_policy(password, &err);
-    if (rc) {
-        qg_reply_status(r, rc, &err);
-        return;
-    }
-    qg_conn *db = qg_req_db(r);
-    if (!db) return;
-    qg_user u;
-    rc = qg_user_create(db, email, password, role, true, &u, &err);
-    if (rc == QG_EEXIST) {
-        qg_reply_error(r, 409, "conflict", "email already registered");
-        return;
-    }
-    if (rc) {
-        qg_reply_status(r, rc, &err);
-        return;
-    }
-    r->audit_target = qg_arena_strndup(&r->arena, u.id, strlen(u.id));
-    qg_reply_json(r, 201, qg_user_json(&u));
+    qg_reply_user_create(r, email, password, role, true);
 }
 
 /* The path's user id, recorded as the audit target. */
@@ -126,15 +91,7 @@ static void reply_user(qg_req *r, qg_conn *db, const char *id, int status)
     qg_user u;
     qg_error err = {0};
     qg_status rc = qg_user_get(db, id, &u, &err);
-    if (rc == QG_ENOTFOUND) {
-        qg_reply_error(r, 404, "not_found", "user '%s' not found", id);
-        return;
-    }
-    if (rc) {
-        qg_reply_status(r, rc, &err);
-        return;
-    }
-    qg_reply_json(r, status, qg_user_json(&u));
+    if (qg_reply_unless_ok(r, rc, &err, "user", id)) qg_reply_json(r, status, qg_user_json(&u));
 }
 
 void qg_h_users_get(qg_req *r)
@@ -186,15 +143,7 @@ void qg_h_users_update(qg_req *r)
     qg_error err = {0};
     qg_status rc = qg_user_update(db, id, has_role ? &role : NULL, has_approved ? &approved : NULL,
                                   has_disabled ? &disabled : NULL, &err);
-    if (rc == QG_ENOTFOUND) {
-        qg_reply_error(r, 404, "not_found", "user '%s' not found", id);
-        return;
-    }
-    if (rc) {
-        qg_reply_status(r, rc, &err);
-        return;
-    }
-    reply_user(r, db, id, 200);
+    if (qg_reply_unless_ok(r, rc, &err, "user", id)) reply_user(r, db, id, 200);
 }
 
 void qg_h_users_approve(qg_req *r)
@@ -205,15 +154,7 @@ void qg_h_users_approve(qg_req *r)
     bool yes = true;
     qg_error err = {0};
     qg_status rc = qg_user_update(db, id, NULL, &yes, NULL, &err);
-    if (rc == QG_ENOTFOUND) {
-        qg_reply_error(r, 404, "not_found", "user '%s' not found", id);
-        return;
-    }
-    if (rc) {
-        qg_reply_status(r, rc, &err);
-        return;
-    }
-    reply_user(r, db, id, 200);
+    if (qg_reply_unless_ok(r, rc, &err, "user", id)) reply_user(r, db, id, 200);
 }
 
 void qg_h_users_delete(qg_req *r)
@@ -227,13 +168,5 @@ void qg_h_users_delete(qg_req *r)
     if (!db) return;
     qg_error err = {0};
     qg_status rc = qg_user_delete(db, id, &err);
-    if (rc == QG_ENOTFOUND) {
-        qg_reply_error(r, 404, "not_found", "user '%s' not found", id);
-        return;
-    }
-    if (rc) {
-        qg_reply_status(r, rc, &err);
-        return;
-    }
-    qg_reply_empty(r, 204);
+    if (qg_reply_unless_ok(r, rc, &err, "user", id)) qg_reply_empty(r, 204);
 }

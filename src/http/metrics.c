@@ -191,35 +191,13 @@ static void mw_head(qg_mw *w, const char *name, const char *type, const char *he
     mw_printf(w, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
-static const char *qg_metrics_method(int method)
-{
-    switch (method) {
-    case QG_GET:
-        return "GET";
-    case QG_POST:
-        return "POST";
-    case QG_PUT:
-        return "PUT";
-    case QG_PATCH:
-        return "PATCH";
-    case QG_DELETE:
-        return "DELETE";
-    case QG_HEAD:
-        return "HEAD";
-    case QG_OPTIONS:
-        return "OPTIONS";
-    default:
-        return "OTHER";
-    }
-}
-
 /* route="...",method="..." for slot i (the last slot is "unmatched"). */
 static void mw_route_labels(qg_mw *w, const qg_http_metrics *m, int i)
 {
     const char *pattern = "unmatched", *method = "";
     if (i < m->nroutes && qg_routes[i].pattern) {
         pattern = qg_routes[i].pattern;
-        method = qg_metrics_method(qg_routes[i].method);
+        method = qg_method_name(qg_routes[i].method);
     }
     mw_printf(w, "route=\"");
     mw_label(w, pattern);

@@ -129,30 +129,28 @@ void qg_reply_error(qg_req *r, int status, const char *code, const char *fmt, ..
     r->error_code = c ? c : "internal";
 }
 
+/* How a status that is the client's doing is answered; the rest are 500. */
+static const struct {
+    qg_status rc;
+    int http;
+    const char *code, *fallback; /* the message when err has none */
+} status_replies[] = {
+    {QG_EINVAL, 400, "validation_failed", "invalid request"},
+    {QG_ENOTFOUND, 404, "not_found", "not found"},
+    {QG_EDENIED, 403, "forbidden", "not allowed"},
+    {QG_EEXIST, 409, "conflict", "already exists"},
+    {QG_ERANGE, 413, "payload_too_large", "too large"},
+    {QG_EAGAIN, 503, "unavailable", "try again later"},
+};
+
 void qg_reply_status(qg_req *r, qg_status rc, const qg_error *err)
 {
     const char *msg = err && err->msg[0] ? err->msg : NULL;
-    switch (rc) {
-    case QG_EINVAL:
-        qg_reply_error(r, 400, "validation_failed", "%s", msg ? msg : "invalid request");
+    for (size_t i = 0; i < sizeof status_replies / sizeof status_replies[0]; i++) {
+        if (status_replies[i].rc != rc) continue;
+        qg_reply_error(r, status_replies[i].http, status_replies[i].code, "%s",
+                       msg ? msg : status_replies[i].fallback);
         return;
-    case QG_ENOTFOUND:
-        qg_reply_error(r, 404, "not_found", "%s", msg ? msg : "not found");
-        return;
-    case QG_EDENIED:
-        qg_reply_error(r, 403, "forbidden", "%s", msg ? msg : "not allowed");
-        return;
-    case QG_EEXIST:
-        qg_reply_error(r, 409, "conflict", "%s", msg ? msg : "already exists");
-        return;
-    case QG_ERANGE:
-        qg_reply_error(r, 413, "payload_too_large", "%s", msg ? msg : "too large");
-        return;
-    case QG_EAGAIN:
-        qg_reply_error(r, 503, "unavailable", "%s", msg ? msg : "try again later");
-        return;
-    default:
-        break;
     }
     const char *id = r->request_id ? r->request_id : "-";
     qg_err("request %s: %s %s: %s: %s", id, qg_method_name(r->method), r->path ? r->path : "",
@@ -297,22 +295,27 @@ qg_conn *qg_req_db(qg_req *r)
     return r->db;
 }
 
-/* The field, with JSON null treated as absent. */
-static const cJSON *field_get(const cJSON *obj, const char *name)
+/* The field, with JSON null treated as absent. When it is absent, *ok says
+ * whether that is fine: a required field has been answered 400. */
+static const cJSON *field_get(qg_req *r, const cJSON *obj, const char *name, bool required,
+                              bool *ok)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, name);
-    return v && !cJSON_IsNull(v) ? v : NULL;
+    *ok = true;
+    if (v && !cJSON_IsNull(v)) return v;
+    if (required) {
+        qg_reply_error(r, 400, "validation_failed", "field '%s': is required", name);
+        *ok = false;
+    }
+    return NULL;
 }
 
 bool qg_field_str(qg_req *r, const cJSON *obj, const char *name, bool required, size_t max_len,
                   const char **out)
 {
-    const cJSON *v = field_get(obj, name);
-    if (!v) {
-        if (!required) return true;
-        qg_reply_error(r, 400, "validation_failed", "field '%s': is required", name);
-        return false;
-    }
+    bool ok;
+    const cJSON *v = field_get(r, obj, name, required, &ok);
+    if (!v) return ok;
     if (!cJSON_IsString(v) || !v->valuestring) {
         qg_reply_error(r, 400, "validation_failed", "field '%s': expected a string", name);
         return false;
@@ -347,12 +350,9 @@ static void fmt_num(double x, char *out, size_t cap)
 bool qg_field_num(qg_req *r, const cJSON *obj, const char *name, bool required, double min,
                   double max, double *out)
 {
-    const cJSON *v = field_get(obj, name);
-    if (!v) {
-        if (!required) return true;
-        qg_reply_error(r, 400, "validation_failed", "field '%s': is required", name);
-        return false;
-    }
+    bool ok;
+    const cJSON *v = field_get(r, obj, name, required, &ok);
+    if (!v) return ok;
     if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble)) {
         qg_reply_error(r, 400, "validation_failed", "field '%s': expected a number", name);
         return false;
@@ -371,12 +371,9 @@ bool qg_field_num(qg_req *r, const cJSON *obj, const char *name, bool required, 
 
 bool qg_field_bool(qg_req *r, const cJSON *obj, const char *name, bool required, bool *out)
 {
-    const cJSON *v = field_get(obj, name);
-    if (!v) {
-        if (!required) return true;
-        qg_reply_error(r, 400, "validation_failed", "field '%s': is required", name);
-        return false;
-    }
+    bool ok;
+    const cJSON *v = field_get(r, obj, name, required, &ok);
+    if (!v) return ok;
     if (!cJSON_IsBool(v)) {
         qg_reply_error(r, 400, "validation_failed", "field '%s': expected true or false", name);
         return false;
@@ -440,4 +437,109 @@ void qg_reply_list(qg_req *r, cJSON *items, const char *next)
 bool qg_json_str_or_null(cJSON *obj, const char *name, const char *s)
 {
     return (s ? cJSON_AddStringToObject(obj, name, s) : cJSON_AddNullToObject(obj, name)) != NULL;
+}
+
+void qg_json_timeframe(cJSON *obj, const char *name, int64_t tf_ms)
+{
+    char text[16];
+    if (tf_ms > 0) {
+        qg_timeframe_format(tf_ms, text, sizeof text);
+        cJSON_AddStringToObject(obj, name, text);
+    } else {
+        cJSON_AddNullToObject(obj, name);
+    }
+}
+
+bool qg_reply_unless_ok(qg_req *r, qg_status rc, const qg_error *err, const char *what,
+                        const char *id)
+{
+    if (rc == QG_OK) return true;
+    if (rc == QG_ENOTFOUND)
+        qg_reply_error(r, 404, "not_found", "%s '%s' not found", what, id);
+    else
+        qg_reply_status(r, rc, err);
+    return false;
+}
+
+bool qg_page_take(qg_page *p, const char *id)
+{
+    if (p->n == p->limit) {
+        p->n = p->limit + 1;
+        return false;
+    }
+    snprintf(p->last, sizeof p->last, "%s", id);
+    p->n++;
+    return true;
+}
+
+const char *qg_page_next(const qg_page *p)
+{
+    return p->n > p->limit ? p->last : NULL;
+}
+
+typedef struct own_page {
+    qg_page *page;
+    cJSON *(*row_json)(const qg_row *row);
+} own_page;
+
+static qg_status own_page_row(void *ud, const qg_row *row)
+{
+    own_page *c = ud;
+    if (qg_page_take(c->page, qg_row_text(row, 0)))
+        cJSON_AddItemToArray(c->page->items, c->row_json(row));
+    return QG_OK;
+}
+
+bool qg_req_own_page(qg_req *r, const char *sql, cJSON *(*row_json)(const qg_row *row),
+                     qg_page *out)
+{
+    int limit;
+    if (!qg_req_limit(r, QG_LIST_DEFAULT, QG_LIST_MAX, &limit)) return false;
+    const char *before = qg_req_query(r, "before");
+    qg_conn *db = qg_req_db(r);
+    if (!db) return false;
+    *out = (qg_page){.items = cJSON_CreateArray(), .limit = limit};
+    own_page c = {out, row_json};
+    qg_error err = {0};
+    const qg_val p[] = {QG_VTEXT(r->who.user.id), QG_VTEXT(before), QG_VTEXT(before),
+                        QG_VINT(limit + 1)};
+    qg_status rc = qg_conn_query(db, sql, p, 4, own_page_row, &c, &err);
+    if (rc) {
+        cJSON_Delete(out->items);
+        out->items = NULL;
+        qg_reply_status(r, rc, &err);
+        return false;
+    }
+    return true;
+}
+
+bool qg_field_credentials(qg_req *r, const cJSON *body, const char **email, const char **password)
+{
+    return qg_field_str(r, body, "email", true, QG_EMAIL_MAX, email) &&
+           qg_field_str(r, body, "password", true, QG_PASSWORD_FIELD_MAX, password);
+}
+
+void qg_reply_user_create(qg_req *r, const char *email, const char *password, qg_role role,
+                          bool approved)
+{
+    qg_error err = {0};
+    qg_status rc = qg_password_check_policy(password, &err);
+    if (rc) {
+        qg_reply_status(r, rc, &err);
+        return;
+    }
+    qg_conn *db = qg_req_db(r);
+    if (!db) return;
+    qg_user u;
+    rc = qg_user_create(db, email, password, role, approved, &u, &err);
+    if (rc == QG_EEXIST) {
+        qg_reply_error(r, 409, "conflict", "email already registered");
+        return;
+    }
+    if (rc) {
+        qg_reply_status(r, rc, &err);
+        return;
+    }
+    r->audit_target = qg_arena_strndup(&r->arena, u.id, strlen(u.id));
+    qg_reply_json(r, 201, qg_user_json(&u));
 }

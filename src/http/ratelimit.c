@@ -157,9 +157,12 @@ static qg_status rl_parse_item(qg_rl_config *c, const char *s, const char *e, qg
                             n > 80 ? 80 : n, s, (int)(ne - s) > 40 ? 40 : (int)(ne - s), s);
 
     const char *v = rl_trim_start(eq + 1, e);
-    const char *colon = memchr(v, ':', (size_t)(e - v));
+    /* v <= e always; the explicit 0 keeps GCC's range analysis from seeing
+     * a negative length */
+    size_t vlen = v < e ? (size_t)(e - v) : 0;
+    const char *colon = memchr(v, ':', vlen);
     const char *rate_end = rl_trim_end(v, colon ? colon : e);
-    const char *slash = memchr(v, '/', (size_t)(rate_end - v));
+    const char *slash = memchr(v, '/', rate_end > v ? (size_t)(rate_end - v) : 0);
     double num = 0, per = 0;
     if (slash && rate_end - slash == 2) {
         per = slash[1] == 's' ? 1 : slash[1] == 'm' ? 60 : slash[1] == 'h' ? 3600 : 0;

@@ -95,4 +95,16 @@ bool qg_data_args_match(qg_args *a, qg_data_args *d);
  * success *bars owns the data; *view is the selected range inside it. */
 int qg_data_load(const char *cmd, const qg_data_args *d, qg_bars *bars, qg_bars *view);
 
+/* ---- the server's database, for user and vault ---- */
+typedef struct qg_store qg_store;
+typedef struct qg_conn qg_conn;
+
+/* Opens url (NULL: qg_cmd_database_url()) with one connection, migrating
+ * it, and takes that connection. On failure prints "quantgate CMD:
+ * message" and returns 1 with nothing left open; on success returns 0 and
+ * the caller gives both back with qg_cmd_store_close. */
+int qg_cmd_store_open(const char *cmd, const char *url, qg_store **store, qg_conn **conn);
+/* Releases conn (may be NULL) and closes store (may be NULL). */
+void qg_cmd_store_close(qg_store *store, qg_conn *conn);
+
 #endif

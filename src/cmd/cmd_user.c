@@ -59,24 +59,16 @@ typedef struct {
     qg_conn *conn;
 } db;
 
-static int db_open(db *d, const char *url_opt)
+static int db_open(db *d, const char *url)
 {
     qg_error err = {0};
-    char buf[1024];
-    const char *url = url_opt ? url_opt : qg_cmd_database_url(buf, sizeof buf);
     if (qg_auth_init(&err)) return qg_cmd_fail(CMD, "%s", err.msg);
-    if (qg_store_open(url, 1, true, &d->store, &err)) return qg_cmd_fail(CMD, "%s", err.msg);
-    if (qg_store_acquire(d->store, &d->conn, &err)) {
-        qg_store_close(d->store);
-        return qg_cmd_fail(CMD, "%s", err.msg);
-    }
-    return 0;
+    return qg_cmd_store_open(CMD, url, &d->store, &d->conn);
 }
 
 static void db_close(db *d)
 {
-    qg_store_release(d->store, d->conn);
-    qg_store_close(d->store);
+    qg_cmd_store_close(d->store, d->conn);
 }
 
 static int user_add(db *d, const char *email, qg_role role)

@@ -105,17 +105,11 @@ int qg_cmd_vault(int argc, char **argv)
     }
 
     qg_error err = {0};
-    char buf[1024];
     qg_store *store = NULL;
     qg_conn *conn = NULL;
     qg_vault *v = NULL;
-    int rc = 0;
-    if (!url) url = qg_cmd_database_url(buf, sizeof buf);
-    if (qg_store_open(url, 1, true, &store, &err)) return qg_cmd_fail(CMD, "%s", err.msg);
-    if (qg_store_acquire(store, &conn, &err)) {
-        rc = qg_cmd_fail(CMD, "%s", err.msg);
-        goto out;
-    }
+    int rc = qg_cmd_store_open(CMD, url, &store, &conn);
+    if (rc) return rc;
     if (qg_vault_open(conn, qg_cmd_data_dir(), &v, &err)) {
         rc = qg_cmd_fail(CMD, "%s", err.msg);
         goto out;
@@ -123,7 +117,6 @@ int qg_cmd_vault(int argc, char **argv)
     rc = is_list ? vault_list(v, conn) : vault_rotate(v, conn);
 out:
     qg_vault_free(v);
-    if (conn) qg_store_release(store, conn);
-    qg_store_close(store);
+    qg_cmd_store_close(store, conn);
     return rc;
 }

@@ -171,6 +171,23 @@ static qg_conn *refresh_request(qg_req *r, const char **token)
     return qg_req_db(r);
 }
 
+/* After rotating or revoking the refresh token: true when rc is QG_OK, and
+ * the token's user becomes the audit target; else replies 401 for a token
+ * that is unknown, expired or revoked, or the failure. */
+static bool session_done(qg_req *r, qg_status rc, const qg_error *err, const char *user_id)
+{
+    if (rc == QG_EDENIED || rc == QG_ENOTFOUND) {
+        qg_reply_error(r, 401, "unauthorized", QG_BAD_REFRESH_MSG);
+        return false;
+    }
+    if (rc) {
+        qg_reply_status(r, rc, err);
+        return false;
+    }
+    r->audit_target = qg_arena_strndup(&r->arena, user_id, strlen(user_id));
+    return true;
+}
+
 void qg_h_refresh(qg_req *r)
 {
     const char *token = NULL;
@@ -180,15 +197,7 @@ void qg_h_refresh(qg_req *r)
     char user_id[QG_ID_MAX];
     qg_error err = {0};
     qg_status rc = qg_session_rotate(db, token, r->app->refresh_ttl_s, fresh, user_id, &err);
-    if (rc == QG_EDENIED) {
-        qg_reply_error(r, 401, "unauthorized", QG_BAD_REFRESH_MSG);
-        return;
-    }
-    if (rc) {
-        qg_reply_status(r, rc, &err);
-        return;
-    }
-    r->audit_target = qg_arena_strndup(&r->arena, user_id, strlen(user_id));
+    if (!session_done(r, rc, &err, user_id)) return;
     qg_user u;
     rc = qg_user_get(db, user_id, &u, &err);
     if (rc || u.disabled || !u.approved) {
@@ -217,16 +226,7 @@ void qg_h_logout(qg_req *r)
     char user_id[QG_ID_MAX];
     qg_error err = {0};
     qg_status rc = qg_session_revoke(db, token, user_id, &err);
-    if (rc == QG_EDENIED || rc == QG_ENOTFOUND) {
-        qg_reply_error(r, 401, "unauthorized", QG_BAD_REFRESH_MSG);
-        return;
-    }
-    if (rc) {
-        qg_reply_status(r, rc, &err);
-        return;
-    }
-    r->audit_target = qg_arena_strndup(&r->arena, user_id, strlen(user_id));
-    qg_reply_empty(r, 204);
+    if (session_done(r, rc, &err, user_id)) qg_reply_empty(r, 204);
 }
 
 void qg_h_me(qg_req *r)

@@ -188,7 +188,6 @@ static bool settings_fields(qg_req *r, const cJSON *body, qg_bt_job_spec *sp)
 }
 
 typedef struct {
-    bool found;
     char path[1024];
     int64_t tf, first, last;
 } dataset_row;
@@ -196,7 +195,6 @@ typedef struct {
 static qg_status dataset_cb(void *ud, const qg_row *row)
 {
     dataset_row *d = ud;
-    d->found = true;
     snprintf(d->path, sizeof d->path, "%s", qg_row_text(row, 0));
     d->tf = qg_row_int(row, 1);
     d->first = qg_row_int(row, 2);
@@ -206,20 +204,14 @@ static qg_status dataset_cb(void *ud, const qg_row *row)
 
 /* The dataset must be the caller's, and the timeframe and window must fit
  * its data. */
-static bool dataset_checks(qg_req *r, qg_conn *db, const char *dataset_id, qg_bt_job_spec *sp)
+static bool dataset_checks(qg_req *r, const char *dataset_id, qg_bt_job_spec *sp)
 {
     dataset_row d = {0};
-    qg_error err = {0};
-    const qg_val p[] = {QG_VTEXT(dataset_id), QG_VTEXT(r->who.user.id)};
-    qg_status rc = qg_conn_query(
-        db,
-        "SELECT path, timeframe_ms, first_ts, last_ts FROM datasets WHERE id = ? AND user_id = ?",
-        p, 2, dataset_cb, &d, &err);
-    if (rc) return qg_reply_status(r, rc, &err), false;
-    if (!d.found) {
-        qg_reply_error(r, 404, "not_found", "dataset '%.64s' not found", dataset_id);
+    if (!qg_req_own_row(r,
+                        "SELECT path, timeframe_ms, first_ts, last_ts FROM datasets WHERE id = ? "
+                        "AND user_id = ?",
+                        "dataset", dataset_id, dataset_cb, &d))
         return false;
-    }
     snprintf(sp->dataset_path, sizeof sp->dataset_path, "%s", d.path);
     int64_t tf = sp->timeframe_ms ? sp->timeframe_ms : sp->strategy.timeframe_ms;
     if (tf && d.tf && tf != d.tf) {
@@ -261,7 +253,7 @@ void qg_h_backtests_create(qg_req *r)
     char *request = NULL;
     qg_conn *db = NULL;
     if (!strategy_fields(r, body, sp) || !settings_fields(r, body, sp)) goto out;
-    if (!(db = qg_req_db(r)) || !dataset_checks(r, db, dataset_id, sp)) goto out;
+    if (!(db = qg_req_db(r)) || !dataset_checks(r, dataset_id, sp)) goto out;
 
     char id[QG_ID_MAX];
     qg_store_new_id("bt", id, sizeof id);
@@ -375,35 +367,25 @@ void qg_h_backtests_list(qg_req *r)
     qg_reply_list(r, pg.items, qg_page_next(&pg));
 }
 
-static qg_status exists_cb(void *ud, const qg_row *row)
-{
-    *(bool *)ud = true;
-    return QG_OK;
-}
-
 void qg_h_backtests_delete(qg_req *r)
 {
     const char *id = r->param[0];
     qg_conn *db = qg_req_db(r);
     if (!db) return;
     r->audit_target = id;
-    bool found = false;
-    qg_error err = {0};
-    const qg_val p[] = {QG_VTEXT(id), QG_VTEXT(r->who.user.id)};
-    qg_status rc = qg_conn_query(db, "SELECT 1 FROM backtests WHERE id = ? AND user_id = ?", p, 2,
-                                 exists_cb, &found, &err);
-    if (!rc && !found) rc = qg_error_set(&err, QG_ENOTFOUND, "backtest '%.64s' not found", id);
-    if (rc) {
-        qg_reply_status(r, rc, &err);
+    if (!qg_req_own_row(r, "SELECT 1 FROM backtests WHERE id = ? AND user_id = ?", "backtest", id,
+                        NULL, NULL))
         return;
-    }
     qg_job *job = qg_jobs_find(r->app->jobs, id, r->who.user.id);
     if (job) {
         atomic_store(&job->cancel, true);
         qg_job_unref(r->app->jobs, job);
     }
-    if ((rc = qg_conn_exec(db, "DELETE FROM backtests WHERE id = ? AND user_id = ?", p, 2, NULL,
-                           &err))) {
+    qg_error err = {0};
+    const qg_val p[] = {QG_VTEXT(id), QG_VTEXT(r->who.user.id)};
+    qg_status rc =
+        qg_conn_exec(db, "DELETE FROM backtests WHERE id = ? AND user_id = ?", p, 2, NULL, &err);
+    if (rc) {
         qg_reply_status(r, rc, &err);
         return;
     }

@@ -108,22 +108,12 @@ static qg_status one_row(void *ud, const qg_row *row)
  * returns false when there is none. c->obj is the caller's to free. */
 static bool load_own(qg_req *r, one_ctx *c)
 {
-    qg_conn *db = qg_req_db(r);
-    if (!db) return false;
-    qg_error err = {0};
-    const qg_val p[] = {QG_VTEXT(r->param[0]), QG_VTEXT(r->who.user.id)};
-    qg_status rc =
-        qg_conn_query(db, "SELECT " DATASET_COLS " FROM datasets WHERE id = ? AND user_id = ?", p,
-                      2, one_row, c, &err);
-    if (!rc && !c->obj)
-        rc = qg_error_set(&err, QG_ENOTFOUND, "dataset '%.64s' not found", r->param[0]);
-    if (rc) {
-        cJSON_Delete(c->obj);
-        c->obj = NULL;
-        qg_reply_status(r, rc, &err);
-        return false;
-    }
-    return true;
+    if (qg_req_own_row(r, "SELECT " DATASET_COLS " FROM datasets WHERE id = ? AND user_id = ?",
+                       "dataset", r->param[0], one_row, c))
+        return true;
+    cJSON_Delete(c->obj);
+    c->obj = NULL;
+    return false;
 }
 
 void qg_h_datasets_get(qg_req *r)

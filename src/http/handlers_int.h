@@ -56,6 +56,13 @@ const char *qg_page_next(const qg_page *p);
 bool qg_req_own_page(qg_req *r, const char *sql, cJSON *(*row_json)(const qg_row *row),
                      qg_page *out);
 
+/* Reads one of the caller's rows: runs sql, which takes (id, user id) as
+ * its parameters, passing each row to row (may be NULL) with ud. False
+ * after replying 404 "WHAT 'ID' not found" when there is no row, 503, or
+ * the failure. */
+bool qg_req_own_row(qg_req *r, const char *sql, const char *what, const char *id, qg_row_fn row,
+                    void *ud);
+
 /* Password fields: the longest accepted before the policy has its say. */
 #define QG_PASSWORD_FIELD_MAX 1024
 

@@ -513,6 +513,39 @@ bool qg_req_own_page(qg_req *r, const char *sql, cJSON *(*row_json)(const qg_row
     return true;
 }
 
+typedef struct own_row {
+    qg_row_fn row;
+    void *ud;
+    bool found;
+} own_row;
+
+static qg_status own_row_cb(void *ud, const qg_row *row)
+{
+    own_row *c = ud;
+    c->found = true;
+    return c->row ? c->row(c->ud, row) : QG_OK;
+}
+
+bool qg_req_own_row(qg_req *r, const char *sql, const char *what, const char *id, qg_row_fn row,
+                    void *ud)
+{
+    qg_conn *db = qg_req_db(r);
+    if (!db) return false;
+    own_row c = {row, ud, false};
+    qg_error err = {0};
+    const qg_val p[] = {QG_VTEXT(id), QG_VTEXT(r->who.user.id)};
+    qg_status rc = qg_conn_query(db, sql, p, 2, own_row_cb, &c, &err);
+    if (rc) {
+        qg_reply_status(r, rc, &err);
+        return false;
+    }
+    if (!c.found) {
+        qg_reply_error(r, 404, "not_found", "%s '%.64s' not found", what, id);
+        return false;
+    }
+    return true;
+}
+
 bool qg_field_credentials(qg_req *r, const cJSON *body, const char **email, const char **password)
 {
     return qg_field_str(r, body, "email", true, QG_EMAIL_MAX, email) &&

@@ -25,6 +25,7 @@
 #include <quantgate/log.h>
 #include <quantgate/time.h>
 
+#include <ctype.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -63,9 +64,19 @@ static const qg_store_driver *const backends[] = {&qg_store_sqlite};
 void qg_store_mask_url(const char *url, char *out, size_t cap)
 {
     if (!cap) return;
-    const char *p = strstr(url, "://");
-    const char *auth = p ? p + 3 : url;
-    size_t auth_len = strcspn(auth, "/?#");
+    /* Only a real scheme (RFC 3986: a letter, then letters, digits, + - .)
+     * ends at "://"; a later "://" (in a path) must not move the authority
+     * past user:PASS@. */
+    size_t slen = 0;
+    if (isalpha((unsigned char)url[0]))
+        while (isalnum((unsigned char)url[slen]) || url[slen] == '+' || url[slen] == '-' ||
+               url[slen] == '.')
+            slen++;
+    bool scheme = slen && strncmp(url + slen, "://", 3) == 0;
+    const char *auth = scheme ? url + slen + 3 : url;
+    /* Without a scheme nothing says where the authority ends: look for
+     * user:PASS@ in the whole text rather than risk showing a password. */
+    size_t auth_len = scheme ? strcspn(auth, "/?#") : strlen(auth);
     const char *at = memrchr(auth, '@', auth_len);
     const char *colon = at ? memchr(auth, ':', (size_t)(at - auth)) : NULL;
     if (colon)

@@ -507,6 +507,11 @@ Test(store, bad_urls_name_the_url_and_hide_passwords)
     cr_assert_str_eq(out, "sqlite://var/q.db");
     qg_store_mask_url("postgres://u:p@h/d?sslmode=require&password=x&a=b", out, sizeof out);
     cr_assert_str_eq(out, "postgres://u:****@h/d?sslmode=require&password=****&a=b");
+    /* found by fuzz_http: no scheme, and a "://" later in the path */
+    qg_store_mask_url("bob:hunter22@host/x://y", out, sizeof out);
+    cr_assert_str_eq(out, "bob:****@host/x://y");
+    qg_store_mask_url("1x://u:secret@h", out, sizeof out); /* not a scheme: starts with a digit */
+    cr_assert(!strstr(out, "secret"), "%s", out);
 }
 
 Test(store, absolute_url_form_and_file_mode)

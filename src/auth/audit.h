@@ -16,7 +16,7 @@
 
 typedef struct qg_audit_entry {
     char id[QG_ID_MAX];
-    int64_t ts;          /* ms */
+    int64_t ts;              /* ms */
     const char *actor_id;    /* NULL for anonymous */
     const char *actor_email; /* NULL for anonymous; the attempted email on a failed login */
     const char *action;      /* "POST /api/datasets", "auth.login" */

@@ -39,7 +39,7 @@ typedef struct qg_user {
     bool approved;
     bool disabled;
     bool must_change_password; /* the first-run admin's one-time password */
-    int64_t created_at; /* ms */
+    int64_t created_at;        /* ms */
 } qg_user;
 
 /* Must be called once before any other function here (sodium_init). */
@@ -63,14 +63,13 @@ qg_status qg_user_get_by_email(qg_conn *c, const char *email, qg_user *out, qg_e
 /* Checks email and password. QG_EDENIED for unknown email or wrong password
  * (one message for both, and the same work done for both, so timing does not
  * tell which); on success *out is the user whatever its approval state. */
-qg_status qg_user_authenticate(qg_conn *c, const char *email, const char *password,
-                               qg_user *out, qg_error *err);
+qg_status qg_user_authenticate(qg_conn *c, const char *email, const char *password, qg_user *out,
+                               qg_error *err);
 /* Updates the fields whose pointers are non-NULL. QG_ENOTFOUND when absent. */
 qg_status qg_user_update(qg_conn *c, const char *id, const qg_role *role, const bool *approved,
                          const bool *disabled, qg_error *err);
 /* Sets a new password (policy checked) and clears must_change_password. */
-qg_status qg_user_set_password(qg_conn *c, const char *id, const char *password,
-                               qg_error *err);
+qg_status qg_user_set_password(qg_conn *c, const char *id, const char *password, qg_error *err);
 /* Sets must_change_password (the first-run admin). */
 qg_status qg_user_require_password_change(qg_conn *c, const char *id, qg_error *err);
 /* Deletes the user and, through foreign keys, everything they own. */
@@ -95,8 +94,8 @@ qg_status qg_jwt_issue(const uint8_t key[32], const char *user_id, qg_role role,
                        int64_t ttl_s, char *out, size_t cap, qg_error *err);
 /* QG_EDENIED with a reason for: malformed, alg other than HS256, bad
  * signature, wrong typ or iss, expired (exp <= now_s). */
-qg_status qg_jwt_verify(const uint8_t key[32], const char *token, int64_t now_s,
-                        qg_jwt_claims *out, qg_error *err);
+qg_status qg_jwt_verify(const uint8_t key[32], const char *token, int64_t now_s, qg_jwt_claims *out,
+                        qg_error *err);
 
 /* ---- refresh tokens ---- */
 #define QG_TOKEN_MAX 64

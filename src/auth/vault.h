@@ -24,7 +24,7 @@
 
 typedef struct qg_vault qg_vault;
 
-#define QG_SECRET_NAME_MAX 64
+#define QG_SECRET_NAME_MAX  64
 #define QG_SECRET_VALUE_MAX 8192
 
 /* Loads the master key (see above) and checks it against the database.
@@ -38,8 +38,7 @@ void qg_vault_free(qg_vault *v);
 void qg_vault_jwt_key(const qg_vault *v, uint8_t out[32]);
 
 /* Name: 1-64 of [A-Za-z0-9_.-]; value: 1-8192 bytes. err names the field. */
-qg_status qg_vault_put(qg_vault *v, qg_conn *c, const char *name, const char *value,
-                       qg_error *err);
+qg_status qg_vault_put(qg_vault *v, qg_conn *c, const char *name, const char *value, qg_error *err);
 /* Decrypts into out (cap bytes, NUL-terminated). QG_ENOTFOUND when absent. */
 qg_status qg_vault_get(qg_vault *v, qg_conn *c, const char *name, char *out, size_t cap,
                        qg_error *err);
@@ -50,9 +49,8 @@ typedef struct qg_secret_info {
     char masked[32]; /* qg_config_mask of the value */
     int64_t created_at, updated_at;
 } qg_secret_info;
-qg_status qg_vault_list(qg_vault *v, qg_conn *c,
-                        qg_status (*fn)(void *ud, const qg_secret_info *s), void *ud,
-                        qg_error *err);
+qg_status qg_vault_list(qg_vault *v, qg_conn *c, qg_status (*fn)(void *ud, const qg_secret_info *s),
+                        void *ud, qg_error *err);
 
 /* Re-encrypts every secret under a new master key in one transaction. The
  * new key is QG_NEW_MASTER_KEY when set, otherwise random. With a key file,
@@ -61,7 +59,6 @@ qg_status qg_vault_list(qg_vault *v, qg_conn *c,
  * crash interrupted). With QG_MASTER_KEY and no QG_NEW_MASTER_KEY, the new
  * key is written, hex, to new_key_hex (65 bytes) for the operator to install;
  * otherwise new_key_hex is set to "". *count gets the number re-encrypted. */
-qg_status qg_vault_rotate(qg_vault *v, qg_conn *c, int *count, char new_key_hex[65],
-                          qg_error *err);
+qg_status qg_vault_rotate(qg_vault *v, qg_conn *c, int *count, char new_key_hex[65], qg_error *err);
 
 #endif

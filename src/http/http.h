@@ -41,7 +41,7 @@ const char *qg_method_name(int method);
 
 /* Route flags. */
 enum {
-    QG_ROUTE_INLINE = 1 << 0, /* runs on the event loop: no database, no blocking (health) */
+    QG_ROUTE_INLINE = 1 << 0,   /* runs on the event loop: no database, no blocking (health) */
     QG_ROUTE_RAW_BODY = 1 << 1, /* body is not JSON (dataset upload) */
     QG_ROUTE_STREAM = 1 << 2,   /* may turn into a Server-Sent Events stream */
     QG_ROUTE_NO_AUDIT = 1 << 3, /* the handler writes its own audit row (login) */
@@ -90,7 +90,7 @@ typedef bool (*qg_stream_poll_fn)(void *arg, qg_buf *out);
 typedef void (*qg_stream_free_fn)(void *arg);
 #define QG_STREAM_POLL_MS 100
 
-#define QG_MAX_PARAMS 4
+#define QG_MAX_PARAMS       4
 #define QG_MAX_RESP_HEADERS 8
 
 typedef struct qg_principal {

@@ -10,9 +10,9 @@
  */
 #include "http/handlers.h"
 
+/* clang-format off */
 #define R(method, pattern, fn, role, rl, flags, tag, summary)                                      \
     {method, pattern, fn, role, rl, flags, summary, tag, NULL, NULL, NULL}
-/* clang-format off */
 /* RS: R with the OpenAPI texts: request schema, response schema, query
  * parameters ("name:type:description|..."), each a string or NULL. Two
  * extensions in a response schema are read by the OpenAPI builder and

@@ -36,9 +36,9 @@ typedef struct qg_val {
     const char *s; /* NUL-terminated; NULL binds SQL NULL */
 } qg_val;
 
-#define QG_VNULL ((qg_val){.type = QG_VAL_NULL})
-#define QG_VINT(x) ((qg_val){.type = QG_VAL_INT, .i = (int64_t)(x)})
-#define QG_VDBL(x) ((qg_val){.type = QG_VAL_DOUBLE, .d = (double)(x)})
+#define QG_VNULL    ((qg_val){.type = QG_VAL_NULL})
+#define QG_VINT(x)  ((qg_val){.type = QG_VAL_INT, .i = (int64_t)(x)})
+#define QG_VDBL(x)  ((qg_val){.type = QG_VAL_DOUBLE, .d = (double)(x)})
 #define QG_VTEXT(x) ((qg_val){.type = QG_VAL_TEXT, .s = (x)})
 
 /* Counters for /metrics, updated atomically by every connection. */

@@ -32,8 +32,8 @@ typedef struct qg_store_driver {
     void (*close)(void *conn);
     /* Runs a script of statements with no parameters (migrations). */
     qg_status (*exec_script)(void *conn, const char *sql, qg_error *err);
-    qg_status (*exec)(void *conn, const char *sql, const qg_val *params, size_t n,
-                      int64_t *changes, qg_error *err);
+    qg_status (*exec)(void *conn, const char *sql, const qg_val *params, size_t n, int64_t *changes,
+                      qg_error *err);
     qg_status (*query)(void *conn, const char *sql, const qg_val *params, size_t n,
                        qg_row_fn row_fn, void *ud, qg_error *err);
     int (*row_count)(const qg_row *r);

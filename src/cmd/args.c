@@ -57,6 +57,31 @@ int qg_args_unknown(qg_args *a)
     return 2;
 }
 
+int qg_args_action(int argc, char **argv, const char *cmd, const char *const actions[],
+                   void (*usage)(FILE *out), int *which)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    const char *sub = argv[1];
+    if (strcmp(sub, "--help") == 0 || strcmp(sub, "-h") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    char list[128] = "";
+    for (int i = 0; actions[i]; i++) {
+        if (strcmp(sub, actions[i]) == 0) {
+            *which = i;
+            return -1;
+        }
+        size_t len = strlen(list);
+        snprintf(list + len, sizeof list - len, "%s%s", i ? ", " : "", actions[i]);
+    }
+    fprintf(stderr, "quantgate %s: unknown action '%s' (%s)\n", cmd, sub, list);
+    return 2;
+}
+
 double qg_args_double(const qg_args *a, const char *name, const char *value, double min, double max)
 {
     char *end;

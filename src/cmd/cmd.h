@@ -56,6 +56,12 @@ bool qg_args_value(qg_args *a, const char *name, const char **value);
 bool qg_args_flag(qg_args *a, const char *name);
 /* Reports the current argument as unknown; returns 2. */
 int qg_args_unknown(qg_args *a);
+/* For commands with actions (`quantgate user add`): argv[1] names one of
+ * actions (NULL-terminated). Sets *which to its index and returns -1; for
+ * --help, a missing or an unknown action it prints usage or the error and
+ * returns the exit status. */
+int qg_args_action(int argc, char **argv, const char *cmd, const char *const actions[],
+                   void (*usage)(FILE *out), int *which);
 /* Parses numbers given as option values; on failure prints the option, the
  * value and the reason, and exits 2. */
 double qg_args_double(const qg_args *a, const char *name, const char *value, double min,

@@ -145,21 +145,12 @@ static int user_passwd(db *d, const char *email)
 
 int qg_cmd_user(int argc, char **argv)
 {
-    if (argc < 2) {
-        usage(stderr);
-        return 2;
-    }
-    const char *sub = argv[1];
-    if (strcmp(sub, "--help") == 0 || strcmp(sub, "-h") == 0) {
-        usage(stdout);
-        return 0;
-    }
-    bool is_add = strcmp(sub, "add") == 0, is_list = strcmp(sub, "list") == 0;
-    bool is_approve = strcmp(sub, "approve") == 0, is_passwd = strcmp(sub, "passwd") == 0;
-    if (!is_add && !is_list && !is_approve && !is_passwd) {
-        fprintf(stderr, "quantgate user: unknown action '%s' (add, list, approve, passwd)\n", sub);
-        return 2;
-    }
+    static const char *const actions[] = {"add", "list", "approve", "passwd", NULL};
+    int which = 0;
+    int st = qg_args_action(argc, argv, CMD, actions, usage, &which);
+    if (st >= 0) return st;
+    const char *sub = actions[which];
+    bool is_add = which == 0, is_list = which == 1, is_approve = which == 2;
 
     const char *email = NULL, *role_s = NULL, *url = NULL;
     qg_args a = qg_args_begin(argc - 1, argv + 1);

@@ -78,20 +78,11 @@ static int vault_rotate(qg_vault *v, qg_conn *c)
 
 int qg_cmd_vault(int argc, char **argv)
 {
-    if (argc < 2) {
-        usage(stderr);
-        return 2;
-    }
-    const char *sub = argv[1];
-    if (strcmp(sub, "--help") == 0 || strcmp(sub, "-h") == 0) {
-        usage(stdout);
-        return 0;
-    }
-    bool is_list = strcmp(sub, "list") == 0, is_rotate = strcmp(sub, "rotate") == 0;
-    if (!is_list && !is_rotate) {
-        fprintf(stderr, "quantgate vault: unknown action '%s' (list, rotate)\n", sub);
-        return 2;
-    }
+    static const char *const actions[] = {"list", "rotate", NULL};
+    int which = 0;
+    int st = qg_args_action(argc, argv, CMD, actions, usage, &which);
+    if (st >= 0) return st;
+    bool is_list = which == 0;
     const char *url = NULL;
     qg_args a = qg_args_begin(argc - 1, argv + 1);
     a.cmd = CMD;

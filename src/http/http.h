@@ -41,10 +41,12 @@ const char *qg_method_name(int method);
 
 /* Route flags. */
 enum {
-    QG_ROUTE_INLINE = 1 << 0,   /* runs on the event loop: no database, no blocking (health) */
-    QG_ROUTE_RAW_BODY = 1 << 1, /* body is not JSON (dataset upload) */
-    QG_ROUTE_STREAM = 1 << 2,   /* may turn into a Server-Sent Events stream */
-    QG_ROUTE_NO_AUDIT = 1 << 3, /* the handler writes its own audit row (login) */
+    QG_ROUTE_INLINE = 1 << 0,      /* runs on the event loop: no database, no blocking (health) */
+    QG_ROUTE_RAW_BODY = 1 << 1,    /* body is not JSON (dataset upload) */
+    QG_ROUTE_STREAM = 1 << 2,      /* may turn into a Server-Sent Events stream */
+    QG_ROUTE_NO_AUDIT = 1 << 3,    /* the handler writes its own audit row (login) */
+    QG_ROUTE_ONE_TIME_OK = 1 << 4, /* open to an account that must still replace its
+                                      one-time password (/api/me, /api/me/password) */
 };
 
 /* Rate-limit classes: each has its own buckets per address and per user. */

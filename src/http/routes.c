@@ -155,8 +155,8 @@ const qg_route qg_routes[] = {
     RS(QG_POST, "/api/auth/login", qg_h_login, QG_ROLE_NONE, QG_RL_AUTH, QG_ROUTE_NO_AUDIT, "auth", "Log in: access and refresh tokens", QG_CREDENTIALS, QG_REF("TokenPair"), NULL),
     RS(QG_POST, "/api/auth/refresh", qg_h_refresh, QG_ROLE_NONE, QG_RL_AUTH, 0, "auth", "Exchange a refresh token for new tokens", QG_REFRESH_REQ, QG_REF("TokenPair"), NULL),
     RS(QG_POST, "/api/auth/logout", qg_h_logout, QG_ROLE_NONE, QG_RL_AUTH, 0, "auth", "Revoke a refresh token", QG_REFRESH_REQ, QG_NO_BODY, NULL),
-    RS(QG_GET, "/api/me", qg_h_me, QG_ROLE_CLIENT, QG_RL_READ, 0, "auth", "The caller's account", NULL, QG_REF("User"), NULL),
-    RS(QG_POST, "/api/me/password", qg_h_me_password, QG_ROLE_CLIENT, QG_RL_AUTH, 0, "auth", "Change the caller's password", QG_PASSWORD_CHANGE, QG_NO_BODY, NULL),
+    RS(QG_GET, "/api/me", qg_h_me, QG_ROLE_CLIENT, QG_RL_READ, QG_ROUTE_ONE_TIME_OK, "auth", "The caller's account", NULL, QG_REF("User"), NULL),
+    RS(QG_POST, "/api/me/password", qg_h_me_password, QG_ROLE_CLIENT, QG_RL_AUTH, QG_ROUTE_ONE_TIME_OK, "auth", "Change the caller's password", QG_PASSWORD_CHANGE, QG_NO_BODY, NULL),
 
     RS(QG_GET, "/api/tokens", qg_h_tokens_list, QG_ROLE_DEVELOPER, QG_RL_READ, 0, "tokens", "The caller's machine API tokens", NULL, QG_LIST_OF("ApiToken"), NULL),
     RS(QG_POST, "/api/tokens", qg_h_tokens_create, QG_ROLE_DEVELOPER, QG_RL_WRITE, 0, "tokens", "Create a machine API token (shown once)", QG_TOKEN_REQ, QG_TOKEN_CREATED, NULL),

@@ -80,11 +80,7 @@ struct qg_server {
     qg_loop *loops;
     int nloops;
     int access_fd; /* -1: off */
-    int nroutes;
     pthread_barrier_t started;
-    atomic_int start_failures;
-    qg_error start_err;
-    pthread_mutex_t err_mu;
 };
 
 typedef struct {
@@ -615,12 +611,16 @@ static void on_ctl(h2o_multithread_receiver_t *rx, h2o_linklist_t *messages)
     h2o_context_request_shutdown(&L->ctx);
 }
 
+static bool loop_has_conns(qg_loop *L)
+{
+    return !h2o_linklist_is_empty(&L->ctx.http1._conns) ||
+           !h2o_linklist_is_empty(&L->ctx.http2._conns);
+}
+
 static bool loop_drained(qg_loop *L)
 {
     if (L->inflight > 0 || L->streams > 0) return false;
-    bool conns = !h2o_linklist_is_empty(&L->ctx.http1._conns) ||
-                 !h2o_linklist_is_empty(&L->ctx.http2._conns);
-    return !conns || qg_time_now_ms() >= L->conns_grace_ms;
+    return !loop_has_conns(L) || qg_time_now_ms() >= L->conns_grace_ms;
 }
 
 static int open_listener(const char *host, int port, qg_error *err)
@@ -692,15 +692,13 @@ static void *loop_main(void *arg)
     return NULL;
 }
 
-/* Frees a loop's h2o state when nothing is left on it. A loop that still
- * holds connections (a client that kept an idle keep-alive connection open
- * past the grace period) is left as it is: the process is about to exit and
- * the kernel closes the sockets. */
-static void loop_dispose(qg_loop *L)
+/* Frees a loop's h2o state when nothing is left on it, and says so. A loop
+ * that still holds connections (a client that kept an idle keep-alive
+ * connection open past the grace period) is left as it is: the process is
+ * about to exit and the kernel closes the sockets. */
+static bool loop_dispose(qg_loop *L)
 {
-    bool conns = !h2o_linklist_is_empty(&L->ctx.http1._conns) ||
-                 !h2o_linklist_is_empty(&L->ctx.http2._conns);
-    if (conns || L->inflight || L->streams) return;
+    if (loop_has_conns(L) || L->inflight || L->streams) return false;
     h2o_multithread_unregister_receiver(L->ctx.queue, &L->done_rx);
     h2o_multithread_unregister_receiver(L->ctx.queue, &L->ctl_rx);
     h2o_timeout_dispose(L->ctx.loop, &L->tick);
@@ -711,6 +709,7 @@ static void loop_dispose(qg_loop *L)
     h2o_context_dispose(&L->ctx);
     h2o_evloop_run(loop, 0); /* let the sockets closed above be freed */
     h2o_evloop_destroy(loop);
+    return true;
 }
 
 static qg_status setup_tls(qg_server *srv, qg_error *err)
@@ -785,7 +784,7 @@ qg_status qg_server_run(qg_app *app, const qg_server_config *cfg, qg_server_read
     qg_status rc = QG_OK;
     qg_server srv = {.app = app, .cfg = *cfg, .access_fd = -1};
     int threads = cfg->threads > 0 ? cfg->threads : qg_cpu_count();
-    int started = 0;
+    bool leftovers = false;
     sigset_t sigs, old;
     sigemptyset(&sigs);
     sigaddset(&sigs, SIGTERM);
@@ -795,7 +794,6 @@ qg_status qg_server_run(qg_app *app, const qg_server_config *cfg, qg_server_read
     if ((rc = setup_tls(&srv, err))) goto out;
     if ((rc = open_access_log(&srv, err))) goto out;
     configure_h2o(&srv);
-    srv.nroutes = qg_router_count();
     srv.loops = qg_xcalloc((size_t)threads, sizeof *srv.loops);
     srv.nloops = threads;
     int port = cfg->port;
@@ -813,8 +811,8 @@ qg_status qg_server_run(qg_app *app, const qg_server_config *cfg, qg_server_read
 
     pthread_sigmask(SIG_BLOCK, &sigs, &old);
     pthread_barrier_init(&srv.started, NULL, (unsigned)threads + 1);
-    for (; started < threads; started++)
-        if (pthread_create(&srv.loops[started].thread, NULL, loop_main, &srv.loops[started]) != 0)
+    for (int i = 0; i < threads; i++)
+        if (pthread_create(&srv.loops[i].thread, NULL, loop_main, &srv.loops[i]) != 0)
             abort(); /* cannot start a loop thread: nothing sensible to fall back to */
     pthread_barrier_wait(&srv.started);
     if (ready) ready(ud, srv.ssl ? "https" : "http", cfg->host, port);
@@ -830,23 +828,14 @@ qg_status qg_server_run(qg_app *app, const qg_server_config *cfg, qg_server_read
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     pthread_barrier_destroy(&srv.started);
 
-    for (int i = 0; i < threads; i++) loop_dispose(&srv.loops[i]);
+    for (int i = 0; i < threads; i++)
+        if (!loop_dispose(&srv.loops[i])) leftovers = true;
 
 out:
-    if (srv.loops) {
-        bool leftovers = false;
-        for (int i = 0; i < started; i++) {
-            qg_loop *L = &srv.loops[i];
-            if (!h2o_linklist_is_empty(&L->ctx.http1._conns) ||
-                !h2o_linklist_is_empty(&L->ctx.http2._conns) || L->inflight || L->streams)
-                leftovers = true;
-        }
-        if (leftovers) {
-            qg_leftover_loops = srv.loops;
-        } else {
-            free(srv.loops);
-        }
-    }
+    if (leftovers)
+        qg_leftover_loops = srv.loops;
+    else
+        free(srv.loops);
     if (srv.conf.hosts) h2o_config_dispose(&srv.conf);
     if (srv.ssl) SSL_CTX_free(srv.ssl);
     if (srv.access_fd > STDERR_FILENO) close(srv.access_fd);

@@ -15,6 +15,7 @@ PACKAGES=(
     libsqlite3-dev    # the embedded store
     libsodium-dev     # argon2id, secretbox vault, HMAC, random
     libjwt-dev        # HS256 access tokens
+    libcurl4-openssl-dev # LLM providers: HTTP client, multi interface
     python3           # integration tests talk HTTP to the real server
     curl              # e2e scripts and the HTTP benchmark
     openssl           # TLS test certificates, benchmark keys

@@ -8,6 +8,7 @@
 #ifndef QG_APP_H
 #define QG_APP_H
 
+#include "ai/ai.h"
 #include "auth/vault.h"
 #include "http/http.h"
 #include "http/jobs.h"
@@ -38,6 +39,7 @@ struct qg_app {
     qg_jobs *jobs;
     qg_http_metrics *metrics;
     qg_ratelimit *limits; /* QG_RATE_LIMITS=off zeroes the request classes; logins stay throttled */
+    qg_ai *ai;            /* the AI layer: models, prompts, usage, budgets */
 
     char *cors[QG_CORS_MAX]; /* allowed origins, exact match */
     int ncors;

@@ -92,6 +92,29 @@ typedef bool (*qg_stream_poll_fn)(void *arg, qg_buf *out);
 typedef void (*qg_stream_free_fn)(void *arg);
 #define QG_STREAM_POLL_MS 100
 
+/* A stream's waker: lets a producer on another thread run the stream's poll
+ * now instead of at the next QG_STREAM_POLL_MS tick (LLM tokens would
+ * otherwise wait up to 100 ms each). A handler takes one with
+ * qg_req_stream_waker before it returns, hands it to its producer, and the
+ * producer calls qg_stream_wake after appending to its own (locked) buffer.
+ * Wakes coalesce: many wakes before the loop gets to the stream run poll
+ * once. A wake while a chunk is still being written runs poll when the
+ * write completes. Wakes before the stream started, after it ended or
+ * after the client went away do nothing. The tick stays as a fallback.
+ * Refcounted; freed when the last reference goes. */
+typedef struct qg_stream_waker qg_stream_waker;
+/* A new reference to the request's waker (made on the first call), bound to
+ * the request's event loop. Worker thread, QG_ROUTE_STREAM handlers only.
+ * Outside the server (no loop) the waker is unbound and wakes do nothing.
+ * The caller owns the returned reference; never NULL. */
+qg_stream_waker *qg_req_stream_waker(qg_req *r);
+/* Any thread; never blocks for long (one mutex, one pipe write). */
+void qg_stream_wake(qg_stream_waker *w);
+/* Another reference (any thread). */
+qg_stream_waker *qg_stream_waker_ref(qg_stream_waker *w);
+/* Drops a reference (any thread); NULL is a no-op. */
+void qg_stream_waker_unref(qg_stream_waker *w);
+
 #define QG_MAX_PARAMS       4
 #define QG_MAX_RESP_HEADERS 8
 
@@ -144,6 +167,8 @@ struct qg_req {
     qg_stream_poll_fn stream_poll;
     qg_stream_free_fn stream_free;
     void *stream_arg;
+    qg_stream_waker *stream_waker; /* the request's own reference (server.c) */
+    void *loop;                    /* the event loop that owns the request (server.c) */
 };
 
 /* ---- replies (each replaces any earlier reply) ---- */

@@ -12,6 +12,15 @@
  * item's pointer to the request on disposal, so the loop then just drops
  * the reply. Both happen on the loop thread, so no lock is needed.
  *
+ * Streams are pushed, not only polled: a producer thread calls
+ * qg_stream_wake, which posts the stream's waker to its loop's wake
+ * receiver (once until the loop takes it: wakes coalesce), and the loop
+ * runs the stream's poll right away. The waker's `closed` flag and
+ * `queued` bit are under its mutex; its stream pointer is only touched on
+ * the loop thread. A queued wake holds a reference to the waker and is
+ * counted in the loop's wakes_queued, so the loop neither exits nor
+ * unregisters its receiver while one is in flight.
+ *
  * The main thread blocks SIGTERM and SIGINT before starting the loops (so
  * every thread inherits the mask) and waits for them with sigwait; the
  * shutdown then reaches each loop as a message on its receiver.
@@ -60,6 +69,8 @@ typedef struct qg_loop {
     h2o_socket_t *listener;
     h2o_multithread_receiver_t done_rx; /* finished requests from workers */
     h2o_multithread_receiver_t ctl_rx;  /* shutdown */
+    h2o_multithread_receiver_t wake_rx; /* stream wakers from producer threads */
+    atomic_int wakes_queued;            /* wake messages sent, not yet taken */
     h2o_multithread_message_t ctl_msg;
     h2o_timeout_t tick; /* QG_STREAM_POLL_MS, for SSE polls */
     int inflight;       /* requests on the worker pool */
@@ -114,9 +125,21 @@ typedef struct stream {
     qg_stream_poll_fn poll;
     qg_stream_free_fn free_fn;
     void *arg;
-    qg_buf buf;   /* the chunk in flight; reused once h2o calls proceed */
-    bool sending; /* a chunk is in flight */
+    qg_buf buf;             /* the chunk in flight; reused once h2o calls proceed */
+    bool sending;           /* a chunk is in flight */
+    bool wake_pending;      /* woken while sending: poll when the chunk is out */
+    qg_stream_waker *waker; /* the stream's reference, or NULL */
 } stream;
+
+struct qg_stream_waker {
+    atomic_int refs;
+    pthread_mutex_t mu;
+    qg_loop *loop; /* NULL: unbound (no server), wakes do nothing */
+    bool closed;   /* under mu: the stream ended or never started */
+    bool queued;   /* under mu: msg is on the loop's wake receiver */
+    h2o_multithread_message_t msg;
+    stream *s; /* loop thread only: the open stream, or NULL */
+};
 
 static int64_t mono_us(void)
 {
@@ -158,8 +181,12 @@ static const char *reason_phrase(int status)
         return "Too Many Requests";
     case 500:
         return "Internal Server Error";
+    case 502:
+        return "Bad Gateway";
     case 503:
         return "Service Unavailable";
+    case 504:
+        return "Gateway Timeout";
     default:
         return "";
     }
@@ -349,20 +376,103 @@ static void loop_error(qg_loop *L, h2o_req_t *req, qg_req *r, int route, int64_t
     finish_metrics(L, r, route, status, r->out.len, t0);
 }
 
+/* ---- stream wakers ---- */
+
+static qg_stream_waker *waker_new(qg_loop *L)
+{
+    qg_stream_waker *w = qg_xcalloc(1, sizeof *w);
+    atomic_init(&w->refs, 1);
+    pthread_mutex_init(&w->mu, NULL);
+    w->loop = L;
+    return w;
+}
+
+qg_stream_waker *qg_stream_waker_ref(qg_stream_waker *w)
+{
+    atomic_fetch_add_explicit(&w->refs, 1, memory_order_relaxed);
+    return w;
+}
+
+void qg_stream_waker_unref(qg_stream_waker *w)
+{
+    if (!w || atomic_fetch_sub_explicit(&w->refs, 1, memory_order_acq_rel) != 1) return;
+    pthread_mutex_destroy(&w->mu);
+    free(w);
+}
+
+qg_stream_waker *qg_req_stream_waker(qg_req *r)
+{
+    if (!r->loop) return waker_new(NULL);
+    if (!r->stream_waker) r->stream_waker = waker_new(r->loop);
+    return qg_stream_waker_ref(r->stream_waker);
+}
+
+void qg_stream_wake(qg_stream_waker *w)
+{
+    pthread_mutex_lock(&w->mu);
+    if (w->loop && !w->closed && !w->queued) {
+        w->queued = true;
+        qg_stream_waker_ref(w); /* the message's reference */
+        atomic_fetch_add(&w->loop->wakes_queued, 1);
+        h2o_multithread_send_message(&w->loop->wake_rx, &w->msg);
+    }
+    pthread_mutex_unlock(&w->mu);
+}
+
+/* Loop thread: no more wakes reach the loop after this. */
+static void waker_close(qg_stream_waker *w)
+{
+    if (!w) return;
+    pthread_mutex_lock(&w->mu);
+    w->closed = true;
+    pthread_mutex_unlock(&w->mu);
+    w->s = NULL;
+    qg_stream_waker_unref(w);
+}
+
 /* ---- streams (SSE) ---- */
 
 static void stream_close(stream *s)
 {
     if (h2o_timeout_is_linked(&s->tick)) h2o_timeout_unlink(&s->tick);
     s->loop->streams--;
+    waker_close(s->waker);
     if (s->free_fn) s->free_fn(s->arg);
     qg_buf_free(&s->buf);
     free(s);
 }
 
+/* Runs poll and sends what it produced. Only when no chunk is in flight.
+ * Returns false when the stream ended (s is freed). */
+static bool stream_pump(stream *s)
+{
+    qg_buf_reset(&s->buf);
+    bool done = s->poll(s->arg, &s->buf);
+    if (done) {
+        /* The last chunk must outlive the stream object: copy it into the
+         * request's pool, which h2o frees after sending. */
+        h2o_req_t *req = s->hreq;
+        h2o_iovec_t last = h2o_strdup(&req->pool, s->buf.len ? s->buf.data : "", s->buf.len);
+        stream_close(s);
+        h2o_send(req, &last, 1, H2O_SEND_STATE_FINAL);
+        return false;
+    }
+    if (s->buf.len) {
+        h2o_iovec_t chunk = h2o_iovec_init(s->buf.data, s->buf.len);
+        s->sending = true;
+        h2o_send(s->hreq, &chunk, 1, H2O_SEND_STATE_IN_PROGRESS);
+    }
+    return true;
+}
+
 static void stream_proceed(h2o_generator_t *gen, h2o_req_t *req)
 {
-    ((stream *)gen)->sending = false;
+    stream *s = (stream *)gen;
+    s->sending = false;
+    if (s->wake_pending) {
+        s->wake_pending = false;
+        stream_pump(s);
+    }
 }
 
 static void stream_stop(h2o_generator_t *gen, h2o_req_t *req)
@@ -373,25 +483,29 @@ static void stream_stop(h2o_generator_t *gen, h2o_req_t *req)
 static void stream_tick(h2o_timeout_entry_t *entry)
 {
     stream *s = H2O_STRUCT_FROM_MEMBER(stream, tick, entry);
-    if (s->sending) goto again;
-    qg_buf_reset(&s->buf);
-    bool done = s->poll(s->arg, &s->buf);
-    if (done) {
-        /* The last chunk must outlive the stream object: copy it into the
-         * request's pool, which h2o frees after sending. */
-        h2o_req_t *req = s->hreq;
-        h2o_iovec_t last = h2o_strdup(&req->pool, s->buf.len ? s->buf.data : "", s->buf.len);
-        stream_close(s);
-        h2o_send(req, &last, 1, H2O_SEND_STATE_FINAL);
-        return;
-    }
-    if (s->buf.len) {
-        h2o_iovec_t chunk = h2o_iovec_init(s->buf.data, s->buf.len);
-        s->sending = true;
-        h2o_send(s->hreq, &chunk, 1, H2O_SEND_STATE_IN_PROGRESS);
-    }
-again:
+    if (!s->sending && !stream_pump(s)) return;
     h2o_timeout_link(s->loop->ctx.loop, &s->loop->tick, &s->tick);
+}
+
+static void on_wake(h2o_multithread_receiver_t *rx, h2o_linklist_t *messages)
+{
+    qg_loop *L = H2O_STRUCT_FROM_MEMBER(qg_loop, wake_rx, rx);
+    while (!h2o_linklist_is_empty(messages)) {
+        qg_stream_waker *w = H2O_STRUCT_FROM_MEMBER(qg_stream_waker, msg.link, messages->next);
+        h2o_linklist_unlink(&w->msg.link);
+        pthread_mutex_lock(&w->mu);
+        w->queued = false; /* the next wake queues it again */
+        pthread_mutex_unlock(&w->mu);
+        atomic_fetch_sub(&L->wakes_queued, 1);
+        stream *s = w->s;
+        if (s) {
+            if (s->sending)
+                s->wake_pending = true;
+            else
+                stream_pump(s);
+        }
+        qg_stream_waker_unref(w); /* the message's reference */
+    }
 }
 
 static void stream_start(qg_loop *L, h2o_req_t *req, qg_req *r)
@@ -406,6 +520,14 @@ static void stream_start(qg_loop *L, h2o_req_t *req, qg_req *r)
     s->free_fn = r->stream_free;
     s->arg = r->stream_arg;
     r->stream_arg = NULL;
+    s->waker = r->stream_waker; /* the request's reference moves to the stream */
+    r->stream_waker = NULL;
+    if (s->waker) {
+        s->waker->s = s;
+        /* A producer may have appended (and woken) between the handler's
+         * return and now: poll as soon as the first chunk is out. */
+        s->wake_pending = true;
+    }
     qg_buf_init(&s->buf, QG_STREAM_BUF_MAX);
     L->streams++;
 
@@ -421,8 +543,8 @@ static void stream_start(qg_loop *L, h2o_req_t *req, qg_req *r)
     qg_buf_append(&s->buf, r->out.len ? r->out.data : "", r->out.len);
     h2o_iovec_t first = h2o_iovec_init(s->buf.data ? s->buf.data : "", s->buf.len);
     s->sending = true;
-    h2o_send(req, &first, 1, H2O_SEND_STATE_IN_PROGRESS);
     h2o_timeout_link(L->ctx.loop, &L->tick, &s->tick);
+    h2o_send(req, &first, 1, H2O_SEND_STATE_IN_PROGRESS);
 }
 
 /* ---- the hand-off to workers and back ---- */
@@ -459,6 +581,8 @@ static void finish_pending(qg_loop *L, pending *p)
         status = r->status;
     }
     if (r->stream_arg && r->stream_free) r->stream_free(r->stream_arg); /* never started */
+    waker_close(r->stream_waker);                                       /* never started */
+    r->stream_waker = NULL;
     finish_metrics(L, r, p->route, status, bytes, p->t0_us);
     qg_req_release(r);
     free(p);
@@ -567,6 +691,7 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     p->route = route;
     p->t0_us = t0;
     p->r = stack_req;
+    p->r.loop = L;
     p->link = h2o_mem_alloc_shared(&req->pool, sizeof *p->link, link_dispose);
     p->link->p = p;
     if (qg_workpool_submit(app->requests, work_run, work_done, p) != QG_OK) {
@@ -619,7 +744,7 @@ static bool loop_has_conns(qg_loop *L)
 
 static bool loop_drained(qg_loop *L)
 {
-    if (L->inflight > 0 || L->streams > 0) return false;
+    if (L->inflight > 0 || L->streams > 0 || atomic_load(&L->wakes_queued) > 0) return false;
     return !loop_has_conns(L) || qg_time_now_ms() >= L->conns_grace_ms;
 }
 
@@ -675,6 +800,7 @@ static void *loop_main(void *arg)
     L->accept_ctx.ssl_ctx = srv->ssl;
     h2o_multithread_register_receiver(L->ctx.queue, &L->done_rx, on_done);
     h2o_multithread_register_receiver(L->ctx.queue, &L->ctl_rx, on_ctl);
+    h2o_multithread_register_receiver(L->ctx.queue, &L->wake_rx, on_wake);
     h2o_timeout_init(L->ctx.loop, &L->tick, QG_STREAM_POLL_MS);
     L->listener = h2o_evloop_socket_create(L->ctx.loop, L->listen_fd, H2O_SOCKET_FLAG_DONT_READ);
     L->listener->data = L;
@@ -698,9 +824,11 @@ static void *loop_main(void *arg)
  * about to exit and the kernel closes the sockets. */
 static bool loop_dispose(qg_loop *L)
 {
-    if (loop_has_conns(L) || L->inflight || L->streams) return false;
+    if (loop_has_conns(L) || L->inflight || L->streams || atomic_load(&L->wakes_queued))
+        return false;
     h2o_multithread_unregister_receiver(L->ctx.queue, &L->done_rx);
     h2o_multithread_unregister_receiver(L->ctx.queue, &L->ctl_rx);
+    h2o_multithread_unregister_receiver(L->ctx.queue, &L->wake_rx);
     h2o_timeout_dispose(L->ctx.loop, &L->tick);
     /* request_shutdown armed the HTTP/2 graceful-shutdown timer */
     if (h2o_timeout_is_linked(&L->ctx.http2._graceful_shutdown_timeout))

@@ -110,7 +110,7 @@ typedef struct qg_prompt_edit {
     const char *kind;        /* "task"/"partial"; NULL: keep (new template: task) */
     const char *description; /* NULL: keep (new template: "") */
     const char *system;      /* NULL: "" */
-    const char *body;        /* required (may be "" only for a partial... never: see .c) */
+    const char *body;        /* required, not empty */
     const char *params_json; /* JSON array of declarations; NULL: "[]" */
     const char *note;        /* NULL: "" */
     const char *author_id;   /* NULL: none (files) */

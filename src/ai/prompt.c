@@ -1140,7 +1140,8 @@ qg_status qg_prompt_seed_defaults(qg_conn *c, const char *dir, int *loaded, qg_e
     qg_arena_init(&a, 0);
     DIR *d = opendir(dir);
     if (!d) {
-        first = qg_error_set(err, QG_EIO, "prompts directory '%s': %s", dir, strerror(errno));
+        first = qg_error_set(err, errno == ENOENT ? QG_ENOTFOUND : QG_EIO,
+                             "prompts directory '%s': %s", dir, strerror(errno));
         goto out;
     }
     struct dirent *de;

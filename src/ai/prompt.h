@@ -157,7 +157,8 @@ qg_status qg_prompt_parse_file(const char *text, size_t len, const char *name, q
  * database, as version 1 (first start; edits are never overwritten).
  * Partials go in before the templates that include them. A bad file does not
  * stop the others: they are loaded and the first error is returned, naming
- * the file. *loaded (may be NULL) counts the templates added. */
+ * the file. A missing dir is QG_ENOTFOUND (other directory errors QG_EIO).
+ * *loaded (may be NULL) counts the templates added. */
 qg_status qg_prompt_seed_defaults(qg_conn *c, const char *dir, int *loaded, qg_error *err);
 
 #endif

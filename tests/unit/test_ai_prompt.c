@@ -553,6 +553,6 @@ Test(prompt, seeding_orders_partials_and_reports_bad_files)
     cr_assert(strstr(err.msg, "c.orphan.prompt") && strstr(err.msg, "missing.part"), "%s", err.msg);
     cr_assert_eq(loaded, 1);
     rc = qg_prompt_seed_defaults(conn, "/nonexistent/prompts", &loaded, &err);
-    cr_assert_eq(rc, QG_EIO);
+    cr_assert_eq(rc, QG_ENOTFOUND);
     cr_assert(strstr(err.msg, "/nonexistent/prompts"), "%s", err.msg);
 }

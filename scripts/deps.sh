@@ -27,14 +27,29 @@ missing=()
 for p in "${PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
 done
-[ ${#missing[@]} -eq 0 ] && exit 0
+# Node.js runs the official `openai` client in the tests (and later the
+# dashboard's tooling); a machine that has node from elsewhere keeps it.
+command -v npm >/dev/null || missing+=(nodejs npm)
 
 SUDO=""
-if [ "$(id -u)" -ne 0 ]; then
-    command -v sudo >/dev/null || { echo "deps.sh: need root or sudo to install: ${missing[*]}" >&2; exit 1; }
-    SUDO="sudo"
+if [ ${#missing[@]} -gt 0 ]; then
+    if [ "$(id -u)" -ne 0 ]; then
+        command -v sudo >/dev/null || { echo "deps.sh: need root or sudo to install: ${missing[*]}" >&2; exit 1; }
+        SUDO="sudo"
+    fi
+    echo "deps.sh: installing ${missing[*]}" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    $SUDO apt-get update -qq
+    $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
-echo "deps.sh: installing ${missing[*]}" >&2
-export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+
+# npm pieces, pinned by web/package-lock.json; reinstalled when the lock
+# file is newer than what node_modules holds.
+root="$(cd "$(dirname "$0")/.." && pwd)"
+if [ -f "$root/web/package-lock.json" ]; then
+    stamp="$root/web/node_modules/.package-lock.json"
+    if [ ! -f "$stamp" ] || [ "$root/web/package-lock.json" -nt "$stamp" ]; then
+        echo "deps.sh: npm ci in web/" >&2
+        npm ci --prefix "$root/web" --no-audit --no-fund --loglevel=error >&2
+    fi
+fi

@@ -156,6 +156,8 @@ typedef struct qg_ai_response {
 /* ---- the layer ---- */
 
 typedef struct qg_ai qg_ai;
+typedef struct qg_ai_model qg_ai_model;   /* provider.h */
+typedef struct qg_ai_router qg_ai_router; /* routing.h */
 
 typedef struct qg_ai_call {
     /* who: usage and budgets (NULL for the server itself) */
@@ -212,6 +214,12 @@ qg_status qg_ai_new(const qg_ai_config *cfg, qg_ai **out, qg_error *err);
 void qg_ai_free(qg_ai *ai);
 /* Re-reads deployments and named models after an admin change. */
 qg_status qg_ai_reload(qg_ai *ai, qg_error *err);
+/* A copy of the named models (the caller frees *models with free()). */
+qg_status qg_ai_list_models(qg_ai *ai, qg_ai_model **models, size_t *n);
+/* The router, for health snapshots (admin API). Owned by ai. */
+qg_ai_router *qg_ai_get_router(qg_ai *ai);
+/* Appends per-deployment health gauges (Prometheus text) to out. */
+qg_status qg_ai_health_metrics(qg_ai *ai, qg_buf *out);
 
 /* Runs one call on the calling thread (it blocks; deltas arrive on the
  * transport thread). QG_OK when the model answered (out->resp is filled);

@@ -239,6 +239,22 @@ static void on_ready(void *ud, const char *scheme, const char *host, int port)
     fflush(stdout);
 }
 
+/* The AI layer: named models from the environment and the database, the
+ * default prompt templates (loaded once), the transport thread. */
+static qg_status open_ai(qg_app *app, qg_error *err)
+{
+    int64_t concurrency;
+    qg_status rc = config_int("QG_AI_CONCURRENCY", 64, 1, 4096, &concurrency, err);
+    if (rc) return rc;
+    qg_ai_config cfg = {
+        .store = app->store,
+        .vault = app->vault,
+        .prompts_dir = qg_config_str("QG_PROMPTS_DIR", "prompts"),
+        .concurrency = (int)concurrency,
+    };
+    return qg_ai_new(&cfg, &app->ai, err);
+}
+
 static qg_status open_app(qg_app *app, const serve_opts *o, qg_error *err)
 {
     qg_status rc;
@@ -273,6 +289,7 @@ static qg_status open_app(qg_app *app, const serve_opts *o, qg_error *err)
     if ((rc = qg_store_acquire(app->store, &c, err))) return rc;
     rc = qg_jobs_recover(app->jobs, c, err);
     qg_store_release(app->store, c);
+    if (!rc) rc = open_ai(app, err);
     if (!rc && admin.id[0] && o->sample_data) rc = import_sample(app, &admin, o->sample_data, err);
     return rc;
 }
@@ -282,6 +299,7 @@ static void close_app(qg_app *app)
     /* Requests first (the loops have stopped), then background jobs, which
      * may still write their results, then the database. */
     if (app->requests) qg_workpool_free(app->requests);
+    if (app->ai) qg_ai_free(app->ai);
     if (app->jobs_pool) qg_workpool_shutdown(app->jobs_pool);
     if (app->jobs) qg_jobs_free(app->jobs);
     if (app->jobs_pool) qg_workpool_free(app->jobs_pool);

@@ -19,6 +19,7 @@
  * not 200; a schema holding only x-status means no body) and
  * "x-content-type" (when the body is not JSON).
  */
+#include "ai/usage.h"
 #include "http/app.h"
 #include "http/handlers.h"
 #include "http/handlers_int.h"
@@ -71,6 +72,8 @@ void qg_h_metrics(qg_req *r)
     qg_reply_empty(r, 200);
     qg_status rc =
         qg_metrics_render(r->app->metrics, r->app->store ? &stats : NULL, backend, &r->out);
+    if (!rc) rc = qg_ai_metrics_render(&r->out);
+    if (!rc && r->app->ai) rc = qg_ai_health_metrics(r->app->ai, &r->out);
     if (rc) {
         qg_error err = {0};
         qg_error_set(&err, rc, "rendering metrics failed");

@@ -43,6 +43,17 @@ SRC = None  # repository root, derived from DATA
 START_TIMEOUT = 20.0  # ASan builds start slowly
 STOP_TIMEOUT = 15.0
 
+# A developer's real provider keys must never reach a test server.
+PROVIDER_ENV = (
+    "OPENAI_API_KEY",
+    "OPENAI_BASE_URL",
+    "ANTHROPIC_API_KEY",
+    "ANTHROPIC_BASE_URL",
+    "GEMINI_API_KEY",
+    "GEMINI_BASE_URL",
+    "OLLAMA_HOST",
+)
+
 SECRET_REQUEST_FIELDS = ("password", "new_password", "current_password", "value", "refresh_token")
 SECRET_RESPONSE_FIELDS = ("access_token", "refresh_token", "token")
 
@@ -160,7 +171,7 @@ class Server:
     def env(self):
         e = dict(os.environ)
         for k in list(e):
-            if k.startswith("QG_") or k == "DATABASE_URL":
+            if k.startswith("QG_") or k in PROVIDER_ENV or k == "DATABASE_URL":
                 del e[k]
         e.update(
             {
@@ -169,6 +180,7 @@ class Server:
                 "QG_LOG_LEVEL": "info",
                 "QG_RATE_LIMITS": "off",
                 "QG_ENV_FILE": os.path.join(self.tmp, "no.env"),
+                "QG_PROMPTS_DIR": os.path.join(SRC or "", "prompts"),
                 "ASAN_OPTIONS": e.get("ASAN_OPTIONS", "detect_leaks=1"),
             }
         )

@@ -1,0 +1,442 @@
+/*
+ * ai.c - the facade of the AI layer (see ai.h): budgets, templates, the
+ * attempt loop, structured output, and the usage record around one call.
+ *
+ * The order is fixed so that nothing is sent that should not be: the
+ * budget check comes first (a refused call costs nothing and is still
+ * recorded), the template is rendered before any provider is chosen (a
+ * missing parameter is the caller's error, not a provider failure), and the
+ * database connection is given back while providers are waited on, so a
+ * slow model never holds one of the few connections of the store.
+ *
+ * Structured output: the answer is extracted and repaired (jsonfix), then
+ * validated against the expected shape; an invalid answer gets one
+ * corrective retry carrying the validation error, and if that fails too
+ * the builtin provider answers and the result says so.
+ */
+#include "ai/ai.h"
+
+#include "ai/catalog.h"
+#include "ai/exec.h"
+#include "ai/jsonfix.h"
+#include "ai/prompt.h"
+#include "ai/provider.h"
+#include "ai/routing.h"
+#include "ai/transport.h"
+#include "ai/usage.h"
+#include "store/store.h"
+
+#include <quantgate/log.h>
+#include <quantgate/pool.h>
+#include <quantgate/time.h>
+
+#include <cjson/cJSON.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+struct qg_ai {
+    qg_store *store;
+    qg_vault *vault;
+    qg_ai_transport *transport;
+    qg_ai_router *router;
+    qg_workpool *pool;
+    pthread_mutex_t mu; /* guards models */
+    qg_ai_model *models;
+    size_t nmodels;
+};
+
+static int64_t now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* ---- lifecycle ---- */
+
+static qg_status load_catalog(qg_ai *ai, qg_conn *c, qg_error *err)
+{
+    qg_ai_deployment *deps = NULL;
+    qg_ai_model *models = NULL;
+    size_t ndeps = 0, nmodels = 0;
+    qg_status rc = qg_ai_catalog_load(c, &deps, &ndeps, &models, &nmodels, err);
+    if (rc) return rc;
+    rc = qg_ai_router_load(ai->router, deps, ndeps, models, nmodels, err);
+    free(deps);
+    if (rc) {
+        free(models);
+        return rc;
+    }
+    pthread_mutex_lock(&ai->mu);
+    free(ai->models);
+    ai->models = models;
+    ai->nmodels = nmodels;
+    pthread_mutex_unlock(&ai->mu);
+    return QG_OK;
+}
+
+qg_status qg_ai_new(const qg_ai_config *cfg, qg_ai **out, qg_error *err)
+{
+    qg_status rc = QG_OK;
+    qg_conn *c = NULL;
+    qg_ai *ai = qg_xcalloc(1, sizeof *ai);
+    ai->store = cfg->store;
+    ai->vault = cfg->vault;
+    pthread_mutex_init(&ai->mu, NULL);
+    if ((rc = qg_ai_transport_new(&ai->transport, err))) goto out;
+    ai->router = qg_ai_router_new();
+    if ((rc = qg_store_acquire(ai->store, &c, err))) goto out;
+    if (cfg->prompts_dir && *cfg->prompts_dir) {
+        int loaded = 0;
+        if ((rc = qg_prompt_seed_defaults(c, cfg->prompts_dir, &loaded, err))) goto out;
+        if (loaded)
+            qg_info("prompt templates: %d defaults loaded from %s", loaded, cfg->prompts_dir);
+    }
+    if ((rc = load_catalog(ai, c, err))) goto out;
+    ai->pool = qg_workpool_new(cfg->concurrency > 0 ? cfg->concurrency : 64, "qg-ai");
+out:
+    if (c) qg_store_release(ai->store, c);
+    if (rc) {
+        qg_ai_free(ai);
+        ai = NULL;
+    }
+    *out = ai;
+    return rc;
+}
+
+void qg_ai_free(qg_ai *ai)
+{
+    if (!ai) return;
+    if (ai->pool) qg_workpool_free(ai->pool);
+    if (ai->transport) qg_ai_transport_free(ai->transport);
+    if (ai->router) qg_ai_router_free(ai->router);
+    free(ai->models);
+    pthread_mutex_destroy(&ai->mu);
+    free(ai);
+}
+
+qg_status qg_ai_reload(qg_ai *ai, qg_error *err)
+{
+    qg_conn *c = NULL;
+    qg_status rc = qg_store_acquire(ai->store, &c, err);
+    if (rc) return rc;
+    rc = load_catalog(ai, c, err);
+    qg_store_release(ai->store, c);
+    return rc;
+}
+
+qg_ai_router *qg_ai_get_router(qg_ai *ai)
+{
+    return ai->router;
+}
+
+qg_status qg_ai_list_models(qg_ai *ai, qg_ai_model **models, size_t *n)
+{
+    pthread_mutex_lock(&ai->mu);
+    *n = ai->nmodels;
+    *models = qg_xmalloc(sizeof(qg_ai_model) * (ai->nmodels ? ai->nmodels : 1));
+    if (ai->nmodels) memcpy(*models, ai->models, sizeof(qg_ai_model) * ai->nmodels);
+    pthread_mutex_unlock(&ai->mu);
+    return QG_OK;
+}
+
+/* Per-deployment health as Prometheus gauges: cooling down, failures in a
+ * row, the last minute's rpm/tpm against their limits. */
+qg_status qg_ai_health_metrics(qg_ai *ai, qg_buf *out)
+{
+    qg_ai_dep_health *h = NULL;
+    size_t n = 0;
+    qg_status rc = qg_ai_router_snapshot(ai->router, &h, &n);
+    if (rc) return rc;
+    int64_t now = qg_time_now_ms();
+    static const char *const heads[][2] = {
+        {"qg_ai_deployment_cooling", "1 while the deployment is skipped after failures"},
+        {"qg_ai_deployment_consecutive_failures", "failed attempts in a row"},
+        {"qg_ai_deployment_rpm_used", "requests in the last 60 s"},
+        {"qg_ai_deployment_tpm_used", "tokens in the last 60 s"},
+    };
+    for (size_t k = 0; !rc && k < 4; k++) {
+        rc = qg_buf_printf(out, "# HELP %s %s\n# TYPE %s gauge\n", heads[k][0], heads[k][1],
+                           heads[k][0]);
+        for (size_t i = 0; !rc && i < n; i++) {
+            int64_t v = k == 0   ? h[i].cooling_until_ms > now
+                        : k == 1 ? h[i].consecutive_failures
+                        : k == 2 ? h[i].rpm_used
+                                 : h[i].tpm_used;
+            rc = qg_buf_printf(out, "%s{deployment=\"%s\",model=\"%s\",provider=\"%s\"} %lld\n",
+                               heads[k][0], h[i].id, h[i].model_name, h[i].provider, (long long)v);
+        }
+    }
+    free(h);
+    return rc;
+}
+
+/* ---- one call ---- */
+
+typedef struct key_ctx {
+    qg_ai *ai;
+} key_ctx;
+
+/* Resolves a deployment's key from the vault or the environment; the
+ * connection is taken only for the moment of the lookup. */
+static qg_status resolve_key(void *ud, const qg_ai_deployment *d, char *out, size_t cap)
+{
+    key_ctx *k = ud;
+    qg_conn *c = NULL;
+    qg_error err = {0};
+    qg_status rc = qg_store_acquire(k->ai->store, &c, &err);
+    if (rc) return rc;
+    rc = qg_ai_catalog_key(k->ai->vault, c, d, out, cap, &err);
+    qg_store_release(k->ai->store, c);
+    if (rc) qg_warn("ai: key of deployment %s: %s", d->id, err.msg);
+    return rc;
+}
+
+/* The request actually sent: the caller's, with the rendered template as
+ * system prompt and last user message. */
+static qg_status build_request(const qg_ai_call *call, const qg_prompt_rendered *tpl, qg_arena *a,
+                               qg_ai_request *req)
+{
+    *req = call->req;
+    if (!tpl) return QG_OK;
+    if (tpl->system && *tpl->system) req->system = tpl->system;
+    qg_ai_msg *msgs = qg_arena_alloc(a, sizeof(qg_ai_msg) * (call->req.n_messages + 1));
+    if (!msgs) return QG_ENOMEM;
+    if (call->req.n_messages)
+        memcpy(msgs, call->req.messages, sizeof(qg_ai_msg) * call->req.n_messages);
+    msgs[call->req.n_messages] = (qg_ai_msg){.role = QG_AI_ROLE_USER, .content = tpl->user};
+    req->messages = msgs;
+    req->n_messages = call->req.n_messages + 1;
+    if (!req->task) req->task = call->template_id;
+    if (!req->task_input) req->task_input = call->params_json;
+    return QG_OK;
+}
+
+static void add_usage(qg_ai_usage *sum, const qg_ai_usage *u)
+{
+    sum->input += u->input;
+    sum->output += u->output;
+    sum->cached += u->cached;
+}
+
+/* Extracts, repairs and validates a JSON answer; on success *json is the
+ * clean text (arena). */
+static qg_status check_json(const char *text, const char *schema, qg_arena *a, const char **json,
+                            qg_error *verr)
+{
+    const char *clean = NULL;
+    qg_status rc = qg_jsonfix_extract(text ? text : "", a, &clean, verr);
+    if (rc) return rc;
+    cJSON *v = cJSON_Parse(clean);
+    if (!v) return qg_error_set(verr, QG_EINVAL, "the repaired answer is not JSON");
+    rc = qg_jsonfix_validate(v, schema, verr);
+    cJSON_Delete(v);
+    if (!rc) *json = clean;
+    return rc;
+}
+
+/* One corrective retry with the validation error, then the builtin
+ * provider's answer as a recorded fallback. */
+static qg_status structured(qg_ai *ai, const qg_ai_call *call, const qg_ai_request *req,
+                            key_ctx *kc, qg_arena *a, qg_ai_result *out, qg_ai_exec_info *info,
+                            qg_error *err)
+{
+    qg_error verr = {0};
+    if (!check_json(out->resp.text, call->expect_shape, a, &out->json, &verr)) return QG_OK;
+    qg_info("ai: %s answer failed validation (%s); corrective retry", out->model_name, verr.msg);
+
+    qg_ai_request again = *req;
+    qg_ai_msg *msgs = qg_arena_alloc(a, sizeof(qg_ai_msg) * (req->n_messages + 2));
+    if (!msgs) return QG_ENOMEM;
+    if (req->n_messages) memcpy(msgs, req->messages, sizeof(qg_ai_msg) * req->n_messages);
+    msgs[req->n_messages] = (qg_ai_msg){.role = QG_AI_ROLE_ASSISTANT, .content = out->resp.text};
+    msgs[req->n_messages + 1] = (qg_ai_msg){
+        .role = QG_AI_ROLE_USER,
+        .content = qg_arena_sprintf(a,
+                                    "Your answer was not valid: %s. Answer again with only the "
+                                    "JSON object, no prose and no code fence.",
+                                    verr.msg)};
+    again.messages = msgs;
+    again.n_messages = req->n_messages + 2;
+    again.stream = false;
+    again.json_mode = true;
+    qg_ai_response second = {0};
+    qg_ai_exec_info info2 = {0};
+    qg_error e2 = {0};
+    if (!qg_ai_exec(ai->transport, ai->router, out->model_name, &again, resolve_key, kc, NULL, NULL,
+                    call->cancel, a, &second, &info2, &e2)) {
+        add_usage(&out->resp.usage, &second.usage);
+        info->attempts += info2.attempts;
+        info->upstream_us += info2.upstream_us;
+        qg_error_clear(&verr);
+        if (!check_json(second.text, call->expect_shape, a, &out->json, &verr)) {
+            qg_ai_usage sum = out->resp.usage;
+            out->resp = second;
+            out->resp.usage = sum;
+            return QG_OK;
+        }
+    }
+
+    qg_warn("ai: %s answer still invalid (%s); using the builtin reasoner", out->model_name,
+            verr.msg);
+    qg_ai_response fb = {0};
+    qg_ai_deployment bd = {.provider = "builtin", .model = "builtin", .enabled = true};
+    qg_status rc = qg_ai_provider_builtin.complete(&bd, req, a, NULL, NULL, &fb, err);
+    if (rc) return rc;
+    qg_error_clear(&verr);
+    if (check_json(fb.text, call->expect_shape, a, &out->json, &verr)) {
+        out->resp.error.kind = QG_AI_EOUTPUT;
+        snprintf(out->resp.error.message, sizeof out->resp.error.message, "%s", verr.msg);
+        return qg_error_set(err, QG_EAGAIN, "structured output invalid after retry: %s", verr.msg);
+    }
+    qg_ai_usage sum = out->resp.usage;
+    out->resp = fb;
+    out->resp.usage = sum;
+    out->builtin_fallback = true;
+    return QG_OK;
+}
+
+static qg_status status_of(qg_ai_errkind k)
+{
+    switch (k) {
+    case QG_AI_OK:
+        return QG_OK;
+    case QG_AI_EBUDGET:
+        return QG_EDENIED;
+    case QG_AI_ENOMODEL:
+        return QG_ENOTFOUND;
+    case QG_AI_EBADREQ:
+    case QG_AI_ECONTEXT:
+        return QG_EINVAL;
+    default:
+        return QG_EAGAIN;
+    }
+}
+
+static void record(qg_ai *ai, const qg_ai_call *call, const qg_ai_request *req,
+                   const qg_ai_exec_info *info, qg_ai_result *out, int64_t t0)
+{
+    qg_ai_call_record rec = {
+        .user_id = call->user_id,
+        .token_id = call->token_id,
+        .model_name = out->model_name,
+        .deployment_id = out->deployment_id,
+        .provider = out->provider,
+        .model = info->deployment.model[0] ? info->deployment.model : NULL,
+        .template_id = call->template_id,
+        .template_version = out->template_version,
+        .usage = out->resp.usage,
+        .cost_usd = out->cost_usd,
+        .latency_ms = out->latency_ms,
+        .attempts = out->attempts,
+        .stream = req->stream,
+        .outcome = qg_ai_errkind_name(out->resp.error.kind),
+        .error = out->resp.error.kind ? out->resp.error.message : NULL,
+        .ts_ms = qg_time_now_ms(),
+    };
+    qg_conn *c = NULL;
+    qg_error err = {0};
+    if (!qg_store_acquire(ai->store, &c, &err)) {
+        if (qg_ai_usage_record(c, &rec, out->call_id, sizeof out->call_id, &err))
+            qg_warn("ai: recording call failed: %s", err.msg);
+        qg_store_release(ai->store, c);
+    }
+    out->overhead_us = now_us() - t0 - info->upstream_us;
+    if (out->overhead_us < 0) out->overhead_us = 0;
+    qg_ai_metrics_observe(&rec, out->overhead_us);
+}
+
+qg_status qg_ai_complete(qg_ai *ai, const qg_ai_call *call, qg_arena *a, qg_ai_result *out,
+                         qg_error *err)
+{
+    int64_t t0 = now_us();
+    qg_status rc = QG_OK;
+    qg_conn *c = NULL;
+    qg_prompt_rendered tpl = {0};
+    qg_ai_request req;
+    qg_ai_exec_info info = {0};
+    key_ctx kc = {ai};
+
+    memset(out, 0, sizeof *out);
+    out->resp.error.retry_after_ms = -1;
+    out->model_name = call->model && *call->model ? call->model : "analyst";
+
+    if ((rc = qg_store_acquire(ai->store, &c, err))) return rc;
+    rc = qg_ai_budget_check(c, call->user_id, call->token_id, qg_time_now_ms(), err);
+    if (rc == QG_EDENIED) {
+        out->resp.error.kind = QG_AI_EBUDGET;
+        snprintf(out->resp.error.message, sizeof out->resp.error.message, "%s", err->msg);
+    } else if (!rc && call->template_id) {
+        rc = qg_prompt_render(c, call->template_id, 0, call->params_json, a, &tpl, err);
+        out->template_version = tpl.version;
+    }
+    qg_store_release(ai->store, c);
+    c = NULL;
+    if (rc == QG_EDENIED) goto done; /* recorded: a refused call is still a call */
+    if (rc) return rc;
+
+    if ((rc = build_request(call, call->template_id ? &tpl : NULL, a, &req))) return rc;
+    rc = qg_ai_exec(ai->transport, ai->router, out->model_name, &req, resolve_key, &kc,
+                    call->on_delta, call->ud, call->cancel, a, &out->resp, &info, err);
+    out->attempts = info.attempts;
+    out->fell_back = info.fell_back;
+    if (info.deployment.id[0]) {
+        out->deployment_id = qg_arena_strndup(a, info.deployment.id, strlen(info.deployment.id));
+        out->provider =
+            qg_arena_strndup(a, info.deployment.provider, strlen(info.deployment.provider));
+    }
+    if (!rc && call->expect_shape) rc = structured(ai, call, &req, &kc, a, out, &info, err);
+    out->cost_usd = qg_ai_cost(&info.deployment, &out->resp.usage);
+
+done:
+    if (!rc && out->resp.error.kind) rc = status_of(out->resp.error.kind);
+    if (rc && !out->resp.error.kind) {
+        out->resp.error.kind = QG_AI_ESERVER;
+        snprintf(out->resp.error.message, sizeof out->resp.error.message, "%s", err->msg);
+    }
+    if (rc && !err->msg[0])
+        qg_error_set(err, rc, "%s: %s", qg_ai_errkind_name(out->resp.error.kind),
+                     out->resp.error.message);
+    out->latency_ms = (now_us() - t0) / 1000;
+    record(ai, call, &req, &info, out, t0);
+    return rc;
+}
+
+/* ---- asynchronous calls ---- */
+
+typedef struct async_call {
+    qg_ai *ai;
+    const qg_ai_call *call;
+    qg_arena *a;
+    qg_ai_result *out;
+    qg_ai_done_fn done;
+    void *ud;
+    qg_status rc;
+    qg_error err;
+} async_call;
+
+static void async_work(void *arg)
+{
+    async_call *ac = arg;
+    ac->rc = qg_ai_complete(ac->ai, ac->call, ac->a, ac->out, &ac->err);
+}
+
+static void async_done(void *arg)
+{
+    async_call *ac = arg;
+    ac->done(ac->ud, ac->rc, ac->out, &ac->err);
+    free(ac);
+}
+
+qg_status qg_ai_start(qg_ai *ai, const qg_ai_call *call, qg_arena *a, qg_ai_result *out,
+                      qg_ai_done_fn done, void *ud)
+{
+    async_call *ac = qg_xcalloc(1, sizeof *ac);
+    *ac = (async_call){.ai = ai, .call = call, .a = a, .out = out, .done = done, .ud = ud};
+    qg_status rc = qg_workpool_submit(ai->pool, async_work, async_done, ac);
+    if (rc) free(ac);
+    return rc;
+}

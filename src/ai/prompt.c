@@ -349,6 +349,9 @@ static qg_status load_vtext(qg_conn *c, const char *id, int version, qg_arena *a
 
 /* ---- rendering ---- */
 
+#define QG_STR_(x) #x
+#define QG_STR(x)  QG_STR_(x)
+
 typedef struct render_ctx {
     qg_conn *c;
     qg_arena *a;
@@ -393,7 +396,9 @@ static qg_status render_partial(render_ctx *x, const char *id, size_t n, qg_buf 
         if (strlen(x->chain[i]) == n && memcmp(x->chain[i], id, n) == 0)
             return chain_error(x, id, n, "partials include each other", err);
     if (x->depth > QG_PROMPT_MAX_DEPTH)
-        return chain_error(x, id, n, "partials nested too deep (at most 8 levels)", err);
+        return chain_error(
+            x, id, n, "partials nested too deep (at most " QG_STR(QG_PROMPT_MAX_DEPTH) " levels)",
+            err);
     char *pid = qg_arena_strndup(x->a, id, n);
     if (!pid) return qg_error_set(err, QG_ENOMEM, "out of memory");
     tmpl_head h;

@@ -487,3 +487,99 @@ Test(ai_toolloop, stop_is_stored_and_run_ids_continue, .init = db_setup, .fini =
     cr_assert_eq(rs.seq[3], 4);
     qg_arena_free(&a);
 }
+
+/* ---- GET /api/ai/runs/{id} ---- */
+
+#include "http/app.h"
+#include "http/handlers.h"
+
+static qg_app runs_app;
+
+static void runs_setup(void)
+{
+    db_setup();
+    memset(&runs_app, 0, sizeof runs_app);
+    runs_app.store = store;
+}
+
+static int get_run(const char *id, const char *user_id, qg_role role, cJSON **body)
+{
+    qg_req r;
+    memset(&r, 0, sizeof r);
+    r.app = &runs_app;
+    qg_arena_init(&r.arena, 4096);
+    qg_buf_init(&r.out, 1 << 20);
+    r.method = QG_GET;
+    r.path = "/api/ai/runs/x";
+    r.query = "";
+    r.body = "";
+    r.request_id = "rid-test";
+    r.param[0] = id;
+    r.nparam = 1;
+    r.who.authenticated = true;
+    snprintf(r.who.user.id, sizeof r.who.user.id, "%s", user_id);
+    r.who.user.role = role;
+    qg_h_ai_runs_get(&r);
+    int status = r.status;
+    *body = cJSON_Parse(r.out.len ? r.out.data : "null");
+    if (r.db) qg_store_release(store, r.db);
+    qg_buf_free(&r.out);
+    qg_arena_free(&r.arena);
+    return status;
+}
+
+Test(ai_toolloop, runs_endpoint_shows_the_owner_their_steps, .init = runs_setup,
+     .fini = db_teardown)
+{
+    /* the usage records of the scripted calls, owned by usr_1 */
+    for (int i = 1; i <= 3; i++) {
+        char id[16];
+        snprintf(id, sizeof id, "aic_%d", i);
+        const qg_val p[] = {QG_VTEXT(id), QG_VTEXT("usr_1")};
+        qg_error err = {0};
+        cr_assert_eq(qg_conn_exec(conn,
+                                  "INSERT INTO ai_calls (id, ts, user_id, model_name, outcome) "
+                                  "VALUES (?, 0, ?, 'analyst', 'ok')",
+                                  p, 2, NULL, &err),
+                     QG_OK, "%s", err.msg);
+    }
+    script sc = {.steps = three_steps, .n = 3};
+    cur = &sc;
+    exec_log log = {0};
+    qg_ai_toolloop cfg = base_cfg(&log);
+    cfg.db = conn;
+    qg_arena a;
+    qg_arena_init(&a, 0);
+    qg_ai_toolloop_result out;
+    qg_error err = {0};
+    cr_assert_eq(qg_ai_toolloop_run(NULL, &cfg, &a, &out, &err), QG_OK, "%s", err.msg);
+    /* the handler takes its own connection from the pool */
+    qg_store_release(store, conn);
+
+    cJSON *b = NULL;
+    cr_assert_eq(get_run(out.run_id, "usr_1", QG_ROLE_CLIENT, &b), 200);
+    cr_assert_str_eq(cJSON_GetObjectItem(b, "outcome")->valuestring, "answer");
+    cJSON *steps = cJSON_GetObjectItem(b, "steps");
+    cr_assert_eq(cJSON_GetArraySize(steps), 10);
+    cJSON *s0 = cJSON_GetArrayItem(steps, 0);
+    cr_assert_str_eq(cJSON_GetObjectItem(s0, "kind")->valuestring, "request");
+    cr_assert_str_eq(cJSON_GetObjectItem(s0, "call_id")->valuestring, "aic_1");
+    cJSON *u = cJSON_GetObjectItem(b, "usage");
+    cr_assert_eq(cJSON_GetObjectItem(u, "input_tokens")->valueint, 500);
+    cr_assert_eq(cJSON_GetObjectItem(u, "output_tokens")->valueint, 47);
+    cr_assert(cJSON_IsString(cJSON_GetObjectItem(b, "finished_at")));
+    cJSON_Delete(b);
+
+    /* someone else: not found, like a run that does not exist */
+    cr_assert_eq(get_run(out.run_id, "usr_2", QG_ROLE_DEVELOPER, &b), 404);
+    cJSON *e = cJSON_GetObjectItem(b, "error");
+    cr_assert(strstr(cJSON_GetObjectItem(e, "message")->valuestring, "not found"));
+    cJSON_Delete(b);
+    /* an admin sees any run */
+    cr_assert_eq(get_run(out.run_id, "usr_admin", QG_ROLE_ADMIN, &b), 200);
+    cJSON_Delete(b);
+    cr_assert_eq(get_run("run_missing", "usr_admin", QG_ROLE_ADMIN, &b), 404);
+    cJSON_Delete(b);
+    cr_assert_eq(qg_store_acquire(store, &conn, &err), QG_OK);
+    qg_arena_free(&a);
+}

@@ -91,7 +91,12 @@ qg_status qg_ai_new(const qg_ai_config *cfg, qg_ai **out, qg_error *err)
     if ((rc = qg_store_acquire(ai->store, &c, err))) goto out;
     if (cfg->prompts_dir && *cfg->prompts_dir) {
         int loaded = 0;
-        if ((rc = qg_prompt_seed_defaults(c, cfg->prompts_dir, &loaded, err))) goto out;
+        /* A missing or broken defaults directory is not fatal: the templates
+         * already in the database (or added through the API) still work,
+         * and a task without one says so when it is called. */
+        qg_error serr = {0};
+        if (qg_prompt_seed_defaults(c, cfg->prompts_dir, &loaded, &serr))
+            qg_warn("prompt templates: %s", serr.msg);
         if (loaded)
             qg_info("prompt templates: %d defaults loaded from %s", loaded, cfg->prompts_dir);
     }

@@ -851,13 +851,12 @@ static qg_status dep_validate(qg_conn *c, const qg_ai_deployment *d, qg_error *e
     return QG_OK;
 }
 
-qg_status qg_ai_catalog_dep_put(qg_conn *c, qg_ai_deployment *d, qg_error *err)
+qg_status qg_ai_catalog_dep_put(qg_conn *c, qg_ai_deployment *d, bool create, qg_error *err)
 {
     qg_status rc = dep_validate(c, d, err);
     if (rc) return rc;
     int64_t now = qg_time_now_ms();
-    bool create = !*d->id;
-    if (create) qg_store_new_id("dep", d->id, sizeof d->id);
+    if (create && !*d->id) qg_store_new_id("dep", d->id, sizeof d->id);
     qg_val p[] = {QG_VTEXT(d->model_name),
                   QG_VTEXT(d->provider),
                   QG_VTEXT(d->model),

@@ -113,9 +113,10 @@ qg_status qg_ai_catalog_model_delete(qg_conn *c, const char *name, qg_error *err
 /* Reads one database deployment; QG_ENOTFOUND when absent. */
 qg_status qg_ai_catalog_dep_get(qg_conn *c, const char *id, qg_ai_deployment *out, qg_error *err);
 /* Validates d (provider, model, base URL, key_ref, numbers; model_name must
- * be a database model) and inserts it (d->id empty: a new "dep_<ulid>" is
- * written into d->id) or updates the row d->id. QG_EINVAL names the field. */
-qg_status qg_ai_catalog_dep_put(qg_conn *c, qg_ai_deployment *d, qg_error *err);
+ * be a database model) and inserts it (create; an empty d->id gets a new
+ * "dep_<ulid>") or updates the row d->id (QG_ENOTFOUND when absent).
+ * QG_EINVAL names the field; QG_EEXIST when create meets an existing id. */
+qg_status qg_ai_catalog_dep_put(qg_conn *c, qg_ai_deployment *d, bool create, qg_error *err);
 /* Deletes the row and its vault secret (v may be NULL to keep it).
  * QG_ENOTFOUND when absent. */
 qg_status qg_ai_catalog_dep_delete(qg_vault *v, qg_conn *c, const char *id, qg_error *err);

@@ -279,7 +279,7 @@ Test(ai_catalog, database_model_replaces_environment_model, .init = setup, .fini
                           .read_timeout_ms = 2000,
                           .priority = 5,
                           .enabled = true};
-    cr_assert_eq(qg_ai_catalog_dep_put(conn, &d, &err), QG_OK, "%s", err.msg);
+    cr_assert_eq(qg_ai_catalog_dep_put(conn, &d, true, &err), QG_OK, "%s", err.msg);
     cr_assert_eq(strncmp(d.id, "dep_", 4), 0, "%s", d.id);
     qg_ai_deployment d2 = d;
     d2.id[0] = '\0';
@@ -287,7 +287,9 @@ Test(ai_catalog, database_model_replaces_environment_model, .init = setup, .fini
     snprintf(d2.provider, sizeof d2.provider, "openai");
     snprintf(d2.model, sizeof d2.model, "gpt-4o");
     snprintf(d2.key_ref, sizeof d2.key_ref, "env:OPENAI_API_KEY");
-    cr_assert_eq(qg_ai_catalog_dep_put(conn, &d2, &err), QG_OK, "%s", err.msg);
+    cr_assert_eq(qg_ai_catalog_dep_put(conn, &d2, true, &err), QG_OK, "%s", err.msg);
+    qg_ai_deployment dup = d2;
+    cr_assert_eq(qg_ai_catalog_dep_put(conn, &dup, true, &err), QG_EEXIST);
 
     catalog k;
     load(&k, conn);
@@ -311,7 +313,7 @@ Test(ai_catalog, database_model_replaces_environment_model, .init = setup, .fini
     /* update in place */
     d.enabled = false;
     snprintf(d.base_url, sizeof d.base_url, "https://proxy.example/v1");
-    cr_assert_eq(qg_ai_catalog_dep_put(conn, &d, &err), QG_OK, "%s", err.msg);
+    cr_assert_eq(qg_ai_catalog_dep_put(conn, &d, false, &err), QG_OK, "%s", err.msg);
     qg_ai_deployment back;
     cr_assert_eq(qg_ai_catalog_dep_get(conn, d.id, &back, &err), QG_OK, "%s", err.msg);
     cr_assert(!back.enabled);
@@ -368,7 +370,7 @@ Test(ai_catalog, model_put_validation, .init = setup, .fini = teardown)
 static void dep_error(qg_ai_deployment d, const char *want)
 {
     qg_error err = {0};
-    cr_assert_eq(qg_ai_catalog_dep_put(conn, &d, &err), QG_EINVAL, "accepted, want %s", want);
+    cr_assert_eq(qg_ai_catalog_dep_put(conn, &d, true, &err), QG_EINVAL, "accepted, want %s", want);
     cr_assert_not_null(strstr(err.msg, want), "%s", err.msg);
 }
 
@@ -409,9 +411,9 @@ Test(ai_catalog, deployment_validation, .init = setup, .fini = teardown)
     dep_error(d, "model:");
     d = ok;
     snprintf(d.id, sizeof d.id, "dep_missing");
-    cr_assert_eq(qg_ai_catalog_dep_put(conn, &d, &err), QG_ENOTFOUND);
+    cr_assert_eq(qg_ai_catalog_dep_put(conn, &d, false, &err), QG_ENOTFOUND);
     d = ok;
-    cr_assert_eq(qg_ai_catalog_dep_put(conn, &d, &err), QG_OK, "%s", err.msg);
+    cr_assert_eq(qg_ai_catalog_dep_put(conn, &d, true, &err), QG_OK, "%s", err.msg);
     cr_assert(qg_ai_key_ref_allowed("env:ANTHROPIC_API_KEY"));
     cr_assert(qg_ai_key_ref_allowed("ai.dep_01ABC"));
     cr_assert(qg_ai_key_ref_allowed(""));
@@ -466,7 +468,7 @@ Test(ai_catalog, keys_from_environment_and_vault, .init = setup, .fini = teardow
                            .model = "gpt-4o",
                            .connect_timeout_ms = 5000,
                            .read_timeout_ms = 60000};
-    cr_assert_eq(qg_ai_catalog_dep_put(conn, &nd, &err), QG_OK, "%s", err.msg);
+    cr_assert_eq(qg_ai_catalog_dep_put(conn, &nd, true, &err), QG_OK, "%s", err.msg);
     char name[80];
     snprintf(name, sizeof name, "ai.%s", nd.id);
     cr_assert_eq(qg_vault_put(v, conn, name, vkey, &err), QG_OK, "%s", err.msg);

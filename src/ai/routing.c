@@ -123,12 +123,24 @@ static health *find_health(health *hs, size_t n, const char *id)
 qg_status qg_ai_router_load(qg_ai_router *r, const qg_ai_deployment *deps, size_t ndeps,
                             const qg_ai_model *models, size_t nmodels, qg_error *err)
 {
+    /* a repeated id would share one health record between two rows: the
+     * first one wins (the catalog lists the admin's rows before the
+     * environment's) */
+    bool *dup = qg_xcalloc(ndeps ? ndeps : 1, sizeof *dup);
     for (size_t i = 0; i < ndeps; i++)
-        for (size_t j = i + 1; j < ndeps; j++)
-            if (!strcmp(deps[i].id, deps[j].id))
-                return qg_error_set(err, QG_EINVAL, "deployment id '%s' is used twice", deps[i].id);
+        for (size_t j = 0; j < i && !dup[i]; j++)
+            if (!dup[j] && !strcmp(deps[i].id, deps[j].id)) {
+                dup[i] = true;
+                qg_warn("ai: deployment id '%s' is used twice (models '%s' and '%s'); the "
+                        "second is ignored",
+                        deps[i].id, deps[j].model_name, deps[i].model_name);
+            }
     sort_item *items = qg_xcalloc(ndeps ? ndeps : 1, sizeof *items);
-    for (size_t i = 0; i < ndeps; i++) items[i] = (sort_item){&deps[i], i};
+    size_t nkeep = 0;
+    for (size_t i = 0; i < ndeps; i++)
+        if (!dup[i]) items[nkeep++] = (sort_item){&deps[i], i};
+    free(dup);
+    ndeps = nkeep;
     qsort(items, ndeps, sizeof *items, by_model_priority);
     qg_ai_deployment *nd = qg_xcalloc(ndeps ? ndeps : 1, sizeof *nd);
     health *nh = qg_xcalloc(ndeps ? ndeps : 1, sizeof *nh);

@@ -55,8 +55,9 @@ qg_ai_router *qg_ai_router_new_with(const qg_ai_router_config *c);
 void qg_ai_router_free(qg_ai_router *r);
 
 /* Replaces the deployments and named models (both copied). Health and rate
- * windows of deployments whose id is still there are kept. QG_EINVAL (and
- * nothing changes) when two deployments share an id. */
+ * windows of deployments whose id is still there are kept. When two
+ * deployments share an id the first is kept and the other ignored (with a
+ * warning). Always QG_OK today; err is for future validation. */
 qg_status qg_ai_router_load(qg_ai_router *r, const qg_ai_deployment *deps, size_t ndeps,
                             const qg_ai_model *models, size_t nmodels, qg_error *err);
 

@@ -185,6 +185,20 @@ static qg_status cat_order(cat *k, qg_error *err)
     k->deps = nd;
     k->srcd = ns;
     k->nd = w;
+    /* The router keys health, cool-down and rpm/tpm by id and keeps only the
+     * first row of an id, so a deployment serving a second model (env-openai
+     * for analyst and fast) gets its own id there: "env-openai@fast". */
+    for (size_t i = 0; i < k->nd; i++) {
+        for (size_t j = 0; j < i; j++) {
+            if (strcmp(k->deps[i].id, k->deps[j].id)) continue;
+            char id[sizeof k->deps[i].id];
+            int keep = (int)sizeof id - 2 - (int)strlen(k->deps[i].model_name);
+            snprintf(id, sizeof id, "%.*s@%s", keep < 8 ? 8 : keep, k->deps[i].id,
+                     k->deps[i].model_name);
+            memcpy(k->deps[i].id, id, sizeof id);
+            break;
+        }
+    }
     return QG_OK;
 }
 

@@ -29,9 +29,11 @@
  * deployments are the database rows with that model_name. Keys set through
  * the admin API live in the vault as secret "ai.<deployment id>".
  *
- * A deployment serving several named models appears once per model (same
- * id, different model_name), so state kept by id (cool-down, rpm and tpm
- * limits) is shared by everything that uses the same upstream account.
+ * A deployment serving several named models appears once per model; ids are
+ * unique in the catalog (the router keys cool-down and rpm/tpm state by id),
+ * so the copies after the first get "@<model>": env-openai serves analyst,
+ * env-openai@fast serves fast, builtin@offline serves a QG_AI_MODELS model
+ * "offline=builtin".
  *
  * Everything here is plain data; functions are thread-safe as long as the
  * environment is not modified concurrently.

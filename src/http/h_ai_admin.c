@@ -383,11 +383,11 @@ void qg_h_ai_deployments_create(qg_req *r)
 /* True (after replying 409) when id is an environment or builtin entry. */
 static bool read_only_dep(qg_req *r, const char *id)
 {
-    if (strncmp(id, "env-", 4) && strcmp(id, "builtin")) return false;
+    bool builtin = !strcmp(id, "builtin") || !strncmp(id, "builtin@", 8);
+    if (strncmp(id, "env-", 4) && !builtin) return false;
     qg_reply_error(r, 409, "conflict",
                    "deployment '%s' comes from the %s and cannot be changed through the API", id,
-                   strcmp(id, "builtin") ? "environment (change its variables instead)"
-                                         : "server itself");
+                   builtin ? "server itself" : "environment (change its variables instead)");
     return true;
 }
 

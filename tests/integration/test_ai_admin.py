@@ -107,10 +107,12 @@ class AIAdminTest(qgtest.ServerTest):
 
     def test_environment_deployments_are_listed_masked_and_read_only(self):
         deps = self.deployments()
-        env = [d for d in deps if d["id"] == "env-openai"]
-        self.assertEqual(len(env), 2, deps)  # serving analyst and fast
-        self.assertEqual({d["model_name"] for d in env}, {"analyst", "fast"})
-        d = env[0]
+        ids = [d["id"] for d in deps]
+        self.assertEqual(len(ids), len(set(ids)), ids)
+        env = {d["model_name"]: d for d in deps if d["id"] in ("env-openai", "env-openai@fast")}
+        self.assertEqual(env["analyst"]["id"], "env-openai")
+        self.assertEqual(env["fast"]["id"], "env-openai@fast")
+        d = env["analyst"]
         self.assertEqual(d["key_ref"], "env:OPENAI_API_KEY")
         self.assertEqual(d["source"], "environment")
         self.assertEqual(d["provider"], "openai")

@@ -141,9 +141,12 @@ Test(ai_catalog, env_providers_in_order_keys_by_reference, .init = setup, .fini 
     deps_of(&k, "analyst", s, sizeof s);
     cr_assert_str_eq(s, "env-openai/openai/gpt-4o-mini env-gemini/gemini/gemini-2.0-flash "
                         "env-ollama/ollama/qwen2.5:7b");
-    deps_of(&k, "fast", s, sizeof s);
-    cr_assert_str_eq(s, "env-openai/openai/gpt-4o-mini env-gemini/gemini/gemini-2.0-flash "
-                        "env-ollama/ollama/qwen2.5:7b");
+    deps_of(&k, "fast", s, sizeof s); /* ids stay unique: the router keys state by id */
+    cr_assert_str_eq(s,
+                     "env-openai@fast/openai/gpt-4o-mini env-gemini@fast/gemini/gemini-2.0-flash "
+                     "env-ollama@fast/ollama/qwen2.5:7b");
+    for (size_t i = 0; i < k.nd; i++)
+        for (size_t j = 0; j < i; j++) cr_assert_str_neq(k.d[i].id, k.d[j].id);
     const qg_ai_deployment *o = dep(&k, "analyst", "env-openai");
     cr_assert_str_eq(o->key_ref, "env:OPENAI_API_KEY");
     cr_assert_str_eq(o->base_url, "");
@@ -152,10 +155,10 @@ Test(ai_catalog, env_providers_in_order_keys_by_reference, .init = setup, .fini 
     cr_assert_eq(o->rpm, 500);
     cr_assert_eq(o->connect_timeout_ms, 5000);
     cr_assert_eq(o->read_timeout_ms, 60000);
-    const qg_ai_deployment *ol = dep(&k, "fast", "env-ollama");
+    const qg_ai_deployment *ol = dep(&k, "fast", "env-ollama@fast");
     cr_assert_str_eq(ol->base_url, "http://localhost:11434");
     cr_assert_str_eq(ol->key_ref, "");
-    cr_assert_eq(dep(&k, "fast", "env-gemini")->price_in, 0);
+    cr_assert_eq(dep(&k, "fast", "env-gemini@fast")->price_in, 0);
     /* the keys themselves are nowhere in the catalog */
     cr_assert_null(memmem(k.d, k.nd * sizeof *k.d, okey, strlen(okey)));
     cr_assert_null(memmem(k.d, k.nd * sizeof *k.d, gkey, strlen(gkey)));
@@ -219,7 +222,7 @@ Test(ai_catalog, models_variable_grammar, .init = setup, .fini = teardown)
     cr_assert_str_eq(model(&k, "cheap")->fallback, "fast");
     cr_assert_str_eq(model(&k, "analyst")->fallback, "builtin");
     deps_of(&k, "offline", s, sizeof s);
-    cr_assert_str_eq(s, "builtin/builtin/builtin");
+    cr_assert_str_eq(s, "builtin@offline/builtin/builtin");
     cr_assert_str_eq(model(&k, "offline")->fallback, "");
     deps_of(&k, "alias", s, sizeof s);
     cr_assert_str_eq(s, "");

@@ -429,6 +429,18 @@ qg_status qg_jsonfix_extract(const char *text, qg_arena *a, const char **json_ou
     if (n > QG_JSONFIX_MAX_INPUT)
         return qg_error_set(err, QG_ERANGE, "answer: %zu bytes, longer than the %zu accepted", n,
                             QG_JSONFIX_MAX_INPUT);
+    /* An answer that is exactly one JSON value (after whitespace) is taken
+     * as it is: a ``` inside one of its strings is not a fence. */
+    const char *vend = NULL;
+    cJSON *whole = cJSON_ParseWithLengthOpts(text, n, &vend, false);
+    if (whole && (cJSON_IsObject(whole) || cJSON_IsArray(whole)) && !*skip_ws(vend, text + n)) {
+        const char *s = to_arena(a, whole, err);
+        cJSON_Delete(whole);
+        if (!s) return QG_ENOMEM;
+        *json_out = s;
+        return QG_OK;
+    }
+    cJSON_Delete(whole);
     const char *rs, *re;
     find_region(text, n, &rs, &re);
 

@@ -52,6 +52,9 @@ static const fix_case fix_cases[] = {
     {"utf-8 passes through", "{'sym': 'DAX\xe2\x82\xac'}", "{\"sym\":\"DAX\xe2\x82\xac\"}"},
     {"NaN and Infinity", "{\"a\": NaN, \"b\": Infinity}", "{\"a\":null,\"b\":null}"},
     {"empty object", "{}", "{}"},
+    /* found by fuzz_jsonfix: a fence inside a string of a whole JSON answer */
+    {"fence inside a string", "{\"code\": \"```\\n[1,2]\\n```\"}",
+     "{\"code\":\"```\\n[1,2]\\n```\"}"},
     {"only a comma", "{,}", "{}"},
     {"nested arrays", "[[1,2],[3,4],]", "[[1,2],[3,4]]"},
     {"no json", "I cannot help with that.", NULL},

@@ -21,3 +21,6 @@ echo "quantgate benchmarks: $bars bars, $(nproc) cores, $(grep -m1 'model name' 
 
 # HTTP: quantgate serve next to nginx under wrk (bench/http.sh).
 "$(dirname "$0")/http.sh" "$build"
+
+# AI: what quantgate adds to an LLM call, against a canned provider (bench/ai.sh).
+"$(dirname "$0")/ai.sh" "$build"

@@ -15,11 +15,13 @@
  * Streams are pushed, not only polled: a producer thread calls
  * qg_stream_wake, which posts the stream's waker to its loop's wake
  * receiver (once until the loop takes it: wakes coalesce), and the loop
- * runs the stream's poll right away. The waker's `closed` flag and
- * `queued` bit are under its mutex; its stream pointer is only touched on
- * the loop thread. A queued wake holds a reference to the waker and is
- * counted in the loop's wakes_queued, so the loop neither exits nor
- * unregisters its receiver while one is in flight.
+ * runs the stream's poll right away. Wakes before the stream started send
+ * nothing (the loop polls right after the first chunk anyway), so a call
+ * that finishes before its stream starts costs the loop no wake-ups. The
+ * waker's `live` and `closed` flags and `queued` bit are under its mutex; its stream pointer is
+ * only touched on the loop thread. A queued wake holds a reference to the waker and is counted in
+ * the loop's wakes_queued, so the loop neither exits nor unregisters its receiver while one is in
+ * flight.
  *
  * The main thread blocks SIGTERM and SIGINT before starting the loops (so
  * every thread inherits the mask) and waits for them with sigwait; the
@@ -135,6 +137,8 @@ struct qg_stream_waker {
     atomic_int refs;
     pthread_mutex_t mu;
     qg_loop *loop; /* NULL: unbound (no server), wakes do nothing */
+    bool live;     /* under mu: the stream has started (earlier wakes are moot: stream_start
+                      polls once the first chunk is out) */
     bool closed;   /* under mu: the stream ended or never started */
     bool queued;   /* under mu: msg is on the loop's wake receiver */
     h2o_multithread_message_t msg;
@@ -410,7 +414,7 @@ qg_stream_waker *qg_req_stream_waker(qg_req *r)
 void qg_stream_wake(qg_stream_waker *w)
 {
     pthread_mutex_lock(&w->mu);
-    if (w->loop && !w->closed && !w->queued) {
+    if (w->live && !w->closed && !w->queued) {
         w->queued = true;
         qg_stream_waker_ref(w); /* the message's reference */
         atomic_fetch_add(&w->loop->wakes_queued, 1);
@@ -524,6 +528,9 @@ static void stream_start(qg_loop *L, h2o_req_t *req, qg_req *r)
     r->stream_waker = NULL;
     if (s->waker) {
         s->waker->s = s;
+        pthread_mutex_lock(&s->waker->mu);
+        s->waker->live = true;
+        pthread_mutex_unlock(&s->waker->mu);
         /* A producer may have appended (and woken) between the handler's
          * return and now: poll as soon as the first chunk is out. */
         s->wake_pending = true;

@@ -154,13 +154,11 @@ static const confluence_kind confluence_kinds[] = {
 
 static const confluence_kind *confluence_find(const char *sq)
 {
-    size_t n = strlen(sq);
     for (size_t i = 0; i < sizeof confluence_kinds / sizeof confluence_kinds[0]; i++) {
         const char *k = confluence_kinds[i].key;
         /* two-letter keys only as the whole name ("ob"), never inside words */
         if (strlen(k) <= 2 ? !strcmp(sq, k) : strstr(sq, k) != NULL) return &confluence_kinds[i];
     }
-    (void)n;
     return NULL;
 }
 

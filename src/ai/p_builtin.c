@@ -934,10 +934,23 @@ static bool task_wants_json(const qg_ai_request *req)
     return req->json_mode;
 }
 
+/* What the user said: through a chat template the last user message is the
+ * rendered (fenced) prompt, so the template's "message" parameter is the
+ * better source. */
+static const char *user_words(const qg_ai_request *req, qg_arena *a)
+{
+    cJSON *in = req->task_input ? cJSON_Parse(req->task_input) : NULL;
+    const cJSON *m = cJSON_GetObjectItemCaseSensitive(in, "message");
+    const char *text =
+        cJSON_IsString(m) ? qg_arena_strndup(a, m->valuestring, strlen(m->valuestring)) : NULL;
+    cJSON_Delete(in);
+    return text ? text : last_user_text(req);
+}
+
 static const char *capabilities_text(const qg_ai_request *req, qg_arena *a)
 {
     char topic[96];
-    topic_of(last_user_text(req), topic, sizeof topic);
+    topic_of(user_words(req, a), topic, sizeof topic);
     const char *phase = NULL;
     if (req->task && !strncmp(req->task, "chat.", 5) && phase_index(req->task + 5) >= 0)
         phase = req->task + 5;
@@ -968,7 +981,18 @@ static qg_status answer_for(const qg_ai_request *req, qg_arena *a, const char **
         if (!in) return qg_error_set(err, QG_EINVAL, "signal.analyze: task_input: missing");
         cJSON *s = cJSON_Parse(in);
         if (!s) return qg_error_set(err, QG_EINVAL, "signal.analyze: task_input: not valid JSON");
-        qg_status rc = qg_builtin_analyze_signal(s, a, text, err);
+        /* Through the signal.analyze template the input is the template's
+         * parameters, {"signal": {...}, ...}: the signal is that member
+         * (an object, or JSON text when the caller passed it as a string). */
+        const cJSON *target = s;
+        cJSON *inner = NULL;
+        const cJSON *member = cJSON_GetObjectItemCaseSensitive(s, "signal");
+        if (cJSON_IsObject(member))
+            target = member;
+        else if (cJSON_IsString(member) && (inner = cJSON_Parse(member->valuestring)))
+            target = inner;
+        qg_status rc = qg_builtin_analyze_signal(target, a, text, err);
+        cJSON_Delete(inner);
         cJSON_Delete(s);
         return rc;
     }

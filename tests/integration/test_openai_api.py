@@ -11,7 +11,9 @@ non-streaming completion (the overhead header); a streamed completion
 reassembled; a tool call streamed with its arguments reassembled, its result
 sent back and the final answer streamed; an API token and a user's access
 token both accepted, a bad token refused through the SDK's
-AuthenticationError; an unknown model through NotFoundError; the
+AuthenticationError; an unknown model through NotFoundError; an exhausted
+budget through RateLimitError (insufficient_quota) before anything is sent;
+the
 include_usage chunk; the raw SSE wire (content type, one id, data: [DONE])
 read with http.client; tokens pushed as they arrive (not on the 100 ms poll
 tick); a client that disconnects mid-stream; and the provider key never in
@@ -259,6 +261,41 @@ class OpenAIEndpointTest(qgtest.ServerTest):
             self.sdk_error(res, "AuthenticationError", 401)
             res = self.sdk("models", token=bad)
             self.sdk_error(res, "AuthenticationError", 401)
+
+    def test_budget_exceeded_is_429_before_sending(self):
+        """A token whose daily token budget is used up: refused with OpenAI's
+        insufficient_quota / budget_exceeded and nothing sent upstream; the
+        same user's other credentials are not affected. The budget row is
+        written straight into the database, as the budgets admin API would."""
+        s = self.srv
+        r = s.request("POST", "/api/tokens", {"name": "capped", "scope": "write"}, token=self.dev_access)
+        self.assertEqual(r.status, 201, r)
+        capped, capped_id = r.json["token"], r.json["id"]
+        import sqlite3
+
+        db = sqlite3.connect(os.path.join(s.data_dir, "quantgate.db"), timeout=10)
+        now = int(time.time() * 1000)
+        with db:
+            db.execute(
+                "INSERT INTO ai_budgets (id, scope, subject, period, max_cost, max_tokens, soft_pct, created_at, updated_at) "
+                "VALUES (?, 'token', ?, 'day', NULL, 0, 0.8, ?, ?)",
+                ("bud_test_capped", capped_id, now, now),
+            )
+        db.close()
+        for scenario in ("chat", "stream"):
+            e = self.sdk_error(self.sdk(scenario, token=capped, model="analyst"), "RateLimitError", 429)
+            self.assertEqual(e["code"], "budget_exceeded", e)
+            self.assertEqual(e["type"], "insufficient_quota", e)
+            self.assertIn("budget", e["message"])
+        self.assertEqual(self.upstream(), [], "refused before anything was sent")
+        r, c = self.raw({"model": "analyst", "messages": [{"role": "user", "content": "x"}]}, token=capped)
+        r.read()
+        c.close()
+        self.assertEqual(r.status, 429)
+        self.assertEqual(r.getheader("x-should-retry"), "false")
+        self.fake.script("*", {"text": "fine"})
+        res = self.ok(self.sdk("chat", token=self.dev_access, model="analyst"))
+        self.assertEqual(res["completion"]["choices"][0]["message"]["content"], "fine")
 
     def test_unknown_model_is_not_found(self):
         for scenario in ("chat", "stream"):

@@ -386,8 +386,11 @@ class OpenAIEndpointTest(qgtest.ServerTest):
         c.close()
         self.assertEqual(len(arrivals), 6, "one event per piece")
         gaps = [(b - a) * 1000 for a, b in zip(arrivals, arrivals[1:])]
-        paced = [g for g in gaps if 25 <= g <= 95]
-        self.assertGreaterEqual(len(paced), 3, "gaps between tokens (ms): %s" % ["%.0f" % g for g in gaps])
+        # Tick-driven gaps are multiples of 100 ms (measured: 101, 99, 0,
+        # 100, 100); pushed ones sit near 60 ms. Some slack for a loaded
+        # machine (ASan, parallel ctest).
+        paced = [g for g in gaps if 20 <= g <= 90]
+        self.assertGreaterEqual(len(paced), 2, "gaps between tokens (ms): %s" % ["%.0f" % g for g in gaps])
 
     def test_client_disconnect_mid_stream(self):
         self.fake.script("*", {"text": " ".join("w%d" % i for i in range(40)), "chunk_delay_ms": 50})

@@ -263,25 +263,21 @@ class OpenAIEndpointTest(qgtest.ServerTest):
             self.sdk_error(res, "AuthenticationError", 401)
 
     def test_budget_exceeded_is_429_before_sending(self):
-        """A token whose daily token budget is used up: refused with OpenAI's
+        """A token whose daily token budget is used up (a limit of 0 tokens,
+        set through the budgets admin API): refused with OpenAI's
         insufficient_quota / budget_exceeded and nothing sent upstream; the
-        same user's other credentials are not affected. The budget row is
-        written straight into the database, as the budgets admin API would."""
+        same user's other credentials are not affected."""
         s = self.srv
         r = s.request("POST", "/api/tokens", {"name": "capped", "scope": "write"}, token=self.dev_access)
         self.assertEqual(r.status, 201, r)
         capped, capped_id = r.json["token"], r.json["id"]
-        import sqlite3
-
-        db = sqlite3.connect(os.path.join(s.data_dir, "quantgate.db"), timeout=10)
-        now = int(time.time() * 1000)
-        with db:
-            db.execute(
-                "INSERT INTO ai_budgets (id, scope, subject, period, max_cost, max_tokens, soft_pct, created_at, updated_at) "
-                "VALUES (?, 'token', ?, 'day', NULL, 0, 0.8, ?, ?)",
-                ("bud_test_capped", capped_id, now, now),
-            )
-        db.close()
+        r = s.request(
+            "POST",
+            "/api/budgets",
+            {"scope": "token", "subject": capped_id, "period": "day", "max_tokens": 0},
+            token=s.admin_token(),
+        )
+        self.assertIn(r.status, (200, 201), r)
         for scenario in ("chat", "stream"):
             e = self.sdk_error(self.sdk(scenario, token=capped, model="analyst"), "RateLimitError", 429)
             self.assertEqual(e["code"], "budget_exceeded", e)

@@ -361,7 +361,7 @@ qg_status qg_ai_complete(qg_ai *ai, const qg_ai_call *call, qg_arena *a, qg_ai_r
     qg_status rc = QG_OK;
     qg_conn *c = NULL;
     qg_prompt_rendered tpl = {0};
-    qg_ai_request req;
+    qg_ai_request req = call->req;
     qg_ai_exec_info info = {0};
     key_ctx kc = {ai};
 

@@ -46,13 +46,130 @@ struct qg_ai {
     pthread_mutex_t mu; /* guards models */
     qg_ai_model *models;
     size_t nmodels;
+
+    /* The usage writer: records queue here and one thread writes them in
+     * batches, one transaction each, so no call waits on a commit (or a
+     * WAL checkpoint). done counts written records; flush waits for it. */
+    pthread_t writer;
+    bool writer_started;
+    pthread_mutex_t wmu;
+    pthread_cond_t wwork, wdone;
+    struct rec_node *head, *tail;
+    uint64_t queued, done;
+    bool wstop;
 };
+
+typedef struct rec_node {
+    struct rec_node *next;
+    qg_arena arena; /* the record's strings */
+    qg_ai_call_record rec;
+} rec_node;
 
 static int64_t now_us(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* ---- the usage writer ---- */
+
+static const char *dup_or_null(qg_arena *a, const char *v)
+{
+    return v ? qg_arena_strndup(a, v, strlen(v)) : NULL;
+}
+
+static void enqueue_record(qg_ai *ai, const qg_ai_call_record *r)
+{
+    rec_node *n = qg_xcalloc(1, sizeof *n);
+    qg_arena_init(&n->arena, 1024);
+    n->rec = *r;
+    qg_arena *a = &n->arena;
+    n->rec.id = dup_or_null(a, r->id);
+    n->rec.user_id = dup_or_null(a, r->user_id);
+    n->rec.token_id = dup_or_null(a, r->token_id);
+    n->rec.model_name = dup_or_null(a, r->model_name);
+    n->rec.deployment_id = dup_or_null(a, r->deployment_id);
+    n->rec.provider = dup_or_null(a, r->provider);
+    n->rec.model = dup_or_null(a, r->model);
+    n->rec.template_id = dup_or_null(a, r->template_id);
+    n->rec.outcome = dup_or_null(a, r->outcome);
+    n->rec.error = dup_or_null(a, r->error);
+    pthread_mutex_lock(&ai->wmu);
+    if (ai->tail)
+        ai->tail->next = n;
+    else
+        ai->head = n;
+    ai->tail = n;
+    ai->queued++;
+    pthread_cond_signal(&ai->wwork);
+    pthread_mutex_unlock(&ai->wmu);
+}
+
+/* Writes one batch; a failed batch is retried record by record so one bad
+ * record does not lose the others. */
+static void write_batch(qg_ai *ai, rec_node *list, size_t n)
+{
+    const qg_ai_call_record **recs = qg_xmalloc(sizeof *recs * n);
+    size_t k = 0;
+    for (rec_node *p = list; p; p = p->next) recs[k++] = &p->rec;
+    qg_conn *c = NULL;
+    qg_error err = {0};
+    if (qg_store_acquire(ai->store, &c, &err)) {
+        qg_warn("ai: usage writer: %s; %zu call records lost", err.msg, n);
+    } else if (qg_ai_usage_record_batch(c, recs, n, &err)) {
+        for (size_t i = 0; i < n; i++) {
+            qg_error e1 = {0};
+            if (qg_ai_usage_record_batch(c, &recs[i], 1, &e1))
+                qg_warn("ai: recording call %s failed: %s", recs[i]->id, e1.msg);
+        }
+    }
+    if (c) qg_store_release(ai->store, c);
+    free(recs);
+}
+
+static void *writer_main(void *arg)
+{
+    qg_ai *ai = arg;
+    pthread_mutex_lock(&ai->wmu);
+    for (;;) {
+        while (!ai->head && !ai->wstop) pthread_cond_wait(&ai->wwork, &ai->wmu);
+        if (!ai->head) break; /* stopping and drained */
+        rec_node *list = ai->head;
+        ai->head = ai->tail = NULL;
+        pthread_mutex_unlock(&ai->wmu);
+        size_t n = 0;
+        for (rec_node *p = list; p; p = p->next) n++;
+        write_batch(ai, list, n);
+        while (list) {
+            rec_node *next = list->next;
+            qg_arena_free(&list->arena);
+            free(list);
+            list = next;
+        }
+        pthread_mutex_lock(&ai->wmu);
+        ai->done += n;
+        pthread_cond_broadcast(&ai->wdone);
+    }
+    pthread_mutex_unlock(&ai->wmu);
+    return NULL;
+}
+
+static bool writer_pending(qg_ai *ai)
+{
+    pthread_mutex_lock(&ai->wmu);
+    bool pending = ai->done < ai->queued;
+    pthread_mutex_unlock(&ai->wmu);
+    return pending;
+}
+
+void qg_ai_flush(qg_ai *ai)
+{
+    if (!ai || !ai->writer_started) return;
+    pthread_mutex_lock(&ai->wmu);
+    uint64_t target = ai->queued;
+    while (ai->done < target) pthread_cond_wait(&ai->wdone, &ai->wmu);
+    pthread_mutex_unlock(&ai->wmu);
 }
 
 /* ---- lifecycle ---- */
@@ -86,6 +203,9 @@ qg_status qg_ai_new(const qg_ai_config *cfg, qg_ai **out, qg_error *err)
     ai->store = cfg->store;
     ai->vault = cfg->vault;
     pthread_mutex_init(&ai->mu, NULL);
+    pthread_mutex_init(&ai->wmu, NULL);
+    pthread_cond_init(&ai->wwork, NULL);
+    pthread_cond_init(&ai->wdone, NULL);
     if ((rc = qg_ai_transport_new(&ai->transport, err))) goto out;
     ai->router = qg_ai_router_new();
     if ((rc = qg_store_acquire(ai->store, &c, err))) goto out;
@@ -102,6 +222,11 @@ qg_status qg_ai_new(const qg_ai_config *cfg, qg_ai **out, qg_error *err)
     }
     if ((rc = load_catalog(ai, c, err))) goto out;
     ai->pool = qg_workpool_new(cfg->concurrency > 0 ? cfg->concurrency : 64, "qg-ai");
+    if (pthread_create(&ai->writer, NULL, writer_main, ai) != 0) {
+        rc = qg_error_set(err, QG_EIO, "ai: cannot start the usage writer thread");
+        goto out;
+    }
+    ai->writer_started = true;
 out:
     if (c) qg_store_release(ai->store, c);
     if (rc) {
@@ -116,10 +241,20 @@ void qg_ai_free(qg_ai *ai)
 {
     if (!ai) return;
     if (ai->pool) qg_workpool_free(ai->pool);
+    if (ai->writer_started) { /* writes what is queued, then ends */
+        pthread_mutex_lock(&ai->wmu);
+        ai->wstop = true;
+        pthread_cond_signal(&ai->wwork);
+        pthread_mutex_unlock(&ai->wmu);
+        pthread_join(ai->writer, NULL);
+    }
     if (ai->transport) qg_ai_transport_free(ai->transport);
     if (ai->router) qg_ai_router_free(ai->router);
     free(ai->models);
     pthread_mutex_destroy(&ai->mu);
+    pthread_mutex_destroy(&ai->wmu);
+    pthread_cond_destroy(&ai->wwork);
+    pthread_cond_destroy(&ai->wdone);
     free(ai);
 }
 
@@ -342,13 +477,9 @@ static void record(qg_ai *ai, const qg_ai_call *call, const qg_ai_request *req,
         .error = out->resp.error.kind ? out->resp.error.message : NULL,
         .ts_ms = qg_time_now_ms(),
     };
-    qg_conn *c = NULL;
-    qg_error err = {0};
-    if (!qg_store_acquire(ai->store, &c, &err)) {
-        if (qg_ai_usage_record(c, &rec, out->call_id, sizeof out->call_id, &err))
-            qg_warn("ai: recording call failed: %s", err.msg);
-        qg_store_release(ai->store, c);
-    }
+    qg_store_new_id("call", out->call_id, sizeof out->call_id);
+    rec.id = out->call_id;
+    enqueue_record(ai, &rec);
     out->overhead_us = now_us() - t0 - info->upstream_us;
     if (out->overhead_us < 0) out->overhead_us = 0;
     qg_ai_metrics_observe(&rec, out->overhead_us);
@@ -370,7 +501,17 @@ qg_status qg_ai_complete(qg_ai *ai, const qg_ai_call *call, qg_arena *a, qg_ai_r
     out->model_name = call->model && *call->model ? call->model : "analyst";
 
     if ((rc = qg_store_acquire(ai->store, &c, err))) return rc;
-    rc = qg_ai_budget_check(c, call->user_id, call->token_id, qg_time_now_ms(), err);
+    bool applies = false;
+    rc = qg_ai_budget_check_ex(c, call->user_id, call->token_id, qg_time_now_ms(), &applies, err);
+    if (!rc && applies && writer_pending(ai)) {
+        /* A budget applies and calls are still being written: wait for
+         * them (without holding a connection the writer may need), then
+         * check again, so spending just recorded counts. */
+        qg_store_release(ai->store, c);
+        qg_ai_flush(ai);
+        if ((rc = qg_store_acquire(ai->store, &c, err))) return rc;
+        rc = qg_ai_budget_check(c, call->user_id, call->token_id, qg_time_now_ms(), err);
+    }
     if (rc == QG_EDENIED) {
         out->resp.error.kind = QG_AI_EBUDGET;
         snprintf(out->resp.error.message, sizeof out->resp.error.message, "%s", err->msg);

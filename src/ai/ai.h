@@ -218,6 +218,9 @@ qg_status qg_ai_reload(qg_ai *ai, qg_error *err);
 qg_status qg_ai_list_models(qg_ai *ai, qg_ai_model **models, size_t *n);
 /* The router, for health snapshots (admin API). Owned by ai. */
 qg_ai_router *qg_ai_get_router(qg_ai *ai);
+/* Waits until every call recorded so far is in the database (usage is
+ * written by a background thread); readers of usage call it first. */
+void qg_ai_flush(qg_ai *ai);
 /* Appends per-deployment health gauges (Prometheus text) to out. */
 qg_status qg_ai_health_metrics(qg_ai *ai, qg_buf *out);
 

@@ -408,21 +408,19 @@ static void soft_log(const soft_hit *h)
             h->soft * 100);
 }
 
-qg_status qg_ai_usage_record(qg_conn *c, const qg_ai_call_record *r, char *id_out, size_t cap,
-                             qg_error *err)
+/* The rows of one call inside the caller's transaction; soft-limit
+ * crossings are appended to hits (room for 6). */
+static qg_status record_rows(qg_conn *c, const qg_ai_call_record *r, const char *id, soft_hit *hits,
+                             int *nhits_io, qg_error *err)
 {
     int64_t ts = r->ts_ms ? r->ts_ms : qg_time_now_ms();
-    char id[QG_ID_MAX], day[16], month[16];
-    qg_store_new_id("call", id, sizeof id);
+    char day[16], month[16];
     qg_ai_period_keys(ts, day, sizeof day, month, sizeof month);
     int64_t tokens =
         (r->usage.input > 0 ? r->usage.input : 0) + (r->usage.output > 0 ? r->usage.output : 0);
     double cost = r->cost_usd > 0 ? r->cost_usd : 0;
-    soft_hit hits[6];
-    int nhits = 0;
-
-    qg_status rc = qg_conn_begin(c, err);
-    if (rc) return rc;
+    int nhits = *nhits_io;
+    qg_status rc;
     qg_val call[] = {QG_VTEXT(id),
                      QG_VINT(ts),
                      QG_VTEXT(r->user_id),
@@ -471,18 +469,49 @@ qg_status qg_ai_usage_record(qg_conn *c, const qg_ai_call_record *r, char *id_ou
             if (hits[nhits].id[0]) nhits++;
         }
     }
-    rc = qg_conn_commit(c, err);
 out:
-    if (rc) {
-        qg_conn_rollback(c);
-        return rc;
-    }
-    for (int i = 0; i < nhits; i++) {
+    *nhits_io = nhits;
+    return rc;
+}
+
+static void soft_alerts(const soft_hit *hits, int n)
+{
+    for (int i = 0; i < n; i++) {
         soft_log(&hits[i]);
         atomic_fetch_add_explicit(&M.soft_alerts, 1, memory_order_relaxed);
     }
-    if (id_out && cap) snprintf(id_out, cap, "%s", id);
-    return QG_OK;
+}
+
+qg_status qg_ai_usage_record(qg_conn *c, const qg_ai_call_record *r, char *id_out, size_t cap,
+                             qg_error *err)
+{
+    qg_ai_call_record one = *r;
+    char id[QG_ID_MAX];
+    if (!one.id) {
+        qg_store_new_id("call", id, sizeof id);
+        one.id = id;
+    }
+    const qg_ai_call_record *recs[1] = {&one};
+    qg_status rc = qg_ai_usage_record_batch(c, recs, 1, err);
+    if (!rc && id_out && cap) snprintf(id_out, cap, "%s", one.id);
+    return rc;
+}
+
+qg_status qg_ai_usage_record_batch(qg_conn *c, const qg_ai_call_record *const *recs, size_t n,
+                                   qg_error *err)
+{
+    soft_hit *hits = qg_xcalloc(n * 6 + 1, sizeof *hits);
+    int nhits = 0;
+    qg_status rc = qg_conn_begin(c, err);
+    for (size_t i = 0; !rc && i < n; i++)
+        rc = record_rows(c, recs[i], recs[i]->id, hits, &nhits, err);
+    if (!rc) rc = qg_conn_commit(c, err);
+    if (rc)
+        qg_conn_rollback(c);
+    else
+        soft_alerts(hits, nhits);
+    free(hits);
+    return rc;
 }
 
 /* ---- budget check ---- */
@@ -494,6 +523,7 @@ static int scope_rank(const char *scope)
 
 typedef struct check_state {
     int64_t now;
+    int rows; /* budgets that apply, exhausted or not */
     bool found;
     int64_t resets;
     int rank;
@@ -506,6 +536,7 @@ typedef struct check_state {
 static qg_status row_check(void *ud, const qg_row *row)
 {
     check_state *st = ud;
+    st->rows++;
     const char *scope = qg_row_text(row, 0), *period = qg_row_text(row, 1);
     bool has_cost = !qg_row_is_null(row, 2), has_tok = !qg_row_is_null(row, 3);
     double max_cost = qg_row_double(row, 2), cost = qg_row_double(row, 4);
@@ -537,6 +568,12 @@ static qg_status row_check(void *ud, const qg_row *row)
 qg_status qg_ai_budget_check(qg_conn *c, const char *user_id, const char *token_id, int64_t now_ms,
                              qg_error *err)
 {
+    return qg_ai_budget_check_ex(c, user_id, token_id, now_ms, NULL, err);
+}
+
+qg_status qg_ai_budget_check_ex(qg_conn *c, const char *user_id, const char *token_id,
+                                int64_t now_ms, bool *applies, qg_error *err)
+{
     char day[16], month[16];
     if (!now_ms) now_ms = qg_time_now_ms();
     qg_ai_period_keys(now_ms, day, sizeof day, month, sizeof month);
@@ -552,6 +589,7 @@ qg_status qg_ai_budget_check(qg_conn *c, const char *user_id, const char *token_
                       "= ?)",
                       p, 4, row_check, &st, err);
     if (rc) return rc;
+    if (applies) *applies = st.rows > 0;
     if (!st.found) return QG_OK;
     atomic_fetch_add_explicit(&M.refusals, 1, memory_order_relaxed);
     char when[40];

@@ -37,6 +37,7 @@
 /* One finished (or refused) call. Every pointer is borrowed; NULL strings
  * are stored as NULL. */
 typedef struct qg_ai_call_record {
+    const char *id; /* "call_<ulid>" made by the caller, or NULL: a new one */
     const char *user_id, *token_id, *model_name, *deployment_id, *provider, *model, *template_id;
     int template_version; /* 0: no template */
     qg_ai_usage usage;
@@ -53,6 +54,10 @@ typedef struct qg_ai_call_record {
  * id_out (cap >= QG_ID_MAX; id_out may be NULL). */
 qg_status qg_ai_usage_record(qg_conn *c, const qg_ai_call_record *r, char *id_out, size_t cap,
                              qg_error *err);
+/* Records n calls in one transaction (each with its id set): the AI layer's
+ * background writer batches this way. */
+qg_status qg_ai_usage_record_batch(qg_conn *c, const qg_ai_call_record *const *recs, size_t n,
+                                   qg_error *err);
 
 /* QG_OK when no applicable budget (global; user_id's; token_id's; NULL ids
  * skip their scope) is exhausted at now_ms; QG_EDENIED otherwise, err naming
@@ -61,6 +66,10 @@ qg_status qg_ai_usage_record(qg_conn *c, const qg_ai_call_record *r, char *id_ou
  * refusal in the metrics. */
 qg_status qg_ai_budget_check(qg_conn *c, const char *user_id, const char *token_id, int64_t now_ms,
                              qg_error *err);
+/* The same; *applies (may be NULL) says whether any budget applies to the
+ * caller at all, exhausted or not. */
+qg_status qg_ai_budget_check_ex(qg_conn *c, const char *user_id, const char *token_id,
+                                int64_t now_ms, bool *applies, qg_error *err);
 
 /* USD for u on d: (input * price_in + output * price_out) / 1e6. Cached
  * tokens are part of input and charged at the input price (deployments

@@ -7,6 +7,7 @@
  * run; anyone else gets 404 for a run that is not theirs, the same answer
  * as for one that does not exist, so run ids cannot be probed.
  */
+#include "http/app.h"
 #include "http/handlers.h"
 #include "http/handlers_int.h"
 
@@ -55,6 +56,7 @@ static qg_status step_row(void *ud, const qg_row *row)
 
 void qg_h_ai_runs_get(qg_req *r)
 {
+    qg_ai_flush(r->app->ai); /* read what was just recorded */
     const char *id = r->param[0];
     if (r->who.user.role != QG_ROLE_ADMIN &&
         !qg_req_own_row(r,

@@ -197,6 +197,9 @@ static const char *const tag_descriptions[][2] = {
     {"audit", "The audit log (admin)"},
     {"datasets", "Uploaded market data"},
     {"backtests", "Strategies and backtest jobs"},
+    {"openai", "OpenAI-compatible endpoint (/v1): chat completions and models"},
+    {"ai", "Named models, deployments, usage, budgets and tool-calling runs"},
+    {"prompts", "Versioned prompt templates (admin)"},
 };
 
 static const char *tag_description(const char *tag)

@@ -108,6 +108,7 @@ static qg_status set_totals(void *ud, const qg_ai_usage_row *u)
 
 void qg_h_usage(qg_req *r)
 {
+    qg_ai_flush(r->app->ai); /* read what was just recorded */
     qg_ai_usage_query q = {.limit = 5000};
     const char *uid = qg_req_query(r, "user_id");
     if (uid && !*uid) uid = NULL;
@@ -204,6 +205,7 @@ static qg_status add_budget(void *ud, const qg_ai_budget *b)
 
 void qg_h_budgets_list(qg_req *r)
 {
+    qg_ai_flush(r->app->ai); /* read what was just recorded */
     qg_conn *db = qg_req_db(r);
     if (!db) return;
     cJSON *items = cJSON_CreateArray();

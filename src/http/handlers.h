@@ -56,4 +56,36 @@ void qg_h_backtests_get(qg_req *r);
 void qg_h_backtests_delete(qg_req *r);
 void qg_h_backtests_events(qg_req *r);
 
+/* h_openai.c: the OpenAI-compatible endpoint */
+void qg_h_openai_chat(qg_req *r);
+void qg_h_openai_models(qg_req *r);
+void qg_h_openai_model(qg_req *r);
+
+/* h_prompts.c: prompt templates (admin) */
+void qg_h_prompts_list(qg_req *r);
+void qg_h_prompts_get(qg_req *r);
+void qg_h_prompts_version(qg_req *r);
+void qg_h_prompts_put(qg_req *r);
+void qg_h_prompts_preview(qg_req *r);
+void qg_h_prompts_rollback(qg_req *r);
+
+/* h_ai_admin.c: named models and deployments of the AI layer */
+void qg_h_ai_models_list(qg_req *r);
+void qg_h_ai_models_create(qg_req *r);
+void qg_h_ai_models_put(qg_req *r);
+void qg_h_ai_models_delete(qg_req *r);
+void qg_h_ai_deployments_list(qg_req *r);
+void qg_h_ai_deployments_create(qg_req *r);
+void qg_h_ai_deployments_update(qg_req *r);
+void qg_h_ai_deployments_delete(qg_req *r);
+
+/* h_usage.c: AI usage and budgets */
+void qg_h_usage(qg_req *r);
+void qg_h_budgets_list(qg_req *r);
+void qg_h_budgets_create(qg_req *r);
+void qg_h_budgets_delete(qg_req *r);
+
+/* h_ai_runs.c: the stored steps of a tool-calling run */
+void qg_h_ai_runs_get(qg_req *r);
+
 #endif

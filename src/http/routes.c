@@ -144,6 +144,180 @@
     "cancelled with the final status object\"}"
 
 
+/* Schema texts of the OpenAI-compatible routes (h_openai.c): the shapes are
+ * OpenAI's, abbreviated to what quantgate reads and writes. */
+#define QG_OA_MODEL                                                                                \
+    "{\"type\":\"object\",\"required\":[\"id\",\"object\",\"created\",\"owned_by\"],"          \
+    "\"properties\":{\"id\":{\"type\":\"string\"},\"object\":{\"const\":\"model\"},"            \
+    "\"created\":{\"type\":\"integer\"},\"owned_by\":{\"type\":\"string\"}}}"
+#define QG_OA_MODELS                                                                               \
+    "{\"type\":\"object\",\"required\":[\"object\",\"data\"],\"properties\":{\"object\":{"     \
+    "\"const\":\"list\"},\"data\":{\"type\":\"array\",\"items\":" QG_OA_MODEL "}}}"
+#define QG_OA_CHAT_REQ                                                                             \
+    "{\"type\":\"object\",\"required\":[\"model\",\"messages\"],\"properties\":{\"model\":{"   \
+    "\"type\":\"string\",\"description\":\"a named model: builtin, analyst, fast, ...\"},"      \
+    "\"messages\":{\"type\":\"array\",\"minItems\":1,\"items\":{\"type\":\"object\"}},"       \
+    "\"tools\":{\"type\":\"array\"},\"tool_choice\":{},\"response_format\":{\"type\":"         \
+    "\"object\"},\"max_tokens\":{\"type\":\"integer\"},\"max_completion_tokens\":{\"type\":"   \
+    "\"integer\"},\"temperature\":{\"type\":\"number\"},\"stream\":{\"type\":\"boolean\"},"    \
+    "\"stream_options\":{\"type\":\"object\",\"properties\":{\"include_usage\":{\"type\":"     \
+    "\"boolean\"}}}}}"
+#define QG_OA_CHAT_RESP                                                                            \
+    "{\"type\":\"object\",\"description\":\"a chat.completion object; with stream true, "       \
+    "text/event-stream of chat.completion.chunk objects ending with data: [DONE]\","              \
+    "\"required\":[\"id\",\"object\",\"created\",\"model\",\"choices\"],\"properties\":{\"id\"" \
+    ":{\"type\":\"string\"},\"object\":{\"const\":\"chat.completion\"},\"created\":{\"type\":"  \
+    "\"integer\"},\"model\":{\"type\":\"string\"},\"choices\":{\"type\":\"array\"},\"usage\":{" \
+    "\"type\":\"object\"}}}"
+
+
+/* Schema texts of the prompt template routes (h_prompts.c). */
+#define QG_PROMPT_PARAMS                                                                           \
+    "{\"type\":\"array\",\"items\":{\"type\":\"object\",\"required\":[\"name\"],"                \
+    "\"additionalProperties\":false,\"properties\":{\"name\":{\"type\":\"string\",\"pattern\":"   \
+    "\"^[A-Za-z_][A-Za-z0-9_]*$\"},\"required\":{\"type\":\"boolean\"},\"default\":{},"          \
+    "\"trusted\":{\"type\":\"boolean\",\"description\":\"inserted as is; otherwise fenced in "   \
+    "<data>\"},\"description\":{\"type\":\"string\"}}}}"
+#define QG_PROMPT_STATS                                                                            \
+    "{\"type\":\"object\",\"properties\":{\"calls\":{\"type\":\"integer\"},\"failures\":{"       \
+    "\"type\":\"integer\"},\"avg_input_tokens\":{\"type\":\"number\"},\"avg_output_tokens\":{"   \
+    "\"type\":\"number\"},\"avg_latency_ms\":{\"type\":\"number\"}}}"
+#define QG_PROMPT_VERSION                                                                          \
+    "{\"type\":\"object\",\"required\":[\"template_id\",\"version\",\"active\",\"params\","      \
+    "\"stats\"],\"properties\":{\"template_id\":{\"type\":\"string\"},\"version\":{\"type\":"    \
+    "\"integer\"},\"active\":{\"type\":\"boolean\"},\"system\":{\"type\":\"string\"},\"body\":{" \
+    "\"type\":\"string\"},\"params\":" QG_PROMPT_PARAMS ",\"note\":{\"type\":\"string\"},"       \
+    "\"author_id\":{\"type\":[\"string\",\"null\"]},\"created_at\":" QG_TIME_T                   \
+    ",\"stats\":" QG_PROMPT_STATS "}}"
+#define QG_PROMPT_TEMPLATE_PROPS                                                                   \
+    "\"id\":{\"type\":\"string\"},\"kind\":{\"enum\":[\"task\",\"partial\"]},\"description\":{"  \
+    "\"type\":\"string\"},\"active_version\":{\"type\":\"integer\"},\"latest_version\":{"        \
+    "\"type\":\"integer\"},\"created_at\":" QG_TIME_T ",\"updated_at\":" QG_TIME_T
+#define QG_PROMPT_TEMPLATE                                                                         \
+    "{\"type\":\"object\",\"required\":[\"id\",\"kind\",\"active_version\",\"latest_version\"],"  \
+    "\"properties\":{" QG_PROMPT_TEMPLATE_PROPS "}}"
+#define QG_PROMPT_FULL                                                                             \
+    "{\"type\":\"object\",\"required\":[\"id\",\"kind\",\"active_version\",\"active\","          \
+    "\"versions\"],\"properties\":{" QG_PROMPT_TEMPLATE_PROPS ",\"active\":" QG_PROMPT_VERSION  \
+    ",\"versions\":{\"type\":\"array\",\"description\":\"newest first, without texts\","        \
+    "\"items\":" QG_PROMPT_VERSION "}}}"
+#define QG_PROMPT_PUT                                                                              \
+    "{\"type\":\"object\",\"required\":[\"body\"],\"properties\":{\"system\":{\"type\":"         \
+    "\"string\",\"maxLength\":65536},\"body\":{\"type\":\"string\",\"minLength\":1,"            \
+    "\"maxLength\":65536,\"description\":\"the user message; {{name}}, {{> partial}}, {{{{ "    \
+    "for a literal {{\"},\"params\":" QG_PROMPT_PARAMS ",\"note\":{\"type\":\"string\"},"       \
+    "\"description\":{\"type\":\"string\"},\"kind\":{\"enum\":[\"task\",\"partial\"]}}}"
+#define QG_PROMPT_SAVED "{\"description\":\"200; 201 when the template was created\",\"allOf\":[" QG_PROMPT_FULL "]}"
+#define QG_PROMPT_PREVIEW_REQ                                                                      \
+    "{\"type\":\"object\",\"properties\":{\"params\":{\"type\":\"object\"},\"version\":{"        \
+    "\"type\":\"integer\",\"minimum\":0,\"description\":\"0 or absent: the active one\"}}}"
+#define QG_PROMPT_PREVIEW                                                                          \
+    "{\"type\":\"object\",\"required\":[\"template_id\",\"version\",\"system\",\"user\"],"       \
+    "\"properties\":{\"template_id\":{\"type\":\"string\"},\"version\":{\"type\":\"integer\"},"  \
+    "\"system\":{\"type\":\"string\"},\"user\":{\"type\":\"string\"}}}"
+#define QG_PROMPT_ROLLBACK                                                                         \
+    "{\"type\":\"object\",\"required\":[\"version\"],\"properties\":{\"version\":{\"type\":"     \
+    "\"integer\",\"minimum\":1}}}"
+
+
+/* Schema texts of the AI catalog, usage and budget routes (h_ai_admin.c,
+ * h_usage.c). */
+#define QG_AI_MODEL_OBJ                                                                            \
+    "{\"type\":\"object\",\"required\":[\"name\",\"description\",\"providers\"],\"properties\":{" \
+    "\"name\":{\"type\":\"string\"},\"description\":{\"type\":\"string\"},\"providers\":{"        \
+    "\"type\":\"array\",\"items\":{\"type\":\"string\"}},\"fallback\":{\"type\":\"string\","      \
+    "\"description\":\"admins only\"},\"source\":{\"enum\":[\"builtin\",\"environment\","         \
+    "\"database\"],\"description\":\"admins only\"},\"deployments\":{\"type\":\"array\","         \
+    "\"items\":{\"type\":\"string\"},\"description\":\"admins only: deployment ids\"}}}"
+#define QG_AI_MODEL_PROPS                                                                          \
+    "\"description\":{\"type\":\"string\",\"maxLength\":159},\"fallback\":{\"type\":\"string\","  \
+    "\"description\":\"a named model tried after this one's deployments; default builtin, \\\"\\\" " \
+    "for none\"}"
+#define QG_AI_MODEL_CREATE                                                                         \
+    "{\"type\":\"object\",\"required\":[\"name\"],\"properties\":{\"name\":{\"type\":\"string\","  \
+    "\"pattern\":\"^[A-Za-z0-9._-]{1,63}$\"}," QG_AI_MODEL_PROPS "}}"
+#define QG_AI_MODEL_PUT "{\"type\":\"object\",\"properties\":{" QG_AI_MODEL_PROPS "}}"
+#define QG_AI_DEP_PROPS                                                                            \
+    "\"model_name\":{\"type\":\"string\"},\"provider\":{\"enum\":[\"openai\",\"anthropic\","      \
+    "\"gemini\",\"ollama\",\"builtin\"]},\"model\":{\"type\":\"string\",\"maxLength\":127},"      \
+    "\"base_url\":{\"type\":\"string\",\"maxLength\":255},\"api_version\":{\"type\":\"string\"},"  \
+    "\"price_in\":{\"type\":\"number\",\"minimum\":0,\"description\":\"USD per million input "    \
+    "tokens\"},\"price_out\":{\"type\":\"number\",\"minimum\":0,\"description\":\"USD per million " \
+    "output tokens\"},\"rpm\":{\"type\":\"integer\",\"minimum\":0},\"tpm\":{\"type\":\"integer\","  \
+    "\"minimum\":0},\"connect_timeout_ms\":{\"type\":\"integer\",\"minimum\":1},"                  \
+    "\"read_timeout_ms\":{\"type\":\"integer\",\"minimum\":1},\"priority\":{\"type\":\"integer\"}," \
+    "\"enabled\":{\"type\":\"boolean\"}"
+#define QG_AI_DEP_WRITE_PROPS                                                                      \
+    QG_AI_DEP_PROPS ",\"api_key\":{\"type\":\"string\",\"writeOnly\":true,\"description\":"        \
+    "\"stored in the vault as ai.<id>, never returned\"},\"key_ref\":{\"type\":\"string\","        \
+    "\"description\":\"\\\"\\\", env:<NAME>_API_KEY or a vault secret ai.<...>\"}"
+#define QG_AI_DEP_CREATE                                                                           \
+    "{\"type\":\"object\",\"required\":[\"model_name\",\"provider\",\"model\"],\"properties\":{"   \
+    QG_AI_DEP_WRITE_PROPS "}}"
+#define QG_AI_DEP_PATCH "{\"type\":\"object\",\"properties\":{" QG_AI_DEP_WRITE_PROPS "}}"
+#define QG_AI_DEP_OBJ                                                                              \
+    "{\"type\":\"object\",\"required\":[\"id\",\"model_name\",\"provider\",\"model\",\"key_ref\","  \
+    "\"key_masked\",\"source\"],\"properties\":{\"id\":{\"type\":\"string\"}," QG_AI_DEP_PROPS     \
+    ",\"key_ref\":{\"type\":\"string\"},\"key_masked\":{\"type\":[\"string\",\"null\"]},"          \
+    "\"source\":{\"enum\":[\"builtin\",\"environment\",\"database\"]}}}"
+#define QG_USAGE_NUMS                                                                              \
+    "\"calls\":{\"type\":\"integer\"},\"failures\":{\"type\":\"integer\"},\"input_tokens\":{"      \
+    "\"type\":\"integer\"},\"output_tokens\":{\"type\":\"integer\"},\"cached_tokens\":{\"type\":"  \
+    "\"integer\"},\"cost_usd\":{\"type\":\"number\"},\"avg_latency_ms\":{\"type\":\"number\"}"
+#define QG_USAGE_RESP                                                                              \
+    "{\"type\":\"object\",\"required\":[\"group_by\",\"rows\",\"totals\"],\"properties\":{"        \
+    "\"from\":" QG_TIME_T ",\"to\":" QG_TIME_T ",\"user_id\":{\"type\":[\"string\",\"null\"]},"    \
+    "\"model\":{\"type\":[\"string\",\"null\"]},\"group_by\":{\"type\":\"array\",\"items\":{"      \
+    "\"enum\":[\"user\",\"model\",\"day\"]}},\"rows\":{\"type\":\"array\",\"items\":{\"type\":"    \
+    "\"object\",\"properties\":{\"user_id\":{\"type\":[\"string\",\"null\"]},\"model\":{\"type\":" \
+    "\"string\"},\"day\":{\"type\":\"string\",\"format\":\"date\"}," QG_USAGE_NUMS "}}},"          \
+    "\"totals\":{\"type\":\"object\",\"properties\":{" QG_USAGE_NUMS "}}}}"
+#define QG_USAGE_QUERY                                                                             \
+    "from:string:ISO-8601 time or epoch, inclusive|to:string:ISO-8601 time or epoch, inclusive "   \
+    "(a date means the whole day)|user_id:string:one user's calls (admins; others always see "     \
+    "their own)|model:string:one named model|group_by:string:comma-separated user, model, day"
+#define QG_BUDGET_PROPS                                                                            \
+    "\"scope\":{\"enum\":[\"global\",\"user\",\"token\"]},\"subject\":{\"type\":\"string\","       \
+    "\"description\":\"the user or API token id; empty for global\"},\"period\":{\"enum\":["       \
+    "\"day\",\"month\"]},\"max_cost\":{\"type\":[\"number\",\"null\"],\"minimum\":0,"              \
+    "\"description\":\"USD\"},\"max_tokens\":{\"type\":[\"integer\",\"null\"],\"minimum\":0},"     \
+    "\"soft_pct\":{\"type\":\"number\",\"exclusiveMinimum\":0,\"maximum\":1,\"default\":0.8,"      \
+    "\"description\":\"alert threshold as a fraction of the limit\"}"
+#define QG_BUDGET_REQ                                                                              \
+    "{\"type\":\"object\",\"required\":[\"scope\",\"period\"],\"properties\":{" QG_BUDGET_PROPS "}}"
+#define QG_BUDGET_OBJ                                                                              \
+    "{\"type\":\"object\",\"required\":[\"id\",\"scope\",\"subject\",\"period\",\"max_cost\","     \
+    "\"max_tokens\",\"soft_pct\"],\"properties\":{\"id\":{\"type\":\"string\"}," QG_BUDGET_PROPS   \
+    ",\"period_key\":{\"type\":\"string\"},\"spent_cost\":{\"type\":\"number\"},\"spent_tokens\":{" \
+    "\"type\":\"integer\"},\"calls\":{\"type\":\"integer\"},\"alerted\":{\"type\":\"boolean\"},"    \
+    "\"exhausted\":{\"type\":\"boolean\"},\"resets_at\":" QG_TIME_T ",\"created_at\":" QG_TIME_T   \
+    ",\"updated_at\":" QG_TIME_T "}}"
+#define QG_BUDGET_SAVED                                                                            \
+    "{\"x-status\":201,\"description\":\"201 created; 200 when it replaced the budget of the "      \
+    "same scope, subject and period\",\"allOf\":[" QG_BUDGET_OBJ "]}"
+
+
+/* Schema of GET /api/ai/runs/{id} (h_ai_runs.c). */
+#define QG_AI_STEP_OBJ                                                                             \
+    "{\"type\":\"object\",\"required\":[\"seq\",\"ts\",\"kind\",\"content\"],\"properties\":{"   \
+    "\"seq\":{\"type\":\"integer\"},\"ts\":" QG_TIME_T ",\"kind\":{\"enum\":[\"request\","        \
+    "\"tool_call\",\"tool_result\",\"answer\",\"stop\"]},\"name\":{\"type\":[\"string\",\"null\"],"   \
+    "\"description\":\"request: the deployment; tool_call/tool_result: the tool; stop: the "      \
+    "reason\"},\"content\":{\"type\":\"string\",\"description\":\"request: {step, model, "         \
+    "finish_reason, text, tool_calls}; tool_call: the arguments JSON; tool_result: what the "   \
+    "tool returned; answer: the final text; stop: the message\"},\"input_tokens\":{\"type\":"   \
+    "\"integer\"},\"output_tokens\":{\"type\":\"integer\"},\"call_id\":{\"type\":[\"string\","   \
+    "\"null\"],\"description\":\"the model call (usage record) of this step\"}}}"
+#define QG_AI_RUN_OBJ                                                                              \
+    "{\"type\":\"object\",\"required\":[\"id\",\"outcome\",\"started_at\",\"finished_at\","      \
+    "\"usage\",\"steps\"],\"properties\":{\"id\":{\"type\":\"string\"},\"outcome\":{\"type\":[" \
+    "\"string\",\"null\"],\"description\":\"answer, step_limit, token_budget, cancelled, "     \
+    "invalid_output or error; null while running\"},\"started_at\":" QG_TIME_T                  \
+    ",\"finished_at\":" QG_TIME_T ",\"usage\":{\"type\":\"object\",\"properties\":{"             \
+    "\"input_tokens\":{\"type\":\"integer\"},\"output_tokens\":{\"type\":\"integer\"}}},"        \
+    "\"steps\":{\"type\":\"array\",\"items\":" QG_AI_STEP_OBJ "}}}"
+
+
 const qg_route qg_routes[] = {
     RS(QG_GET, "/health", qg_h_health, QG_ROLE_NONE, QG_RL_NONE, QG_ROUTE_INLINE, "meta", "Liveness probe", NULL, QG_STATUS_OBJ("ok"), NULL),
     RS(QG_GET, "/ready", qg_h_ready, QG_ROLE_NONE, QG_RL_NONE, 0, "meta", "Readiness: the database answers", NULL, QG_STATUS_OBJ("ready"), NULL),
@@ -186,6 +360,32 @@ const qg_route qg_routes[] = {
     RS(QG_GET, "/api/backtests/{id}", qg_h_backtests_get, QG_ROLE_CLIENT, QG_RL_READ, 0, "backtests", "Status, metrics and trades", NULL, QG_BACKTEST_OBJ, NULL),
     RS(QG_DELETE, "/api/backtests/{id}", qg_h_backtests_delete, QG_ROLE_DEVELOPER, QG_RL_WRITE, 0, "backtests", "Cancel and delete a backtest", NULL, QG_NO_BODY, NULL),
     RS(QG_GET, "/api/backtests/{id}/events", qg_h_backtests_events, QG_ROLE_CLIENT, QG_RL_READ, QG_ROUTE_STREAM, "backtests", "Progress as Server-Sent Events", NULL, QG_BACKTEST_EVENTS, NULL),
+
+    RS(QG_GET, "/v1/models", qg_h_openai_models, QG_ROLE_CLIENT, QG_RL_READ, 0, "openai", "Named models, as OpenAI's model list (builtin always there)", NULL, QG_OA_MODELS, NULL),
+    RS(QG_GET, "/v1/models/{model}", qg_h_openai_model, QG_ROLE_CLIENT, QG_RL_READ, 0, "openai", "One named model, OpenAI style", NULL, QG_OA_MODEL, NULL),
+    RS(QG_POST, "/v1/chat/completions", qg_h_openai_chat, QG_ROLE_CLIENT, QG_RL_WRITE, QG_ROUTE_STREAM | QG_ROUTE_NO_AUDIT, "openai", "OpenAI-compatible chat completion (streaming with stream true); recorded as AI usage", QG_OA_CHAT_REQ, QG_OA_CHAT_RESP, NULL),
+
+    RS(QG_GET, "/api/prompts", qg_h_prompts_list, QG_ROLE_ADMIN, QG_RL_READ, 0, "prompts", "Prompt templates with their active and latest versions", NULL, QG_ITEMS_OF(QG_PROMPT_TEMPLATE), NULL),
+    RS(QG_GET, "/api/prompts/{id}", qg_h_prompts_get, QG_ROLE_ADMIN, QG_RL_READ, 0, "prompts", "A template, its active version and every version with its performance", NULL, QG_PROMPT_FULL, NULL),
+    RS(QG_GET, "/api/prompts/{id}/versions/{version}", qg_h_prompts_version, QG_ROLE_ADMIN, QG_RL_READ, 0, "prompts", "One version of a template, with its texts and performance", NULL, QG_PROMPT_VERSION, NULL),
+    RS(QG_PUT, "/api/prompts/{id}", qg_h_prompts_put, QG_ROLE_ADMIN, QG_RL_WRITE, 0, "prompts", "Save a new version and make it active (creates the template)", QG_PROMPT_PUT, QG_PROMPT_SAVED, NULL),
+    RS(QG_POST, "/api/prompts/{id}/preview", qg_h_prompts_preview, QG_ROLE_ADMIN, QG_RL_WRITE, 0, "prompts", "Render a version with parameters (nothing is sent to a model)", QG_PROMPT_PREVIEW_REQ, QG_PROMPT_PREVIEW, NULL),
+    RS(QG_POST, "/api/prompts/{id}/rollback", qg_h_prompts_rollback, QG_ROLE_ADMIN, QG_RL_WRITE, 0, "prompts", "Make an earlier version active again", QG_PROMPT_ROLLBACK, QG_PROMPT_FULL, NULL),
+
+    RS(QG_GET, "/api/ai/models", qg_h_ai_models_list, QG_ROLE_CLIENT, QG_RL_READ, 0, "ai", "Named models: names, descriptions, providers (admins: also fallback, source, deployments)", NULL, QG_ITEMS_OF(QG_AI_MODEL_OBJ), NULL),
+    RS(QG_POST, "/api/ai/models", qg_h_ai_models_create, QG_ROLE_ADMIN, QG_RL_WRITE, 0, "ai", "Define a named model in the database (replaces an environment model of that name)", QG_AI_MODEL_CREATE, "{\"x-status\":201,\"allOf\":[" QG_AI_MODEL_OBJ "]}", NULL),
+    RS(QG_PUT, "/api/ai/models/{name}", qg_h_ai_models_put, QG_ROLE_ADMIN, QG_RL_WRITE, 0, "ai", "Create or replace a database named model (201 when created)", QG_AI_MODEL_PUT, QG_AI_MODEL_OBJ, NULL),
+    RS(QG_DELETE, "/api/ai/models/{name}", qg_h_ai_models_delete, QG_ROLE_ADMIN, QG_RL_WRITE, 0, "ai", "Delete a database named model (its deployments first)", NULL, QG_NO_BODY, NULL),
+    RS(QG_GET, "/api/ai/deployments", qg_h_ai_deployments_list, QG_ROLE_ADMIN, QG_RL_READ, 0, "ai", "Every deployment, keys masked", NULL, QG_ITEMS_OF(QG_AI_DEP_OBJ), NULL),
+    RS(QG_POST, "/api/ai/deployments", qg_h_ai_deployments_create, QG_ROLE_ADMIN, QG_RL_WRITE, 0, "ai", "Add a deployment to a database named model (api_key goes to the vault)", QG_AI_DEP_CREATE, "{\"x-status\":201,\"allOf\":[" QG_AI_DEP_OBJ "]}", NULL),
+    RS(QG_PATCH, "/api/ai/deployments/{id}", qg_h_ai_deployments_update, QG_ROLE_ADMIN, QG_RL_WRITE, 0, "ai", "Change a database deployment", QG_AI_DEP_PATCH, QG_AI_DEP_OBJ, NULL),
+    RS(QG_DELETE, "/api/ai/deployments/{id}", qg_h_ai_deployments_delete, QG_ROLE_ADMIN, QG_RL_WRITE, 0, "ai", "Delete a database deployment and its vault key", NULL, QG_NO_BODY, NULL),
+
+    RS(QG_GET, "/api/usage", qg_h_usage, QG_ROLE_CLIENT, QG_RL_READ, 0, "ai", "AI usage: calls, tokens, cost, latency, failures, grouped by user, model, day", NULL, QG_USAGE_RESP, QG_USAGE_QUERY),
+    RS(QG_GET, "/api/budgets", qg_h_budgets_list, QG_ROLE_CLIENT, QG_RL_READ, 0, "ai", "AI budgets with this period's spend (others: the ones that apply to them)", NULL, QG_ITEMS_OF(QG_BUDGET_OBJ), NULL),
+    RS(QG_POST, "/api/budgets", qg_h_budgets_create, QG_ROLE_ADMIN, QG_RL_WRITE, 0, "ai", "Set a budget (replaces the one of the same scope, subject and period)", QG_BUDGET_REQ, QG_BUDGET_SAVED, NULL),
+    RS(QG_DELETE, "/api/budgets/{id}", qg_h_budgets_delete, QG_ROLE_ADMIN, QG_RL_WRITE, 0, "ai", "Delete a budget", NULL, QG_NO_BODY, NULL),
+    RS(QG_GET, "/api/ai/runs/{id}", qg_h_ai_runs_get, QG_ROLE_CLIENT, QG_RL_READ, 0, "ai", "The stored steps of a tool-calling run (the caller's own; admins: any)", NULL, QG_AI_RUN_OBJ, NULL),
 
     {0, NULL, NULL, QG_ROLE_NONE, QG_RL_NONE, 0, NULL, NULL, NULL, NULL, NULL},
 };

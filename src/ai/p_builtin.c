@@ -544,7 +544,7 @@ qg_status qg_builtin_analyze_signal(const cJSON *signal, qg_arena *a, const char
         add_factor(&an, "structure", 4, "structure signal (%s)", g.type);
     if (g.high < g.low)
         add_factor(&an, "candle", -5, "candle high %g is below its low %g", g.high, g.low);
-    levels lv;
+    levels lv = {0};
     score_levels(&an, &g, dir, &lv);
 
     double total = 45;

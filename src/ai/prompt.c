@@ -1117,7 +1117,7 @@ static bool needs_partial(qg_conn *c, const char *text, char *missing, size_t ca
 {
     scanner sc = {text, 1};
     for (;;) {
-        tok t;
+        tok t = {0};
         if (scan_next(&sc, &t, NULL) || t.kind == TOK_END) return false;
         if (t.kind != TOK_PARTIAL) continue;
         snprintf(missing, cap, "%.*s", (int)t.n, t.s);

@@ -496,3 +496,33 @@ Test(ai_anthropic, error_classes)
     qg_ai_provider_anthropic.decode_error(504, NULL, "", 0, &e);
     cr_assert_eq(e.kind, QG_AI_ETIMEOUT);
 }
+
+/* Found by fuzz/fuzz_ai_wire: a number past int64 was converted (undefined
+ * behaviour); a count past 1e18 now reads as absent. */
+Test(ai_anthropic, huge_numbers_read_as_absent)
+{
+    qg_arena a;
+    qg_arena_init(&a, 0);
+    qg_ai_response r;
+    qg_error err = {0};
+    const char *body = "{\"type\":\"message\",\"content\":[{\"type\":\"text\",\"text\":\"hi\"}],"
+                       "\"stop_reason\":\"end_turn\",\"usage\":{\"input_tokens\":3e18,"
+                       "\"cache_read_input_tokens\":3e18,\"cache_creation_input_tokens\":3e18,"
+                       "\"output_tokens\":1e300}}";
+    cr_assert_eq(qg_ai_provider_anthropic.decode(body, strlen(body), &a, &r, &err), QG_OK);
+    cr_assert_eq(r.usage.input, 0);
+    cr_assert_eq(r.usage.output, 0);
+    cr_assert_eq(r.usage.cached, 0);
+
+    const char *stream = "event: content_block_start\n"
+                         "data: {\"type\":\"content_block_start\",\"index\":1e30,"
+                         "\"content_block\":{\"type\":\"tool_use\",\"id\":\"toolu_1\","
+                         "\"name\":\"get_price\",\"input\":{}}}\n\n";
+    collected c;
+    collected_init(&c);
+    qg_ai_stream st;
+    cr_assert_eq(run_stream(stream, strlen(stream), 0, &a, &c, &st, &r), QG_ERANGE);
+    cr_assert_eq(r.n_tool_calls, 0);
+    collected_free(&c);
+    qg_arena_free(&a);
+}

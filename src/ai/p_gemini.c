@@ -51,7 +51,10 @@ static const char *jstr(const cJSON *o, const char *name)
 static int64_t jint(const cJSON *o, const char *name)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
-    return cJSON_IsNumber(v) ? (int64_t)v->valuedouble : -1;
+    /* A count past 1e18 is not a count; converting it would be undefined. */
+    return cJSON_IsNumber(v) && v->valuedouble > -1e18 && v->valuedouble < 1e18
+               ? (int64_t)v->valuedouble
+               : -1;
 }
 
 static bool header_safe(const char *s)

@@ -203,7 +203,10 @@ static const char *str_of(const cJSON *o, const char *key)
 static int64_t int_of(const cJSON *o, const char *key)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-    return cJSON_IsNumber(v) ? (int64_t)v->valuedouble : -1;
+    /* A count past 1e18 is not a count; converting it would be undefined. */
+    return cJSON_IsNumber(v) && v->valuedouble > -1e18 && v->valuedouble < 1e18
+               ? (int64_t)v->valuedouble
+               : -1;
 }
 
 /* done_reason: "stop", "length", or "load"/"unload" for model management. */

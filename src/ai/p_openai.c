@@ -272,7 +272,10 @@ static const char *str_of(const cJSON *o, const char *key)
 static int64_t int_of(const cJSON *o, const char *key, int64_t dflt)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-    return cJSON_IsNumber(v) ? (int64_t)v->valuedouble : dflt;
+    /* A count past 1e18 is not a count; converting it would be undefined. */
+    return cJSON_IsNumber(v) && v->valuedouble > -1e18 && v->valuedouble < 1e18
+               ? (int64_t)v->valuedouble
+               : dflt;
 }
 
 /* Arguments are a JSON string; some compatibles send an object. Returns
@@ -301,9 +304,11 @@ static void error_from_object(int status, const cJSON *eo, qg_ai_error *e)
     const char *type = str_of(eo, "type");
     const cJSON *code_item = cJSON_GetObjectItemCaseSensitive(eo, "code");
     const char *code = cJSON_IsString(code_item) ? code_item->valuestring : NULL;
-    int code_num = cJSON_IsNumber(code_item)                 ? (int)code_item->valuedouble
-                   : code && isdigit((unsigned char)code[0]) ? atoi(code)
-                                                             : 0;
+    int code_num =
+        cJSON_IsNumber(code_item) && code_item->valuedouble >= 0 && code_item->valuedouble < 1000
+            ? (int)code_item->valuedouble
+        : code && isdigit((unsigned char)code[0]) ? atoi(code)
+                                                  : 0;
     if ((status < 400) && code_num >= 400 && code_num < 600) status = code_num;
     if (msg) qg_openai_scrub_copy(e->message, sizeof e->message, msg, strlen(msg));
     if (status >= 400) {

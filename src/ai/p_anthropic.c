@@ -38,29 +38,6 @@
 
 /* ---- small helpers ---- */
 
-static const char *jstr(const cJSON *o, const char *name)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
-    return cJSON_IsString(v) ? v->valuestring : NULL;
-}
-
-static int64_t jint(const cJSON *o, const char *name)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
-    /* A count past 1e18 is not a count; converting it would be undefined. */
-    return cJSON_IsNumber(v) && v->valuedouble > -1e18 && v->valuedouble < 1e18
-               ? (int64_t)v->valuedouble
-               : -1;
-}
-
-/* A header value must not smuggle in another header. */
-static bool header_safe(const char *s)
-{
-    for (; *s; s++)
-        if ((unsigned char)*s < 0x20 || *s == 0x7f) return false;
-    return true;
-}
-
 static void set_msg(qg_ai_error *e, const char *s)
 {
     snprintf(e->message, sizeof e->message, "%s", s ? s : "");
@@ -102,8 +79,8 @@ static bool error_from_json(const cJSON *root, int http_status, qg_ai_error *e)
 {
     const cJSON *eo = cJSON_GetObjectItemCaseSensitive(root, "error");
     if (!cJSON_IsObject(eo)) return false;
-    const char *type = jstr(eo, "type");
-    const char *msg = jstr(eo, "message");
+    const char *type = qg_ai_json_str(eo, "type");
+    const char *msg = qg_ai_json_str(eo, "message");
     e->kind = kind_of(type, msg, http_status);
     if (msg && type)
         snprintf(e->message, sizeof e->message, "%s: %s", type, msg);
@@ -286,7 +263,7 @@ static qg_status anthropic_encode(const qg_ai_deployment *d, const char *api_key
         rc = qg_error_set(err, QG_EINVAL, "deployment %s: model is empty", d->id);
         goto out;
     }
-    if (api_key && !header_safe(api_key)) {
+    if (api_key && qg_ai_has_ctl(api_key)) {
         rc = qg_error_set(err, QG_EINVAL, "deployment %s: API key contains a control character",
                           d->id);
         goto out;
@@ -337,13 +314,13 @@ out:
 static void apply_usage(qg_ai_stream *st, const cJSON *u)
 {
     if (!cJSON_IsObject(u)) return;
-    int64_t in = jint(u, "input_tokens");
-    int64_t rd = jint(u, "cache_read_input_tokens");
-    int64_t wr = jint(u, "cache_creation_input_tokens");
+    int64_t in = qg_ai_json_int(u, "input_tokens", -1);
+    int64_t rd = qg_ai_json_int(u, "cache_read_input_tokens", -1);
+    int64_t wr = qg_ai_json_int(u, "cache_creation_input_tokens", -1);
     int64_t total = -1;
     if (in >= 0 || rd >= 0 || wr >= 0)
         total = (in > 0 ? in : 0) + (rd > 0 ? rd : 0) + (wr > 0 ? wr : 0);
-    qg_ai_stream_usage(st, total, jint(u, "output_tokens"), rd);
+    qg_ai_stream_usage(st, total, qg_ai_json_int(u, "output_tokens", -1), rd);
 }
 
 static qg_status protocol_error(qg_ai_response *out, qg_error *err, const char *what)
@@ -360,8 +337,8 @@ static qg_status tool_input(qg_ai_stream *st, int idx, const cJSON *block)
     const cJSON *input = cJSON_GetObjectItemCaseSensitive(block, "input");
     char *args = NULL;
     if (cJSON_IsObject(input) && input->child) args = cJSON_PrintUnformatted(input);
-    qg_status rc = qg_ai_stream_tool(st, idx, jstr(block, "id"), jstr(block, "name"), args,
-                                     args ? strlen(args) : 0);
+    qg_status rc = qg_ai_stream_tool(st, idx, qg_ai_json_str(block, "id"),
+                                     qg_ai_json_str(block, "name"), args, args ? strlen(args) : 0);
     free(args);
     return rc;
 }
@@ -394,10 +371,10 @@ static qg_status anthropic_decode(const char *body, size_t n, qg_arena *a, qg_ai
     const cJSON *blk;
     cJSON_ArrayForEach(blk, content)
     {
-        const char *type = jstr(blk, "type");
+        const char *type = qg_ai_json_str(blk, "type");
         if (!type) continue;
         if (!strcmp(type, "text")) {
-            const char *t = jstr(blk, "text");
+            const char *t = qg_ai_json_str(blk, "text");
             if (t) rc = qg_ai_stream_text(&st, t, strlen(t));
         } else if (!strcmp(type, "tool_use")) {
             rc = tool_input(&st, ntools++, blk);
@@ -406,9 +383,9 @@ static qg_status anthropic_decode(const char *body, size_t n, qg_arena *a, qg_ai
         if (rc) break;
     }
     apply_usage(&st, cJSON_GetObjectItemCaseSensitive(root, "usage"));
-    const char *model = jstr(root, "model");
+    const char *model = qg_ai_json_str(root, "model");
     if (model) qg_ai_stream_set_model(&st, model, strlen(model));
-    qg_ai_stream_set_finish(&st, finish_of(jstr(root, "stop_reason")));
+    qg_ai_stream_set_finish(&st, finish_of(qg_ai_json_str(root, "stop_reason")));
     qg_ai_stream_finish(&st, out);
     cJSON_Delete(root);
     if (rc) {
@@ -423,14 +400,14 @@ static qg_status anthropic_decode(const char *body, size_t n, qg_arena *a, qg_ai
 
 static qg_status block_start(qg_ai_stream *st, const cJSON *ev, qg_error *err)
 {
-    int64_t idx = jint(ev, "index");
+    int64_t idx = qg_ai_json_int(ev, "index", -1);
     const cJSON *blk = cJSON_GetObjectItemCaseSensitive(ev, "content_block");
-    const char *type = jstr(blk, "type");
+    const char *type = qg_ai_json_str(blk, "type");
     if (!type)
         return qg_error_set(err, QG_EINVAL,
                             "anthropic stream: content_block_start without a block");
     if (!strcmp(type, "text")) {
-        const char *t = jstr(blk, "text");
+        const char *t = qg_ai_json_str(blk, "text");
         return t ? qg_ai_stream_text(st, t, strlen(t)) : QG_OK;
     }
     if (strcmp(type, "tool_use")) return QG_OK; /* thinking and other blocks are not answer text */
@@ -448,22 +425,22 @@ static qg_status block_start(qg_ai_stream *st, const cJSON *ev, qg_error *err)
 static qg_status block_delta(qg_ai_stream *st, const cJSON *ev, qg_error *err)
 {
     const cJSON *delta = cJSON_GetObjectItemCaseSensitive(ev, "delta");
-    const char *type = jstr(delta, "type");
+    const char *type = qg_ai_json_str(delta, "type");
     if (!type)
         return qg_error_set(err, QG_EINVAL,
                             "anthropic stream: content_block_delta without a delta");
     if (!strcmp(type, "text_delta")) {
-        const char *t = jstr(delta, "text");
+        const char *t = qg_ai_json_str(delta, "text");
         return t ? qg_ai_stream_text(st, t, strlen(t)) : QG_OK;
     }
     if (strcmp(type, "input_json_delta")) return QG_OK; /* thinking, signature, citations */
-    int64_t idx = jint(ev, "index");
+    int64_t idx = qg_ai_json_int(ev, "index", -1);
     if (idx < 0 || idx >= (int64_t)sizeof st->pscratch || !st->pscratch[idx])
         return qg_error_set(
             err, QG_EINVAL,
             "anthropic stream: input_json_delta for block %lld, not a tool_use block",
             (long long)idx);
-    const char *pj = jstr(delta, "partial_json");
+    const char *pj = qg_ai_json_str(delta, "partial_json");
     return qg_ai_stream_tool(st, st->pscratch[idx] - 1, NULL, NULL, pj, pj ? strlen(pj) : 0);
 }
 
@@ -477,11 +454,11 @@ static qg_status anthropic_stream_event(qg_ai_stream *st, const char *event, con
                             event ? event : "(unnamed)");
     }
     qg_status rc = QG_OK;
-    const char *type = jstr(ev, "type");
+    const char *type = qg_ai_json_str(ev, "type");
     if (!type) type = event ? event : "";
     if (!strcmp(type, "message_start")) {
         const cJSON *msg = cJSON_GetObjectItemCaseSensitive(ev, "message");
-        const char *model = jstr(msg, "model");
+        const char *model = qg_ai_json_str(msg, "model");
         if (model) qg_ai_stream_set_model(st, model, strlen(model));
         apply_usage(st, cJSON_GetObjectItemCaseSensitive(msg, "usage"));
     } else if (!strcmp(type, "content_block_start")) {
@@ -490,15 +467,15 @@ static qg_status anthropic_stream_event(qg_ai_stream *st, const char *event, con
         rc = block_delta(st, ev, err);
     } else if (!strcmp(type, "message_delta")) {
         const cJSON *delta = cJSON_GetObjectItemCaseSensitive(ev, "delta");
-        const char *fr = finish_of(jstr(delta, "stop_reason"));
+        const char *fr = finish_of(qg_ai_json_str(delta, "stop_reason"));
         if (fr) qg_ai_stream_set_finish(st, fr);
         const cJSON *u = cJSON_GetObjectItemCaseSensitive(ev, "usage");
         /* output_tokens here is cumulative; input is repeated only by newer
          * API versions, so keep message_start's when absent. */
-        if (cJSON_IsObject(u) && jint(u, "input_tokens") >= 0)
+        if (cJSON_IsObject(u) && qg_ai_json_int(u, "input_tokens", -1) >= 0)
             apply_usage(st, u);
         else
-            qg_ai_stream_usage(st, -1, jint(u, "output_tokens"), -1);
+            qg_ai_stream_usage(st, -1, qg_ai_json_int(u, "output_tokens", -1), -1);
     } else if (!strcmp(type, "message_stop")) {
         st->done = true;
     } else if (!strcmp(type, "error")) {

@@ -42,28 +42,6 @@
 
 /* ---- small helpers ---- */
 
-static const char *jstr(const cJSON *o, const char *name)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
-    return cJSON_IsString(v) ? v->valuestring : NULL;
-}
-
-static int64_t jint(const cJSON *o, const char *name)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
-    /* A count past 1e18 is not a count; converting it would be undefined. */
-    return cJSON_IsNumber(v) && v->valuedouble > -1e18 && v->valuedouble < 1e18
-               ? (int64_t)v->valuedouble
-               : -1;
-}
-
-static bool header_safe(const char *s)
-{
-    for (; *s; s++)
-        if ((unsigned char)*s < 0x20 || *s == 0x7f) return false;
-    return true;
-}
-
 /* Model ids go into the URL path unescaped, so only plain ones pass. */
 static bool model_id_ok(const char *s)
 {
@@ -364,7 +342,7 @@ static qg_status gemini_encode(const qg_ai_deployment *d, const char *api_key,
                           d->id, d->model);
         goto out;
     }
-    if (api_key && !header_safe(api_key)) {
+    if (api_key && qg_ai_has_ctl(api_key)) {
         rc = qg_error_set(err, QG_EINVAL, "deployment %s: API key contains a control character",
                           d->id);
         goto out;
@@ -453,7 +431,7 @@ static int64_t retry_delay(const cJSON *eo)
     const cJSON *d;
     cJSON_ArrayForEach(d, details)
     {
-        int64_t ms = duration_ms(jstr(d, "retryDelay"));
+        int64_t ms = duration_ms(qg_ai_json_str(d, "retryDelay"));
         if (ms >= 0) return ms;
     }
     return -1;
@@ -467,7 +445,7 @@ static bool key_invalid(const cJSON *eo, const char *msg)
     const cJSON *d;
     cJSON_ArrayForEach(d, cJSON_GetObjectItemCaseSensitive(eo, "details"))
     {
-        const char *reason = jstr(d, "reason");
+        const char *reason = qg_ai_json_str(d, "reason");
         if (reason && !strcmp(reason, "API_KEY_INVALID")) return true;
     }
     return false;
@@ -480,9 +458,9 @@ static bool error_from_json(const cJSON *root, int http_status, qg_ai_error *e)
     if (cJSON_IsArray(root)) root = cJSON_GetArrayItem(root, 0);
     const cJSON *eo = cJSON_GetObjectItemCaseSensitive(root, "error");
     if (!cJSON_IsObject(eo)) return false;
-    const char *status = jstr(eo, "status");
-    const char *msg = jstr(eo, "message");
-    int64_t code = jint(eo, "code");
+    const char *status = qg_ai_json_str(eo, "status");
+    const char *msg = qg_ai_json_str(eo, "message");
+    int64_t code = qg_ai_json_int(eo, "code", -1);
     e->kind = kind_of(status, msg, http_status ? http_status : code > 0 ? (int)code : 0);
     if (key_invalid(eo, msg)) e->kind = QG_AI_EAUTH;
     if (e->retry_after_ms < 0) e->retry_after_ms = retry_delay(eo);
@@ -525,7 +503,7 @@ static qg_status apply_response(qg_ai_stream *st, const cJSON *root, bool *seen,
     cJSON_ArrayForEach(p, parts)
     {
         const cJSON *fc = cJSON_GetObjectItemCaseSensitive(p, "functionCall");
-        const char *text = jstr(p, "text");
+        const char *text = qg_ai_json_str(p, "text");
         if (cJSON_IsObject(fc)) {
             if (st->pstate >= QG_AI_MAX_TOOL_CALLS)
                 return qg_error_set(err, QG_ERANGE, "gemini: more than %d function calls",
@@ -533,20 +511,20 @@ static qg_status apply_response(qg_ai_stream *st, const cJSON *root, bool *seen,
             int idx = st->pstate++;
             const cJSON *args = cJSON_GetObjectItemCaseSensitive(fc, "args");
             char *a = cJSON_IsObject(args) && args->child ? cJSON_PrintUnformatted(args) : NULL;
-            const char *id = jstr(fc, "id");
+            const char *id = qg_ai_json_str(fc, "id");
             char made[24];
             if (!id || !*id) {
                 snprintf(made, sizeof made, "call_%d", idx);
                 id = made;
             }
-            rc = qg_ai_stream_tool(st, idx, id, jstr(fc, "name"), a, a ? strlen(a) : 0);
+            rc = qg_ai_stream_tool(st, idx, id, qg_ai_json_str(fc, "name"), a, a ? strlen(a) : 0);
             free(a);
         } else if (text && !cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(p, "thought"))) {
             rc = qg_ai_stream_text(st, text, strlen(text));
         }
         if (rc) return qg_error_set(err, rc, "gemini: reply too large");
     }
-    const char *fr = jstr(cand, "finishReason");
+    const char *fr = qg_ai_json_str(cand, "finishReason");
     if (fr) {
         const char *norm = finish_of(fr);
         /* Gemini says STOP after a function call; callers want tool_calls. */
@@ -555,19 +533,20 @@ static qg_status apply_response(qg_ai_stream *st, const cJSON *root, bool *seen,
         st->done = true;
     }
     const cJSON *fb = cJSON_GetObjectItemCaseSensitive(root, "promptFeedback");
-    if (!cand && jstr(fb, "blockReason")) {
+    if (!cand && qg_ai_json_str(fb, "blockReason")) {
         qg_ai_stream_set_finish(st, "content_filter");
         st->done = true;
     }
     const cJSON *u = cJSON_GetObjectItemCaseSensitive(root, "usageMetadata");
     if (cJSON_IsObject(u)) {
-        int64_t out = jint(u, "candidatesTokenCount");
-        int64_t thoughts = jint(u, "thoughtsTokenCount"); /* billed as output */
+        int64_t out = qg_ai_json_int(u, "candidatesTokenCount", -1);
+        int64_t thoughts = qg_ai_json_int(u, "thoughtsTokenCount", -1); /* billed as output */
         if (thoughts > 0) out = (out > 0 ? out : 0) + thoughts;
-        int64_t cached = jint(u, "cachedContentTokenCount");
-        qg_ai_stream_usage(st, jint(u, "promptTokenCount"), out, cached >= 0 ? cached : 0);
+        int64_t cached = qg_ai_json_int(u, "cachedContentTokenCount", -1);
+        qg_ai_stream_usage(st, qg_ai_json_int(u, "promptTokenCount", -1), out,
+                           cached >= 0 ? cached : 0);
     }
-    const char *model = jstr(root, "modelVersion");
+    const char *model = qg_ai_json_str(root, "modelVersion");
     if (model) qg_ai_stream_set_model(st, model, strlen(model));
     if (seen) *seen = cand || cJSON_IsObject(fb) || cJSON_IsObject(u);
     return QG_OK;

@@ -30,13 +30,6 @@
 
 /* ---- encoding ---- */
 
-static bool has_ctl(const char *s)
-{
-    for (; s && *s; s++)
-        if ((unsigned char)*s < 0x20 || *s == 0x7f) return true;
-    return false;
-}
-
 /* OLLAMA_HOST is often "host:port" without a scheme; "/api" at the end is
  * tolerated because people paste the API root. */
 static const char *base_url(const qg_ai_deployment *d, qg_arena *a)
@@ -164,7 +157,7 @@ static qg_status ollama_encode(const qg_ai_deployment *d, const char *api_key,
         rc = qg_error_set(err, QG_EINVAL, "deployment %s: model is empty", d->id);
         goto out;
     }
-    if (api_key && has_ctl(api_key)) {
+    if (api_key && qg_ai_has_ctl(api_key)) {
         rc = qg_error_set(err, QG_EINVAL, "deployment %s: api key contains control characters",
                           d->id);
         goto out;
@@ -194,21 +187,6 @@ out:
 
 /* ---- decoding ---- */
 
-static const char *str_of(const cJSON *o, const char *key)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-    return cJSON_IsString(v) ? v->valuestring : NULL;
-}
-
-static int64_t int_of(const cJSON *o, const char *key)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-    /* A count past 1e18 is not a count; converting it would be undefined. */
-    return cJSON_IsNumber(v) && v->valuedouble > -1e18 && v->valuedouble < 1e18
-               ? (int64_t)v->valuedouble
-               : -1;
-}
-
 /* done_reason: "stop", "length", or "load"/"unload" for model management. */
 static const char *norm_finish(const char *r, bool has_calls)
 {
@@ -233,7 +211,7 @@ static void ollama_decode_error(int status, const char *retry_after, const char 
     out->http_status = status;
     out->retry_after_ms = qg_ai_parse_retry_after(retry_after);
     cJSON *root = body && n ? cJSON_ParseWithLength(body, n) : NULL;
-    const char *msg = str_of(root, "error");
+    const char *msg = qg_ai_json_str(root, "error");
     classify(status, msg, out);
     if (!msg && body && n) qg_openai_scrub_copy(out->message, sizeof out->message, body, n);
     if (!out->message[0]) snprintf(out->message, sizeof out->message, "HTTP %d", status);
@@ -252,7 +230,7 @@ static qg_status add_calls(qg_ai_stream *st, const cJSON *calls)
         const cJSON *args = cJSON_GetObjectItemCaseSensitive(f, "arguments");
         int index = st->ncalls;
         char idbuf[32];
-        const char *id = str_of(tc, "id");
+        const char *id = qg_ai_json_str(tc, "id");
         if (!id || !*id) {
             snprintf(idbuf, sizeof idbuf, "call_%d", index);
             id = idbuf;
@@ -260,7 +238,7 @@ static qg_status add_calls(qg_ai_stream *st, const cJSON *calls)
         char *text = cJSON_IsObject(args)   ? cJSON_PrintUnformatted(args)
                      : cJSON_IsString(args) ? strdup(args->valuestring)
                                             : NULL;
-        const char *name = str_of(f, "name");
+        const char *name = qg_ai_json_str(f, "name");
         qg_status rc = qg_ai_stream_tool(st, index, id, name ? name : "", text ? text : "",
                                          text ? strlen(text) : 0);
         free(text);
@@ -273,15 +251,17 @@ static qg_status add_calls(qg_ai_stream *st, const cJSON *calls)
 static qg_status take_chunk(qg_ai_stream *st, const cJSON *root)
 {
     qg_status rc;
-    const char *model = str_of(root, "model");
+    const char *model = qg_ai_json_str(root, "model");
     if (model) qg_ai_stream_set_model(st, model, strlen(model));
     const cJSON *msg = cJSON_GetObjectItemCaseSensitive(root, "message");
-    const char *content = str_of(msg, "content");
+    const char *content = qg_ai_json_str(msg, "content");
     if (content && *content && (rc = qg_ai_stream_text(st, content, strlen(content)))) return rc;
     if ((rc = add_calls(st, cJSON_GetObjectItemCaseSensitive(msg, "tool_calls")))) return rc;
     if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(root, "done"))) {
-        qg_ai_stream_set_finish(st, norm_finish(str_of(root, "done_reason"), st->ncalls > 0));
-        qg_ai_stream_usage(st, int_of(root, "prompt_eval_count"), int_of(root, "eval_count"), -1);
+        qg_ai_stream_set_finish(st,
+                                norm_finish(qg_ai_json_str(root, "done_reason"), st->ncalls > 0));
+        qg_ai_stream_usage(st, qg_ai_json_int(root, "prompt_eval_count", -1),
+                           qg_ai_json_int(root, "eval_count", -1), -1);
         st->done = true;
     }
     return QG_OK;
@@ -295,7 +275,7 @@ static qg_status ollama_decode(const char *body, size_t n, qg_arena *a, qg_ai_re
     memset(out, 0, sizeof *out);
     out->error.retry_after_ms = -1;
     cJSON *root = cJSON_ParseWithLength(body, n);
-    const char *emsg = str_of(root, "error");
+    const char *emsg = qg_ai_json_str(root, "error");
     if (!cJSON_IsObject(root) ||
         (!emsg && !cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(root, "message")))) {
         out->error.kind = QG_AI_EPROTOCOL;
@@ -313,7 +293,8 @@ static qg_status ollama_decode(const char *body, size_t n, qg_arena *a, qg_ai_re
     qg_ai_stream_init(&st, a, NULL, NULL);
     rc = take_chunk(&st, root);
     if (!st.finish_reason) /* "done" missing: still a whole reply */
-        qg_ai_stream_set_finish(&st, norm_finish(str_of(root, "done_reason"), st.ncalls > 0));
+        qg_ai_stream_set_finish(&st,
+                                norm_finish(qg_ai_json_str(root, "done_reason"), st.ncalls > 0));
     qg_ai_stream_finish(&st, out);
     if (rc) qg_error_set(err, rc, "ollama: reply over the size or tool-call caps");
 out:
@@ -330,7 +311,7 @@ static qg_status ollama_stream_event(qg_ai_stream *st, const char *event, const 
         rc = qg_error_set(err, QG_EINVAL, "ollama stream: line is not a JSON object");
         goto out;
     }
-    const char *emsg = str_of(root, "error");
+    const char *emsg = qg_ai_json_str(root, "error");
     if (emsg) {
         classify(0, emsg, &st->error);
         goto out;

@@ -42,13 +42,6 @@
 
 /* ---- encoding ---- */
 
-static bool has_ctl(const char *s)
-{
-    for (; s && *s; s++)
-        if ((unsigned char)*s < 0x20 || *s == 0x7f) return true;
-    return false;
-}
-
 /* Percent-encodes everything but RFC 3986 unreserved characters. */
 static char *url_escape(qg_arena *a, const char *s)
 {
@@ -205,7 +198,7 @@ static qg_status openai_encode(const qg_ai_deployment *d, const char *api_key,
         rc = qg_error_set(err, QG_EINVAL, "deployment %s: model is empty", d->id);
         goto out;
     }
-    if (api_key && has_ctl(api_key)) { /* never echo the key itself */
+    if (api_key && qg_ai_has_ctl(api_key)) { /* never echo the key itself */
         rc = qg_error_set(err, QG_EINVAL, "deployment %s: api key contains control characters",
                           d->id);
         goto out;
@@ -263,21 +256,6 @@ static const char *norm_finish(const char *r, bool has_calls)
     return has_calls ? "tool_calls" : "stop";
 }
 
-static const char *str_of(const cJSON *o, const char *key)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-    return cJSON_IsString(v) ? v->valuestring : NULL;
-}
-
-static int64_t int_of(const cJSON *o, const char *key, int64_t dflt)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-    /* A count past 1e18 is not a count; converting it would be undefined. */
-    return cJSON_IsNumber(v) && v->valuedouble > -1e18 && v->valuedouble < 1e18
-               ? (int64_t)v->valuedouble
-               : dflt;
-}
-
 /* Arguments are a JSON string; some compatibles send an object. Returns
  * malloc'd text or NULL when absent. */
 static char *args_text(const cJSON *f)
@@ -290,18 +268,18 @@ static char *args_text(const cJSON *f)
 
 static void usage_from(const cJSON *u, int64_t *in, int64_t *out, int64_t *cached)
 {
-    *in = int_of(u, "prompt_tokens", -1);
-    *out = int_of(u, "completion_tokens", -1);
+    *in = qg_ai_json_int(u, "prompt_tokens", -1);
+    *out = qg_ai_json_int(u, "completion_tokens", -1);
     const cJSON *det = cJSON_GetObjectItemCaseSensitive(u, "prompt_tokens_details");
-    *cached = int_of(det, "cached_tokens", -1);
+    *cached = qg_ai_json_int(det, "cached_tokens", -1);
 }
 
 /* Fills e from an error object ({"message","type","code"}) given the HTTP
  * status (0 inside a stream or a 200 body). */
 static void error_from_object(int status, const cJSON *eo, qg_ai_error *e)
 {
-    const char *msg = str_of(eo, "message");
-    const char *type = str_of(eo, "type");
+    const char *msg = qg_ai_json_str(eo, "message");
+    const char *type = qg_ai_json_str(eo, "type");
     const cJSON *code_item = cJSON_GetObjectItemCaseSensitive(eo, "code");
     const char *code = cJSON_IsString(code_item) ? code_item->valuestring : NULL;
     int code_num =
@@ -395,7 +373,7 @@ static qg_status openai_decode(const char *body, size_t n, qg_arena *a, qg_ai_re
         rc = protocol_error(out, err, "response has no choices[0].message");
         goto out;
     }
-    const char *content = str_of(msg, "content");
+    const char *content = qg_ai_json_str(msg, "content");
     out->text = qg_arena_strndup(a, content ? content : "", content ? strlen(content) : 0);
     const cJSON *calls = cJSON_GetObjectItemCaseSensitive(msg, "tool_calls");
     int ncalls = cJSON_IsArray(calls) ? cJSON_GetArraySize(calls) : 0;
@@ -410,7 +388,7 @@ static qg_status openai_decode(const char *body, size_t n, qg_arena *a, qg_ai_re
         {
             const cJSON *f = cJSON_GetObjectItemCaseSensitive(tc, "function");
             qg_ai_tool_call *c = &out->tool_calls[out->n_tool_calls];
-            const char *id = str_of(tc, "id"), *name = str_of(f, "name");
+            const char *id = qg_ai_json_str(tc, "id"), *name = qg_ai_json_str(f, "name");
             char *args = args_text(f);
             c->id = id && *id ? qg_arena_strndup(a, id, strlen(id))
                               : qg_arena_sprintf(a, "call_%zu", out->n_tool_calls);
@@ -420,9 +398,9 @@ static qg_status openai_decode(const char *body, size_t n, qg_arena *a, qg_ai_re
             out->n_tool_calls++;
         }
     }
-    const char *fr = norm_finish(str_of(c0, "finish_reason"), out->n_tool_calls > 0);
+    const char *fr = norm_finish(qg_ai_json_str(c0, "finish_reason"), out->n_tool_calls > 0);
     out->finish_reason = fr ? fr : out->n_tool_calls ? "tool_calls" : "stop";
-    const char *model = str_of(root, "model");
+    const char *model = qg_ai_json_str(root, "model");
     if (model) out->model = qg_arena_strndup(a, model, strlen(model));
     int64_t in, outt, cached;
     usage_from(cJSON_GetObjectItemCaseSensitive(root, "usage"), &in, &outt, &cached);
@@ -439,7 +417,7 @@ out:
 static qg_status stream_delta(qg_ai_stream *st, const cJSON *delta)
 {
     qg_status rc = QG_OK;
-    const char *content = str_of(delta, "content");
+    const char *content = qg_ai_json_str(delta, "content");
     if (content && *content && (rc = qg_ai_stream_text(st, content, strlen(content)))) return rc;
     const cJSON *calls = cJSON_GetObjectItemCaseSensitive(delta, "tool_calls");
     const cJSON *tc;
@@ -447,10 +425,10 @@ static qg_status stream_delta(qg_ai_stream *st, const cJSON *delta)
     cJSON_ArrayForEach(tc, calls)
     {
         const cJSON *f = cJSON_GetObjectItemCaseSensitive(tc, "function");
-        int index = (int)int_of(tc, "index", pos);
+        int index = (int)qg_ai_json_int(tc, "index", pos);
         char *args = args_text(f);
-        rc = qg_ai_stream_tool(st, index, str_of(tc, "id"), str_of(f, "name"), args ? args : "",
-                               args ? strlen(args) : 0);
+        rc = qg_ai_stream_tool(st, index, qg_ai_json_str(tc, "id"), qg_ai_json_str(f, "name"),
+                               args ? args : "", args ? strlen(args) : 0);
         free(args);
         if (rc) return rc;
         pos++;
@@ -476,7 +454,7 @@ static qg_status openai_stream_event(qg_ai_stream *st, const char *event, const 
         error_from_object(0, eo, &st->error);
         goto out;
     }
-    const char *model = str_of(root, "model");
+    const char *model = qg_ai_json_str(root, "model");
     if (model) qg_ai_stream_set_model(st, model, strlen(model));
     const cJSON *c0 = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(root, "choices"), 0);
     if (c0) {
@@ -485,7 +463,7 @@ static qg_status openai_stream_event(qg_ai_stream *st, const char *event, const 
             qg_error_set(err, rc, "openai stream: delta over the size or tool-call caps");
             goto out;
         }
-        const char *fr = norm_finish(str_of(c0, "finish_reason"), st->ncalls > 0);
+        const char *fr = norm_finish(qg_ai_json_str(c0, "finish_reason"), st->ncalls > 0);
         if (fr) qg_ai_stream_set_finish(st, fr);
     }
     const cJSON *u = cJSON_GetObjectItemCaseSensitive(root, "usage");

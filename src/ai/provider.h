@@ -22,6 +22,7 @@
 #include <quantgate/mem.h>
 #include <quantgate/status.h>
 
+#include <cjson/cJSON.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -170,5 +171,13 @@ void qg_ai_framer_free(qg_ai_framer *f);
 int64_t qg_ai_parse_retry_after(const char *v);
 /* Classifies an HTTP status alone (the provider refines with the body). */
 qg_ai_errkind qg_ai_errkind_from_status(int http_status);
+/* Member key of o as a string (owned by o), or NULL when absent or not one. */
+const char *qg_ai_json_str(const cJSON *o, const char *key);
+/* Member key of o as an integer, or dflt when absent, not a number, or past
+ * +-1e18 (no real count is; converting it would be undefined). */
+int64_t qg_ai_json_int(const cJSON *o, const char *key, int64_t dflt);
+/* True when s holds a control character (CR, LF, ...): such a key or value
+ * must not go into a header, where it could smuggle in another one. */
+bool qg_ai_has_ctl(const char *s);
 
 #endif

@@ -119,6 +119,27 @@ int64_t qg_ai_parse_retry_after(const char *v)
     return at > now ? (int64_t)(at - now) * 1000 : 0;
 }
 
+const char *qg_ai_json_str(const cJSON *o, const char *key)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+int64_t qg_ai_json_int(const cJSON *o, const char *key, int64_t dflt)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    return cJSON_IsNumber(v) && v->valuedouble > -1e18 && v->valuedouble < 1e18
+               ? (int64_t)v->valuedouble
+               : dflt;
+}
+
+bool qg_ai_has_ctl(const char *s)
+{
+    for (; s && *s; s++)
+        if ((unsigned char)*s < 0x20 || *s == 0x7f) return true;
+    return false;
+}
+
 /* ---- the provider table ---- */
 
 static const qg_ai_provider *const providers[] = {

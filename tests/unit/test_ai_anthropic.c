@@ -7,6 +7,7 @@
  */
 #include <criterion/criterion.h>
 
+#include "ai_wire.h"
 #include "ai/provider.h"
 
 #include <cjson/cJSON.h>
@@ -17,26 +18,9 @@
 
 #define KEY "sk-ant-api03-SECRETKEY0123456789"
 
-static char *slurp(const char *name, size_t *n)
-{
-    char path[512];
-    snprintf(path, sizeof path, "%s/ai/%s", QG_TEST_DATA, name);
-    FILE *f = fopen(path, "rb");
-    cr_assert_not_null(f, "cannot open %s", path);
-    fseek(f, 0, SEEK_END);
-    long len = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)len + 1);
-    cr_assert_eq(fread(buf, 1, (size_t)len, f), (size_t)len);
-    buf[len] = 0;
-    fclose(f);
-    if (n) *n = (size_t)len;
-    return buf;
-}
-
 static void assert_json_eq(const char *got, const char *want_file)
 {
-    char *want = slurp(want_file, NULL);
+    char *want = ai_slurp(want_file, NULL);
     cJSON *a = cJSON_Parse(got), *b = cJSON_Parse(want);
     cr_assert_not_null(a, "body is not JSON: %s", got);
     cr_assert_not_null(b, "%s is not JSON", want_file);
@@ -57,13 +41,6 @@ static qg_ai_deployment dep(const char *base)
     snprintf(d.model, sizeof d.model, "claude-sonnet-4-5-20250929");
     snprintf(d.base_url, sizeof d.base_url, "%s", base ? base : "");
     return d;
-}
-
-static const char *header(const qg_ai_http_req *r, const char *prefix)
-{
-    for (int i = 0; i < r->nheaders; i++)
-        if (!strncasecmp(r->headers[i], prefix, strlen(prefix))) return r->headers[i];
-    return NULL;
 }
 
 /* The conversation of anthropic_request_tools.json. */
@@ -119,9 +96,9 @@ Test(ai_anthropic, encode_matches_recorded_request)
                  err.msg);
     cr_assert_str_eq(hr.method, "POST");
     cr_assert_str_eq(hr.url, "https://api.anthropic.com/v1/messages");
-    cr_assert_str_eq(header(&hr, "x-api-key:"), "x-api-key: " KEY);
-    cr_assert_str_eq(header(&hr, "anthropic-version:"), "anthropic-version: 2023-06-01");
-    cr_assert_str_eq(header(&hr, "content-type:"), "Content-Type: application/json");
+    cr_assert_str_eq(ai_header(&hr, "x-api-key:"), "x-api-key: " KEY);
+    cr_assert_str_eq(ai_header(&hr, "anthropic-version:"), "anthropic-version: 2023-06-01");
+    cr_assert_str_eq(ai_header(&hr, "content-type:"), "Content-Type: application/json");
     cr_assert_null(strstr(hr.body.data, KEY));
     cr_assert_null(strstr(hr.url, KEY));
     assert_json_eq(hr.body.data, "anthropic_request_tools.json");
@@ -140,7 +117,7 @@ static cJSON *encode_json(const qg_ai_request *req, const char *base, const char
                  err.msg);
     cJSON *j = cJSON_Parse(hr.body.data);
     cJSON_AddStringToObject(j, "_url", hr.url);
-    cJSON_AddBoolToObject(j, "_has_key", header(&hr, "x-api-key:") != NULL);
+    cJSON_AddBoolToObject(j, "_has_key", ai_header(&hr, "x-api-key:") != NULL);
     qg_buf_free(&hr.body);
     qg_arena_free(&a);
     return j;
@@ -235,7 +212,7 @@ Test(ai_anthropic, encode_errors_name_the_field_and_never_the_key)
 Test(ai_anthropic, decode_tool_use_reply)
 {
     size_t n;
-    char *body = slurp("anthropic_response_tools.json", &n);
+    char *body = ai_slurp("anthropic_response_tools.json", &n);
     qg_arena a;
     qg_arena_init(&a, 0);
     qg_ai_response r;
@@ -264,7 +241,7 @@ Test(ai_anthropic, decode_tool_use_reply)
 Test(ai_anthropic, decode_text_reply_and_garbage)
 {
     size_t n;
-    char *body = slurp("anthropic_response_text.json", &n);
+    char *body = ai_slurp("anthropic_response_text.json", &n);
     qg_arena a;
     qg_arena_init(&a, 0);
     qg_ai_response r;
@@ -383,7 +360,7 @@ static void check_tools_stream(const char *body, size_t n, size_t split)
 Test(ai_anthropic, stream_tools_reassembled_at_every_split)
 {
     size_t n;
-    char *body = slurp("anthropic_stream_tools.sse", &n);
+    char *body = ai_slurp("anthropic_stream_tools.sse", &n);
     for (size_t split = 0; split <= 97; split++) check_tools_stream(body, n, split);
     check_tools_stream(body, n, 4096);
     free(body);
@@ -392,7 +369,7 @@ Test(ai_anthropic, stream_tools_reassembled_at_every_split)
 Test(ai_anthropic, stream_with_crlf_lines)
 {
     size_t n;
-    char *body = slurp("anthropic_stream_tools.sse", &n);
+    char *body = ai_slurp("anthropic_stream_tools.sse", &n);
     char *crlf = malloc(2 * n + 1);
     size_t m = 0;
     for (size_t i = 0; i < n; i++) {
@@ -408,7 +385,7 @@ Test(ai_anthropic, stream_with_crlf_lines)
 Test(ai_anthropic, stream_error_event_is_normalised)
 {
     size_t n;
-    char *body = slurp("anthropic_stream_error.sse", &n);
+    char *body = ai_slurp("anthropic_stream_error.sse", &n);
     for (size_t split = 1; split < 40; split += 13) {
         qg_arena a;
         qg_arena_init(&a, 0);
@@ -451,7 +428,7 @@ Test(ai_anthropic, stream_undecodable_event_fails)
 static qg_ai_error classify(int status, const char *retry_after, const char *file)
 {
     size_t n = 0;
-    char *body = file ? slurp(file, &n) : NULL;
+    char *body = file ? ai_slurp(file, &n) : NULL;
     qg_ai_error e;
     qg_ai_provider_anthropic.decode_error(status, retry_after, body, n, &e);
     free(body);

@@ -7,6 +7,7 @@
  */
 #include <criterion/criterion.h>
 
+#include "ai_wire.h"
 #include "ai/provider.h"
 
 #include <cjson/cJSON.h>
@@ -17,23 +18,6 @@
 
 #define KEY "AIzaSyD-SECRETKEY0123456789abcdefghij"
 
-static char *slurp(const char *name, size_t *n)
-{
-    char path[512];
-    snprintf(path, sizeof path, "%s/ai/%s", QG_TEST_DATA, name);
-    FILE *f = fopen(path, "rb");
-    cr_assert_not_null(f, "cannot open %s", path);
-    fseek(f, 0, SEEK_END);
-    long len = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)len + 1);
-    cr_assert_eq(fread(buf, 1, (size_t)len, f), (size_t)len);
-    buf[len] = 0;
-    fclose(f);
-    if (n) *n = (size_t)len;
-    return buf;
-}
-
 static qg_ai_deployment dep(const char *model, const char *base)
 {
     qg_ai_deployment d = {0};
@@ -42,13 +26,6 @@ static qg_ai_deployment dep(const char *model, const char *base)
     snprintf(d.model, sizeof d.model, "%s", model);
     snprintf(d.base_url, sizeof d.base_url, "%s", base ? base : "");
     return d;
-}
-
-static const char *header(const qg_ai_http_req *r, const char *prefix)
-{
-    for (int i = 0; i < r->nheaders; i++)
-        if (!strncasecmp(r->headers[i], prefix, strlen(prefix))) return r->headers[i];
-    return NULL;
 }
 
 static const qg_ai_tool_call calls[] = {
@@ -103,10 +80,10 @@ Test(ai_gemini, encode_matches_recorded_request)
     cr_assert_eq(qg_ai_provider_gemini.encode(&d, KEY, &req, &a, &hr, &err), QG_OK, "%s", err.msg);
     cr_assert_str_eq(hr.url, "https://generativelanguage.googleapis.com/v1beta/models/"
                              "gemini-2.0-flash:streamGenerateContent?alt=sse");
-    cr_assert_str_eq(header(&hr, "x-goog-api-key:"), "x-goog-api-key: " KEY);
+    cr_assert_str_eq(ai_header(&hr, "x-goog-api-key:"), "x-goog-api-key: " KEY);
     cr_assert_null(strstr(hr.url, KEY), "key never in the URL");
     cr_assert_null(strstr(hr.body.data, KEY));
-    char *want = slurp("gemini_request_tools.json", NULL);
+    char *want = ai_slurp("gemini_request_tools.json", NULL);
     cJSON *got = cJSON_Parse(hr.body.data), *exp = cJSON_Parse(want);
     cr_assert_not_null(got);
     cr_assert_not_null(exp);
@@ -125,7 +102,7 @@ static cJSON *encode_json(const qg_ai_request *req, const char *model, const cha
     qg_ai_http_req hr;
     qg_error err = {0};
     cr_assert_eq(qg_ai_provider_gemini.encode(&d, "", req, a, &hr, &err), QG_OK, "%s", err.msg);
-    cr_assert_null(header(&hr, "x-goog-api-key:"), "no key, no header");
+    cr_assert_null(ai_header(&hr, "x-goog-api-key:"), "no key, no header");
     *url = hr.url;
     cJSON *j = cJSON_Parse(hr.body.data);
     qg_buf_free(&hr.body);
@@ -216,7 +193,7 @@ Test(ai_gemini, encode_errors_name_the_field_and_never_the_key)
 static qg_ai_response decode_file(const char *file, qg_arena *a, qg_status want)
 {
     size_t n;
-    char *body = slurp(file, &n);
+    char *body = ai_slurp(file, &n);
     qg_ai_response r;
     qg_error err = {0};
     cr_assert_eq(qg_ai_provider_gemini.decode(body, n, a, &r, &err), want, "%s: %s", file, err.msg);
@@ -311,7 +288,7 @@ static void collected_free(collected *c)
 Test(ai_gemini, stream_text_at_every_split)
 {
     size_t n;
-    char *body = slurp("gemini_stream_text.sse", &n);
+    char *body = ai_slurp("gemini_stream_text.sse", &n);
     for (size_t split = 0; split <= 80; split++) {
         qg_arena a;
         qg_arena_init(&a, 0);
@@ -337,7 +314,7 @@ Test(ai_gemini, stream_text_at_every_split)
 Test(ai_gemini, stream_function_calls_at_every_split)
 {
     size_t n;
-    char *body = slurp("gemini_stream_tools.sse", &n);
+    char *body = ai_slurp("gemini_stream_tools.sse", &n);
     for (size_t split = 0; split <= 64; split += (split < 16 ? 1 : 7)) {
         qg_arena a;
         qg_arena_init(&a, 0);
@@ -368,7 +345,7 @@ Test(ai_gemini, stream_function_calls_at_every_split)
 Test(ai_gemini, stream_error_event_and_bad_event)
 {
     size_t n;
-    char *body = slurp("gemini_stream_error.sse", &n);
+    char *body = ai_slurp("gemini_stream_error.sse", &n);
     qg_arena a;
     qg_arena_init(&a, 0);
     collected c;
@@ -391,7 +368,7 @@ Test(ai_gemini, stream_error_event_and_bad_event)
 static qg_ai_error classify(int status, const char *retry_after, const char *file)
 {
     size_t n = 0;
-    char *body = file ? slurp(file, &n) : NULL;
+    char *body = file ? ai_slurp(file, &n) : NULL;
     qg_ai_error e;
     qg_ai_provider_gemini.decode_error(status, retry_after, body, n, &e);
     free(body);

@@ -7,6 +7,7 @@
  */
 #include <criterion/criterion.h>
 
+#include "ai_wire.h"
 #include "ai/provider.h"
 
 #include <cjson/cJSON.h>
@@ -14,23 +15,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static char *slurp_o(const char *name, size_t *n)
-{
-    char path[512];
-    snprintf(path, sizeof path, "%s/ai/%s", QG_TEST_DATA, name);
-    FILE *f = fopen(path, "rb");
-    cr_assert_not_null(f, "cannot open %s", path);
-    fseek(f, 0, SEEK_END);
-    long len = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *s = malloc((size_t)len + 1);
-    cr_assert_eq(fread(s, 1, (size_t)len, f), (size_t)len);
-    s[len] = 0;
-    fclose(f);
-    if (n) *n = (size_t)len;
-    return s;
-}
 
 static qg_ai_deployment odep(const char *base, const char *model)
 {
@@ -41,13 +25,6 @@ static qg_ai_deployment odep(const char *base, const char *model)
     snprintf(d.model, sizeof d.model, "%s", model);
     snprintf(d.base_url, sizeof d.base_url, "%s", base);
     return d;
-}
-
-static const char *oheader(const qg_ai_http_req *r, const char *prefix)
-{
-    for (int i = 0; i < r->nheaders; i++)
-        if (!strncmp(r->headers[i], prefix, strlen(prefix))) return r->headers[i];
-    return NULL;
 }
 
 static const qg_ai_tool_call ocall = {"call_0", "get_price", "{\"symbol\":\"BTCUSDT\"}"};
@@ -82,8 +59,8 @@ Test(ai_ollama, encode_matches_recorded_request)
     cr_assert_eq(qg_ai_provider_ollama.encode(&d, NULL, &req, &a, &h, &err), QG_OK, "%s", err.msg);
     cr_assert_str_eq(h.method, "POST");
     cr_assert_str_eq(h.url, "http://127.0.0.1:11434/api/chat");
-    cr_assert_null(oheader(&h, "Authorization:"));
-    char *want_text = slurp_o("ollama_request_tools.json", NULL);
+    cr_assert_null(ai_header(&h, "Authorization:"));
+    char *want_text = ai_slurp("ollama_request_tools.json", NULL);
     cJSON *want = cJSON_Parse(want_text), *got = cJSON_Parse(h.body.data);
     char *gs = cJSON_Print(got);
     cr_assert(cJSON_Compare(want, got, 1), "encoded request differs:\n%s", gs);
@@ -118,7 +95,7 @@ Test(ai_ollama, encode_host_forms_stream_false_and_no_tools)
         qg_ai_http_req h;
         cr_assert_eq(qg_ai_provider_ollama.encode(&d, "proxy-key", &req, &a, &h, NULL), QG_OK);
         cr_assert_str_eq(h.url, hosts[i].url);
-        cr_assert_str_eq(oheader(&h, "Authorization:"), "Authorization: Bearer proxy-key");
+        cr_assert_str_eq(ai_header(&h, "Authorization:"), "Authorization: Bearer proxy-key");
         cJSON *b = cJSON_Parse(h.body.data);
         cr_assert(cJSON_IsFalse(cJSON_GetObjectItem(b, "stream")), "stream false sent explicitly");
         cr_assert_null(cJSON_GetObjectItem(b, "tools"), "tool_choice none: tools not sent");
@@ -145,7 +122,7 @@ Test(ai_ollama, decode_text_and_tools)
     qg_arena a;
     qg_arena_init(&a, 0);
     size_t n;
-    char *body = slurp_o("ollama_response_text.json", &n);
+    char *body = ai_slurp("ollama_response_text.json", &n);
     qg_ai_response r;
     qg_error err = {0};
     cr_assert_eq(qg_ai_provider_ollama.decode(body, n, &a, &r, &err), QG_OK, "%s", err.msg);
@@ -159,7 +136,7 @@ Test(ai_ollama, decode_text_and_tools)
     cr_assert_eq(r.error.kind, QG_AI_OK);
     free(body);
 
-    body = slurp_o("ollama_response_tools.json", &n);
+    body = ai_slurp("ollama_response_tools.json", &n);
     cr_assert_eq(qg_ai_provider_ollama.decode(body, n, &a, &r, &err), QG_OK);
     cr_assert_eq(r.n_tool_calls, 2);
     cr_assert_str_eq(r.tool_calls[0].id, "call_0");
@@ -200,7 +177,7 @@ static qg_status run_ostream(const char *file, size_t step, qg_arena *a, osink *
                              qg_ai_response *r)
 {
     size_t n;
-    char *body = slurp_o(file, &n);
+    char *body = ai_slurp(file, &n);
     qg_ai_framer f;
     qg_ai_stream_init(st, a, on_odelta, s);
     qg_ai_framer_init(&f, &qg_ai_provider_ollama, st);
@@ -296,7 +273,7 @@ Test(ai_ollama, stream_error_line_and_garbage)
 Test(ai_ollama, error_classes)
 {
     size_t n;
-    char *body = slurp_o("ollama_error_404.json", &n);
+    char *body = ai_slurp("ollama_error_404.json", &n);
     qg_ai_error e;
     qg_ai_provider_ollama.decode_error(404, NULL, body, n, &e);
     cr_assert_eq(e.kind, QG_AI_EBADREQ, "model not pulled: retrying will not help");
@@ -304,7 +281,7 @@ Test(ai_ollama, error_classes)
     cr_assert_str_eq(e.message, "model \"llama9\" not found, try pulling it first");
     free(body);
 
-    body = slurp_o("ollama_error_500.json", &n);
+    body = ai_slurp("ollama_error_500.json", &n);
     qg_ai_provider_ollama.decode_error(500, NULL, body, n, &e);
     cr_assert_eq(e.kind, QG_AI_ESERVER);
     cr_assert(strstr(e.message, "more system memory"));

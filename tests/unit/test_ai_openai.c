@@ -8,6 +8,7 @@
  */
 #include <criterion/criterion.h>
 
+#include "ai_wire.h"
 #include "ai/openai_compat.h"
 #include "ai/provider.h"
 
@@ -16,23 +17,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static char *slurp(const char *name, size_t *n)
-{
-    char path[512];
-    snprintf(path, sizeof path, "%s/ai/%s", QG_TEST_DATA, name);
-    FILE *f = fopen(path, "rb");
-    cr_assert_not_null(f, "cannot open %s", path);
-    fseek(f, 0, SEEK_END);
-    long len = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *s = malloc((size_t)len + 1);
-    cr_assert_eq(fread(s, 1, (size_t)len, f), (size_t)len);
-    s[len] = 0;
-    fclose(f);
-    if (n) *n = (size_t)len;
-    return s;
-}
 
 static qg_ai_deployment dep(const char *base, const char *model)
 {
@@ -43,13 +27,6 @@ static qg_ai_deployment dep(const char *base, const char *model)
     snprintf(d.model, sizeof d.model, "%s", model);
     snprintf(d.base_url, sizeof d.base_url, "%s", base);
     return d;
-}
-
-static const char *header(const qg_ai_http_req *r, const char *prefix)
-{
-    for (int i = 0; i < r->nheaders; i++)
-        if (!strncmp(r->headers[i], prefix, strlen(prefix))) return r->headers[i];
-    return NULL;
 }
 
 /* The conversation of openai_request_tools.json. */
@@ -94,10 +71,10 @@ Test(ai_openai, encode_matches_recorded_request)
                  err.msg);
     cr_assert_str_eq(h.method, "POST");
     cr_assert_str_eq(h.url, "https://api.openai.com/v1/chat/completions");
-    cr_assert_str_eq(header(&h, "Authorization:"), "Authorization: Bearer sk-test-123");
-    cr_assert_str_eq(header(&h, "Content-Type:"), "Content-Type: application/json");
-    cr_assert_null(header(&h, "api-key:"));
-    char *want_text = slurp("openai_request_tools.json", NULL);
+    cr_assert_str_eq(ai_header(&h, "Authorization:"), "Authorization: Bearer sk-test-123");
+    cr_assert_str_eq(ai_header(&h, "Content-Type:"), "Content-Type: application/json");
+    cr_assert_null(ai_header(&h, "api-key:"));
+    char *want_text = ai_slurp("openai_request_tools.json", NULL);
     cJSON *want = cJSON_Parse(want_text), *got = cJSON_Parse(h.body.data);
     cr_assert_not_null(got);
     char *gs = cJSON_Print(got);
@@ -126,7 +103,7 @@ Test(ai_openai, encode_compatible_server_without_key)
     qg_error err = {0};
     cr_assert_eq(qg_ai_provider_openai.encode(&d, "", &req, &a, &h, &err), QG_OK);
     cr_assert_str_eq(h.url, "http://127.0.0.1:11434/v1/chat/completions");
-    cr_assert_null(header(&h, "Authorization:"));
+    cr_assert_null(ai_header(&h, "Authorization:"));
     cJSON *b = cJSON_Parse(h.body.data);
     cr_assert_null(cJSON_GetObjectItem(b, "stream"), "no stream key when not streaming");
     cr_assert_null(cJSON_GetObjectItem(b, "stream_options"));
@@ -159,8 +136,8 @@ Test(ai_openai, encode_azure_url_and_key_header)
         cr_assert_eq(qg_ai_provider_openai.encode(&d, "azkey42", &req, &a, &h, &err), QG_OK);
         cr_assert_str_eq(h.url, "https://res.openai.azure.com/openai/deployments/gpt4o%20prod/"
                                 "chat/completions?api-version=2024-10-21");
-        cr_assert_str_eq(header(&h, "api-key:"), "api-key: azkey42");
-        cr_assert_null(header(&h, "Authorization:"));
+        cr_assert_str_eq(ai_header(&h, "api-key:"), "api-key: azkey42");
+        cr_assert_null(ai_header(&h, "Authorization:"));
         qg_buf_free(&h.body);
     }
     /* Azure needs its resource URL: no default */
@@ -199,7 +176,7 @@ Test(ai_openai, decode_text_and_usage)
     qg_arena a;
     qg_arena_init(&a, 0);
     size_t n;
-    char *body = slurp("openai_response_text.json", &n);
+    char *body = ai_slurp("openai_response_text.json", &n);
     qg_ai_response r;
     qg_error err = {0};
     cr_assert_eq(qg_ai_provider_openai.decode(body, n, &a, &r, &err), QG_OK, "%s", err.msg);
@@ -220,7 +197,7 @@ Test(ai_openai, decode_tool_calls)
     qg_arena a;
     qg_arena_init(&a, 0);
     size_t n;
-    char *body = slurp("openai_response_tools.json", &n);
+    char *body = ai_slurp("openai_response_tools.json", &n);
     qg_ai_response r;
     cr_assert_eq(qg_ai_provider_openai.decode(body, n, &a, &r, NULL), QG_OK);
     cr_assert_str_eq(r.text, "");
@@ -296,7 +273,7 @@ static qg_status run_stream(const char *file, size_t step, qg_arena *a, sink *s,
                             qg_ai_response *r)
 {
     size_t n;
-    char *body = slurp(file, &n);
+    char *body = ai_slurp(file, &n);
     qg_ai_framer f;
     qg_ai_stream_init(st, a, on_delta, s);
     qg_ai_framer_init(&f, &qg_ai_provider_openai, st);
@@ -412,7 +389,7 @@ Test(ai_openai, stream_garbage_event_fails)
 static qg_ai_error classify(int status, const char *retry_after, const char *file)
 {
     size_t n = 0;
-    char *body = file ? slurp(file, &n) : NULL;
+    char *body = file ? ai_slurp(file, &n) : NULL;
     qg_ai_error e;
     qg_ai_provider_openai.decode_error(status, retry_after, body, n, &e);
     free(body);

@@ -15,6 +15,7 @@
  * the builtin provider answers and the result says so.
  */
 #include "ai/ai.h"
+#include "ai/ai_int.h"
 
 #include "ai/catalog.h"
 #include "ai/exec.h"
@@ -333,6 +334,28 @@ static qg_status resolve_key(void *ud, const qg_ai_deployment *d, char *out, siz
     qg_store_release(k->ai->store, c);
     if (rc) qg_warn("ai: key of deployment %s: %s", d->id, err.msg);
     return rc;
+}
+
+qg_status qg_ai_resolve_key(qg_ai *ai, const qg_ai_deployment *d, char *out, size_t cap)
+{
+    key_ctx kc = {ai};
+    return resolve_key(&kc, d, out, cap);
+}
+
+qg_store *qg_ai_store(qg_ai *ai)
+{
+    return ai->store;
+}
+
+qg_ai_transport *qg_ai_get_transport(qg_ai *ai)
+{
+    return ai->transport;
+}
+
+void qg_ai_record_call(qg_ai *ai, const qg_ai_call_record *r, int64_t overhead_us)
+{
+    enqueue_record(ai, r);
+    qg_ai_metrics_observe(r, overhead_us);
 }
 
 /* The request actually sent: the caller's, with the rendered template as

@@ -1,0 +1,117 @@
+/*
+ * hnsw_int.h - the inside of a qg_vindex, shared by vindex.c (kernels, codec,
+ * the flat index, snapshots, the public entry points) and hnsw.c (the graph).
+ * Nothing outside src/memory/vindex.c and hnsw.c may include it.
+ *
+ * Storage is by slot: slot i holds labels[i], the dim floats at
+ * vecs + i * dim and, for HNSW, the node's level, deleted flag and links.
+ * The flat index keeps its slots dense (a removal moves the last slot into
+ * the hole); the HNSW index never moves a node (links name slots), it marks a
+ * removed node deleted and reuses the slot on a later add.
+ *
+ * Internally every metric is "smaller is closer" through one kernel: l2 is
+ * the squared distance, cosine and dot are -dot (cosine vectors are stored
+ * normalised); qg_vix_public_dist turns that into the documented distance.
+ */
+#ifndef QG_MEMORY_HNSW_INT_H
+#define QG_MEMORY_HNSW_INT_H
+
+#include "memory/vindex.h"
+
+#include <pthread.h>
+#include <stdint.h>
+
+#define QG_VIX_NONE      UINT32_MAX /* "no slot" */
+#define QG_VIX_MAX_LEVEL 16         /* levels above this are clamped (P ~ M^-16) */
+#define QG_VIX_MAX_M     256
+#define QG_VIX_MAX_ITEMS ((size_t)UINT32_MAX - 1)
+
+typedef float (*qg_vdist_fn)(const float *restrict a, const float *restrict b, size_t dim);
+
+/* label -> slot: open addressing with linear probing and backward-shift
+ * deletion (no tombstones), capacity a power of two, at most 50% full. */
+typedef struct qg_vmap {
+    uint64_t *keys;
+    uint32_t *vals; /* QG_VIX_NONE marks an empty cell */
+    size_t cap, n;
+} qg_vmap;
+
+/* A (distance, slot) pair for the search heaps. */
+typedef struct qg_vcand {
+    float d;
+    uint32_t id;
+} qg_vcand;
+
+/* Scratch for one search: epoch-tagged visited marks and the two heaps.
+ * Taken from the index's pool for the duration of one search. */
+typedef struct qg_vctx {
+    uint16_t *tags;
+    size_t ntags;
+    uint16_t epoch;
+    qg_vcand *cand, *res; /* min-heap of candidates, max-heap of results */
+    size_t ccap, rcap;
+    struct qg_vctx *next;
+} qg_vctx;
+
+struct qg_vindex {
+    qg_vindex_params p;
+    size_t dim;
+    qg_vdist_fn dist;
+    size_t stride; /* floats per slot (dim rounded up to 16 for alignment) */
+    float *vecs;   /* cap * stride, 64-byte aligned */
+    uint64_t *labels;
+    size_t n;    /* slots in use (live + deleted) */
+    size_t cap;  /* slots allocated */
+    size_t live; /* items a search can return */
+    qg_vmap map;
+
+    /* HNSW only. */
+    int M, M0;        /* links per node on upper levels / on level 0 */
+    double mult;      /* level multiplier 1/ln(M) */
+    uint64_t rng;     /* level generator state */
+    uint8_t *deleted; /* per slot */
+    uint8_t *levels;  /* per slot: top level of the node */
+    uint32_t *links0; /* per slot: count then M0 slots */
+    uint32_t **upper; /* per slot: NULL or levels * (1 + M) (count then slots) */
+    uint32_t entry;   /* QG_VIX_NONE when the graph is empty */
+    int maxlevel;
+    uint32_t *freeslots; /* deleted slots, reused by add */
+    size_t nfree, freecap;
+    pthread_mutex_t pool_mu;
+    qg_vctx *pool;
+};
+
+/* Link list of slot at level (count first). */
+static inline uint32_t *qg_vix_links(const struct qg_vindex *ix, uint32_t slot, int level)
+{
+    if (level == 0) return ix->links0 + (size_t)slot * (size_t)(1 + ix->M0);
+    return ix->upper[slot] + (size_t)(level - 1) * (size_t)(1 + ix->M);
+}
+
+static inline const float *qg_vix_vec(const struct qg_vindex *ix, uint32_t slot)
+{
+    return ix->vecs + (size_t)slot * ix->stride;
+}
+
+float qg_vix_public_dist(const struct qg_vindex *ix, float internal);
+qg_status qg_vix_grow(struct qg_vindex *ix, size_t want);
+
+/* hnsw.c */
+qg_status qg_hnsw_init(struct qg_vindex *ix);
+void qg_hnsw_free(struct qg_vindex *ix);
+/* Puts the (already stored) vector of slot into the graph; fresh: a new
+ * slot (its level is drawn), else a reused or replaced one (links rebuilt). */
+qg_status qg_hnsw_insert(struct qg_vindex *ix, uint32_t slot, bool fresh);
+/* Searches with the query already normalised for cosine. */
+qg_status qg_hnsw_search(const struct qg_vindex *ix, const float *q, size_t k, size_t ef,
+                         qg_vfilter_fn filter, void *ud, qg_vhit *out, size_t *n);
+size_t qg_hnsw_memory(const struct qg_vindex *ix);
+/* Allocates the per-slot graph arrays for cap slots (after a grow). */
+qg_status qg_hnsw_grow(struct qg_vindex *ix, size_t oldcap, size_t newcap);
+
+/* vindex.c: exact top-k over the slots, skipping deleted ones (HNSW) and
+ * those the filter refuses; results best first with public distances. */
+qg_status qg_vix_exact(const struct qg_vindex *ix, const float *q, size_t k, qg_vfilter_fn filter,
+                       void *ud, qg_vhit *out, size_t *n);
+
+#endif

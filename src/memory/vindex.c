@@ -1,0 +1,653 @@
+/*
+ * vindex.c - the vector index's kernels, text codec, label map, flat (exact)
+ * index, snapshots and the public entry points; the HNSW graph is hnsw.c.
+ *
+ * Kernels are plain loops over an array of independent accumulators: a float
+ * sum may not be reordered by the compiler (no -ffast-math here), so a single
+ * accumulator would stay scalar; 16 independent lanes let GCC -O3 turn the
+ * inner loop into vector multiply-adds of whatever width the target has.
+ *
+ * The flat index keeps live vectors dense in one slab (a removal moves the
+ * last slot into the hole), so an exact search is one streaming pass over
+ * memory with a bounded max-heap whose top is compared before any push.
+ */
+#include "memory/hnsw_int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* ---- kernels ---- */
+
+/* 32 lanes: two AVX-512 (four AVX2) accumulator chains hide the FMA latency. */
+#define QG_VLANES 32
+
+#ifdef __FMA__
+#define QG_MADD(a, b, c) fmaf((a), (b), (c))
+#else
+#define QG_MADD(a, b, c) ((a) * (b) + (c))
+#endif
+
+/* Pairwise halving, which the compiler also vectorises. */
+static inline float reduce(float *acc)
+{
+    for (size_t j = 0; j < QG_VLANES / 2; j++) acc[j] += acc[j + QG_VLANES / 2];
+    for (size_t j = 0; j < QG_VLANES / 4; j++) acc[j] += acc[j + QG_VLANES / 4];
+    for (size_t j = 0; j < QG_VLANES / 8; j++) acc[j] += acc[j + QG_VLANES / 8];
+    return (acc[0] + acc[2]) + (acc[1] + acc[3]);
+}
+
+static inline float vdot(const float *restrict a, const float *restrict b, size_t dim)
+{
+    float acc[QG_VLANES] = {0};
+    size_t i = 0;
+    for (; i + QG_VLANES <= dim; i += QG_VLANES)
+        for (size_t j = 0; j < QG_VLANES; j++) acc[j] = QG_MADD(a[i + j], b[i + j], acc[j]);
+    if (i + QG_VLANES / 2 <= dim) {
+        for (size_t j = 0; j < QG_VLANES / 2; j++) acc[j] = QG_MADD(a[i + j], b[i + j], acc[j]);
+        i += QG_VLANES / 2;
+    }
+    float s = 0;
+    for (; i < dim; i++) s = QG_MADD(a[i], b[i], s);
+    return s + reduce(acc);
+}
+
+static inline float vl2(const float *restrict a, const float *restrict b, size_t dim)
+{
+    float acc[QG_VLANES] = {0};
+    size_t i = 0;
+    for (; i + QG_VLANES <= dim; i += QG_VLANES)
+        for (size_t j = 0; j < QG_VLANES; j++) {
+            float t = a[i + j] - b[i + j];
+            acc[j] = QG_MADD(t, t, acc[j]);
+        }
+    if (i + QG_VLANES / 2 <= dim) {
+        for (size_t j = 0; j < QG_VLANES / 2; j++) {
+            float t = a[i + j] - b[i + j];
+            acc[j] = QG_MADD(t, t, acc[j]);
+        }
+        i += QG_VLANES / 2;
+    }
+    float s = 0;
+    for (; i < dim; i++) {
+        float t = a[i] - b[i];
+        s = QG_MADD(t, t, s);
+    }
+    return s + reduce(acc);
+}
+
+float qg_vec_dot(const float *restrict a, const float *restrict b, size_t dim)
+{
+    return vdot(a, b, dim);
+}
+
+float qg_vec_l2sq(const float *restrict a, const float *restrict b, size_t dim)
+{
+    return vl2(a, b, dim);
+}
+
+static float vnegdot(const float *restrict a, const float *restrict b, size_t dim)
+{
+    return -vdot(a, b, dim);
+}
+
+void qg_vec_normalize(float *v, size_t dim)
+{
+    double s = 0;
+    for (size_t i = 0; i < dim; i++) s += (double)v[i] * v[i];
+    if (s <= 0) return;
+    float inv = (float)(1.0 / sqrt(s));
+    for (size_t i = 0; i < dim; i++) v[i] *= inv;
+}
+
+float qg_vec_distance(qg_vmetric m, const float *a, const float *b, size_t dim)
+{
+    switch (m) {
+    case QG_VMETRIC_COSINE: {
+        double na = 0, nb = 0;
+        for (size_t i = 0; i < dim; i++) {
+            na += (double)a[i] * a[i];
+            nb += (double)b[i] * b[i];
+        }
+        if (na <= 0 || nb <= 0) return 1.0f;
+        return 1.0f - (float)(vdot(a, b, dim) / (sqrt(na) * sqrt(nb)));
+    }
+    case QG_VMETRIC_DOT:
+        return -vdot(a, b, dim);
+    case QG_VMETRIC_L2:
+        return vl2(a, b, dim);
+    }
+    return NAN;
+}
+
+const char *qg_vmetric_name(qg_vmetric m)
+{
+    switch (m) {
+    case QG_VMETRIC_COSINE:
+        return "cosine";
+    case QG_VMETRIC_DOT:
+        return "dot";
+    case QG_VMETRIC_L2:
+        return "l2";
+    }
+    return "?";
+}
+
+int qg_vmetric_parse(const char *s)
+{
+    if (!s) return -1;
+    if (strcmp(s, "cosine") == 0) return QG_VMETRIC_COSINE;
+    if (strcmp(s, "dot") == 0) return QG_VMETRIC_DOT;
+    if (strcmp(s, "l2") == 0) return QG_VMETRIC_L2;
+    return -1;
+}
+
+float qg_vix_public_dist(const struct qg_vindex *ix, float d)
+{
+    return ix->p.metric == QG_VMETRIC_COSINE ? 1.0f + d : d;
+}
+
+/* ---- text codec: base64 (RFC 4648, padded) of float32 little-endian ---- */
+
+static const char b64chars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+static void put_le32(unsigned char *p, float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    p[0] = (unsigned char)u;
+    p[1] = (unsigned char)(u >> 8);
+    p[2] = (unsigned char)(u >> 16);
+    p[3] = (unsigned char)(u >> 24);
+}
+
+static float get_le32(const unsigned char *p)
+{
+    uint32_t u = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+qg_status qg_vec_encode(const float *v, size_t dim, qg_buf *out)
+{
+    char chunk[4 * 64];
+    size_t nbytes = dim * 4, i = 0, ci = 0;
+    unsigned char b[4 * 3 * 64 + 8];
+    while (i < nbytes) {
+        /* 192 bytes (48 floats) in, 256 characters out per round. */
+        size_t take = nbytes - i < 192 ? nbytes - i : 192;
+        for (size_t k = 0; k < take; k += 4) put_le32(b + k, v[(i + k) / 4]);
+        ci = 0;
+        for (size_t k = 0; k < take; k += 3) {
+            uint32_t t = (uint32_t)b[k] << 16;
+            size_t left = take - k;
+            if (left > 1) t |= (uint32_t)b[k + 1] << 8;
+            if (left > 2) t |= b[k + 2];
+            chunk[ci++] = b64chars[(t >> 18) & 63];
+            chunk[ci++] = b64chars[(t >> 12) & 63];
+            chunk[ci++] = left > 1 ? b64chars[(t >> 6) & 63] : '=';
+            chunk[ci++] = left > 2 ? b64chars[t & 63] : '=';
+        }
+        qg_status rc = qg_buf_append(out, chunk, ci);
+        if (rc) return rc;
+        i += take;
+    }
+    return QG_OK;
+}
+
+static int b64val(unsigned char c)
+{
+    if (c >= 'A' && c <= 'Z') return c - 'A';
+    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+    if (c >= '0' && c <= '9') return c - '0' + 52;
+    if (c == '+') return 62;
+    if (c == '/') return 63;
+    return -1;
+}
+
+qg_status qg_vec_decode(const char *text, float *v, size_t dim, qg_error *err)
+{
+    if (!text) return qg_error_set(err, QG_EINVAL, "vector: missing");
+    size_t len = strlen(text), nbytes = dim * 4;
+    size_t want = (nbytes + 2) / 3 * 4, pad = (3 - nbytes % 3) % 3;
+    if (len % 4 != 0)
+        return qg_error_set(err, QG_EINVAL,
+                            "vector: not base64 (length %zu is not a multiple of 4)", len);
+    if (len != want) {
+        size_t p =
+            len >= 1 && text[len - 1] == '=' ? (len >= 2 && text[len - 2] == '=' ? 2 : 1) : 0;
+        return qg_error_set(err, QG_EINVAL,
+                            "vector: holds %zu bytes, expected %zu (%zu float32 values)",
+                            len / 4 * 3 - p, nbytes, dim);
+    }
+    unsigned char fb[4];
+    size_t fi = 0, vi = 0;
+    for (size_t i = 0; i < len; i += 4) {
+        bool last = i + 4 == len;
+        size_t npad = last ? pad : 0;
+        uint32_t t = 0;
+        for (size_t k = 0; k < 4; k++) {
+            unsigned char c = (unsigned char)text[i + k];
+            int val = k >= 4 - npad ? (c == '=' ? 0 : -1) : b64val(c);
+            if (val < 0)
+                return qg_error_set(err, QG_EINVAL,
+                                    "vector: not base64 (character 0x%02x at offset %zu)", c,
+                                    i + k);
+            t = t << 6 | (uint32_t)val;
+        }
+        /* Bits past the last byte must be zero: one text per vector. */
+        if (npad && (t & (npad == 2 ? 0xffffu : 0xffu)))
+            return qg_error_set(err, QG_EINVAL, "vector: not base64 (stray bits before '=')");
+        unsigned char b[3] = {(unsigned char)(t >> 16), (unsigned char)(t >> 8), (unsigned char)t};
+        for (size_t k = 0; k < 3 - npad; k++) {
+            fb[fi++] = b[k];
+            if (fi == 4) {
+                float f = get_le32(fb);
+                if (!isfinite(f))
+                    return qg_error_set(err, QG_EINVAL, "vector: value %zu is not finite", vi);
+                v[vi++] = f;
+                fi = 0;
+            }
+        }
+    }
+    return QG_OK;
+}
+
+/* ---- label map ---- */
+
+static inline size_t map_hash(uint64_t k)
+{
+    k ^= k >> 30;
+    k *= 0xbf58476d1ce4e5b9ULL;
+    k ^= k >> 27;
+    k *= 0x94d049bb133111ebULL;
+    k ^= k >> 31;
+    return (size_t)k;
+}
+
+static qg_status map_init(qg_vmap *m, size_t cap)
+{
+    m->keys = malloc(cap * sizeof *m->keys);
+    m->vals = malloc(cap * sizeof *m->vals);
+    if (!m->keys || !m->vals) {
+        free(m->keys);
+        free(m->vals);
+        m->keys = NULL;
+        m->vals = NULL;
+        return QG_ENOMEM;
+    }
+    memset(m->vals, 0xff, cap * sizeof *m->vals);
+    m->cap = cap;
+    m->n = 0;
+    return QG_OK;
+}
+
+static void map_free(qg_vmap *m)
+{
+    free(m->keys);
+    free(m->vals);
+    memset(m, 0, sizeof *m);
+}
+
+static uint32_t map_get(const qg_vmap *m, uint64_t key)
+{
+    size_t mask = m->cap - 1;
+    for (size_t i = map_hash(key) & mask;; i = (i + 1) & mask) {
+        if (m->vals[i] == QG_VIX_NONE) return QG_VIX_NONE;
+        if (m->keys[i] == key) return m->vals[i];
+    }
+}
+
+static void map_put_nogrow(qg_vmap *m, uint64_t key, uint32_t val)
+{
+    size_t mask = m->cap - 1;
+    for (size_t i = map_hash(key) & mask;; i = (i + 1) & mask) {
+        if (m->vals[i] == QG_VIX_NONE) {
+            m->keys[i] = key;
+            m->vals[i] = val;
+            m->n++;
+            return;
+        }
+        if (m->keys[i] == key) {
+            m->vals[i] = val;
+            return;
+        }
+    }
+}
+
+static qg_status map_put(qg_vmap *m, uint64_t key, uint32_t val)
+{
+    if ((m->n + 1) * 2 > m->cap) {
+        qg_vmap nm;
+        if (map_init(&nm, m->cap * 2)) return QG_ENOMEM;
+        for (size_t i = 0; i < m->cap; i++)
+            if (m->vals[i] != QG_VIX_NONE) map_put_nogrow(&nm, m->keys[i], m->vals[i]);
+        map_free(m);
+        *m = nm;
+    }
+    map_put_nogrow(m, key, val);
+    return QG_OK;
+}
+
+/* Backward-shift deletion keeps every probe chain unbroken. */
+static void map_del(qg_vmap *m, uint64_t key)
+{
+    size_t mask = m->cap - 1, i = map_hash(key) & mask;
+    for (;; i = (i + 1) & mask) {
+        if (m->vals[i] == QG_VIX_NONE) return;
+        if (m->keys[i] == key) break;
+    }
+    size_t hole = i;
+    for (size_t j = (hole + 1) & mask; m->vals[j] != QG_VIX_NONE; j = (j + 1) & mask) {
+        size_t home = map_hash(m->keys[j]) & mask;
+        /* j may move to the hole when its home is not in (hole, j]. */
+        bool stays = hole <= j ? (home > hole && home <= j) : (home > hole || home <= j);
+        if (stays) continue;
+        m->keys[hole] = m->keys[j];
+        m->vals[hole] = m->vals[j];
+        hole = j;
+    }
+    m->vals[hole] = QG_VIX_NONE;
+    m->n--;
+}
+
+/* ---- slab ---- */
+
+static void *realloc_array(void *p, size_t n, size_t size)
+{
+    if (size && n > SIZE_MAX / size) return NULL;
+    return realloc(p, n > 0 && size > 0 ? n * size : 1);
+}
+
+qg_status qg_vix_grow(struct qg_vindex *ix, size_t want)
+{
+    if (want <= ix->cap) return QG_OK;
+    if (want > QG_VIX_MAX_ITEMS) return QG_ERANGE;
+    size_t ncap = ix->cap ? ix->cap : 64;
+    while (ncap < want) ncap = ncap < 1024 * 1024 ? ncap * 2 : ncap + ncap / 2;
+    if (ncap > QG_VIX_MAX_ITEMS) ncap = QG_VIX_MAX_ITEMS;
+    size_t bytes = ncap * ix->stride * sizeof(float);
+    if (bytes / sizeof(float) / ix->stride != ncap) return QG_ENOMEM;
+    float *nv = aligned_alloc(64, (bytes + 63) / 64 * 64);
+    if (!nv) return QG_ENOMEM;
+    if (ix->n) memcpy(nv, ix->vecs, ix->n * ix->stride * sizeof(float));
+    uint64_t *nl = realloc_array(ix->labels, ncap, sizeof *nl);
+    if (!nl) {
+        free(nv);
+        return QG_ENOMEM;
+    }
+    ix->labels = nl;
+    if (ix->p.kind == QG_VINDEX_HNSW && qg_hnsw_grow(ix, ix->cap, ncap)) {
+        free(nv);
+        return QG_ENOMEM;
+    }
+    free(ix->vecs);
+    ix->vecs = nv;
+    ix->cap = ncap;
+    return QG_OK;
+}
+
+/* ---- public API ---- */
+
+static qg_status check_params(const qg_vindex_params *p, qg_error *err)
+{
+    if (p->kind != QG_VINDEX_FLAT && p->kind != QG_VINDEX_HNSW)
+        return qg_error_set(err, QG_EINVAL, "kind: %d is not flat or hnsw", (int)p->kind);
+    if (p->metric != QG_VMETRIC_COSINE && p->metric != QG_VMETRIC_DOT && p->metric != QG_VMETRIC_L2)
+        return qg_error_set(err, QG_EINVAL, "metric: %d is not cosine, dot or l2", (int)p->metric);
+    if (p->dim < 1 || p->dim > 4096)
+        return qg_error_set(err, QG_EINVAL, "dim: %zu is outside 1..4096", p->dim);
+    if (p->M < 0 || p->M == 1 || p->M > QG_VIX_MAX_M)
+        return qg_error_set(err, QG_EINVAL, "M: %d is outside 2..%d", p->M, QG_VIX_MAX_M);
+    if (p->ef_construction < 0 || p->ef_construction > 100000)
+        return qg_error_set(err, QG_EINVAL, "ef_construction: %d is outside 1..100000",
+                            p->ef_construction);
+    if (p->ef_search < 0 || p->ef_search > 100000)
+        return qg_error_set(err, QG_EINVAL, "ef_search: %d is outside 1..100000", p->ef_search);
+    return QG_OK;
+}
+
+qg_status qg_vindex_new(const qg_vindex_params *p, qg_vindex **out, qg_error *err)
+{
+    *out = NULL;
+    qg_status rc = check_params(p, err);
+    if (rc) return rc;
+    struct qg_vindex *ix = calloc(1, sizeof *ix);
+    if (!ix) return qg_error_set(err, QG_ENOMEM, "vector index: out of memory");
+    ix->p = *p;
+    if (!ix->p.M) ix->p.M = 16;
+    if (!ix->p.ef_construction) ix->p.ef_construction = 200;
+    if (!ix->p.ef_search) ix->p.ef_search = 64;
+    ix->dim = p->dim;
+    ix->stride = ix->p.kind == QG_VINDEX_HNSW ? (p->dim + 15) / 16 * 16 : p->dim;
+    ix->dist = p->metric == QG_VMETRIC_L2 ? vl2 : vnegdot;
+    ix->entry = QG_VIX_NONE;
+    if (map_init(&ix->map, 64)) {
+        free(ix);
+        return qg_error_set(err, QG_ENOMEM, "vector index: out of memory");
+    }
+    if (ix->p.kind == QG_VINDEX_HNSW && (rc = qg_hnsw_init(ix))) {
+        map_free(&ix->map);
+        free(ix);
+        return qg_error_set(err, rc, "vector index: cannot set up the graph");
+    }
+    *out = ix;
+    return QG_OK;
+}
+
+void qg_vindex_free(qg_vindex *ix)
+{
+    if (!ix) return;
+    if (ix->p.kind == QG_VINDEX_HNSW) qg_hnsw_free(ix);
+    map_free(&ix->map);
+    free(ix->vecs);
+    free(ix->labels);
+    free(ix);
+}
+
+const qg_vindex_params *qg_vindex_get_params(const qg_vindex *ix)
+{
+    return &ix->p;
+}
+
+qg_status qg_vindex_add(qg_vindex *ix, uint64_t label, const float *v, qg_error *err)
+{
+    for (size_t i = 0; i < ix->dim; i++)
+        if (!isfinite(v[i]))
+            return qg_error_set(err, QG_EINVAL, "vector: value %zu is not finite", i);
+    uint32_t slot = map_get(&ix->map, label);
+    bool fresh = false, replace = slot != QG_VIX_NONE;
+    qg_status rc = QG_OK;
+    if (!replace) {
+        if (ix->p.kind == QG_VINDEX_HNSW && ix->nfree) {
+            slot = ix->freeslots[--ix->nfree];
+        } else {
+            if ((rc = qg_vix_grow(ix, ix->n + 1)))
+                return qg_error_set(err, rc, "vector index: cannot grow past %zu items", ix->n);
+            slot = (uint32_t)ix->n++;
+            fresh = true;
+        }
+        if ((rc = map_put(&ix->map, label, slot))) {
+            if (fresh)
+                ix->n--;
+            else
+                ix->nfree++;
+            return qg_error_set(err, rc, "vector index: out of memory");
+        }
+        ix->labels[slot] = label;
+        ix->live++;
+    }
+    float *dst = ix->vecs + (size_t)slot * ix->stride;
+    memcpy(dst, v, ix->dim * sizeof(float));
+    if (ix->stride > ix->dim) memset(dst + ix->dim, 0, (ix->stride - ix->dim) * sizeof(float));
+    if (ix->p.metric == QG_VMETRIC_COSINE) qg_vec_normalize(dst, ix->dim);
+    if (ix->p.kind == QG_VINDEX_HNSW) {
+        ix->deleted[slot] = 0;
+        if ((rc = qg_hnsw_insert(ix, slot, fresh)))
+            return qg_error_set(err, rc, "vector index: out of memory while linking");
+    }
+    return QG_OK;
+}
+
+qg_status qg_vindex_remove(qg_vindex *ix, uint64_t label)
+{
+    uint32_t slot = map_get(&ix->map, label);
+    if (slot == QG_VIX_NONE) return QG_ENOTFOUND;
+    map_del(&ix->map, label);
+    ix->live--;
+    if (ix->p.kind == QG_VINDEX_HNSW) {
+        if (ix->nfree == ix->freecap) {
+            size_t nc = ix->freecap ? ix->freecap * 2 : 64;
+            uint32_t *nf = realloc_array(ix->freeslots, nc, sizeof *nf);
+            if (!nf) {
+                /* Without room to remember the slot it is simply never reused. */
+                ix->deleted[slot] = 1;
+                return QG_OK;
+            }
+            ix->freeslots = nf;
+            ix->freecap = nc;
+        }
+        ix->deleted[slot] = 1;
+        ix->freeslots[ix->nfree++] = slot;
+        return QG_OK;
+    }
+    size_t last = ix->n - 1;
+    if (slot != last) {
+        memcpy(ix->vecs + (size_t)slot * ix->stride, ix->vecs + last * ix->stride,
+               ix->stride * sizeof(float));
+        ix->labels[slot] = ix->labels[last];
+        map_put_nogrow(&ix->map, ix->labels[slot], slot);
+    }
+    ix->n--;
+    return QG_OK;
+}
+
+bool qg_vindex_contains(const qg_vindex *ix, uint64_t label)
+{
+    return map_get(&ix->map, label) != QG_VIX_NONE;
+}
+
+size_t qg_vindex_count(const qg_vindex *ix)
+{
+    return ix->live;
+}
+
+size_t qg_vindex_memory(const qg_vindex *ix)
+{
+    size_t b = sizeof *ix + ix->cap * (ix->stride * sizeof(float) + sizeof(uint64_t)) +
+               ix->map.cap * (sizeof(uint64_t) + sizeof(uint32_t));
+    if (ix->p.kind == QG_VINDEX_HNSW) b += qg_hnsw_memory(ix);
+    return b;
+}
+
+/* ---- exact search ---- */
+
+/* Bounded max-heap on d: h[0] is the worst kept hit. */
+static void heap_sift_down(qg_vcand *h, size_t n, size_t i)
+{
+    qg_vcand x = h[i];
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= n) break;
+        if (c + 1 < n && h[c + 1].d > h[c].d) c++;
+        if (h[c].d <= x.d) break;
+        h[i] = h[c];
+        i = c;
+    }
+    h[i] = x;
+}
+
+static void heap_push(qg_vcand *h, size_t *n, qg_vcand x)
+{
+    size_t i = (*n)++;
+    while (i > 0) {
+        size_t p = (i - 1) / 2;
+        if (h[p].d >= x.d) break;
+        h[i] = h[p];
+        i = p;
+    }
+    h[i] = x;
+}
+
+static int cmp_cand(const void *a, const void *b)
+{
+    const qg_vcand *x = a, *y = b;
+    if (x->d < y->d) return -1;
+    if (x->d > y->d) return 1;
+    return x->id < y->id ? -1 : x->id > y->id;
+}
+
+/* The scan loop, one copy per kernel so the distance is inlined. */
+#define QG_EXACT_SCAN(KERNEL)                                                                      \
+    for (size_t i = 0; i < nslots; i++) {                                                          \
+        if (del && del[i]) continue;                                                               \
+        if (filter && !filter(ud, ix->labels[i])) continue;                                        \
+        float d = KERNEL(q, ix->vecs + i * stride, dim);                                           \
+        if (cnt < k) {                                                                             \
+            heap_push(h, &cnt, (qg_vcand){d, (uint32_t)i});                                        \
+        } else if (d < h[0].d) {                                                                   \
+            h[0] = (qg_vcand){d, (uint32_t)i};                                                     \
+            heap_sift_down(h, cnt, 0);                                                             \
+        }                                                                                          \
+    }
+
+qg_status qg_vix_exact(const struct qg_vindex *ix, const float *q, size_t k, qg_vfilter_fn filter,
+                       void *ud, qg_vhit *out, size_t *n)
+{
+    size_t cnt = 0, nslots = ix->n, stride = ix->stride, dim = ix->dim;
+    const uint8_t *del = ix->p.kind == QG_VINDEX_HNSW ? ix->deleted : NULL;
+    if (k > ix->live) k = ix->live;
+    qg_vcand stackh[64];
+    qg_vcand *h = k <= 64 ? stackh : malloc(k * sizeof *h);
+    *n = 0;
+    if (!h) return QG_ENOMEM;
+    if (ix->p.metric == QG_VMETRIC_L2) {
+        QG_EXACT_SCAN(vl2)
+    } else {
+        QG_EXACT_SCAN(vnegdot)
+    }
+    qsort(h, cnt, sizeof *h, cmp_cand);
+    for (size_t i = 0; i < cnt; i++) {
+        out[i].label = ix->labels[h[i].id];
+        out[i].dist = qg_vix_public_dist(ix, h[i].d);
+    }
+    *n = cnt;
+    if (h != stackh) free(h);
+    return QG_OK;
+}
+
+qg_status qg_vindex_search(const qg_vindex *ix, const float *q, size_t k, int ef,
+                           qg_vfilter_fn filter, void *ud, qg_vhit *out, size_t *n, qg_error *err)
+{
+    *n = 0;
+    if (k == 0 || ix->live == 0) return QG_OK;
+    if (k > 100000) return qg_error_set(err, QG_EINVAL, "k: %zu is above 100000", k);
+    /* Cosine compares unit vectors: the query is normalised in a copy. */
+    float qbuf[512];
+    const float *qn = q;
+    float *qcopy = NULL;
+    if (ix->p.metric == QG_VMETRIC_COSINE) {
+        qcopy = ix->dim <= 512 ? qbuf : malloc(ix->dim * sizeof(float));
+        if (!qcopy) return qg_error_set(err, QG_ENOMEM, "vector search: out of memory");
+        memcpy(qcopy, q, ix->dim * sizeof(float));
+        qg_vec_normalize(qcopy, ix->dim);
+        qn = qcopy;
+    }
+    qg_status rc;
+    if (ix->p.kind == QG_VINDEX_FLAT) {
+        rc = qg_vix_exact(ix, qn, k, filter, ud, out, n);
+    } else {
+        size_t e = ef > 0 ? (size_t)ef : (size_t)ix->p.ef_search;
+        if (e < k) e = k;
+        rc = qg_hnsw_search(ix, qn, k, e, filter, ud, out, n);
+    }
+    if (rc) qg_error_set(err, rc, "vector search: out of memory");
+    if (qcopy != qbuf) free(qcopy);
+    return rc;
+}

@@ -18,6 +18,7 @@
 
 #include "memory/vindex.h"
 
+#include <math.h>
 #include <pthread.h>
 #include <stdint.h>
 
@@ -25,6 +26,79 @@
 #define QG_VIX_MAX_LEVEL 16         /* levels above this are clamped (P ~ M^-16) */
 #define QG_VIX_MAX_M     256
 #define QG_VIX_MAX_ITEMS ((size_t)UINT32_MAX - 1)
+
+/* ---- kernels (inline here so the graph walk inlines them) ----
+ * Plain loops over an array of independent accumulators: a float sum may not
+ * be reordered by the compiler (no -ffast-math), so one accumulator would stay
+ * scalar; independent lanes let GCC -O3 turn the inner loop into vector
+ * multiply-adds of whatever width the target has. */
+#ifdef __FMA__
+#define QG_MADD(a, b, c) fmaf((a), (b), (c))
+#else
+#define QG_MADD(a, b, c) ((a) * (b) + (c))
+#endif
+
+/* 32 lanes: two AVX-512 (four AVX2) accumulator chains hide the FMA latency. */
+#define QG_VLANES 32
+
+#ifdef __FMA__
+#define QG_MADD(a, b, c) fmaf((a), (b), (c))
+#else
+#define QG_MADD(a, b, c) ((a) * (b) + (c))
+#endif
+
+/* Pairwise halving, which the compiler also vectorises. */
+static inline float vix_reduce(float *acc)
+{
+    for (size_t j = 0; j < QG_VLANES / 2; j++) acc[j] += acc[j + QG_VLANES / 2];
+    for (size_t j = 0; j < QG_VLANES / 4; j++) acc[j] += acc[j + QG_VLANES / 4];
+    for (size_t j = 0; j < QG_VLANES / 8; j++) acc[j] += acc[j + QG_VLANES / 8];
+    return (acc[0] + acc[2]) + (acc[1] + acc[3]);
+}
+
+static inline float vix_dot(const float *restrict a, const float *restrict b, size_t dim)
+{
+    float acc[QG_VLANES] = {0};
+    size_t i = 0;
+    for (; i + QG_VLANES <= dim; i += QG_VLANES)
+        for (size_t j = 0; j < QG_VLANES; j++) acc[j] = QG_MADD(a[i + j], b[i + j], acc[j]);
+    if (i + QG_VLANES / 2 <= dim) {
+        for (size_t j = 0; j < QG_VLANES / 2; j++) acc[j] = QG_MADD(a[i + j], b[i + j], acc[j]);
+        i += QG_VLANES / 2;
+    }
+    float s = 0;
+    for (; i < dim; i++) s = QG_MADD(a[i], b[i], s);
+    return s + vix_reduce(acc);
+}
+
+static inline float vix_l2(const float *restrict a, const float *restrict b, size_t dim)
+{
+    float acc[QG_VLANES] = {0};
+    size_t i = 0;
+    for (; i + QG_VLANES <= dim; i += QG_VLANES)
+        for (size_t j = 0; j < QG_VLANES; j++) {
+            float t = a[i + j] - b[i + j];
+            acc[j] = QG_MADD(t, t, acc[j]);
+        }
+    if (i + QG_VLANES / 2 <= dim) {
+        for (size_t j = 0; j < QG_VLANES / 2; j++) {
+            float t = a[i + j] - b[i + j];
+            acc[j] = QG_MADD(t, t, acc[j]);
+        }
+        i += QG_VLANES / 2;
+    }
+    float s = 0;
+    for (; i < dim; i++) {
+        float t = a[i] - b[i];
+        s = QG_MADD(t, t, s);
+    }
+    return s + vix_reduce(acc);
+}
+
+static inline float vix_negdot(const float *restrict a, const float *restrict b, size_t dim)
+{
+    return -vix_dot(a, b, dim);
+}
 
 typedef float (*qg_vdist_fn)(const float *restrict a, const float *restrict b, size_t dim);
 

@@ -2,10 +2,7 @@
  * vindex.c - the vector index's kernels, text codec, label map, flat (exact)
  * index, snapshots and the public entry points; the HNSW graph is hnsw.c.
  *
- * Kernels are plain loops over an array of independent accumulators: a float
- * sum may not be reordered by the compiler (no -ffast-math here), so a single
- * accumulator would stay scalar; 16 independent lanes let GCC -O3 turn the
- * inner loop into vector multiply-adds of whatever width the target has.
+ * The kernels themselves live in hnsw_int.h (inline, shared with the graph).
  *
  * The flat index keeps live vectors dense in one slab (a removal moves the
  * last slot into the hole), so an exact search is one streaming pass over
@@ -24,76 +21,14 @@
 
 /* ---- kernels ---- */
 
-/* 32 lanes: two AVX-512 (four AVX2) accumulator chains hide the FMA latency. */
-#define QG_VLANES 32
-
-#ifdef __FMA__
-#define QG_MADD(a, b, c) fmaf((a), (b), (c))
-#else
-#define QG_MADD(a, b, c) ((a) * (b) + (c))
-#endif
-
-/* Pairwise halving, which the compiler also vectorises. */
-static inline float reduce(float *acc)
-{
-    for (size_t j = 0; j < QG_VLANES / 2; j++) acc[j] += acc[j + QG_VLANES / 2];
-    for (size_t j = 0; j < QG_VLANES / 4; j++) acc[j] += acc[j + QG_VLANES / 4];
-    for (size_t j = 0; j < QG_VLANES / 8; j++) acc[j] += acc[j + QG_VLANES / 8];
-    return (acc[0] + acc[2]) + (acc[1] + acc[3]);
-}
-
-static inline float vdot(const float *restrict a, const float *restrict b, size_t dim)
-{
-    float acc[QG_VLANES] = {0};
-    size_t i = 0;
-    for (; i + QG_VLANES <= dim; i += QG_VLANES)
-        for (size_t j = 0; j < QG_VLANES; j++) acc[j] = QG_MADD(a[i + j], b[i + j], acc[j]);
-    if (i + QG_VLANES / 2 <= dim) {
-        for (size_t j = 0; j < QG_VLANES / 2; j++) acc[j] = QG_MADD(a[i + j], b[i + j], acc[j]);
-        i += QG_VLANES / 2;
-    }
-    float s = 0;
-    for (; i < dim; i++) s = QG_MADD(a[i], b[i], s);
-    return s + reduce(acc);
-}
-
-static inline float vl2(const float *restrict a, const float *restrict b, size_t dim)
-{
-    float acc[QG_VLANES] = {0};
-    size_t i = 0;
-    for (; i + QG_VLANES <= dim; i += QG_VLANES)
-        for (size_t j = 0; j < QG_VLANES; j++) {
-            float t = a[i + j] - b[i + j];
-            acc[j] = QG_MADD(t, t, acc[j]);
-        }
-    if (i + QG_VLANES / 2 <= dim) {
-        for (size_t j = 0; j < QG_VLANES / 2; j++) {
-            float t = a[i + j] - b[i + j];
-            acc[j] = QG_MADD(t, t, acc[j]);
-        }
-        i += QG_VLANES / 2;
-    }
-    float s = 0;
-    for (; i < dim; i++) {
-        float t = a[i] - b[i];
-        s = QG_MADD(t, t, s);
-    }
-    return s + reduce(acc);
-}
-
 float qg_vec_dot(const float *restrict a, const float *restrict b, size_t dim)
 {
-    return vdot(a, b, dim);
+    return vix_dot(a, b, dim);
 }
 
 float qg_vec_l2sq(const float *restrict a, const float *restrict b, size_t dim)
 {
-    return vl2(a, b, dim);
-}
-
-static float vnegdot(const float *restrict a, const float *restrict b, size_t dim)
-{
-    return -vdot(a, b, dim);
+    return vix_l2(a, b, dim);
 }
 
 void qg_vec_normalize(float *v, size_t dim)
@@ -115,12 +50,12 @@ float qg_vec_distance(qg_vmetric m, const float *a, const float *b, size_t dim)
             nb += (double)b[i] * b[i];
         }
         if (na <= 0 || nb <= 0) return 1.0f;
-        return 1.0f - (float)(vdot(a, b, dim) / (sqrt(na) * sqrt(nb)));
+        return 1.0f - (float)(vix_dot(a, b, dim) / (sqrt(na) * sqrt(nb)));
     }
     case QG_VMETRIC_DOT:
-        return -vdot(a, b, dim);
+        return -vix_dot(a, b, dim);
     case QG_VMETRIC_L2:
-        return vl2(a, b, dim);
+        return vix_l2(a, b, dim);
     }
     return NAN;
 }
@@ -426,7 +361,7 @@ qg_status qg_vindex_new(const qg_vindex_params *p, qg_vindex **out, qg_error *er
     if (!ix->p.ef_search) ix->p.ef_search = 64;
     ix->dim = p->dim;
     ix->stride = ix->p.kind == QG_VINDEX_HNSW ? (p->dim + 15) / 16 * 16 : p->dim;
-    ix->dist = p->metric == QG_VMETRIC_L2 ? vl2 : vnegdot;
+    ix->dist = p->metric == QG_VMETRIC_L2 ? vix_l2 : vix_negdot;
     ix->entry = QG_VIX_NONE;
     if (map_init(&ix->map, 64)) {
         free(ix);
@@ -608,9 +543,9 @@ qg_status qg_vix_exact(const struct qg_vindex *ix, const float *q, size_t k, qg_
     *n = 0;
     if (!h) return QG_ENOMEM;
     if (ix->p.metric == QG_VMETRIC_L2) {
-        QG_EXACT_SCAN(vl2)
+        QG_EXACT_SCAN(vix_l2)
     } else {
-        QG_EXACT_SCAN(vnegdot)
+        QG_EXACT_SCAN(vix_negdot)
     }
     qsort(h, cnt, sizeof *h, cmp_cand);
     for (size_t i = 0; i < cnt; i++) {

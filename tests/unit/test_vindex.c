@@ -291,3 +291,76 @@ Test(vindex, params_are_checked)
     cr_assert_eq(qg_vindex_new(&p, &ix, &e), QG_EINVAL);
     cr_assert(strstr(e.msg, "M"), "%s", e.msg);
 }
+
+/* ---- HNSW ---- */
+
+typedef struct hset {
+    size_t n, dim;
+    float *data;
+    float *queries;
+    size_t nq;
+} hset;
+
+static qg_vindex *build_hnsw(qg_vmetric m, const float *data, size_t n, size_t dim, int M, int efc,
+                             uint64_t seed)
+{
+    qg_vindex *ix;
+    qg_vindex_params p = {.kind = QG_VINDEX_HNSW,
+                          .metric = m,
+                          .dim = dim,
+                          .M = M,
+                          .ef_construction = efc,
+                          .seed = seed};
+    qg_error e = {0};
+    cr_assert_eq(qg_vindex_new(&p, &ix, &e), QG_OK, "%s", e.msg);
+    for (size_t i = 0; i < n; i++)
+        cr_assert_eq(qg_vindex_add(ix, i, data + i * dim, &e), QG_OK, "%s", e.msg);
+    return ix;
+}
+
+/* Mean recall@k of ix against brute force over nq queries. */
+static double recall_at(qg_vindex *ix, qg_vmetric m, const float *data, const bool *alive, size_t n,
+                        size_t dim, const float *qs, size_t nq, size_t k, int ef, qg_vfilter_fn f,
+                        void *ud)
+{
+    size_t hit = 0, total = 0;
+    qg_vhit *h = malloc(k * sizeof *h);
+    uint64_t *want = malloc(k * sizeof *want);
+    for (size_t t = 0; t < nq; t++) {
+        const float *q = qs + t * dim;
+        size_t got = 0;
+        cr_assert_eq(qg_vindex_search(ix, q, k, ef, f, ud, h, &got, NULL), QG_OK);
+        size_t nw = brute(m, data, alive, n, dim, q, k, f, ud, want, NULL);
+        cr_assert_eq(got, nw, "query %zu: %zu results, %zu expected", t, got, nw);
+        for (size_t i = 0; i < got; i++) {
+            if (alive)
+                cr_assert(alive[h[i].label], "removed label %llu returned",
+                          (unsigned long long)h[i].label);
+            if (f) cr_assert(f(ud, h[i].label));
+            for (size_t j = 0; j < nw; j++)
+                if (want[j] == h[i].label) {
+                    hit++;
+                    break;
+                }
+        }
+        total += nw;
+    }
+    free(h);
+    free(want);
+    return total ? (double)hit / (double)total : 1.0;
+}
+
+Test(vindex, hnsw_recall_at_10, .timeout = 120)
+{
+    size_t n = 8000, dim = 32, nq = 200;
+    float *all = clustered(42, n + nq, dim, 50);
+    const float *qs = all + n * dim;
+    for (int m = 0; m < 3; m++) {
+        qg_vindex *ix = build_hnsw((qg_vmetric)m, all, n, dim, 16, 100, 1);
+        cr_assert_eq(qg_vindex_count(ix), n);
+        double r = recall_at(ix, (qg_vmetric)m, all, NULL, n, dim, qs, nq, 10, 64, NULL, NULL);
+        cr_assert(r >= 0.95, "metric %s: recall@10 %.4f < 0.95", qg_vmetric_name((qg_vmetric)m), r);
+        qg_vindex_free(ix);
+    }
+    free(all);
+}

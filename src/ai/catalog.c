@@ -511,6 +511,47 @@ out:
     return rc;
 }
 
+/* The named model "embed" (src/ai/embed.h) from QG_<PROVIDER>_EMBED_MODEL:
+ * one deployment per provider whose variable is set and which is configured
+ * (Ollama needs no key, so its variable alone is enough), in the order
+ * openai, gemini, ollama; price_in from QG_<PROVIDER>_EMBED_PRICE_IN, no
+ * output price; no fallback (builtin has no embeddings). QG_AI_MODELS, read
+ * after, may redefine it. */
+static const char *const embed_env[][3] = {
+    {"openai", "QG_OPENAI_EMBED_MODEL", "QG_OPENAI_EMBED_PRICE_IN"},
+    {"gemini", "QG_GEMINI_EMBED_MODEL", "QG_GEMINI_EMBED_PRICE_IN"},
+    {"ollama", "QG_OLLAMA_EMBED_MODEL", "QG_OLLAMA_EMBED_PRICE_IN"},
+};
+
+static qg_status build_env_embed(cat *k, qg_error *err)
+{
+    qg_status rc = QG_OK;
+    bool any = false;
+    for (size_t i = 0; !rc && i < sizeof embed_env / sizeof embed_env[0]; i++) {
+        const env_provider *p = env_provider_find(embed_env[i][0]);
+        const char *model = getenv(embed_env[i][1]);
+        if (!p || !model || !*model) continue;
+        if (p->key_var && !env_present(p)) {
+            qg_warn("%s is set but %s is not: no %s embeddings deployment", embed_env[i][1],
+                    p->key_var, p->name);
+            continue;
+        }
+        if (!any) {
+            qg_ai_model m;
+            make_model(&m, "embed", "", "Embeddings: the models QG_<PROVIDER>_EMBED_MODEL names");
+            if ((rc = cat_add_model(k, &m, QG_AI_SRC_ENV, err))) break;
+            any = true;
+        }
+        qg_ai_deployment d;
+        if ((rc = env_deployment(p, model, (int)i, &d, err))) break;
+        d.price_out = 0;
+        if ((rc = env_number(embed_env[i][2], 0, 1e6, &d.price_in, err))) break;
+        snprintf(d.model_name, sizeof d.model_name, "embed");
+        rc = cat_add_dep(k, &d, QG_AI_SRC_ENV, err);
+    }
+    return rc;
+}
+
 static qg_status build_env(cat *k, qg_error *err)
 {
     qg_ai_model m;
@@ -529,6 +570,7 @@ static qg_status build_env(cat *k, qg_error *err)
             if (!rc) rc = cat_add_dep(k, &d, QG_AI_SRC_ENV, err);
         }
     }
+    if (!rc) rc = build_env_embed(k, err);
     if (!rc) rc = parse_models_var(k, err);
     return rc;
 }

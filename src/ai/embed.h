@@ -17,6 +17,7 @@
 #include <quantgate/mem.h>
 #include <quantgate/status.h>
 
+#include <stdbool.h>
 #include <stddef.h>
 
 typedef struct qg_ai_embed_call {
@@ -36,7 +37,9 @@ typedef struct qg_ai_embed_result {
     const char *deployment_id, *provider;
     double cost_usd;
     int attempts;
-    qg_ai_error error; /* kind QG_AI_OK on success */
+    qg_ai_error error;    /* kind QG_AI_OK on success */
+    bool usage_estimated; /* the provider reported no token count (Gemini): usage.input is
+                             characters / 4; the ai_calls row notes it in its error column */
 } qg_ai_embed_result;
 
 /* Runs one embedding call on the calling thread (it blocks). Statuses as

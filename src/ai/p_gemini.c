@@ -606,6 +606,146 @@ static qg_status gemini_stream_event(qg_ai_stream *st, const char *event, const 
     return rc;
 }
 
+/* ---- embeddings ----
+ *
+ * One input: POST <base>/v1beta/models/<model>:embedContent with
+ * {"content":{"parts":[{"text":..}]}} -> {"embedding":{"values":[..]}}.
+ * Several: :batchEmbedContents with {"requests":[{"model":"models/<model>",
+ * "content":{...}},...]} -> {"embeddings":[{"values":[..]},...]} in request
+ * order. Gemini reports no token count for embeddings (a usageMetadata
+ * promptTokenCount is read when a version sends one), so usage.input is
+ * usually -1 and the caller estimates it.
+ */
+
+static cJSON *embed_content(const char *text)
+{
+    cJSON *content = cJSON_CreateObject();
+    cJSON *parts = content ? cJSON_AddArrayToObject(content, "parts") : NULL;
+    cJSON *part = parts ? cJSON_CreateObject() : NULL;
+    if (!part || !cJSON_AddStringToObject(part, "text", text ? text : "")) {
+        cJSON_Delete(part);
+        cJSON_Delete(content);
+        return NULL;
+    }
+    cJSON_AddItemToArray(parts, part);
+    return content;
+}
+
+static qg_status embed_json(const char *model, const char *const *inputs, size_t n, cJSON *root)
+{
+    if (n == 1) {
+        cJSON *c = embed_content(inputs[0]);
+        if (!c) return QG_ENOMEM;
+        cJSON_AddItemToObject(root, "content", c);
+        return QG_OK;
+    }
+    cJSON *reqs = cJSON_AddArrayToObject(root, "requests");
+    if (!reqs) return QG_ENOMEM;
+    char name[160];
+    snprintf(name, sizeof name, "models/%s", model);
+    for (size_t i = 0; i < n; i++) {
+        cJSON *r = cJSON_CreateObject();
+        cJSON *c = r ? embed_content(inputs[i]) : NULL;
+        if (!c || !cJSON_AddStringToObject(r, "model", name)) {
+            cJSON_Delete(c);
+            cJSON_Delete(r);
+            return QG_ENOMEM;
+        }
+        cJSON_AddItemToObject(r, "content", c);
+        cJSON_AddItemToArray(reqs, r);
+    }
+    return QG_OK;
+}
+
+static qg_status gemini_encode_embed(const qg_ai_deployment *d, const char *api_key,
+                                     const char *const *inputs, size_t n, qg_arena *a,
+                                     qg_ai_http_req *out, qg_error *err)
+{
+    qg_status rc = QG_OK;
+    char *text = NULL;
+    cJSON *root = NULL;
+    memset(out, 0, sizeof *out);
+    qg_buf_init(&out->body, BODY_MAX_BYTES);
+    const char *model = d->model;
+    if (!strncmp(model, "models/", 7)) model += 7;
+    if (!model_id_ok(model)) {
+        rc = qg_error_set(err, QG_EINVAL,
+                          "deployment %s: model '%.64s' must be letters, digits, '-', '.' or '_'",
+                          d->id, d->model);
+        goto out;
+    }
+    if (api_key && qg_ai_has_ctl(api_key)) {
+        rc = qg_error_set(err, QG_EINVAL, "deployment %s: API key contains a control character",
+                          d->id);
+        goto out;
+    }
+    const char *base = d->base_url[0] ? d->base_url : qg_ai_provider_default_url("gemini");
+    size_t bl = strlen(base);
+    while (bl && base[bl - 1] == '/') bl--;
+    bool versioned = (bl >= 7 && !memcmp(base + bl - 7, "/v1beta", 7)) ||
+                     (bl >= 3 && !memcmp(base + bl - 3, "/v1", 3));
+    out->method = "POST";
+    out->url = qg_arena_sprintf(a, "%.*s%s/models/%s:%s", (int)bl, base, versioned ? "" : "/v1beta",
+                                model, n == 1 ? "embedContent" : "batchEmbedContents");
+    out->headers[out->nheaders++] = "Content-Type: application/json";
+    out->headers[out->nheaders++] = "Accept: application/json";
+    if (api_key && *api_key)
+        out->headers[out->nheaders++] = qg_arena_sprintf(a, "x-goog-api-key: %s", api_key);
+    root = cJSON_CreateObject();
+    if (!out->url || !root || embed_json(model, inputs, n, root) ||
+        !(text = cJSON_PrintUnformatted(root))) {
+        rc = qg_error_set(err, QG_ENOMEM, "gemini: out of memory building the embeddings request");
+        goto out;
+    }
+    rc = qg_buf_puts(&out->body, text);
+    if (rc) qg_error_set(err, rc, "gemini: request body over %zu bytes", BODY_MAX_BYTES);
+out:
+    free(text);
+    cJSON_Delete(root);
+    if (rc) qg_buf_free(&out->body);
+    return rc;
+}
+
+static qg_status gemini_decode_embed(const char *body, size_t n, qg_arena *a,
+                                     qg_ai_embed_reply *out, qg_error *err)
+{
+    qg_status rc = QG_OK;
+    memset(out, 0, sizeof *out);
+    out->error.retry_after_ms = -1;
+    out->usage.input = -1;
+    cJSON *root = cJSON_ParseWithLength(body, n);
+    const cJSON *one = cJSON_GetObjectItemCaseSensitive(root, "embedding");
+    const cJSON *many = cJSON_GetObjectItemCaseSensitive(root, "embeddings");
+    if (!cJSON_IsObject(root) || (!cJSON_IsObject(one) && !cJSON_IsArray(many))) {
+        out->error.kind = QG_AI_EPROTOCOL;
+        snprintf(out->error.message, sizeof out->error.message,
+                 "gemini: embeddings reply has neither embedding nor embeddings");
+        rc = qg_error_set(err, QG_EINVAL, "%s", out->error.message);
+        goto out;
+    }
+    if (cJSON_IsObject(one)) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(one, "values");
+        rc = qg_ai_embed_take(out, a, &v, 1, "gemini", err);
+    } else {
+        int count = cJSON_GetArraySize(many);
+        const cJSON **vecs = count > 0 ? qg_arena_alloc(a, sizeof *vecs * (size_t)count) : NULL;
+        if (count > 0 && !vecs) {
+            rc = qg_error_set(err, QG_ENOMEM, "gemini: out of memory decoding embeddings");
+            goto out;
+        }
+        int i = 0;
+        const cJSON *e;
+        cJSON_ArrayForEach(e, many) vecs[i++] = cJSON_GetObjectItemCaseSensitive(e, "values");
+        rc = qg_ai_embed_take(out, a, vecs, (size_t)count, "gemini", err);
+    }
+    if (rc) goto out;
+    const cJSON *um = cJSON_GetObjectItemCaseSensitive(root, "usageMetadata");
+    out->usage.input = qg_ai_json_int(um, "promptTokenCount", -1);
+out:
+    cJSON_Delete(root);
+    return rc;
+}
+
 const qg_ai_provider qg_ai_provider_gemini = {
     .name = "gemini",
     .framing = QG_AI_FRAMING_SSE,
@@ -614,4 +754,6 @@ const qg_ai_provider qg_ai_provider_gemini = {
     .stream_event = gemini_stream_event,
     .decode_error = gemini_decode_error,
     .complete = NULL,
+    .encode_embed = gemini_encode_embed,
+    .decode_embed = gemini_decode_embed,
 };

@@ -323,6 +323,96 @@ out:
     return rc;
 }
 
+/* ---- embeddings: POST <base>/api/embed ----
+ *
+ * {"model","input":[...]} -> {"embeddings":[[...],...],"prompt_eval_count":n}
+ * in input order (the newer endpoint; the older /api/embeddings takes one
+ * "prompt" and returns no count). An {"error": "..."} in a 200 body is an
+ * error, as for chat. */
+
+static qg_status ollama_encode_embed(const qg_ai_deployment *d, const char *api_key,
+                                     const char *const *inputs, size_t n, qg_arena *a,
+                                     qg_ai_http_req *out, qg_error *err)
+{
+    qg_status rc = QG_OK;
+    cJSON *root = NULL;
+    char *text = NULL;
+    memset(out, 0, sizeof *out);
+    qg_buf_init(&out->body, BODY_MAX_BYTES);
+    if (!d->model[0]) {
+        rc = qg_error_set(err, QG_EINVAL, "deployment %s: model is empty", d->id);
+        goto out;
+    }
+    if (api_key && qg_ai_has_ctl(api_key)) {
+        rc = qg_error_set(err, QG_EINVAL, "deployment %s: api key contains control characters",
+                          d->id);
+        goto out;
+    }
+    out->method = "POST";
+    out->url = qg_arena_sprintf(a, "%s/api/embed", base_url(d, a));
+    out->headers[out->nheaders++] = "Content-Type: application/json";
+    out->headers[out->nheaders++] = "Accept: application/json";
+    if (api_key && *api_key)
+        out->headers[out->nheaders++] = qg_arena_sprintf(a, "Authorization: Bearer %s", api_key);
+    root = cJSON_CreateObject();
+    cJSON *arr = root ? cJSON_AddArrayToObject(root, "input") : NULL;
+    bool ok = arr && cJSON_AddStringToObject(root, "model", d->model);
+    for (size_t i = 0; ok && i < n; i++) {
+        cJSON *s = cJSON_CreateString(inputs[i] ? inputs[i] : "");
+        ok = s != NULL;
+        if (s) cJSON_AddItemToArray(arr, s);
+    }
+    if (!ok || !out->url || !(text = cJSON_PrintUnformatted(root))) {
+        rc = qg_error_set(err, QG_ENOMEM, "ollama: out of memory encoding the embeddings request");
+        goto out;
+    }
+    rc = qg_buf_puts(&out->body, text);
+    if (rc) qg_error_set(err, rc, "ollama: request body over %zu bytes", BODY_MAX_BYTES);
+out:
+    free(text);
+    cJSON_Delete(root);
+    if (rc) qg_buf_free(&out->body);
+    return rc;
+}
+
+static qg_status ollama_decode_embed(const char *body, size_t n, qg_arena *a,
+                                     qg_ai_embed_reply *out, qg_error *err)
+{
+    qg_status rc = QG_OK;
+    memset(out, 0, sizeof *out);
+    out->error.retry_after_ms = -1;
+    out->usage.input = -1;
+    cJSON *root = cJSON_ParseWithLength(body, n);
+    const char *emsg = qg_ai_json_str(root, "error");
+    const cJSON *many = cJSON_GetObjectItemCaseSensitive(root, "embeddings");
+    if (emsg) {
+        classify(0, emsg, &out->error);
+        rc = qg_error_set(err, QG_EINVAL, "ollama: %s", out->error.message);
+        goto out;
+    }
+    if (!cJSON_IsArray(many)) {
+        out->error.kind = QG_AI_EPROTOCOL;
+        snprintf(out->error.message, sizeof out->error.message,
+                 "ollama: embeddings reply has no embeddings array");
+        rc = qg_error_set(err, QG_EINVAL, "%s", out->error.message);
+        goto out;
+    }
+    int count = cJSON_GetArraySize(many);
+    const cJSON **vecs = count > 0 ? qg_arena_alloc(a, sizeof *vecs * (size_t)count) : NULL;
+    if (count > 0 && !vecs) {
+        rc = qg_error_set(err, QG_ENOMEM, "ollama: out of memory decoding embeddings");
+        goto out;
+    }
+    int i = 0;
+    const cJSON *e;
+    cJSON_ArrayForEach(e, many) vecs[i++] = e;
+    if ((rc = qg_ai_embed_take(out, a, vecs, (size_t)count, "ollama", err))) goto out;
+    out->usage.input = qg_ai_json_int(root, "prompt_eval_count", -1);
+out:
+    cJSON_Delete(root);
+    return rc;
+}
+
 const qg_ai_provider qg_ai_provider_ollama = {
     .name = "ollama",
     .framing = QG_AI_FRAMING_NDJSON,
@@ -331,4 +421,6 @@ const qg_ai_provider qg_ai_provider_ollama = {
     .stream_event = ollama_stream_event,
     .decode_error = ollama_decode_error,
     .complete = NULL,
+    .encode_embed = ollama_encode_embed,
+    .decode_embed = ollama_decode_embed,
 };

@@ -477,6 +477,147 @@ out:
     return rc;
 }
 
+/* ---- embeddings: POST <base>/embeddings ---- */
+
+/* {"model": m, "input": [...]}: the body both OpenAI and Ollama's /api/embed
+ * take. */
+static qg_status embed_body(const char *who, const char *model, const char *const *inputs, size_t n,
+                            qg_buf *body, qg_error *err)
+{
+    qg_status rc = QG_OK;
+    cJSON *root = cJSON_CreateObject();
+    cJSON *arr = root ? cJSON_AddArrayToObject(root, "input") : NULL;
+    char *text = NULL;
+    if (!arr || !cJSON_AddStringToObject(root, "model", model)) goto oom;
+    for (size_t i = 0; i < n; i++) {
+        cJSON *s = cJSON_CreateString(inputs[i] ? inputs[i] : "");
+        if (!s) goto oom;
+        cJSON_AddItemToArray(arr, s);
+    }
+    if (!(text = cJSON_PrintUnformatted(root))) goto oom;
+    rc = qg_buf_puts(body, text);
+    if (rc) qg_error_set(err, rc, "%s: embeddings request body over %zu bytes", who, body->max);
+    goto out;
+oom:
+    rc = qg_error_set(err, QG_ENOMEM, "%s: out of memory encoding the embeddings request", who);
+out:
+    free(text);
+    cJSON_Delete(root);
+    return rc;
+}
+
+static qg_status openai_encode_embed(const qg_ai_deployment *d, const char *api_key,
+                                     const char *const *inputs, size_t n, qg_arena *a,
+                                     qg_ai_http_req *out, qg_error *err)
+{
+    qg_status rc = QG_OK;
+    bool azure = d->api_version[0] != 0;
+    memset(out, 0, sizeof *out);
+    qg_buf_init(&out->body, BODY_MAX_BYTES);
+    if (!d->model[0]) {
+        rc = qg_error_set(err, QG_EINVAL, "deployment %s: model is empty", d->id);
+        goto out;
+    }
+    if (api_key && qg_ai_has_ctl(api_key)) {
+        rc = qg_error_set(err, QG_EINVAL, "deployment %s: api key contains control characters",
+                          d->id);
+        goto out;
+    }
+    if (azure && !d->base_url[0]) {
+        rc = qg_error_set(err, QG_EINVAL,
+                          "deployment %s: base_url: Azure OpenAI (api_version set) needs the "
+                          "resource URL (https://<resource>.openai.azure.com)",
+                          d->id);
+        goto out;
+    }
+    const char *base =
+        trim_base(a, d->base_url[0] ? d->base_url : qg_ai_provider_default_url("openai"));
+    if (azure) {
+        size_t bl = strlen(base);
+        const char *sep = bl >= 7 && !strcmp(base + bl - 7, "/openai") ? "" : "/openai";
+        out->url = qg_arena_sprintf(a, "%s%s/deployments/%s/embeddings?api-version=%s", base, sep,
+                                    url_escape(a, d->model), url_escape(a, d->api_version));
+    } else {
+        out->url = qg_arena_sprintf(a, "%s/embeddings", base);
+    }
+    out->method = "POST";
+    out->headers[out->nheaders++] = "Content-Type: application/json";
+    out->headers[out->nheaders++] = "Accept: application/json";
+    if (api_key && *api_key)
+        out->headers[out->nheaders++] =
+            azure ? qg_arena_sprintf(a, "api-key: %s", api_key)
+                  : qg_arena_sprintf(a, "Authorization: Bearer %s", api_key);
+    rc = embed_body("openai", d->model, inputs, n, &out->body, err);
+out:
+    if (rc) qg_buf_free(&out->body);
+    return rc;
+}
+
+static qg_status embed_protocol_error(qg_ai_embed_reply *out, qg_error *err, const char *why)
+{
+    out->error.kind = QG_AI_EPROTOCOL;
+    out->error.retry_after_ms = -1;
+    snprintf(out->error.message, sizeof out->error.message, "openai: %s", why);
+    return qg_error_set(err, QG_EINVAL, "openai: %s", why);
+}
+
+/* {"data":[{"index":i,"embedding":[...]}...],"usage":{"prompt_tokens":n}};
+ * placed by "index" (the order of data when it is absent). An error object
+ * in a 200 body (OpenRouter) is an error, as for chat. */
+static qg_status openai_decode_embed(const char *body, size_t n, qg_arena *a,
+                                     qg_ai_embed_reply *out, qg_error *err)
+{
+    qg_status rc = QG_OK;
+    memset(out, 0, sizeof *out);
+    out->error.retry_after_ms = -1;
+    out->usage.input = -1;
+    cJSON *root = cJSON_ParseWithLength(body, n);
+    if (!cJSON_IsObject(root)) {
+        rc = embed_protocol_error(out, err, "embeddings reply is not a JSON object");
+        goto out;
+    }
+    const cJSON *eo = cJSON_GetObjectItemCaseSensitive(root, "error");
+    if (cJSON_IsObject(eo)) {
+        error_from_object(0, eo, &out->error);
+        rc = qg_error_set(err, QG_EINVAL, "openai: %s", out->error.message);
+        goto out;
+    }
+    const cJSON *data = cJSON_GetObjectItemCaseSensitive(root, "data");
+    if (!cJSON_IsArray(data)) {
+        rc = embed_protocol_error(out, err, "embeddings reply has no data array");
+        goto out;
+    }
+    int count = cJSON_GetArraySize(data);
+    const cJSON **vecs = count > 0 ? qg_arena_alloc(a, sizeof *vecs * (size_t)count) : NULL;
+    if (count > 0 && !vecs) {
+        rc = qg_error_set(err, QG_ENOMEM, "openai: out of memory decoding embeddings");
+        goto out;
+    }
+    if (count > 0) memset(vecs, 0, sizeof *vecs * (size_t)count);
+    int pos = 0;
+    const cJSON *item;
+    cJSON_ArrayForEach(item, data)
+    {
+        int64_t idx = qg_ai_json_int(item, "index", pos);
+        if (idx < 0 || idx >= count || vecs[idx]) {
+            rc = embed_protocol_error(out, err,
+                                      "embeddings reply: data index out of range or "
+                                      "repeated");
+            goto out;
+        }
+        vecs[idx] = cJSON_GetObjectItemCaseSensitive(item, "embedding");
+        pos++;
+    }
+    rc = qg_ai_embed_take(out, a, vecs, (size_t)count, "openai", err);
+    if (rc) goto out;
+    const cJSON *u = cJSON_GetObjectItemCaseSensitive(root, "usage");
+    out->usage.input = qg_ai_json_int(u, "prompt_tokens", -1);
+    if (out->usage.input < 0) out->usage.input = qg_ai_json_int(u, "total_tokens", -1);
+out:
+    cJSON_Delete(root);
+    return rc;
+}
+
 const qg_ai_provider qg_ai_provider_openai = {
     .name = "openai",
     .framing = QG_AI_FRAMING_SSE,
@@ -485,4 +626,6 @@ const qg_ai_provider qg_ai_provider_openai = {
     .stream_event = openai_stream_event,
     .decode_error = openai_decode_error,
     .complete = NULL,
+    .encode_embed = openai_encode_embed,
+    .decode_embed = openai_decode_embed,
 };

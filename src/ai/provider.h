@@ -93,6 +93,8 @@ typedef struct qg_ai_stream {
     char pscratch[64];
 } qg_ai_stream;
 
+struct qg_ai_embed_reply;
+
 typedef struct qg_ai_provider {
     const char *name;
     qg_ai_framing framing;
@@ -116,7 +118,35 @@ typedef struct qg_ai_provider {
     /* In-process providers (builtin) answer here; NULL for HTTP ones. */
     qg_status (*complete)(const qg_ai_deployment *d, const qg_ai_request *req, qg_arena *a,
                           qg_ai_stream_fn on_delta, void *ud, qg_ai_response *out, qg_error *err);
+    /* Embeddings (src/ai/embed.c); both NULL for providers without them
+     * (builtin, anthropic). encode_embed builds the request for inputs[0..n)
+     * (n >= 1), like encode. decode_embed decodes a 2xx body into out (the
+     * vectors in input order, all of one dimension; out->usage.input < 0
+     * when the provider reports no token count); QG_EINVAL with
+     * out->error.kind QG_AI_EPROTOCOL on a body that is not the format.
+     * Non-2xx replies go to decode_error, as for chat. */
+    qg_status (*encode_embed)(const qg_ai_deployment *d, const char *api_key,
+                              const char *const *inputs, size_t n, qg_arena *a, qg_ai_http_req *out,
+                              qg_error *err);
+    qg_status (*decode_embed)(const char *body, size_t n, qg_arena *a,
+                              struct qg_ai_embed_reply *out, qg_error *err);
 } qg_ai_provider;
+
+/* A decoded embeddings reply (decode_embed). */
+typedef struct qg_ai_embed_reply {
+    float *vectors; /* n * dim floats in the arena, input order */
+    size_t n, dim;
+    qg_ai_usage usage; /* input tokens; input < 0: not reported */
+    qg_ai_error error; /* kind QG_AI_OK when decoded */
+} qg_ai_embed_reply;
+
+/* For decode_embed (embed.c): copies the n JSON arrays of numbers vecs[i]
+ * (in input order) into out->vectors (arena a), setting out->n and
+ * out->dim. QG_EINVAL with out->error QG_AI_EPROTOCOL, naming who
+ * ("openai") and the index, when one is missing, empty, not all numbers,
+ * or of another dimension than the first. */
+qg_status qg_ai_embed_take(qg_ai_embed_reply *out, qg_arena *a, const cJSON *const *vecs, size_t n,
+                           const char *who, qg_error *err);
 
 extern const qg_ai_provider qg_ai_provider_builtin;
 extern const qg_ai_provider qg_ai_provider_openai;

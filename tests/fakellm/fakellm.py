@@ -10,6 +10,9 @@ decoders, the framers) runs unchanged in tests:
     Gemini generateContent    POST /v1beta/models/{m}:generateContent
                               POST /v1beta/models/{m}:streamGenerateContent?alt=sse
     Ollama native chat        POST /api/chat                     (wire_ollama.py)
+    Embeddings                POST /v1/embeddings, /openai/deployments/{d}/embeddings,
+                              /v1beta/models/{m}:embedContent, :batchEmbedContents,
+                              /api/embed (vectors: embedvec.py)
 
 What it answers is scripted per model through a control API:
 

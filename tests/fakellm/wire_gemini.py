@@ -13,6 +13,12 @@ cachedContentTokenCount} and modelVersion. A stream sends one event per text
 piece, then the function calls, and the last event carries finishReason and
 the full usage; the body simply ends (no [DONE]).
 
+Embeddings: POST /v1beta/models/{model}:embedContent ({"content": {"parts":
+[{"text"}]}} -> {"embedding": {"values": [...]}}) and :batchEmbedContents
+({"requests": [{"model": "models/{model}", "content": ...}]} ->
+{"embeddings": [{"values": [...]}, ...]}), embedvec.py's vectors, and no
+token count, as Gemini.
+
 Errors: {"error": {"code", "message", "status", "details"}} with the
 google.rpc status for the HTTP status (401 UNAUTHENTICATED, 429
 RESOURCE_EXHAUSTED, 503 UNAVAILABLE, ...). A step's "retry_after" becomes a
@@ -26,6 +32,8 @@ and then an error event.
 
 import itertools
 import json
+
+import embedvec
 
 _ids = itertools.count(1)
 
@@ -185,4 +193,38 @@ def handle(ctx):
     ctx.end_stream()
 
 
-ROUTES = [("POST", r"/v1beta/models/([^/:]+):(generateContent|streamGenerateContent)", handle)]
+def _content_text(content):
+    parts = (content or {}).get("parts") if isinstance(content, dict) else None
+    return "".join(p.get("text", "") for p in parts or [] if isinstance(p, dict))
+
+
+def handle_embed(ctx):
+    model = ctx.match.group(1)
+    method = ctx.match.group(2)
+    body = ctx.body if isinstance(ctx.body, dict) else {}
+    step = ctx.step
+    if embedvec.is_error(step):
+        status = int(step.get("status") or 400)
+        return ctx.send_json(status, _error_body(status, step))
+    if method == "embedContent":
+        texts = [_content_text(body.get("content"))]
+    else:
+        reqs = body.get("requests")
+        if not isinstance(reqs, list) or not reqs:
+            return ctx.send_json(400, _error_body(400, {"message": "* BatchEmbedContentsRequest.requests: at least one request is required"}))
+        for r in reqs:
+            if not isinstance(r, dict) or r.get("model") != "models/" + model:
+                return ctx.send_json(400, _error_body(400, {"message": "Model names in the batch must match the model in the URL"}))
+        texts = [_content_text(r.get("content")) for r in reqs]
+    if not all(texts):
+        return ctx.send_json(400, _error_body(400, {"message": "* EmbedContentRequest.content: contents.parts must not be empty."}))
+    vecs, _ = embedvec.answer(texts, step)
+    if method == "embedContent":
+        return ctx.send_json(200, {"embedding": {"values": vecs[0] if vecs else []}})
+    ctx.send_json(200, {"embeddings": [{"values": v} for v in vecs]})
+
+
+ROUTES = [
+    ("POST", r"/v1beta/models/([^/:]+):(generateContent|streamGenerateContent)", handle),
+    ("POST", r"/v1beta/models/([^/:]+):(embedContent|batchEmbedContents)", handle_embed),
+]

@@ -2,6 +2,10 @@
 
 POST /api/chat, and GET /api/tags (the local models) and GET /api/version.
 
+Embeddings: POST /api/embed {"model", "input": "text" | [...]} ->
+{"model", "embeddings": [[...], ...], "total_duration", "load_duration",
+"prompt_eval_count"} with embedvec.py's vectors.
+
 Ollama streams unless the request says "stream": false. A whole reply is
 {model, created_at, message: {role: "assistant", content, tool_calls?},
 done: true, done_reason, total_duration, load_duration, prompt_eval_count,
@@ -22,6 +26,8 @@ runner dies mid-stream.
 
 import json
 import time
+
+import embedvec
 
 KINDS = {
     "model_not_found": (404, 'model "%s" not found, try pulling it first'),
@@ -167,8 +173,24 @@ def handle_version(ctx):
     ctx.send_json(200, {"version": "0.9.0"})
 
 
+def handle_embed(ctx):
+    body = ctx.body if isinstance(ctx.body, dict) else {}
+    model = body.get("model") or "llama-fake"
+    step = ctx.step
+    if embedvec.is_error(step):
+        return _error(ctx, step, model)
+    inp = body.get("input")
+    if isinstance(inp, str):
+        inp = [inp]
+    if not isinstance(inp, list) or not inp or not all(isinstance(t, str) for t in inp):
+        return ctx.send_json(400, {"error": "invalid input type"})
+    vecs, toks = embedvec.answer(inp, step)
+    ctx.send_json(200, {"model": model, "embeddings": vecs, "total_duration": 14143917, "load_duration": 1019500, "prompt_eval_count": toks})
+
+
 ROUTES = [
     ("POST", r"/api/chat", handle_chat),
+    ("POST", r"/api/embed", handle_embed),
     ("GET", r"/api/tags", handle_tags),
     ("GET", r"/api/version", handle_version),
 ]

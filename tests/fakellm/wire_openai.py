@@ -4,6 +4,11 @@ POST /v1/chat/completions (OpenAI, and the /v1 of Ollama, vLLM, LM Studio,
 OpenRouter), POST /openai/deployments/{deployment}/chat/completions (Azure
 OpenAI; the deployment is the model) and GET /v1/models.
 
+Embeddings: POST /v1/embeddings and POST /openai/deployments/{d}/embeddings
+take {"model", "input": "text" | ["text", ...]} and answer {"object": "list",
+"data": [{"object": "embedding", "index": i, "embedding": [...]}], "model",
+"usage": {"prompt_tokens", "total_tokens"}} with embedvec.py's vectors.
+
 Replies follow the real wire format: a "chat.completion" object whose
 choices[0].message has content (null when the model only calls tools) and
 tool_calls ({id, type: "function", function: {name, arguments: JSON text}}),
@@ -31,6 +36,8 @@ data: {"error": {...}} instead of finishing, as OpenAI does mid-stream.
 import itertools
 import json
 import time
+
+import embedvec
 
 _ids = itertools.count(1)
 
@@ -226,6 +233,24 @@ def handle_chat(ctx):
     ctx.send_json(200, reply, {"x-request-id": "req_fake_%d" % next(_ids)})
 
 
+def handle_embeddings(ctx):
+    body = ctx.body if isinstance(ctx.body, dict) else {}
+    model = _model(ctx)
+    step = ctx.step
+    if embedvec.is_error(step):
+        if "status" not in step:
+            step = dict(step, status=KINDS.get(step["kind"], (400,))[0])
+        return _error(ctx, step, model)
+    inp = body.get("input")
+    if isinstance(inp, str):
+        inp = [inp]
+    if not isinstance(inp, list) or not inp or not all(isinstance(t, str) and t for t in inp):
+        return ctx.send_json(400, error_body("'$.input' is invalid. Please check the API reference.", "invalid_request_error", None, "input"))
+    vecs, toks = embedvec.answer(inp, step)
+    data = [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vecs)]
+    ctx.send_json(200, {"object": "list", "data": data, "model": model, "usage": {"prompt_tokens": toks, "total_tokens": toks}})
+
+
 def handle_models(ctx):
     names = {"gpt-4o-mini", "gpt-4o"}
     state = getattr(ctx.h.server, "state", None)
@@ -240,4 +265,6 @@ ROUTES = [
     ("POST", r"/v1/chat/completions", handle_chat),
     ("POST", r"/openai/deployments/(?P<deployment>[^/]+)/chat/completions", handle_chat),
     ("GET", r"/v1/models", handle_models),
+    ("POST", r"/v1/embeddings", handle_embeddings),
+    ("POST", r"/openai/deployments/(?P<deployment>[^/]+)/embeddings", handle_embeddings),
 ]

@@ -363,6 +363,7 @@ qg_status qg_vindex_new(const qg_vindex_params *p, qg_vindex **out, qg_error *er
     ix->stride = ix->p.kind == QG_VINDEX_HNSW ? (p->dim + 15) / 16 * 16 : p->dim;
     ix->dist = p->metric == QG_VMETRIC_L2 ? vix_l2 : vix_negdot;
     ix->entry = QG_VIX_NONE;
+    ix->maxlevel = -1;
     if (map_init(&ix->map, 64)) {
         free(ix);
         return qg_error_set(err, QG_ENOMEM, "vector index: out of memory");
@@ -584,5 +585,335 @@ qg_status qg_vindex_search(const qg_vindex *ix, const float *q, size_t k, int ef
     }
     if (rc) qg_error_set(err, rc, "vector search: out of memory");
     if (qcopy != qbuf) free(qcopy);
+    return rc;
+}
+
+/* ---- snapshots ----
+ * Layout (little-endian, this host's float32):
+ *   "QGVX", u32 version, u32 kind, u32 metric, u32 dim, i32 M, i32 ef_construction,
+ *   i32 ef_search, u64 seed, u64 rng, u64 slots, u64 live, u32 entry, i32 maxlevel,
+ *   labels (slots x u64), deleted (slots x u8), vectors (slots x dim x f32),
+ *   HNSW only: levels (slots x u8), level-0 links (slots x (1 + 2M) x u32: count, slots),
+ *   upper links (for each slot, level x (1 + M) x u32),
+ *   u64 checksum of every section before it.
+ * The checksum is taken piece by piece (header, labels, flags, each vector,
+ * levels, level-0 links, each node's upper links); the reader reads in the
+ * same pieces. */
+
+#define QG_VIX_MAGIC   "QGVX"
+#define QG_VIX_VERSION 1u
+
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "vindex snapshots assume a little-endian host"
+#endif
+
+typedef struct snap_hdr {
+    char magic[4];
+    uint32_t version, kind, metric, dim;
+    int32_t M, efc, efs;
+    uint64_t seed, rng, slots, live;
+    uint32_t entry;
+    int32_t maxlevel;
+} snap_hdr;
+
+/* Four independent 64-bit lanes over 8-byte words, then the tail bytes. */
+static uint64_t sum_chunk(uint64_t h, const void *p, size_t n)
+{
+    const unsigned char *b = p;
+    uint64_t l[4] = {h, h ^ 0x9e3779b97f4a7c15ULL, h + 0x632be59bd9b4e019ULL, ~h};
+    size_t i = 0;
+    for (; i + 32 <= n; i += 32)
+        for (int j = 0; j < 4; j++) {
+            uint64_t w;
+            memcpy(&w, b + i + 8 * (size_t)j, 8);
+            l[j] = (l[j] ^ w) * 0x100000001b3ULL;
+            l[j] ^= l[j] >> 29;
+        }
+    for (; i < n; i++) l[0] = (l[0] ^ b[i]) * 0x100000001b3ULL;
+    uint64_t r = (uint64_t)n;
+    for (int j = 0; j < 4; j++) r = (r ^ l[j]) * 0xbf58476d1ce4e5b9ULL, r ^= r >> 31;
+    return r;
+}
+
+typedef struct snap_io {
+    FILE *f;
+    uint64_t sum;
+    bool ok;
+} snap_io;
+
+static void put(snap_io *w, const void *p, size_t n)
+{
+    if (!w->ok || !n) return;
+    w->sum = sum_chunk(w->sum, p, n);
+    if (fwrite(p, 1, n, w->f) != n) w->ok = false;
+}
+
+static bool get(snap_io *r, void *p, size_t n)
+{
+    if (!n) return true;
+    if (fread(p, 1, n, r->f) != n) return false;
+    r->sum = sum_chunk(r->sum, p, n);
+    return true;
+}
+
+static snap_hdr make_hdr(const struct qg_vindex *ix)
+{
+    snap_hdr h;
+    memset(&h, 0, sizeof h);
+    memcpy(h.magic, QG_VIX_MAGIC, 4);
+    h.version = QG_VIX_VERSION;
+    h.kind = (uint32_t)ix->p.kind;
+    h.metric = (uint32_t)ix->p.metric;
+    h.dim = (uint32_t)ix->dim;
+    h.M = ix->p.M;
+    h.efc = ix->p.ef_construction;
+    h.efs = ix->p.ef_search;
+    h.seed = ix->p.seed;
+    h.rng = ix->rng;
+    h.slots = ix->n;
+    h.live = ix->live;
+    h.entry = ix->entry;
+    h.maxlevel = ix->maxlevel;
+    return h;
+}
+
+qg_status qg_vindex_save(const qg_vindex *ix, const char *path, qg_error *err)
+{
+    char tmp[4096];
+    if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp", path) >= sizeof tmp)
+        return qg_error_set(err, QG_EINVAL, "snapshot path too long: %s", path);
+    snap_io w = {.f = fopen(tmp, "wb"), .ok = true};
+    if (!w.f) return qg_error_set(err, QG_EIO, "%s: %s", tmp, strerror(errno));
+    snap_hdr h = make_hdr(ix);
+    put(&w, &h, sizeof h);
+    put(&w, ix->labels, ix->n * sizeof *ix->labels);
+    uint8_t *flags = ix->p.kind == QG_VINDEX_HNSW ? ix->deleted : calloc(ix->n ? ix->n : 1, 1);
+    if (!flags) w.ok = false;
+    put(&w, flags, ix->n);
+    if (flags != ix->deleted) free(flags);
+    /* Vectors one slot at a time (without the slot padding), as load reads them. */
+    for (size_t i = 0; i < ix->n; i++) put(&w, ix->vecs + i * ix->stride, ix->dim * sizeof(float));
+    if (ix->p.kind == QG_VINDEX_HNSW) {
+        put(&w, ix->levels, ix->n);
+        put(&w, ix->links0, ix->n * (size_t)(1 + ix->M0) * sizeof(uint32_t));
+        for (size_t i = 0; i < ix->n; i++)
+            if (ix->levels[i])
+                put(&w, ix->upper[i], (size_t)ix->levels[i] * (size_t)(1 + ix->M) * 4);
+    }
+    uint64_t sum = w.sum;
+    put(&w, &sum, sizeof sum);
+    bool ok = w.ok && fflush(w.f) == 0 && fsync(fileno(w.f)) == 0;
+    int e = errno;
+    ok = fclose(w.f) == 0 && ok;
+    if (!ok || rename(tmp, path) != 0) {
+        if (ok) e = errno;
+        unlink(tmp);
+        return qg_error_set(err, QG_EIO, "%s: write failed: %s", path, strerror(e));
+    }
+    return QG_OK;
+}
+
+/* Checks the graph read from a snapshot: every level, count and link is in
+ * range, so a search can never index outside the arrays. */
+static qg_status check_graph(const struct qg_vindex *ix, qg_error *err)
+{
+    size_t row = (size_t)(1 + ix->M0);
+    if (ix->n == 0) {
+        if (ix->entry != QG_VIX_NONE || ix->maxlevel != -1)
+            return qg_error_set(err, QG_EINVAL, "entry point set in an empty graph");
+        return QG_OK;
+    }
+    if (ix->entry >= ix->n)
+        return qg_error_set(err, QG_EINVAL, "entry point %u outside %zu slots", ix->entry, ix->n);
+    if (ix->maxlevel != ix->levels[ix->entry])
+        return qg_error_set(err, QG_EINVAL, "top level %d is not the entry point's level %d",
+                            ix->maxlevel, ix->levels[ix->entry]);
+    for (size_t i = 0; i < ix->n; i++) {
+        for (int l = 0; l <= ix->levels[i]; l++) {
+            const uint32_t *lk =
+                l ? ix->upper[i] + (size_t)(l - 1) * (size_t)(1 + ix->M) : ix->links0 + i * row;
+            uint32_t max = (uint32_t)(l ? ix->M : ix->M0);
+            if (lk[0] > max)
+                return qg_error_set(err, QG_EINVAL, "slot %zu level %d: %u links, at most %u", i, l,
+                                    lk[0], max);
+            for (uint32_t j = 1; j <= lk[0]; j++)
+                if (lk[j] >= ix->n || ix->levels[lk[j]] < l)
+                    return qg_error_set(err, QG_EINVAL,
+                                        "slot %zu level %d: link %u to slot %u is invalid", i, l, j,
+                                        lk[j]);
+        }
+    }
+    return QG_OK;
+}
+
+static qg_status load_body(FILE *f, struct qg_vindex **out, qg_error *err)
+{
+    snap_io r = {.f = f};
+    snap_hdr h;
+    struct qg_vindex *ix = NULL;
+    qg_status rc = QG_OK;
+    if (!get(&r, &h, sizeof h)) return qg_error_set(err, QG_EINVAL, "truncated header");
+    if (memcmp(h.magic, QG_VIX_MAGIC, 4) != 0)
+        return qg_error_set(err, QG_EINVAL, "not a vector index snapshot (bad magic)");
+    if (h.version != QG_VIX_VERSION)
+        return qg_error_set(err, QG_EINVAL, "format version %u, this build reads %u", h.version,
+                            QG_VIX_VERSION);
+    qg_vindex_params p = {.kind = (qg_vindex_kind)h.kind,
+                          .metric = (qg_vmetric)h.metric,
+                          .dim = h.dim,
+                          .M = h.M,
+                          .ef_construction = h.efc,
+                          .ef_search = h.efs,
+                          .seed = h.seed};
+    if (h.kind > QG_VINDEX_HNSW || h.metric > QG_VMETRIC_L2 || h.M < 2 || h.efc < 1 || h.efs < 1)
+        return qg_error_set(err, QG_EINVAL, "bad parameters (kind %u, metric %u, M %d, ef %d/%d)",
+                            h.kind, h.metric, h.M, h.efc, h.efs);
+    if ((rc = qg_vindex_new(&p, &ix, err))) return rc;
+    if (h.slots > QG_VIX_MAX_ITEMS || h.live > h.slots) {
+        rc = qg_error_set(err, QG_EINVAL, "bad counts (%llu slots, %llu live)",
+                          (unsigned long long)h.slots, (unsigned long long)h.live);
+        goto out;
+    }
+    size_t n = (size_t)h.slots;
+    /* The file must hold at least the fixed-size sections before any
+     * allocation is sized by the header's count. */
+    struct stat st;
+    uint64_t per = 8 + 1 + (uint64_t)ix->dim * 4;
+    if (ix->p.kind == QG_VINDEX_HNSW) per += 1 + (uint64_t)(1 + ix->M0) * 4;
+    if (fstat(fileno(f), &st) != 0 || (uint64_t)st.st_size < sizeof h + 8 ||
+        ((uint64_t)st.st_size - sizeof h - 8) / per < h.slots) {
+        rc = qg_error_set(err, QG_EINVAL, "truncated (%llu slots do not fit in the file)",
+                          (unsigned long long)h.slots);
+        goto out;
+    }
+    if (n && (rc = qg_vix_grow(ix, n))) {
+        rc = qg_error_set(err, rc, "no memory for %zu slots", n);
+        goto out;
+    }
+    uint8_t *del = ix->p.kind == QG_VINDEX_HNSW ? ix->deleted : malloc(n ? n : 1);
+    bool ok = del && get(&r, ix->labels, n * sizeof *ix->labels) && get(&r, del, n);
+    size_t live = 0;
+    for (size_t i = 0; ok && i < n; i++) {
+        if (del[i] > 1) {
+            rc = qg_error_set(err, QG_EINVAL, "slot %zu: deleted flag %u", i, del[i]);
+            break;
+        }
+        if (del[i] && ix->p.kind == QG_VINDEX_FLAT) {
+            rc = qg_error_set(err, QG_EINVAL, "slot %zu: deleted in a flat index", i);
+            break;
+        }
+        if (del[i]) continue;
+        if (map_get(&ix->map, ix->labels[i]) != QG_VIX_NONE) {
+            rc = qg_error_set(err, QG_EINVAL, "label %llu appears twice",
+                              (unsigned long long)ix->labels[i]);
+            break;
+        }
+        if (map_put(&ix->map, ix->labels[i], (uint32_t)i)) {
+            rc = qg_error_set(err, QG_ENOMEM, "no memory for the label map");
+            break;
+        }
+        live++;
+    }
+    if (del != ix->deleted) free(del);
+    if (!ok) rc = qg_error_set(err, QG_EINVAL, "truncated in labels");
+    if (rc) goto out;
+    if (live != h.live) {
+        rc = qg_error_set(err, QG_EINVAL, "%zu live items, header says %llu", live,
+                          (unsigned long long)h.live);
+        goto out;
+    }
+    ix->n = n;
+    ix->live = live;
+    for (size_t i = 0; i < n; i++) {
+        float *v = ix->vecs + i * ix->stride;
+        if (!get(&r, v, ix->dim * sizeof(float))) {
+            rc = qg_error_set(err, QG_EINVAL, "truncated in vectors (slot %zu)", i);
+            goto out;
+        }
+        for (size_t j = 0; j < ix->dim; j++)
+            if (!isfinite(v[j])) {
+                rc = qg_error_set(err, QG_EINVAL, "slot %zu: value %zu is not finite", i, j);
+                goto out;
+            }
+        for (size_t j = ix->dim; j < ix->stride; j++) v[j] = 0;
+    }
+    if (ix->p.kind == QG_VINDEX_HNSW) {
+        if (!get(&r, ix->levels, n) ||
+            !get(&r, ix->links0, n * (size_t)(1 + ix->M0) * sizeof(uint32_t))) {
+            rc = qg_error_set(err, QG_EINVAL, "truncated in the graph");
+            goto out;
+        }
+        for (size_t i = 0; i < n; i++) {
+            if (ix->levels[i] > QG_VIX_MAX_LEVEL) {
+                rc = qg_error_set(err, QG_EINVAL, "slot %zu: level %u above %d", i, ix->levels[i],
+                                  QG_VIX_MAX_LEVEL);
+                goto out;
+            }
+            if (!ix->levels[i]) continue;
+            size_t len = (size_t)ix->levels[i] * (size_t)(1 + ix->M);
+            if (!(ix->upper[i] = malloc(len * sizeof(uint32_t)))) {
+                rc = qg_error_set(err, QG_ENOMEM, "no memory for the graph");
+                goto out;
+            }
+            if (!get(&r, ix->upper[i], len * sizeof(uint32_t))) {
+                rc = qg_error_set(err, QG_EINVAL, "truncated in the graph (slot %zu)", i);
+                goto out;
+            }
+        }
+        ix->rng = h.rng;
+        ix->entry = h.entry;
+        ix->maxlevel = h.maxlevel;
+        if ((rc = check_graph(ix, err))) goto out;
+        for (size_t i = 0; i < n; i++) {
+            if (!ix->deleted[i]) continue;
+            if (ix->nfree == ix->freecap) {
+                size_t nc = ix->freecap ? ix->freecap * 2 : 64;
+                uint32_t *nf = realloc_array(ix->freeslots, nc, sizeof *nf);
+                if (!nf) {
+                    rc = qg_error_set(err, QG_ENOMEM, "no memory for the free slots");
+                    goto out;
+                }
+                ix->freeslots = nf;
+                ix->freecap = nc;
+            }
+            ix->freeslots[ix->nfree++] = (uint32_t)i;
+        }
+    } else if (h.entry != QG_VIX_NONE || h.maxlevel != -1) {
+        rc = qg_error_set(err, QG_EINVAL, "a flat index with a graph entry point");
+        goto out;
+    }
+    uint64_t want = r.sum, sum;
+    if (fread(&sum, 1, sizeof sum, f) != sizeof sum) {
+        rc = qg_error_set(err, QG_EINVAL, "truncated (no checksum)");
+        goto out;
+    }
+    if (sum != want) {
+        rc = qg_error_set(err, QG_EINVAL, "checksum mismatch (the file is damaged)");
+        goto out;
+    }
+    if (fgetc(f) != EOF) {
+        rc = qg_error_set(err, QG_EINVAL, "trailing bytes after the checksum");
+        goto out;
+    }
+out:
+    if (rc) {
+        /* A half-read graph must not reach the free path with bad links. */
+        qg_vindex_free(ix);
+        return rc;
+    }
+    *out = ix;
+    return QG_OK;
+}
+
+qg_status qg_vindex_load(const char *path, qg_vindex **out, qg_error *err)
+{
+    *out = NULL;
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return qg_error_set(err, errno == ENOENT ? QG_ENOTFOUND : QG_EIO, "%s: %s", path,
+                            strerror(errno));
+    qg_status rc = load_body(f, out, err);
+    fclose(f);
+    if (rc) qg_error_prefix(err, "%s", path);
     return rc;
 }

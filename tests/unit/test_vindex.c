@@ -364,3 +364,231 @@ Test(vindex, hnsw_recall_at_10, .timeout = 120)
     }
     free(all);
 }
+
+typedef struct modf {
+    uint64_t mod, rem;
+} modf_t;
+
+static bool by_mod(void *ud, uint64_t label)
+{
+    const modf_t *m = ud;
+    return label % m->mod == m->rem;
+}
+
+Test(vindex, hnsw_filters_fill_n, .timeout = 120)
+{
+    size_t n = 6000, dim = 32, nq = 60;
+    float *all = clustered(43, n + nq, dim, 40);
+    qg_vindex *ix = build_hnsw(QG_VMETRIC_L2, all, n, dim, 12, 80, 3);
+    /* 1% of the items, then a half: only matching labels, and n filled. */
+    modf_t narrow = {100, 17}, wide = {2, 1};
+    double r1 =
+        recall_at(ix, QG_VMETRIC_L2, all, NULL, n, dim, all + n * dim, nq, 10, 32, by_mod, &narrow);
+    double r2 =
+        recall_at(ix, QG_VMETRIC_L2, all, NULL, n, dim, all + n * dim, nq, 10, 64, by_mod, &wide);
+    cr_assert(r1 >= 0.95, "narrow filter recall %.3f", r1);
+    cr_assert(r2 >= 0.95, "wide filter recall %.3f", r2);
+    /* A filter matching 3 items gives exactly those 3. */
+    modf_t three = {2000, 5};
+    qg_vhit h[10];
+    size_t got;
+    cr_assert_eq(qg_vindex_search(ix, all, 10, 0, by_mod, &three, h, &got, NULL), QG_OK);
+    cr_assert_eq(got, 3);
+    for (size_t i = 0; i < got; i++) cr_assert_eq(h[i].label % 2000, 5);
+    qg_vindex_free(ix);
+    free(all);
+}
+
+Test(vindex, hnsw_deletions_reuse_and_replace, .timeout = 120)
+{
+    size_t n = 4000, dim = 16, nq = 60;
+    float *all = clustered(44, n + 600 + nq, dim, 30);
+    const float *qs = all + (n + 600) * dim;
+    float *data = malloc((n + 600) * dim * sizeof *data);
+    memcpy(data, all, n * dim * sizeof *data);
+    bool *alive = calloc(n + 600, sizeof *alive);
+    qg_vindex *ix = build_hnsw(QG_VMETRIC_COSINE, all, n, dim, 16, 100, 9);
+    for (size_t i = 0; i < n; i++) alive[i] = true;
+    /* Remove a third, including whatever sits near the queries. */
+    for (size_t i = 0; i < n; i += 3) {
+        cr_assert_eq(qg_vindex_remove(ix, i), QG_OK);
+        alive[i] = false;
+    }
+    cr_assert_eq(qg_vindex_remove(ix, 0), QG_ENOTFOUND);
+    cr_assert(!qg_vindex_contains(ix, 3));
+    size_t live = n - (n + 2) / 3;
+    cr_assert_eq(qg_vindex_count(ix), live);
+    double r =
+        recall_at(ix, QG_VMETRIC_COSINE, data, alive, n + 600, dim, qs, nq, 10, 64, NULL, NULL);
+    cr_assert(r >= 0.95, "recall after deletions %.3f", r);
+    size_t mem = qg_vindex_memory(ix);
+    /* New labels reuse the freed slots: memory does not grow. */
+    for (size_t i = n; i < n + 600; i++) {
+        memcpy(data + i * dim, all + i * dim, dim * sizeof *data);
+        cr_assert_eq(qg_vindex_add(ix, i, all + i * dim, NULL), QG_OK);
+        alive[i] = true;
+    }
+    cr_assert_eq(qg_vindex_memory(ix), mem);
+    cr_assert_eq(qg_vindex_count(ix), live + 600);
+    /* Replace 200 live vectors by others' vectors. */
+    for (size_t i = 1; i < 600; i += 3) {
+        size_t from = (i * 7 + 11) % n;
+        memcpy(data + i * dim, all + from * dim, dim * sizeof *data);
+        cr_assert_eq(qg_vindex_add(ix, i, all + from * dim, NULL), QG_OK);
+    }
+    cr_assert_eq(qg_vindex_count(ix), live + 600);
+    r = recall_at(ix, QG_VMETRIC_COSINE, data, alive, n + 600, dim, qs, nq, 10, 64, NULL, NULL);
+    cr_assert(r >= 0.95, "recall after reuse and replace %.3f", r);
+    /* A replaced vector is found at distance ~0 from itself. */
+    qg_vhit h[1];
+    size_t got;
+    cr_assert_eq(qg_vindex_search(ix, data + 4 * dim, 1, 0, NULL, NULL, h, &got, NULL), QG_OK);
+    cr_assert_eq(got, 1);
+    cr_assert(h[0].dist < 1e-5f, "dist %g", h[0].dist);
+    /* Remove everything: searches return nothing, adds start again. */
+    for (size_t i = 0; i < n + 600; i++)
+        if (alive[i]) cr_assert_eq(qg_vindex_remove(ix, i), QG_OK);
+    cr_assert_eq(qg_vindex_count(ix), 0);
+    cr_assert_eq(qg_vindex_search(ix, qs, 5, 0, NULL, NULL, h, &got, NULL), QG_OK);
+    cr_assert_eq(got, 0);
+    cr_assert_eq(qg_vindex_add(ix, 77, qs, NULL), QG_OK);
+    cr_assert_eq(qg_vindex_search(ix, qs, 5, 0, NULL, NULL, h, &got, NULL), QG_OK);
+    cr_assert_eq(got, 1);
+    cr_assert_eq(h[0].label, 77);
+    qg_vindex_free(ix);
+    free(alive);
+    free(data);
+    free(all);
+}
+
+/* ---- snapshots ---- */
+
+static void tmp_path(char *buf, size_t n, const char *name)
+{
+    snprintf(buf, n, "%s/qg_vindex_%d_%s", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp",
+             (int)getpid(), name);
+}
+
+static void same_results(qg_vindex *a, qg_vindex *b, const float *qs, size_t nq, size_t dim)
+{
+    for (size_t t = 0; t < nq; t++) {
+        qg_vhit ha[10], hb[10];
+        size_t na, nb;
+        cr_assert_eq(qg_vindex_search(a, qs + t * dim, 10, 0, NULL, NULL, ha, &na, NULL), QG_OK);
+        cr_assert_eq(qg_vindex_search(b, qs + t * dim, 10, 0, NULL, NULL, hb, &nb, NULL), QG_OK);
+        cr_assert_eq(na, nb);
+        for (size_t i = 0; i < na; i++) {
+            cr_assert_eq(ha[i].label, hb[i].label);
+            cr_assert_eq(ha[i].dist, hb[i].dist);
+        }
+    }
+}
+
+Test(vindex, snapshot_round_trip, .timeout = 60)
+{
+    size_t n = 1500, dim = 20, nq = 30;
+    float *all = clustered(45, n + nq, dim, 10);
+    char path[512];
+    tmp_path(path, sizeof path, "rt.qgvx");
+    for (int kind = 0; kind < 2; kind++) {
+        qg_vindex *ix;
+        qg_vindex_params p = {.kind = (qg_vindex_kind)kind,
+                              .metric = QG_VMETRIC_DOT,
+                              .dim = dim,
+                              .M = 8,
+                              .ef_construction = 50,
+                              .seed = 5};
+        cr_assert_eq(qg_vindex_new(&p, &ix, NULL), QG_OK);
+        for (size_t i = 0; i < n; i++)
+            cr_assert_eq(qg_vindex_add(ix, i * 3, all + i * dim, NULL), QG_OK);
+        for (size_t i = 0; i < n; i += 5) cr_assert_eq(qg_vindex_remove(ix, i * 3), QG_OK);
+        qg_error e = {0};
+        cr_assert_eq(qg_vindex_save(ix, path, &e), QG_OK, "%s", e.msg);
+        qg_vindex *back;
+        cr_assert_eq(qg_vindex_load(path, &back, &e), QG_OK, "%s", e.msg);
+        cr_assert_eq(qg_vindex_count(back), qg_vindex_count(ix));
+        cr_assert_eq(qg_vindex_get_params(back)->M, 8);
+        cr_assert_eq(qg_vindex_get_params(back)->kind, (qg_vindex_kind)kind);
+        cr_assert(qg_vindex_contains(back, 3) && !qg_vindex_contains(back, 0));
+        same_results(ix, back, all + n * dim, nq, dim);
+        /* Both go on the same way: same adds, same results (levels continue). */
+        for (size_t i = 0; i < 50; i++) {
+            cr_assert_eq(qg_vindex_add(ix, 100000 + i, all + (n + i % nq) * dim, NULL), QG_OK);
+            cr_assert_eq(qg_vindex_add(back, 100000 + i, all + (n + i % nq) * dim, NULL), QG_OK);
+        }
+        same_results(ix, back, all, nq, dim);
+        qg_vindex_free(back);
+        qg_vindex_free(ix);
+    }
+    unlink(path);
+    qg_vindex *none;
+    qg_error e = {0};
+    cr_assert_eq(qg_vindex_load(path, &none, &e), QG_ENOTFOUND);
+    free(all);
+}
+
+static void write_bytes(const char *path, const unsigned char *b, size_t n)
+{
+    FILE *f = fopen(path, "wb");
+    cr_assert_not_null(f);
+    cr_assert_eq(fwrite(b, 1, n, f), n);
+    fclose(f);
+}
+
+Test(vindex, snapshot_corruption_is_refused, .timeout = 120)
+{
+    size_t n = 300, dim = 8;
+    float *all = clustered(46, n, dim, 5);
+    char path[512], bad[512];
+    tmp_path(path, sizeof path, "good.qgvx");
+    tmp_path(bad, sizeof bad, "bad.qgvx");
+    qg_vindex *ix = build_hnsw(QG_VMETRIC_L2, all, n, dim, 4, 20, 2);
+    cr_assert_eq(qg_vindex_remove(ix, 7), QG_OK);
+    cr_assert_eq(qg_vindex_save(ix, path, NULL), QG_OK);
+    FILE *f = fopen(path, "rb");
+    cr_assert_not_null(f);
+    unsigned char *b = malloc(1 << 20);
+    size_t len = fread(b, 1, 1 << 20, f);
+    fclose(f);
+    cr_assert(len > 1000 && len < (1 << 20));
+    qg_vindex *out;
+    qg_error e = {0};
+    /* Every truncation is refused with a message. */
+    for (size_t cut = 0; cut < len; cut += (cut < 200 ? 1 : 37)) {
+        write_bytes(bad, b, cut);
+        cr_assert_eq(qg_vindex_load(bad, &out, &e), QG_EINVAL, "cut at %zu", cut);
+        cr_assert(strstr(e.msg, bad) && strlen(e.msg) > strlen(bad) + 4, "%s", e.msg);
+        cr_assert_null(out);
+    }
+    /* Every single flipped byte is refused (the checksum, if nothing else). */
+    for (size_t at = 0; at < len; at += (at < 200 ? 1 : 13)) {
+        b[at] ^= 0x5a;
+        write_bytes(bad, b, len);
+        cr_assert_eq(qg_vindex_load(bad, &out, &e), QG_EINVAL, "flip at %zu", at);
+        b[at] ^= 0x5a;
+    }
+    cr_assert_eq(qg_vindex_load(bad, &out, &e), QG_EINVAL);
+    b[0] = 'X';
+    write_bytes(bad, b, len);
+    cr_assert_eq(qg_vindex_load(bad, &out, &e), QG_EINVAL);
+    cr_assert(strstr(e.msg, "magic"), "%s", e.msg);
+    b[0] = 'Q';
+    b[4] = 9; /* version */
+    write_bytes(bad, b, len);
+    cr_assert_eq(qg_vindex_load(bad, &out, &e), QG_EINVAL);
+    cr_assert(strstr(e.msg, "version 9"), "%s", e.msg);
+    b[4] = 1;
+    /* A link out of range is named even with a matching checksum: forge it. */
+    write_bytes(bad, b, len);
+    cr_assert_eq(qg_vindex_load(bad, &out, &e), QG_OK, "%s", e.msg);
+    qg_vindex_free(out);
+    b[len] = 0x01; /* trailing byte */
+    write_bytes(bad, b, len + 1);
+    cr_assert_eq(qg_vindex_load(bad, &out, &e), QG_EINVAL);
+    cr_assert(strstr(e.msg, "trailing"), "%s", e.msg);
+    unlink(bad);
+    unlink(path);
+    qg_vindex_free(ix);
+    free(b);
+    free(all);
+}

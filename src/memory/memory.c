@@ -1,0 +1,1679 @@
+/*
+ * memory.c - the memory service (memory.h): collections of embedded items
+ * with per-user isolation, kinds, expiry, working memory, and the indexes
+ * kept in step with the rows.
+ *
+ * Layout in memory:
+ *  - one mem_coll per collection: its settings, generation, rwlock and
+ *    vector index (labels are the rows' global `seq`);
+ *  - one slot table shared by all collections, indexed by seq, in pages
+ *    that never move: each slot holds what the search filter needs (owner,
+ *    kind, symbol, timeframe, signal type, session as interned indices, the
+ *    item's time and expiry), so a filter is a few integer comparisons. A
+ *    slot is written under its collection's write lock and read under its
+ *    read lock;
+ *  - an intern table for user ids and metadata strings (mutex): a query
+ *    value that was never interned cannot match anything.
+ *
+ * Invariant: a label is in a collection's index exactly when its row is in
+ * memory_items (writes go to the database first, under the collection's
+ * write lock, then to the index). Rows deleted behind the service's back
+ * (a user deleted with ON DELETE CASCADE) leave labels whose rows are gone:
+ * searches skip them, and the next start rebuilds (the counts differ).
+ */
+#include "memory/memory.h"
+
+#include "ai/embed.h"
+#include "memory/embed.h"
+
+#include <quantgate/log.h>
+#include <quantgate/time.h>
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define PAGE_BITS           12
+#define PAGE_SLOTS          (1u << PAGE_BITS)
+#define MAX_PAGES           (1u << 15) /* 134M labels */
+#define PURGE_EVERY_MS      60000
+#define DEFAULT_SHORT_TTL   (24 * QG_MS_PER_HOUR)
+#define DEFAULT_WORKING_TTL (7 * QG_MS_PER_DAY)
+
+typedef struct mem_slot {
+    uint32_t user, symbol, timeframe, signal_type, session; /* interned; 0 none */
+    uint16_t coll;
+    uint8_t kind;
+    uint8_t live;
+    int64_t time;    /* ts, else created_at */
+    int64_t expires; /* 0: never */
+} mem_slot;
+
+typedef struct mem_coll {
+    char name[QG_MEM_NAME_MAX + 1];
+    char embedder[QG_MEM_EMBEDDER_MAX + 1];
+    char description[256];
+    size_t dim;
+    qg_vmetric metric;
+    int64_t generation, snapshot_gen, created_at;
+    int64_t count; /* rows */
+    uint16_t idx;
+    qg_vindex *ix; /* NULL until dim is known */
+    pthread_rwlock_t lock;
+} mem_coll;
+
+struct qg_memory {
+    qg_store *store;
+    qg_ai *ai;
+    char *snap_dir;
+    int64_t short_ttl, working_ttl;
+    size_t meta_max;
+    qg_vindex_kind index_kind;
+    int hnsw_m, hnsw_efc, hnsw_efs;
+
+    pthread_rwlock_t colls_lock; /* the list; each collection has its own lock */
+    mem_coll *colls[QG_MEM_COLLECTIONS];
+    int ncolls;
+
+    pthread_mutex_t page_mu;
+    _Atomic(mem_slot *) pages[MAX_PAGES];
+    atomic_uint_fast64_t next_seq;
+
+    pthread_mutex_t intern_mu;
+    char **istr; /* index -> string; 0 unused */
+    uint32_t nstr, capstr;
+    uint32_t *ihash; /* open addressing: string index, 0 empty */
+    uint32_t hcap;
+
+    atomic_int_fast64_t last_purge;
+};
+
+static const struct {
+    const char *name, *embedder, *description;
+} default_colls[] = {
+    {"signals", "hash", "signals and their outcomes"},
+    {"analyses", "hash", "analyses written by people and agents"},
+    {"conversations", "hash", "conversation turns (short-term memory by default)"},
+    {"facts", "hash", "facts and preferences about the user (episodic memory)"},
+    {"setups", "market", "market setups, embedded as numbers (similar markets)"},
+};
+
+/* ---------------------------------------------------------------- names */
+
+static const char *const kind_names[] = {"any", "short", "long", "episodic", "working"};
+
+const char *qg_mem_kind_name(qg_mem_kind k)
+{
+    return (unsigned)k < 5 ? kind_names[k] : "?";
+}
+
+int qg_mem_kind_parse(const char *s)
+{
+    for (int i = 1; s && i < 5; i++)
+        if (!strcmp(s, kind_names[i])) return i;
+    return -1;
+}
+
+static int64_t now_or(int64_t now)
+{
+    return now ? now : qg_time_now_ms();
+}
+
+/* ---------------------------------------------------------------- intern */
+
+static uint32_t str_hash(const char *s)
+{
+    uint32_t h = 2166136261u;
+    for (; *s; s++) h = (h ^ (uint8_t)*s) * 16777619u;
+    return h;
+}
+
+/* The index of s, or 0. Caller holds intern_mu. */
+static uint32_t intern_find_locked(const qg_memory *m, const char *s)
+{
+    if (!m->hcap) return 0;
+    for (uint32_t i = str_hash(s) & (m->hcap - 1);; i = (i + 1) & (m->hcap - 1)) {
+        uint32_t x = m->ihash[i];
+        if (!x) return 0;
+        if (!strcmp(m->istr[x], s)) return x;
+    }
+}
+
+static void intern_grow(qg_memory *m)
+{
+    uint32_t cap = m->hcap ? m->hcap * 2 : 1024;
+    uint32_t *h = qg_xcalloc(cap, sizeof *h);
+    for (uint32_t x = 1; x < m->nstr; x++) {
+        uint32_t i = str_hash(m->istr[x]) & (cap - 1);
+        while (h[i]) i = (i + 1) & (cap - 1);
+        h[i] = x;
+    }
+    free(m->ihash);
+    m->ihash = h;
+    m->hcap = cap;
+}
+
+/* The index of s, added when new; 0 for NULL or "". */
+static uint32_t intern(qg_memory *m, const char *s)
+{
+    if (!s || !*s) return 0;
+    pthread_mutex_lock(&m->intern_mu);
+    uint32_t x = intern_find_locked(m, s);
+    if (!x) {
+        if ((m->nstr + 1) * 2 > m->hcap) intern_grow(m);
+        if (m->nstr == m->capstr) {
+            m->capstr = m->capstr ? m->capstr * 2 : 1024;
+            m->istr = qg_xrealloc(m->istr, m->capstr * sizeof *m->istr);
+        }
+        x = m->nstr++;
+        m->istr[x] = qg_xstrdup(s);
+        uint32_t i = str_hash(s) & (m->hcap - 1);
+        while (m->ihash[i]) i = (i + 1) & (m->hcap - 1);
+        m->ihash[i] = x;
+    }
+    pthread_mutex_unlock(&m->intern_mu);
+    return x;
+}
+
+/* For filters: 0 when s is unset, UINT32_MAX when s was never seen (so
+ * nothing matches). */
+static uint32_t intern_query(qg_memory *m, const char *s)
+{
+    if (!s || !*s) return 0;
+    pthread_mutex_lock(&m->intern_mu);
+    uint32_t x = intern_find_locked(m, s);
+    pthread_mutex_unlock(&m->intern_mu);
+    return x ? x : UINT32_MAX;
+}
+
+/* ---------------------------------------------------------------- slots */
+
+static mem_slot *slot_get(const qg_memory *m, uint64_t label)
+{
+    uint64_t p = label >> PAGE_BITS;
+    if (p >= MAX_PAGES) return NULL;
+    mem_slot *page = atomic_load_explicit(&((qg_memory *)m)->pages[p], memory_order_acquire);
+    return page ? &page[label & (PAGE_SLOTS - 1)] : NULL;
+}
+
+static qg_status slot_make(qg_memory *m, uint64_t label, mem_slot **out, qg_error *err)
+{
+    uint64_t p = label >> PAGE_BITS;
+    if (p >= MAX_PAGES)
+        return qg_error_set(err, QG_ERANGE, "memory: item label %llu past the slot table",
+                            (unsigned long long)label);
+    mem_slot *page = atomic_load_explicit(&m->pages[p], memory_order_acquire);
+    if (!page) {
+        pthread_mutex_lock(&m->page_mu);
+        page = atomic_load_explicit(&m->pages[p], memory_order_acquire);
+        if (!page) {
+            page = qg_xcalloc(PAGE_SLOTS, sizeof *page);
+            atomic_store_explicit(&m->pages[p], page, memory_order_release);
+        }
+        pthread_mutex_unlock(&m->page_mu);
+    }
+    *out = &page[label & (PAGE_SLOTS - 1)];
+    return QG_OK;
+}
+
+/* ---------------------------------------------------------------- validation */
+
+static bool printable(const char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || *s == 0x7f) return false;
+    return true;
+}
+
+/* An optional short text field: NULL is fine; else 1..max bytes, no
+ * control characters. */
+static qg_status check_field(const char *name, const char *v, size_t max, qg_error *err)
+{
+    if (!v) return QG_OK;
+    size_t n = strlen(v);
+    if (n == 0) return qg_error_set(err, QG_EINVAL, "%s: must not be empty", name);
+    if (n > max) return qg_error_set(err, QG_EINVAL, "%s: longer than %zu bytes", name, max);
+    if (!printable(v))
+        return qg_error_set(err, QG_EINVAL, "%s: control characters are not allowed", name);
+    return QG_OK;
+}
+
+static qg_status check_user(const char *user_id, qg_error *err)
+{
+    if (!user_id || !*user_id || strlen(user_id) >= QG_ID_MAX)
+        return qg_error_set(err, QG_EINVAL, "user_id: required");
+    return QG_OK;
+}
+
+static bool valid_coll_name(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > QG_MEM_NAME_MAX || s[0] < 'a' || s[0] > 'z') return false;
+    for (size_t i = 0; i < n; i++) {
+        char ch = s[i];
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '_' || ch == '-'))
+            return false;
+    }
+    return true;
+}
+
+/* ---------------------------------------------------------------- collections */
+
+/* Caller holds colls_lock (either mode). */
+static mem_coll *coll_find_locked(qg_memory *m, const char *name)
+{
+    for (int i = 0; i < m->ncolls; i++)
+        if (!strcmp(m->colls[i]->name, name)) return m->colls[i];
+    return NULL;
+}
+
+/* Collections are never removed, so the pointer stays valid. */
+static mem_coll *coll_find(qg_memory *m, const char *name)
+{
+    pthread_rwlock_rdlock(&m->colls_lock);
+    mem_coll *c = coll_find_locked(m, name);
+    pthread_rwlock_unlock(&m->colls_lock);
+    return c;
+}
+
+static qg_status coll_lookup(qg_memory *m, const char *name, mem_coll **out, qg_error *err)
+{
+    *out = coll_find(m, name);
+    if (!*out)
+        return qg_error_set(err, QG_ENOTFOUND, "collection: '%.*s' does not exist", QG_MEM_NAME_MAX,
+                            name);
+    return QG_OK;
+}
+
+static qg_status index_new(qg_memory *m, size_t dim, qg_vmetric metric, qg_vindex **out,
+                           qg_error *err)
+{
+    qg_vindex_params p = {
+        .kind = m->index_kind,
+        .metric = metric,
+        .dim = dim,
+        .M = m->hnsw_m,
+        .ef_construction = m->hnsw_efc,
+        .ef_search = m->hnsw_efs,
+        .seed = 0x6d656d6f7279ull,
+    };
+    qg_status rc = qg_vindex_new(&p, out, err);
+    if (rc && p.kind == QG_VINDEX_HNSW) {
+        /* A build without the graph index still serves exact searches. */
+        qg_warn("memory: HNSW index unavailable (%s); using the flat index", err ? err->msg : "");
+        p.kind = QG_VINDEX_FLAT;
+        rc = qg_vindex_new(&p, out, err);
+    }
+    return rc;
+}
+
+static void snap_path(const qg_memory *m, const mem_coll *c, char *out, size_t cap)
+{
+    snprintf(out, cap, "%s/%s.qgvx", m->snap_dir, c->name);
+}
+
+/* Writes c's snapshot and records its generation. Caller holds c->lock
+ * for writing. */
+static qg_status coll_snapshot(qg_memory *m, qg_conn *conn, mem_coll *c, qg_error *err)
+{
+    if (!m->snap_dir || !c->ix) return QG_OK;
+    char path[4096];
+    snap_path(m, c, path, sizeof path);
+    qg_status rc = QG_OK;
+    if (qg_vindex_count(c->ix) == 0)
+        unlink(path); /* nothing to load: an empty collection starts empty */
+    else if ((rc = qg_vindex_save(c->ix, path, err)))
+        return rc;
+    qg_val p[] = {QG_VINT(c->generation), QG_VTEXT(c->name)};
+    rc = qg_conn_exec(conn, "UPDATE memory_collections SET snapshot_gen = ? WHERE name = ?", p, 2,
+                      NULL, err);
+    if (!rc) c->snapshot_gen = c->generation;
+    return rc;
+}
+
+typedef struct rebuild_ctx {
+    qg_memory *m;
+    mem_coll *c;
+    float *v;
+    qg_error *err;
+    size_t n;
+} rebuild_ctx;
+
+static qg_status rebuild_row(void *ud, const qg_row *row)
+{
+    rebuild_ctx *x = ud;
+    uint64_t label = (uint64_t)qg_row_int(row, 0);
+    qg_status rc = qg_vec_decode(qg_row_text(row, 1), x->v, x->c->dim, x->err);
+    if (rc) {
+        qg_error_prefix(x->err, "memory item seq %llu", (unsigned long long)label);
+        return rc;
+    }
+    x->n++;
+    return qg_vindex_add(x->c->ix, label, x->v, x->err);
+}
+
+static qg_status coll_rebuild(qg_memory *m, qg_conn *conn, mem_coll *c, qg_error *err)
+{
+    if (c->ix) qg_vindex_free(c->ix);
+    c->ix = NULL;
+    qg_status rc = index_new(m, c->dim, c->metric, &c->ix, err);
+    if (rc) return rc;
+    rebuild_ctx x = {.m = m, .c = c, .v = qg_xmalloc(c->dim * sizeof(float)), .err = err};
+    qg_val p[] = {QG_VTEXT(c->name)};
+    rc = qg_conn_query(conn,
+                       "SELECT seq, vector FROM memory_items WHERE collection = ? ORDER BY seq", p,
+                       1, rebuild_row, &x, err);
+    free(x.v);
+    if (rc) return rc;
+    qg_info("memory: collection '%s': index rebuilt from %zu rows", c->name, x.n);
+    return QG_OK;
+}
+
+/* True when the snapshot matches the rows exactly (see memory.h). */
+static bool snapshot_fits(qg_memory *m, const mem_coll *c, const qg_vindex *ix, const char **why)
+{
+    const qg_vindex_params *p = qg_vindex_get_params(ix);
+    if (p->dim != c->dim || p->metric != c->metric) return *why = "dimension or metric", false;
+    if (p->kind != m->index_kind) return *why = "index kind", false;
+    if ((int64_t)qg_vindex_count(ix) != c->count) return *why = "item count", false;
+    uint64_t top = atomic_load(&m->next_seq);
+    for (uint64_t l = 1; l < top; l++) {
+        const mem_slot *s = slot_get(m, l);
+        if (s && s->live && s->coll == c->idx && !qg_vindex_contains(ix, l))
+            return *why = "labels", false;
+    }
+    return true;
+}
+
+static qg_status coll_load(qg_memory *m, qg_conn *conn, mem_coll *c, qg_error *err)
+{
+    if (!c->dim) return QG_OK; /* a model collection before its first item */
+    if (c->count == 0) return index_new(m, c->dim, c->metric, &c->ix, err);
+    if (m->snap_dir && c->snapshot_gen == c->generation) {
+        char path[4096];
+        snap_path(m, c, path, sizeof path);
+        qg_vindex *ix = NULL;
+        qg_error e = {0};
+        const char *why = NULL;
+        if (qg_vindex_load(path, &ix, &e) == QG_OK) {
+            if (snapshot_fits(m, c, ix, &why)) {
+                c->ix = ix;
+                qg_info("memory: collection '%s': %zu items loaded from its snapshot", c->name,
+                        qg_vindex_count(ix));
+                return QG_OK;
+            }
+            qg_warn("memory: snapshot %s does not match the database (%s); rebuilding", path, why);
+            qg_vindex_free(ix);
+        } else if (c->count > 0 || access(path, F_OK) == 0) {
+            qg_warn("memory: snapshot %s unusable (%s); rebuilding", path, e.msg);
+        }
+    }
+    qg_status rc = coll_rebuild(m, conn, c, err);
+    if (rc) return rc;
+    if (m->snap_dir && (rc = coll_snapshot(m, conn, c, err))) {
+        qg_warn("memory: collection '%s': cannot write the snapshot: %s", c->name, err->msg);
+        rc = QG_OK;
+    }
+    return rc;
+}
+
+static mem_coll *coll_new(qg_memory *m, const qg_row *row)
+{
+    mem_coll *c = qg_xcalloc(1, sizeof *c);
+    snprintf(c->name, sizeof c->name, "%s", qg_row_text(row, 0));
+    snprintf(c->embedder, sizeof c->embedder, "%s", qg_row_text(row, 1));
+    c->dim = (size_t)qg_row_int(row, 2);
+    int metric = qg_vmetric_parse(qg_row_text(row, 3));
+    c->metric = metric < 0 ? QG_VMETRIC_COSINE : (qg_vmetric)metric;
+    snprintf(c->description, sizeof c->description, "%s",
+             qg_row_text(row, 4) ? qg_row_text(row, 4) : "");
+    c->generation = qg_row_int(row, 5);
+    c->snapshot_gen = qg_row_is_null(row, 6) ? -1 : qg_row_int(row, 6);
+    c->created_at = qg_row_int(row, 7);
+    c->idx = (uint16_t)(m->ncolls + 1);
+    pthread_rwlock_init(&c->lock, NULL);
+    return c;
+}
+
+static qg_status load_coll_row(void *ud, const qg_row *row)
+{
+    qg_memory *m = ud;
+    if (m->ncolls == QG_MEM_COLLECTIONS) return QG_ERANGE;
+    m->colls[m->ncolls] = coll_new(m, row);
+    m->ncolls++;
+    return QG_OK;
+}
+
+#define ITEM_META_COLS                                                                             \
+    "seq, collection, user_id, kind, symbol, timeframe, signal_type, session, ts, created_at, "    \
+    "expires_at"
+
+static qg_status load_slot_row(void *ud, const qg_row *row)
+{
+    qg_memory *m = ud;
+    uint64_t label = (uint64_t)qg_row_int(row, 0);
+    mem_coll *c = coll_find_locked(m, qg_row_text(row, 1));
+    if (!c) return QG_OK; /* ON DELETE CASCADE keeps this from happening */
+    mem_slot *s;
+    qg_status rc = slot_make(m, label, &s, NULL);
+    if (rc) return rc;
+    int kind = qg_mem_kind_parse(qg_row_text(row, 3));
+    *s = (mem_slot){
+        .user = intern(m, qg_row_text(row, 2)),
+        .symbol = intern(m, qg_row_text(row, 4)),
+        .timeframe = intern(m, qg_row_text(row, 5)),
+        .signal_type = intern(m, qg_row_text(row, 6)),
+        .session = intern(m, qg_row_text(row, 7)),
+        .coll = c->idx,
+        .kind = (uint8_t)(kind <= 0 ? QG_MEM_LONG : kind),
+        .live = 1,
+        .time = qg_row_is_null(row, 8) ? qg_row_int(row, 9) : qg_row_int(row, 8),
+        .expires = qg_row_is_null(row, 10) ? 0 : qg_row_int(row, 10),
+    };
+    c->count++;
+    if (label + 1 > atomic_load(&m->next_seq)) atomic_store(&m->next_seq, label + 1);
+    return QG_OK;
+}
+
+static qg_status seed_defaults(qg_conn *conn, qg_error *err)
+{
+    int64_t now = qg_time_now_ms();
+    for (size_t i = 0; i < sizeof default_colls / sizeof default_colls[0]; i++) {
+        bool market = !strcmp(default_colls[i].embedder, "market");
+        qg_val p[] = {QG_VTEXT(default_colls[i].name),
+                      QG_VTEXT(default_colls[i].embedder),
+                      QG_VINT(market ? QG_EMBED_MARKET_DIM : QG_EMBED_TEXT_DIM),
+                      QG_VTEXT(default_colls[i].description),
+                      QG_VINT(now),
+                      QG_VINT(now)};
+        qg_status rc = qg_conn_exec(conn,
+                                    "INSERT INTO memory_collections (name, embedder, dim, metric, "
+                                    "description, created_at, updated_at) VALUES (?, ?, ?, "
+                                    "'cosine', ?, ?, ?) ON CONFLICT (name) DO NOTHING",
+                                    p, 6, NULL, err);
+        if (rc) return rc;
+    }
+    return QG_OK;
+}
+
+static qg_status open_with(qg_memory *m, qg_conn *conn, qg_error *err)
+{
+    qg_status rc = seed_defaults(conn, err);
+    if (rc) return rc;
+    rc = qg_conn_query(conn,
+                       "SELECT name, embedder, dim, metric, description, generation, "
+                       "snapshot_gen, created_at FROM memory_collections ORDER BY name",
+                       NULL, 0, load_coll_row, m, err);
+    if (rc == QG_ERANGE)
+        return qg_error_set(err, QG_ERANGE, "memory: more than %d collections", QG_MEM_COLLECTIONS);
+    if (rc) return rc;
+    rc = qg_conn_query(conn, "SELECT " ITEM_META_COLS " FROM memory_items", NULL, 0, load_slot_row,
+                       m, err);
+    if (rc) return rc;
+    for (int i = 0; i < m->ncolls && !rc; i++) rc = coll_load(m, conn, m->colls[i], err);
+    return rc;
+}
+
+qg_status qg_memory_open(const qg_memory_config *cfg, qg_memory **out, qg_error *err)
+{
+    *out = NULL;
+    if (!cfg || !cfg->store) return qg_error_set(err, QG_EINVAL, "memory: a store is required");
+    qg_memory *m = qg_xcalloc(1, sizeof *m);
+    m->store = cfg->store;
+    m->ai = cfg->ai;
+    m->short_ttl = cfg->short_ttl_ms > 0 ? cfg->short_ttl_ms : DEFAULT_SHORT_TTL;
+    m->working_ttl = cfg->working_ttl_ms ? cfg->working_ttl_ms : DEFAULT_WORKING_TTL;
+    m->meta_max = cfg->meta_max ? cfg->meta_max : 4096;
+    m->index_kind = cfg->index_kind;
+    m->hnsw_m = cfg->hnsw_m;
+    m->hnsw_efc = cfg->hnsw_ef_construction;
+    m->hnsw_efs = cfg->hnsw_ef_search;
+    pthread_rwlock_init(&m->colls_lock, NULL);
+    pthread_mutex_init(&m->page_mu, NULL);
+    pthread_mutex_init(&m->intern_mu, NULL);
+    m->nstr = 1; /* index 0 means "none" */
+    m->capstr = 1024;
+    m->istr = qg_xcalloc(m->capstr, sizeof *m->istr);
+    atomic_store(&m->next_seq, 1);
+    qg_status rc = QG_OK;
+    if (cfg->snapshot_dir) {
+        m->snap_dir = qg_xstrdup(cfg->snapshot_dir);
+        if (mkdir(m->snap_dir, 0700) != 0 && errno != EEXIST) {
+            rc = qg_error_set(err, QG_EIO, "memory snapshot directory '%s': %s", m->snap_dir,
+                              strerror(errno));
+            goto out;
+        }
+    }
+    qg_conn *conn = NULL;
+    if ((rc = qg_store_acquire(m->store, &conn, err))) goto out;
+    rc = open_with(m, conn, err);
+    qg_store_release(m->store, conn);
+out:
+    if (rc) {
+        qg_memory_free(m);
+        return rc;
+    }
+    *out = m;
+    return QG_OK;
+}
+
+qg_status qg_memory_snapshot(qg_memory *m, qg_error *err)
+{
+    if (!m->snap_dir) return QG_OK;
+    qg_conn *conn = NULL;
+    qg_status rc = qg_store_acquire(m->store, &conn, err);
+    if (rc) return rc;
+    pthread_rwlock_rdlock(&m->colls_lock);
+    for (int i = 0; i < m->ncolls; i++) {
+        mem_coll *c = m->colls[i];
+        qg_error e = {0};
+        qg_status one = QG_OK;
+        pthread_rwlock_wrlock(&c->lock);
+        if (c->ix && c->generation != c->snapshot_gen) one = coll_snapshot(m, conn, c, &e);
+        pthread_rwlock_unlock(&c->lock);
+        if (one && !rc) { /* the others are still written */
+            rc = one;
+            if (err) *err = e;
+        }
+    }
+    pthread_rwlock_unlock(&m->colls_lock);
+    qg_store_release(m->store, conn);
+    return rc;
+}
+
+void qg_memory_free(qg_memory *m)
+{
+    if (!m) return;
+    qg_error err = {0};
+    if (m->ncolls && qg_memory_snapshot(m, &err))
+        qg_warn("memory: snapshots not written (%s); the next start rebuilds", err.msg);
+    for (int i = 0; i < m->ncolls; i++) {
+        qg_vindex_free(m->colls[i]->ix);
+        pthread_rwlock_destroy(&m->colls[i]->lock);
+        free(m->colls[i]);
+    }
+    for (uint32_t p = 0; p < MAX_PAGES; p++) free(atomic_load(&m->pages[p]));
+    for (uint32_t i = 1; i < m->nstr; i++) free(m->istr[i]);
+    free(m->istr);
+    free(m->ihash);
+    free(m->snap_dir);
+    pthread_rwlock_destroy(&m->colls_lock);
+    pthread_mutex_destroy(&m->page_mu);
+    pthread_mutex_destroy(&m->intern_mu);
+    free(m);
+}
+
+/* ---------------------------------------------------------------- embedding */
+
+typedef struct embed_in {
+    const char *user_id, *token_id, *text;
+    const cJSON *setup;
+    const float *vector;
+    bool for_search;
+} embed_in;
+
+static bool all_zero(const float *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (v[i] != 0.0f) return false;
+    return true;
+}
+
+/* The vector of in for collection c, in a. Reads only c's immutable
+ * embedder and (for given vectors) its dim, so no lock is needed except
+ * for the dim, read under the caller's care. */
+static qg_status embed_for(qg_memory *m, const mem_coll *c, size_t cur_dim, const embed_in *in,
+                           qg_arena *a, float **out, size_t *dim, qg_error *err)
+{
+    const char *text_field = in->for_search ? "q" : "text";
+    if (in->vector) {
+        if (!cur_dim)
+            return qg_error_set(err, QG_EINVAL,
+                                "vector: collection '%s' has no dimension yet (add by text first)",
+                                c->name);
+        *out = (float *)in->vector;
+        *dim = cur_dim;
+        return QG_OK;
+    }
+    bool market = !strcmp(c->embedder, "market");
+    if (in->setup) {
+        if (!market)
+            return qg_error_set(err, QG_EINVAL,
+                                "setup: collection '%s' embeds text (%s), not market setups",
+                                c->name, c->embedder);
+        float *v = qg_arena_alloc(a, QG_EMBED_MARKET_DIM * sizeof(float));
+        if (!v) return qg_error_set(err, QG_ENOMEM, "memory: out of memory");
+        qg_status rc = qg_embed_market_json(in->setup, v, err);
+        if (rc) {
+            if (err && strncmp(err->msg, "setup", 5)) qg_error_prefix(err, "setup");
+            return rc;
+        }
+        *out = v;
+        *dim = QG_EMBED_MARKET_DIM;
+        return QG_OK;
+    }
+    if (market)
+        return qg_error_set(err, QG_EINVAL,
+                            "setup: required for collection '%s' (its embedder is market)",
+                            c->name);
+    if (!in->text || !*in->text)
+        return qg_error_set(err, QG_EINVAL, "%s: required (the text to embed)", text_field);
+    if (!strcmp(c->embedder, "hash")) {
+        float *v = qg_arena_alloc(a, QG_EMBED_TEXT_DIM * sizeof(float));
+        if (!v) return qg_error_set(err, QG_ENOMEM, "memory: out of memory");
+        qg_embed_text(in->text, strlen(in->text), v);
+        if (all_zero(v, QG_EMBED_TEXT_DIM))
+            return qg_error_set(err, QG_EINVAL, "%s: has no words to embed", text_field);
+        *out = v;
+        *dim = QG_EMBED_TEXT_DIM;
+        return QG_OK;
+    }
+    if (!strncmp(c->embedder, "model:", 6)) {
+        if (!m->ai)
+            return qg_error_set(err, QG_EINVAL,
+                                "collection '%s': provider embeddings are not available here",
+                                c->name);
+        const char *inputs[1] = {in->text};
+        qg_ai_embed_call call = {.user_id = in->user_id,
+                                 .token_id = in->token_id,
+                                 .model = c->embedder + 6,
+                                 .inputs = inputs,
+                                 .n_inputs = 1};
+        qg_ai_embed_result res = {0};
+        qg_status rc = qg_ai_embed(m->ai, &call, a, &res, err);
+        if (rc) return rc;
+        if (res.n != 1 || !res.dim || !res.vectors)
+            return qg_error_set(err, QG_EAGAIN, "model '%s' returned no embedding", call.model);
+        if (cur_dim && res.dim != cur_dim)
+            return qg_error_set(err, QG_EAGAIN,
+                                "model '%s' returned %zu dimensions; collection '%s' has %zu",
+                                call.model, res.dim, c->name, cur_dim);
+        *out = res.vectors;
+        *dim = res.dim;
+        return QG_OK;
+    }
+    return qg_error_set(err, QG_EINTERNAL, "collection '%s': unknown embedder '%s'", c->name,
+                        c->embedder);
+}
+
+static size_t coll_dim(mem_coll *c)
+{
+    pthread_rwlock_rdlock(&c->lock);
+    size_t d = c->dim;
+    pthread_rwlock_unlock(&c->lock);
+    return d;
+}
+
+/* ---------------------------------------------------------------- add */
+
+static qg_status bump_generation(qg_conn *conn, mem_coll *c, int64_t now, qg_error *err)
+{
+    qg_val p[] = {QG_VINT(now), QG_VTEXT(c->name)};
+    return qg_conn_exec(conn,
+                        "UPDATE memory_collections SET generation = generation + 1, "
+                        "updated_at = ? WHERE name = ?",
+                        p, 2, NULL, err);
+}
+
+static qg_status normalise_meta(const char *meta, size_t max, qg_arena *a, const char **out,
+                                qg_error *err)
+{
+    *out = "{}";
+    if (!meta) return QG_OK;
+    cJSON *j = cJSON_Parse(meta);
+    if (!j || !cJSON_IsObject(j)) {
+        cJSON_Delete(j);
+        return qg_error_set(err, QG_EINVAL, "meta: must be a JSON object");
+    }
+    char *s = cJSON_PrintUnformatted(j);
+    cJSON_Delete(j);
+    if (!s) return qg_error_set(err, QG_ENOMEM, "meta: out of memory");
+    size_t n = strlen(s);
+    qg_status rc = QG_OK;
+    if (n > max)
+        rc = qg_error_set(err, QG_EINVAL, "meta: %zu bytes as JSON; at most %zu", n, max);
+    else if (!(*out = qg_arena_strndup(a, s, n)))
+        rc = qg_error_set(err, QG_ENOMEM, "meta: out of memory");
+    free(s);
+    return rc;
+}
+
+static qg_status check_add(const qg_mem_add *in, qg_error *err)
+{
+    qg_status rc;
+    if ((rc = check_user(in->user_id, err))) return rc;
+    if ((unsigned)in->kind > QG_MEM_EPISODIC)
+        return qg_error_set(err, QG_EINVAL,
+                            "kind: must be short, long or episodic (working memory is keyed: "
+                            "use the working calls)");
+    if (!in->collection && (in->kind == QG_MEM_LONG || in->kind == QG_MEM_ANY))
+        return qg_error_set(err, QG_EINVAL, "collection: required for long-term items");
+    if (in->text && strlen(in->text) > QG_MEM_TEXT_MAX)
+        return qg_error_set(err, QG_EINVAL, "text: longer than %d bytes", QG_MEM_TEXT_MAX);
+    if (!in->text && !in->setup && !in->vector)
+        return qg_error_set(err, QG_EINVAL, "text: required");
+    if ((rc = check_field("symbol", in->symbol, QG_MEM_FIELD_MAX, err)) ||
+        (rc = check_field("timeframe", in->timeframe, QG_MEM_FIELD_MAX, err)) ||
+        (rc = check_field("signal_type", in->signal_type, QG_MEM_FIELD_MAX, err)) ||
+        (rc = check_field("session", in->session, QG_MEM_SESSION_MAX, err)))
+        return rc;
+    if (in->ts < 0) return qg_error_set(err, QG_EINVAL, "ts: must not be negative");
+    if (in->ttl_ms < 0) return qg_error_set(err, QG_EINVAL, "ttl_s: must be positive");
+    return QG_OK;
+}
+
+static const char *setup_str(const cJSON *setup, const char *name)
+{
+    const cJSON *j = setup ? cJSON_GetObjectItemCaseSensitive(setup, name) : NULL;
+    return cJSON_IsString(j) && j->valuestring[0] ? j->valuestring : NULL;
+}
+
+/* The row and the index entry, under c's write lock. */
+static qg_status add_locked(qg_memory *m, qg_conn *conn, mem_coll *c, const qg_mem_add *in,
+                            const float *v, size_t dim, const char *meta, const char *id,
+                            int64_t now, int64_t expires, const char *signal_type,
+                            const char *session, qg_error *err)
+{
+    qg_status rc = QG_OK;
+    bool learned = false;
+    if (!c->dim) {
+        learned = true; /* a model collection's first item fixes the dimension */
+    } else if (dim != c->dim) {
+        return qg_error_set(err, QG_EINVAL, "vector: %zu dimensions; collection '%s' has %zu", dim,
+                            c->name, c->dim);
+    }
+    qg_vindex *fresh = NULL;
+    if (learned && (rc = index_new(m, dim, c->metric, &fresh, err))) return rc;
+    qg_buf vb;
+    qg_buf_init(&vb, dim * 8 + 64);
+    if ((rc = qg_vec_encode(v, dim, &vb))) goto out;
+    uint64_t seq = atomic_fetch_add(&m->next_seq, 1);
+    mem_slot *slot;
+    if ((rc = slot_make(m, seq, &slot, err))) goto out;
+    if ((rc = qg_conn_begin(conn, err))) goto out;
+    qg_val p[] = {QG_VTEXT(id),
+                  QG_VINT(seq),
+                  QG_VTEXT(in->user_id),
+                  QG_VTEXT(c->name),
+                  QG_VTEXT(qg_mem_kind_name(in->kind)),
+                  QG_VTEXT(in->text ? in->text : ""),
+                  QG_VTEXT(in->symbol),
+                  QG_VTEXT(in->timeframe),
+                  QG_VTEXT(signal_type),
+                  QG_VTEXT(session),
+                  in->ts ? QG_VINT(in->ts) : QG_VNULL,
+                  QG_VTEXT(meta),
+                  QG_VTEXT(vb.data),
+                  QG_VINT(now),
+                  QG_VINT(now),
+                  expires ? QG_VINT(expires) : QG_VNULL};
+    rc = qg_conn_exec(conn,
+                      "INSERT INTO memory_items (id, seq, user_id, collection, kind, text, symbol, "
+                      "timeframe, signal_type, session, ts, meta, vector, created_at, updated_at, "
+                      "expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                      p, 16, NULL, err);
+    if (!rc) rc = bump_generation(conn, c, now, err);
+    if (!rc && learned) {
+        qg_val d[] = {QG_VINT(dim), QG_VTEXT(c->name)};
+        rc = qg_conn_exec(conn, "UPDATE memory_collections SET dim = ? WHERE name = ?", d, 2, NULL,
+                          err);
+    }
+    if (rc) {
+        qg_conn_rollback(conn);
+        goto out;
+    }
+    if ((rc = qg_conn_commit(conn, err))) goto out;
+    if (learned) {
+        c->dim = dim;
+        c->ix = fresh;
+        fresh = NULL;
+    }
+    *slot = (mem_slot){
+        .user = intern(m, in->user_id),
+        .symbol = intern(m, in->symbol),
+        .timeframe = intern(m, in->timeframe),
+        .signal_type = intern(m, signal_type),
+        .session = intern(m, session),
+        .coll = c->idx,
+        .kind = (uint8_t)in->kind,
+        .live = 1,
+        .time = in->ts ? in->ts : now,
+        .expires = expires,
+    };
+    c->generation++;
+    c->count++;
+    if ((rc = qg_vindex_add(c->ix, seq, v, err))) {
+        /* Keep the invariant: no row without its index entry. */
+        qg_err("memory: cannot index item %s (%s); removing its row", id, err ? err->msg : "");
+        slot->live = 0;
+        qg_val d[] = {QG_VTEXT(id)};
+        if (!qg_conn_exec(conn, "DELETE FROM memory_items WHERE id = ?", d, 1, NULL, NULL))
+            c->count--;
+    }
+out:
+    if (fresh) qg_vindex_free(fresh);
+    qg_buf_free(&vb);
+    return rc;
+}
+
+static void maybe_purge(qg_memory *m, qg_conn *conn, int64_t now)
+{
+    int64_t last = atomic_load(&m->last_purge);
+    if (now - last < PURGE_EVERY_MS && now >= last) return;
+    if (!atomic_compare_exchange_strong(&m->last_purge, &last, now)) return;
+    qg_error e = {0};
+    if (qg_memory_purge(m, conn, now, NULL, &e)) qg_warn("memory: purge failed: %s", e.msg);
+}
+
+qg_status qg_memory_add(qg_memory *m, qg_conn *conn, const qg_mem_add *in, char *id_out,
+                        qg_error *err)
+{
+    qg_status rc = check_add(in, err);
+    if (rc) return rc;
+    qg_mem_add eff = *in;
+    if (eff.kind == QG_MEM_ANY) eff.kind = QG_MEM_LONG; /* a collection was named */
+    in = &eff;
+    const char *cname = in->collection             ? in->collection
+                        : in->kind == QG_MEM_SHORT ? "conversations"
+                                                   : "facts";
+    mem_coll *c;
+    if ((rc = coll_lookup(m, cname, &c, err))) return rc;
+    int64_t now = now_or(in->now_ms);
+    int64_t ttl = in->ttl_ms ? in->ttl_ms : in->kind == QG_MEM_SHORT ? m->short_ttl : 0;
+    int64_t expires = ttl ? now + ttl : 0;
+    /* A setup names its own session and signal type unless the item does. */
+    const char *signal_type =
+        in->signal_type ? in->signal_type : setup_str(in->setup, "signal_type");
+    const char *session = in->session ? in->session : setup_str(in->setup, "session");
+    if ((rc = check_field("setup.signal_type", signal_type, QG_MEM_FIELD_MAX, err)) ||
+        (rc = check_field("setup.session", session, QG_MEM_SESSION_MAX, err)))
+        return rc;
+    qg_arena a;
+    qg_arena_init(&a, 0);
+    const char *meta;
+    float *v = NULL;
+    size_t dim = 0;
+    embed_in ein = {.user_id = in->user_id,
+                    .token_id = in->token_id,
+                    .text = in->text,
+                    .setup = in->setup,
+                    .vector = in->vector};
+    if ((rc = normalise_meta(in->meta_json, m->meta_max, &a, &meta, err))) goto out;
+    /* Embedding may be a provider call: done before taking the lock. */
+    if ((rc = embed_for(m, c, coll_dim(c), &ein, &a, &v, &dim, err))) goto out;
+    char id[QG_ID_MAX];
+    qg_store_new_id("mem", id, sizeof id);
+    pthread_rwlock_wrlock(&c->lock);
+    rc = add_locked(m, conn, c, in, v, dim, meta, id, now, expires, signal_type, session, err);
+    pthread_rwlock_unlock(&c->lock);
+    if (!rc && id_out) snprintf(id_out, QG_ID_MAX, "%s", id);
+    if (!rc) maybe_purge(m, conn, now);
+out:
+    qg_arena_free(&a);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- reading rows */
+
+#define ITEM_COLS                                                                                  \
+    "id, collection, kind, text, symbol, timeframe, signal_type, session, ts, meta, created_at, "  \
+    "expires_at"
+
+static const char *dup_text(qg_arena *a, const qg_row *row, int col)
+{
+    const char *s = qg_row_text(row, col);
+    return s ? qg_arena_strndup(a, s, strlen(s)) : NULL;
+}
+
+static void row_item(qg_arena *a, const qg_row *row, qg_mem_item *it)
+{
+    memset(it, 0, sizeof *it);
+    snprintf(it->id, sizeof it->id, "%s", qg_row_text(row, 0));
+    it->collection = dup_text(a, row, 1);
+    int k = qg_mem_kind_parse(qg_row_text(row, 2));
+    it->kind = k <= 0 ? QG_MEM_LONG : (qg_mem_kind)k;
+    it->text = dup_text(a, row, 3);
+    it->symbol = dup_text(a, row, 4);
+    it->timeframe = dup_text(a, row, 5);
+    it->signal_type = dup_text(a, row, 6);
+    it->session = dup_text(a, row, 7);
+    it->ts = qg_row_is_null(row, 8) ? 0 : qg_row_int(row, 8);
+    it->meta_json = dup_text(a, row, 9);
+    if (!it->meta_json) it->meta_json = "{}";
+    it->created_at = qg_row_int(row, 10);
+    it->expires_at = qg_row_is_null(row, 11) ? 0 : qg_row_int(row, 11);
+}
+
+typedef struct one_row {
+    qg_arena *a;
+    qg_mem_item *it;
+    bool found;
+} one_row;
+
+static qg_status take_one(void *ud, const qg_row *row)
+{
+    one_row *o = ud;
+    row_item(o->a, row, o->it);
+    o->found = true;
+    return QG_OK;
+}
+
+qg_status qg_memory_get(qg_memory *m, qg_conn *conn, const char *user_id, const char *id,
+                        int64_t now_ms, qg_arena *a, qg_mem_item *out, qg_error *err)
+{
+    (void)m;
+    qg_status rc = check_user(user_id, err);
+    if (rc) return rc;
+    one_row o = {.a = a, .it = out};
+    qg_val p[] = {QG_VTEXT(id), QG_VTEXT(user_id), QG_VINT(now_or(now_ms))};
+    rc = qg_conn_query(conn,
+                       "SELECT " ITEM_COLS " FROM memory_items WHERE id = ? AND user_id = ? AND "
+                       "(expires_at IS NULL OR expires_at > ?)",
+                       p, 3, take_one, &o, err);
+    if (rc) return rc;
+    if (!o.found) return qg_error_set(err, QG_ENOTFOUND, "memory '%.*s' not found", 40, id);
+    return QG_OK;
+}
+
+/* ---------------------------------------------------------------- search */
+
+typedef struct mem_filter {
+    const qg_memory *m;
+    uint16_t coll;
+    uint32_t user, symbol, timeframe, signal_type, session; /* 0: any */
+    qg_mem_kind kind;
+    int64_t since, until, now;
+} mem_filter;
+
+static bool filter_fn(void *ud, uint64_t label)
+{
+    const mem_filter *f = ud;
+    const mem_slot *s = slot_get(f->m, label);
+    if (!s || !s->live || s->user != f->user || s->coll != f->coll) return false;
+    if (s->expires && s->expires <= f->now) return false;
+    if (f->kind && s->kind != f->kind) return false;
+    if (f->symbol && s->symbol != f->symbol) return false;
+    if (f->timeframe && s->timeframe != f->timeframe) return false;
+    if (f->signal_type && s->signal_type != f->signal_type) return false;
+    if (f->session && s->session != f->session) return false;
+    if (f->since && s->time < f->since) return false;
+    if (f->until && s->time > f->until) return false;
+    return true;
+}
+
+typedef struct mem_hit {
+    uint64_t label;
+    float score;
+    const mem_coll *c;
+} mem_hit;
+
+static float score_of(qg_vmetric metric, float dist)
+{
+    switch (metric) {
+    case QG_VMETRIC_COSINE:
+        return 1.0f - dist;
+    case QG_VMETRIC_DOT:
+        return -dist;
+    default:
+        return 1.0f / (1.0f + dist);
+    }
+}
+
+static int hit_cmp(const void *a, const void *b)
+{
+    const mem_hit *x = a, *y = b;
+    if (x->score != y->score) return x->score > y->score ? -1 : 1;
+    return x->label < y->label ? -1 : x->label > y->label;
+}
+
+static qg_status check_query(const qg_mem_query *q, qg_error *err)
+{
+    qg_status rc = check_user(q->user_id, err);
+    if (rc) return rc;
+    if (q->n > QG_MEM_SEARCH_MAX)
+        return qg_error_set(err, QG_EINVAL, "n: must be between 1 and %d", QG_MEM_SEARCH_MAX);
+    if ((unsigned)q->kind >= QG_MEM_WORKING)
+        return qg_error_set(err, QG_EINVAL,
+                            "kind: must be short, long or episodic (working memory is not "
+                            "searched)");
+    if (q->since && q->until && q->since > q->until)
+        return qg_error_set(err, QG_EINVAL, "until: must not be before since");
+    if (q->vector && !q->collection)
+        return qg_error_set(err, QG_EINVAL, "collection: required when searching by vector");
+    if (!q->vector && !q->setup && (!q->text || !*q->text))
+        return qg_error_set(err, QG_EINVAL, "q: required (the text to search for)");
+    if (q->text && strlen(q->text) > QG_MEM_TEXT_MAX)
+        return qg_error_set(err, QG_EINVAL, "q: longer than %d bytes", QG_MEM_TEXT_MAX);
+    return QG_OK;
+}
+
+/* Searches one collection, appending up to n hits to hits. */
+static qg_status search_coll(qg_memory *m, mem_coll *c, const qg_mem_query *q, mem_filter *f,
+                             const float *v, size_t dim, size_t n, mem_hit *hits, size_t *nh,
+                             qg_arena *a, qg_error *err)
+{
+    qg_vhit *vh = qg_arena_alloc(a, n * sizeof *vh);
+    if (!vh) return qg_error_set(err, QG_ENOMEM, "memory: out of memory");
+    size_t got = 0;
+    qg_status rc = QG_OK;
+    pthread_rwlock_rdlock(&c->lock);
+    if (c->ix && c->dim == dim) {
+        f->coll = c->idx;
+        rc = qg_vindex_search(c->ix, v, n, q->ef, filter_fn, f, vh, &got, err);
+    } else if (c->ix && q->collection) {
+        rc = qg_error_set(err, QG_EINVAL, "vector: %zu dimensions; collection '%s' has %zu", dim,
+                          c->name, c->dim);
+    }
+    qg_vmetric metric = c->metric;
+    pthread_rwlock_unlock(&c->lock);
+    (void)m;
+    for (size_t i = 0; i < got && !rc; i++)
+        hits[(*nh)++] = (mem_hit){vh[i].label, score_of(metric, vh[i].dist), c};
+    return rc;
+}
+
+typedef struct fetch_ctx {
+    qg_arena *a;
+    qg_mem_item *it;
+    bool found;
+} fetch_ctx;
+
+qg_status qg_memory_search(qg_memory *m, qg_conn *conn, const qg_mem_query *q, qg_arena *a,
+                           qg_mem_item **out, size_t *n_out, qg_error *err)
+{
+    *out = NULL;
+    *n_out = 0;
+    qg_status rc = check_query(q, err);
+    if (rc) return rc;
+    size_t n = q->n ? q->n : 10;
+    if ((rc = check_field("symbol", q->symbol, QG_MEM_FIELD_MAX, err)) ||
+        (rc = check_field("timeframe", q->timeframe, QG_MEM_FIELD_MAX, err)) ||
+        (rc = check_field("signal_type", q->signal_type, QG_MEM_FIELD_MAX, err)) ||
+        (rc = check_field("session", q->session, QG_MEM_SESSION_MAX, err)))
+        return rc;
+    /* The collections to search. */
+    mem_coll *targets[QG_MEM_COLLECTIONS];
+    int nt = 0;
+    if (q->collection) {
+        if ((rc = coll_lookup(m, q->collection, &targets[0], err))) return rc;
+        nt = 1;
+    } else if (q->setup) {
+        if ((rc = coll_lookup(m, "setups", &targets[0], err))) return rc;
+        nt = 1;
+    } else {
+        pthread_rwlock_rdlock(&m->colls_lock);
+        for (int i = 0; i < m->ncolls; i++)
+            if (!strcmp(m->colls[i]->embedder, "hash")) targets[nt++] = m->colls[i];
+        pthread_rwlock_unlock(&m->colls_lock);
+    }
+    mem_filter f = {
+        .m = m,
+        .user = intern_query(m, q->user_id),
+        .symbol = intern_query(m, q->symbol),
+        .timeframe = intern_query(m, q->timeframe),
+        .signal_type = intern_query(m, q->signal_type),
+        .session = intern_query(m, q->session),
+        .kind = q->kind,
+        .since = q->since,
+        .until = q->until,
+        .now = now_or(q->now_ms),
+    };
+    embed_in ein = {.user_id = q->user_id,
+                    .token_id = q->token_id,
+                    .text = q->text,
+                    .setup = q->setup,
+                    .vector = q->vector,
+                    .for_search = true};
+    float *v = NULL;
+    size_t dim = 0;
+    /* Text collections of the same embedder share one query vector. */
+    if ((rc = embed_for(m, targets[0], coll_dim(targets[0]), &ein, a, &v, &dim, err))) return rc;
+    bool nothing = f.user == UINT32_MAX || f.symbol == UINT32_MAX || f.timeframe == UINT32_MAX ||
+                   f.signal_type == UINT32_MAX || f.session == UINT32_MAX;
+    if (nothing) return QG_OK; /* a value no item has */
+    mem_hit *hits = qg_arena_alloc(a, (size_t)nt * n * sizeof *hits);
+    if (!hits) return qg_error_set(err, QG_ENOMEM, "memory: out of memory");
+    size_t nh = 0;
+    for (int i = 0; i < nt && !rc; i++)
+        rc = search_coll(m, targets[i], q, &f, v, dim, n, hits, &nh, a, err);
+    if (rc) return rc;
+    qsort(hits, nh, sizeof *hits, hit_cmp);
+    qg_mem_item *items = qg_arena_alloc(a, (n ? n : 1) * sizeof *items);
+    if (!items) return qg_error_set(err, QG_ENOMEM, "memory: out of memory");
+    size_t k = 0;
+    for (size_t i = 0; i < nh && k < n; i++) {
+        one_row o = {.a = a, .it = &items[k]};
+        qg_val p[] = {QG_VINT(hits[i].label), QG_VTEXT(q->user_id)};
+        rc = qg_conn_query(conn,
+                           "SELECT " ITEM_COLS " FROM memory_items WHERE seq = ? AND user_id = ?",
+                           p, 2, take_one, &o, err);
+        if (rc) return rc;
+        if (!o.found) continue; /* deleted meanwhile, or its owner was */
+        items[k++].score = hits[i].score;
+    }
+    *out = items;
+    *n_out = k;
+    return QG_OK;
+}
+
+/* ---------------------------------------------------------------- list */
+
+typedef struct list_ctx {
+    qg_arena *a;
+    qg_mem_item *items;
+    size_t n, limit;
+    bool more;
+} list_ctx;
+
+static qg_status list_row(void *ud, const qg_row *row)
+{
+    list_ctx *l = ud;
+    if (l->n == l->limit) {
+        l->more = true;
+        return QG_OK;
+    }
+    row_item(l->a, row, &l->items[l->n++]);
+    return QG_OK;
+}
+
+qg_status qg_memory_list(qg_memory *m, qg_conn *conn, const qg_mem_list *q, qg_arena *a,
+                         qg_mem_item **out, size_t *n_out, char *next, qg_error *err)
+{
+    (void)m;
+    *out = NULL;
+    *n_out = 0;
+    char before[QG_ID_MAX] = ""; /* next may be the very buffer q->before points to */
+    if (q->before) snprintf(before, sizeof before, "%s", q->before);
+    if (next) next[0] = 0;
+    qg_status rc = check_user(q->user_id, err);
+    if (rc) return rc;
+    if (q->limit < 0 || q->limit > QG_MEM_LIST_MAX)
+        return qg_error_set(err, QG_EINVAL, "limit: must be between 1 and %d", QG_MEM_LIST_MAX);
+    if ((unsigned)q->kind >= QG_MEM_WORKING)
+        return qg_error_set(err, QG_EINVAL, "kind: must be short, long or episodic here");
+    list_ctx l = {.a = a, .limit = q->limit ? (size_t)q->limit : 50};
+    l.items = qg_arena_alloc(a, l.limit * sizeof *l.items);
+    if (!l.items) return qg_error_set(err, QG_ENOMEM, "memory: out of memory");
+    const char *kind = q->kind ? qg_mem_kind_name(q->kind) : NULL;
+    qg_val p[] = {QG_VTEXT(q->user_id),
+                  QG_VTEXT(q->collection),
+                  QG_VTEXT(q->collection),
+                  QG_VTEXT(kind),
+                  QG_VTEXT(kind),
+                  QG_VTEXT(q->symbol),
+                  QG_VTEXT(q->symbol),
+                  QG_VTEXT(q->session),
+                  QG_VTEXT(q->session),
+                  QG_VINT(now_or(q->now_ms)),
+                  QG_VTEXT(q->before ? before : NULL),
+                  QG_VTEXT(q->before ? before : NULL),
+                  QG_VINT(l.limit + 1)};
+    rc = qg_conn_query(conn,
+                       "SELECT " ITEM_COLS " FROM memory_items WHERE user_id = ? AND "
+                       "(? IS NULL OR collection = ?) AND (? IS NULL OR kind = ?) AND "
+                       "(? IS NULL OR symbol = ?) AND (? IS NULL OR session = ?) AND "
+                       "(expires_at IS NULL OR expires_at > ?) AND (? IS NULL OR id < ?) "
+                       "ORDER BY id DESC LIMIT ?",
+                       p, 13, list_row, &l, err);
+    if (rc) return rc;
+    if (l.more && next && l.n) snprintf(next, QG_ID_MAX, "%s", l.items[l.n - 1].id);
+    *out = l.items;
+    *n_out = l.n;
+    return QG_OK;
+}
+
+/* ---------------------------------------------------------------- forget */
+
+typedef struct seq_list {
+    uint64_t *v;
+    size_t n, cap;
+} seq_list;
+
+static qg_status take_seq(void *ud, const qg_row *row)
+{
+    seq_list *s = ud;
+    if (s->n == s->cap) {
+        s->cap = s->cap ? s->cap * 2 : 64;
+        s->v = qg_xrealloc(s->v, s->cap * sizeof *s->v);
+    }
+    s->v[s->n++] = (uint64_t)qg_row_int(row, 0);
+    return QG_OK;
+}
+
+/* Deletes the rows `where` selects in c (params p, n), then their index
+ * entries, under c's write lock. The SELECT and the DELETE share `where`. */
+static qg_status delete_where(qg_memory *m, qg_conn *conn, mem_coll *c, const char *where,
+                              const qg_val *p, size_t np, int64_t *removed, qg_error *err)
+{
+    char sel[1024], del[1024];
+    snprintf(sel, sizeof sel, "SELECT seq FROM memory_items WHERE collection = ? AND %s", where);
+    snprintf(del, sizeof del, "DELETE FROM memory_items WHERE collection = ? AND %s", where);
+    qg_val params[16];
+    params[0] = QG_VTEXT(c->name);
+    memcpy(params + 1, p, np * sizeof *p);
+    seq_list s = {0};
+    qg_status rc = QG_OK;
+    pthread_rwlock_wrlock(&c->lock);
+    if ((rc = qg_conn_query(conn, sel, params, np + 1, take_seq, &s, err)) || !s.n) goto out;
+    if ((rc = qg_conn_begin(conn, err))) goto out;
+    int64_t changes = 0;
+    rc = qg_conn_exec(conn, del, params, np + 1, &changes, err);
+    if (!rc) rc = bump_generation(conn, c, qg_time_now_ms(), err);
+    if (rc) {
+        qg_conn_rollback(conn);
+        goto out;
+    }
+    if ((rc = qg_conn_commit(conn, err))) goto out;
+    c->generation++;
+    for (size_t i = 0; i < s.n; i++) {
+        mem_slot *sl = slot_get(m, s.v[i]);
+        if (sl && sl->live) {
+            sl->live = 0;
+            c->count--;
+        }
+        if (c->ix) qg_vindex_remove(c->ix, s.v[i]);
+    }
+    if (removed) *removed += (int64_t)s.n;
+out:
+    pthread_rwlock_unlock(&c->lock);
+    free(s.v);
+    return rc;
+}
+
+typedef struct coll_of {
+    char name[QG_MEM_NAME_MAX + 1];
+    bool found;
+} coll_of;
+
+static qg_status take_coll_name(void *ud, const qg_row *row)
+{
+    coll_of *o = ud;
+    snprintf(o->name, sizeof o->name, "%s", qg_row_text(row, 0));
+    o->found = true;
+    return QG_OK;
+}
+
+qg_status qg_memory_forget(qg_memory *m, qg_conn *conn, const char *user_id, const char *id,
+                           qg_error *err)
+{
+    qg_status rc = check_user(user_id, err);
+    if (rc) return rc;
+    if (!id || !*id) return qg_error_set(err, QG_EINVAL, "id: required");
+    coll_of o = {0};
+    qg_val p[] = {QG_VTEXT(id), QG_VTEXT(user_id)};
+    rc = qg_conn_query(conn, "SELECT collection FROM memory_items WHERE id = ? AND user_id = ?", p,
+                       2, take_coll_name, &o, err);
+    if (rc) return rc;
+    mem_coll *c = o.found ? coll_find(m, o.name) : NULL;
+    int64_t removed = 0;
+    if (c) rc = delete_where(m, conn, c, "id = ? AND user_id = ?", p, 2, &removed, err);
+    if (rc) return rc;
+    if (!removed) return qg_error_set(err, QG_ENOTFOUND, "memory '%.*s' not found", 40, id);
+    return QG_OK;
+}
+
+qg_status qg_memory_forget_where(qg_memory *m, qg_conn *conn, const qg_mem_forget_where *f,
+                                 int64_t *removed, qg_error *err)
+{
+    if (removed) *removed = 0;
+    qg_status rc = check_user(f->user_id, err);
+    if (rc) return rc;
+    if (f->kind == QG_MEM_WORKING) {
+        if (!f->session)
+            return qg_error_set(err, QG_EINVAL, "session: required for working memory");
+        rc = qg_memory_working_delete(m, conn, f->user_id, f->session, NULL, removed, err);
+        return rc == QG_ENOTFOUND ? QG_OK : rc;
+    }
+    if ((unsigned)f->kind > QG_MEM_WORKING)
+        return qg_error_set(err, QG_EINVAL, "kind: must be short, long, episodic or working");
+    if (!f->collection && !f->kind && !f->symbol && !f->session)
+        return qg_error_set(err, QG_EINVAL,
+                            "filter: name at least one of collection, kind, symbol, session");
+    mem_coll *only = NULL;
+    if (f->collection && (rc = coll_lookup(m, f->collection, &only, err))) return rc;
+    const char *kind = f->kind ? qg_mem_kind_name(f->kind) : NULL;
+    qg_val p[] = {QG_VTEXT(f->user_id), QG_VTEXT(kind),      QG_VTEXT(kind),
+                  QG_VTEXT(f->symbol),  QG_VTEXT(f->symbol), QG_VTEXT(f->session),
+                  QG_VTEXT(f->session)};
+    const char *where = "user_id = ? AND (? IS NULL OR kind = ?) AND (? IS NULL OR symbol = ?) "
+                        "AND (? IS NULL OR session = ?)";
+    int64_t total = 0;
+    pthread_rwlock_rdlock(&m->colls_lock);
+    int nc = m->ncolls;
+    mem_coll *all[QG_MEM_COLLECTIONS];
+    memcpy(all, m->colls, (size_t)nc * sizeof *all);
+    pthread_rwlock_unlock(&m->colls_lock);
+    for (int i = 0; i < nc && !rc; i++)
+        if (!only || all[i] == only) rc = delete_where(m, conn, all[i], where, p, 7, &total, err);
+    if (removed) *removed = total;
+    return rc;
+}
+
+qg_status qg_memory_purge(qg_memory *m, qg_conn *conn, int64_t now_ms, int64_t *removed,
+                          qg_error *err)
+{
+    int64_t now = now_or(now_ms), total = 0;
+    qg_val p[] = {QG_VINT(now)};
+    pthread_rwlock_rdlock(&m->colls_lock);
+    int nc = m->ncolls;
+    mem_coll *all[QG_MEM_COLLECTIONS];
+    memcpy(all, m->colls, (size_t)nc * sizeof *all);
+    pthread_rwlock_unlock(&m->colls_lock);
+    qg_status rc = QG_OK;
+    for (int i = 0; i < nc && !rc; i++)
+        rc = delete_where(m, conn, all[i], "expires_at IS NOT NULL AND expires_at <= ?", p, 1,
+                          &total, err);
+    if (!rc)
+        rc = qg_conn_exec(conn,
+                          "DELETE FROM memory_working WHERE expires_at IS NOT NULL AND "
+                          "expires_at <= ?",
+                          p, 1, NULL, err);
+    if (removed) *removed = total;
+    if (total) qg_info("memory: purged %lld expired items", (long long)total);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- working memory */
+
+static qg_status check_working(const char *user_id, const char *session, const char *key,
+                               bool key_required, qg_error *err)
+{
+    qg_status rc = check_user(user_id, err);
+    if (rc) return rc;
+    if (!session) return qg_error_set(err, QG_EINVAL, "session: required");
+    if ((rc = check_field("session", session, QG_MEM_SESSION_MAX, err))) return rc;
+    if (key_required && !key) return qg_error_set(err, QG_EINVAL, "key: required");
+    return check_field("key", key, QG_MEM_KEY_MAX, err);
+}
+
+qg_status qg_memory_working_put(qg_memory *m, qg_conn *conn, const char *user_id,
+                                const char *session, const char *key, const char *value_json,
+                                int64_t ttl_ms, int64_t now_ms, bool *created, qg_error *err)
+{
+    qg_status rc = check_working(user_id, session, key, true, err);
+    if (rc) return rc;
+    if (!value_json) return qg_error_set(err, QG_EINVAL, "value: required");
+    if (strlen(value_json) > QG_MEM_VALUE_MAX)
+        return qg_error_set(err, QG_EINVAL, "value: longer than %d bytes as JSON",
+                            QG_MEM_VALUE_MAX);
+    cJSON *j = cJSON_Parse(value_json);
+    if (!j) return qg_error_set(err, QG_EINVAL, "value: not valid JSON");
+    cJSON_Delete(j);
+    int64_t now = now_or(now_ms);
+    int64_t ttl = ttl_ms ? ttl_ms : m->working_ttl;
+    qg_val exp = ttl > 0 ? QG_VINT(now + ttl) : QG_VNULL;
+    qg_val up[] = {QG_VTEXT(value_json), QG_VINT(now),      exp,
+                   QG_VTEXT(user_id),    QG_VTEXT(session), QG_VTEXT(key)};
+    for (int attempt = 0; attempt < 2; attempt++) {
+        int64_t changes = 0;
+        rc = qg_conn_exec(conn,
+                          "UPDATE memory_working SET value = ?, updated_at = ?, expires_at = ? "
+                          "WHERE user_id = ? AND session = ? AND key = ?",
+                          up, 6, &changes, err);
+        if (rc) return rc;
+        if (changes) {
+            if (created) *created = false;
+            return QG_OK;
+        }
+        qg_val ins[] = {QG_VTEXT(user_id),
+                        QG_VTEXT(session),
+                        QG_VTEXT(key),
+                        QG_VTEXT(value_json),
+                        QG_VINT(now),
+                        QG_VINT(now),
+                        exp};
+        rc = qg_conn_exec(conn,
+                          "INSERT INTO memory_working (user_id, session, key, value, created_at, "
+                          "updated_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                          ins, 7, NULL, err);
+        if (rc != QG_EEXIST) break; /* EEXIST: a concurrent put won; update it */
+    }
+    if (!rc && created) *created = true;
+    return rc;
+}
+
+typedef struct working_ctx {
+    qg_arena *a;
+    qg_mem_working *items;
+    size_t n, cap;
+} working_ctx;
+
+static qg_status working_row(void *ud, const qg_row *row)
+{
+    working_ctx *w = ud;
+    if (w->n == w->cap) {
+        size_t cap = w->cap ? w->cap * 2 : 16;
+        qg_mem_working *v = qg_arena_alloc(w->a, cap * sizeof *v);
+        if (!v) return QG_ENOMEM;
+        if (w->n) memcpy(v, w->items, w->n * sizeof *v);
+        w->items = v;
+        w->cap = cap;
+    }
+    qg_mem_working *e = &w->items[w->n++];
+    e->session = dup_text(w->a, row, 0);
+    e->key = dup_text(w->a, row, 1);
+    e->value_json = dup_text(w->a, row, 2);
+    e->created_at = qg_row_int(row, 3);
+    e->updated_at = qg_row_int(row, 4);
+    e->expires_at = qg_row_is_null(row, 5) ? 0 : qg_row_int(row, 5);
+    return QG_OK;
+}
+
+#define WORKING_COLS "session, key, value, created_at, updated_at, expires_at"
+
+qg_status qg_memory_working_get(qg_memory *m, qg_conn *conn, const char *user_id,
+                                const char *session, const char *key, int64_t now_ms, qg_arena *a,
+                                qg_mem_working *out, qg_error *err)
+{
+    (void)m;
+    qg_status rc = check_working(user_id, session, key, true, err);
+    if (rc) return rc;
+    working_ctx w = {.a = a};
+    qg_val p[] = {QG_VTEXT(user_id), QG_VTEXT(session), QG_VTEXT(key), QG_VINT(now_or(now_ms))};
+    rc = qg_conn_query(conn,
+                       "SELECT " WORKING_COLS " FROM memory_working WHERE user_id = ? AND "
+                       "session = ? AND key = ? AND (expires_at IS NULL OR expires_at > ?)",
+                       p, 4, working_row, &w, err);
+    if (rc) return rc;
+    if (!w.n)
+        return qg_error_set(err, QG_ENOTFOUND, "working memory '%.*s/%.*s' not found", 64, session,
+                            64, key);
+    *out = w.items[0];
+    return QG_OK;
+}
+
+qg_status qg_memory_working_list(qg_memory *m, qg_conn *conn, const char *user_id,
+                                 const char *session, int64_t now_ms, qg_arena *a,
+                                 qg_mem_working **out, size_t *n_out, qg_error *err)
+{
+    (void)m;
+    *out = NULL;
+    *n_out = 0;
+    qg_status rc = check_working(user_id, session, NULL, false, err);
+    if (rc) return rc;
+    working_ctx w = {.a = a};
+    qg_val p[] = {QG_VTEXT(user_id), QG_VTEXT(session), QG_VINT(now_or(now_ms))};
+    rc = qg_conn_query(conn,
+                       "SELECT " WORKING_COLS " FROM memory_working WHERE user_id = ? AND "
+                       "session = ? AND (expires_at IS NULL OR expires_at > ?) ORDER BY key",
+                       p, 3, working_row, &w, err);
+    if (rc) return rc;
+    *out = w.items;
+    *n_out = w.n;
+    return QG_OK;
+}
+
+qg_status qg_memory_working_delete(qg_memory *m, qg_conn *conn, const char *user_id,
+                                   const char *session, const char *key, int64_t *removed,
+                                   qg_error *err)
+{
+    (void)m;
+    if (removed) *removed = 0;
+    qg_status rc = check_working(user_id, session, key, false, err);
+    if (rc) return rc;
+    int64_t changes = 0;
+    qg_val p[] = {QG_VTEXT(user_id), QG_VTEXT(session), QG_VTEXT(key), QG_VTEXT(key)};
+    rc = qg_conn_exec(conn,
+                      "DELETE FROM memory_working WHERE user_id = ? AND session = ? AND "
+                      "(? IS NULL OR key = ?)",
+                      p, 4, &changes, err);
+    if (rc) return rc;
+    if (removed) *removed = changes;
+    if (!changes)
+        return key ? qg_error_set(err, QG_ENOTFOUND, "working memory '%.*s/%.*s' not found", 64,
+                                  session, 64, key)
+                   : qg_error_set(err, QG_ENOTFOUND, "working memory session '%.*s' not found", 64,
+                                  session);
+    return QG_OK;
+}
+
+/* ---------------------------------------------------------------- collections */
+
+typedef struct count_ctx {
+    qg_mem_collection *v;
+    size_t n;
+} count_ctx;
+
+static qg_status count_row(void *ud, const qg_row *row)
+{
+    count_ctx *x = ud;
+    const char *name = qg_row_text(row, 0);
+    for (size_t i = 0; i < x->n; i++)
+        if (!strcmp(x->v[i].name, name)) x->v[i].user_count = qg_row_int(row, 1);
+    return QG_OK;
+}
+
+qg_status qg_memory_collections(qg_memory *m, qg_conn *conn, const char *user_id, int64_t now_ms,
+                                qg_mem_collection **out, size_t *n_out, qg_error *err)
+{
+    *out = NULL;
+    *n_out = 0;
+    pthread_rwlock_rdlock(&m->colls_lock);
+    size_t n = (size_t)m->ncolls;
+    qg_mem_collection *v = qg_xcalloc(n ? n : 1, sizeof *v);
+    for (size_t i = 0; i < n; i++) {
+        mem_coll *c = m->colls[i];
+        pthread_rwlock_rdlock(&c->lock);
+        snprintf(v[i].name, sizeof v[i].name, "%s", c->name);
+        snprintf(v[i].embedder, sizeof v[i].embedder, "%s", c->embedder);
+        snprintf(v[i].description, sizeof v[i].description, "%s", c->description);
+        v[i].dim = c->dim;
+        v[i].metric = c->metric;
+        v[i].index_kind = c->ix ? qg_vindex_get_params(c->ix)->kind : m->index_kind;
+        v[i].count = c->count;
+        v[i].created_at = c->created_at;
+        pthread_rwlock_unlock(&c->lock);
+    }
+    pthread_rwlock_unlock(&m->colls_lock);
+    if (user_id) {
+        count_ctx x = {v, n};
+        qg_val p[] = {QG_VTEXT(user_id), QG_VINT(now_or(now_ms))};
+        qg_status rc = qg_conn_query(conn,
+                                     "SELECT collection, COUNT(*) FROM memory_items WHERE "
+                                     "user_id = ? AND (expires_at IS NULL OR expires_at > ?) "
+                                     "GROUP BY collection",
+                                     p, 2, count_row, &x, err);
+        if (rc) {
+            free(v);
+            return rc;
+        }
+    }
+    *out = v;
+    *n_out = n;
+    return QG_OK;
+}
+
+qg_status qg_memory_collection_create(qg_memory *m, qg_conn *conn, const char *name,
+                                      const char *embedder, const char *metric,
+                                      const char *description, const char *created_by,
+                                      qg_error *err)
+{
+    if (!name || !valid_coll_name(name))
+        return qg_error_set(err, QG_EINVAL,
+                            "name: 1-%d characters: a lower-case letter, then letters, digits, "
+                            "'_' or '-'",
+                            QG_MEM_NAME_MAX);
+    if (!embedder) embedder = "hash";
+    size_t dim = 0;
+    if (!strcmp(embedder, "hash")) {
+        dim = QG_EMBED_TEXT_DIM;
+    } else if (!strcmp(embedder, "market")) {
+        dim = QG_EMBED_MARKET_DIM;
+    } else if (!strncmp(embedder, "model:", 6) && embedder[6] && strlen(embedder) <= 70 &&
+               printable(embedder)) {
+        if (!m->ai)
+            return qg_error_set(err, QG_EINVAL,
+                                "embedder: provider embeddings are not available here");
+    } else {
+        return qg_error_set(err, QG_EINVAL,
+                            "embedder: must be \"hash\", \"market\" or \"model:<named model>\"");
+    }
+    int mt = metric ? qg_vmetric_parse(metric) : QG_VMETRIC_COSINE;
+    if (mt < 0) return qg_error_set(err, QG_EINVAL, "metric: must be cosine, dot or l2");
+    if (description && strlen(description) > 255)
+        return qg_error_set(err, QG_EINVAL, "description: longer than 255 bytes");
+    if (description && !printable(description))
+        return qg_error_set(err, QG_EINVAL, "description: control characters are not allowed");
+    qg_status rc = QG_OK;
+    pthread_rwlock_wrlock(&m->colls_lock);
+    if (coll_find_locked(m, name)) {
+        rc = qg_error_set(err, QG_EEXIST, "collection '%s' already exists", name);
+        goto out;
+    }
+    if (m->ncolls == QG_MEM_COLLECTIONS) {
+        rc = qg_error_set(err, QG_ERANGE, "collections: at most %d", QG_MEM_COLLECTIONS);
+        goto out;
+    }
+    int64_t now = qg_time_now_ms();
+    qg_val p[] = {QG_VTEXT(name),
+                  QG_VTEXT(embedder),
+                  QG_VINT(dim),
+                  QG_VTEXT(qg_vmetric_name((qg_vmetric)mt)),
+                  QG_VTEXT(description ? description : ""),
+                  QG_VTEXT(created_by),
+                  QG_VINT(now),
+                  QG_VINT(now)};
+    rc = qg_conn_exec(conn,
+                      "INSERT INTO memory_collections (name, embedder, dim, metric, description, "
+                      "created_by, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                      p, 8, NULL, err);
+    if (rc == QG_EEXIST) rc = qg_error_set(err, QG_EEXIST, "collection '%s' already exists", name);
+    if (rc) goto out;
+    mem_coll *c = qg_xcalloc(1, sizeof *c);
+    snprintf(c->name, sizeof c->name, "%s", name);
+    snprintf(c->embedder, sizeof c->embedder, "%s", embedder);
+    snprintf(c->description, sizeof c->description, "%s", description ? description : "");
+    c->dim = dim;
+    c->metric = (qg_vmetric)mt;
+    c->snapshot_gen = -1;
+    c->created_at = now;
+    c->idx = (uint16_t)(m->ncolls + 1);
+    pthread_rwlock_init(&c->lock, NULL);
+    if (dim && (rc = index_new(m, dim, c->metric, &c->ix, err))) {
+        pthread_rwlock_destroy(&c->lock);
+        free(c);
+        goto out;
+    }
+    m->colls[m->ncolls++] = c;
+out:
+    pthread_rwlock_unlock(&m->colls_lock);
+    return rc;
+}
+
+qg_status qg_memory_index_info(qg_memory *m, const char *collection, qg_vindex_kind *kind,
+                               size_t *count, size_t *bytes)
+{
+    mem_coll *c = coll_find(m, collection);
+    if (!c) return QG_ENOTFOUND;
+    pthread_rwlock_rdlock(&c->lock);
+    if (kind) *kind = c->ix ? qg_vindex_get_params(c->ix)->kind : m->index_kind;
+    if (count) *count = c->ix ? qg_vindex_count(c->ix) : 0;
+    if (bytes) *bytes = c->ix ? qg_vindex_memory(c->ix) : 0;
+    pthread_rwlock_unlock(&c->lock);
+    return QG_OK;
+}

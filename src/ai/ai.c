@@ -328,10 +328,12 @@ static qg_status resolve_key(void *ud, const qg_ai_deployment *d, char *out, siz
     key_ctx *k = ud;
     qg_conn *c = NULL;
     qg_error err = {0};
-    qg_status rc = qg_store_acquire(k->ai->store, &c, &err);
-    if (rc) return rc;
+    qg_status rc = QG_OK;
+    /* only vault secrets need the database; environment keys do not */
+    bool vault = d->key_ref[0] && strncmp(d->key_ref, "env:", 4);
+    if (vault && (rc = qg_store_acquire(k->ai->store, &c, &err))) return rc;
     rc = qg_ai_catalog_key(k->ai->vault, c, d, out, cap, &err);
-    qg_store_release(k->ai->store, c);
+    if (c) qg_store_release(k->ai->store, c);
     if (rc) qg_warn("ai: key of deployment %s: %s", d->id, err.msg);
     return rc;
 }

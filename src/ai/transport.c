@@ -1,12 +1,18 @@
 /*
- * transport.c - libcurl multi on one thread (see transport.h).
+ * transport.c - libcurl multi handles: one per calling thread for blocking
+ * calls, one on the transport thread for submitted ones (see transport.h).
  *
- * The transport thread is the only one that touches the multi handle and
- * the easy handles; submitters only append to `pending` under the mutex and
- * call curl_multi_wakeup. Each loop turn: start what is pending, let curl
- * work, complete what finished, enforce read timeouts and cancel flags, then
- * sleep in curl_multi_poll until a socket is ready, a wakeup arrives, or the
- * nearest read deadline.
+ * An engine is a multi handle, its active exchanges and spare easy handles;
+ * only one thread ever drives it. The transport thread drives the shared
+ * engine: submitters only append to `pending` under the mutex and call
+ * curl_multi_wakeup. A thread calling qg_ai_transport_perform drives an
+ * engine of its own (made on its first call, kept in a thread-local slot and
+ * in the transport's list, freed with the transport), so a blocking call
+ * costs no thread hand-off at all and its connections stay warm per thread.
+ * Each loop turn: start what is pending, let curl work, complete what
+ * finished, enforce read timeouts and cancel flags, then sleep in
+ * curl_multi_poll until a socket is ready, a wakeup arrives, or the nearest
+ * read deadline.
  *
  * Read timeouts are checked twice: in the xferinfo callback (when curl runs
  * the transfer) and by the loop against each exchange's last received byte
@@ -32,19 +38,38 @@
 #define CANCEL_POLL_MS     100 /* how late a cancel flag set without a wake is seen */
 #define EASY_KEEP          64
 
-struct qg_ai_transport {
+#define LOCAL_KEEP        4 /* spare easy handles of a caller's engine (one call at a time) */
+#define LOCAL_MAXCONNECTS 8
+
+/* A multi handle and what it drives; used by one thread only. */
+typedef struct engine {
+    qg_ai_transport *t;
     CURLM *multi;
-    pthread_t thread;
-    bool started;
-    pthread_mutex_t mu; /* guards pending and stopping */
-    qg_ai_exchange *pending_head, *pending_tail;
-    bool stopping;
-    atomic_int inflight;
-    /* transport thread only */
     qg_ai_exchange *active; /* doubly linked through priv.next/prev */
     CURL *spare[EASY_KEEP];
-    int nspare;
+    int nspare, keep;
+    struct engine *next; /* the transport's list of callers' engines */
+} engine;
+
+struct qg_ai_transport {
+    engine shared; /* the transport thread's */
+    uint64_t id;   /* never reused: tells a thread's cached engine is this transport's */
+    pthread_t thread;
+    bool started;
+    pthread_mutex_t mu; /* guards pending, stopping and locals */
+    qg_ai_exchange *pending_head, *pending_tail;
+    atomic_bool stopping; /* written under mu; performers read it every turn */
+    engine *locals;
+    atomic_int inflight;
 };
+
+static atomic_uint_fast64_t next_transport_id = 1;
+
+/* The calling thread's engine for the transport it last used. */
+static _Thread_local struct {
+    uint64_t transport_id;
+    engine *e;
+} tl_engine;
 
 static pthread_once_t global_once = PTHREAD_ONCE_INIT;
 static CURLcode global_rc = CURLE_OK;
@@ -186,7 +211,7 @@ static int on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_
 
 /* ---- the transport thread ---- */
 
-static void active_link(qg_ai_transport *t, qg_ai_exchange *x)
+static void active_link(engine *t, qg_ai_exchange *x)
 {
     x->priv.prev = NULL;
     x->priv.next = t->active;
@@ -194,7 +219,7 @@ static void active_link(qg_ai_transport *t, qg_ai_exchange *x)
     t->active = x;
 }
 
-static void active_unlink(qg_ai_transport *t, qg_ai_exchange *x)
+static void active_unlink(engine *t, qg_ai_exchange *x)
 {
     if (x->priv.prev)
         x->priv.prev->priv.next = x->priv.next;
@@ -242,7 +267,7 @@ static const char *kind_what(qg_ai_errkind k)
 }
 
 /* Ends a transfer that curl finished (res) or that we stop (forced kind). */
-static void finish(qg_ai_transport *t, qg_ai_exchange *x, CURLcode res, qg_ai_errkind forced,
+static void finish(engine *t, qg_ai_exchange *x, CURLcode res, qg_ai_errkind forced,
                    const char *forced_msg)
 {
     CURL *e = x->priv.easy;
@@ -278,14 +303,14 @@ static void finish(qg_ai_transport *t, qg_ai_exchange *x, CURLcode res, qg_ai_er
     if (x->priv.headers) curl_slist_free_all(x->priv.headers);
     x->priv.headers = NULL;
     x->priv.easy = NULL;
-    if (t->nspare < EASY_KEEP)
+    if (t->nspare < t->keep)
         t->spare[t->nspare++] = e;
     else
         curl_easy_cleanup(e);
-    complete(t, x);
+    complete(t->t, x);
 }
 
-static qg_status start_one(qg_ai_transport *t, qg_ai_exchange *x)
+static qg_status start_one(engine *t, qg_ai_exchange *x)
 {
     const qg_ai_http_req *r = x->req;
     CURL *e;
@@ -364,7 +389,7 @@ static void fail_unstarted(qg_ai_transport *t, qg_ai_exchange *x, qg_ai_errkind 
 }
 
 /* Cancel flags and read deadlines; returns the poll timeout in ms. */
-static int sweep(qg_ai_transport *t)
+static int sweep(engine *t)
 {
     int64_t now = mono_us();
     int64_t wait_us = (int64_t)IDLE_POLL_MS * 1000;
@@ -388,14 +413,51 @@ static int sweep(qg_ai_transport *t)
     return (int)((wait_us + 999) / 1000);
 }
 
+/* One turn of an engine's loop after its new exchanges were started: let
+ * curl work, complete what finished, sleep until there is more to do. */
+static void engine_turn(engine *e)
+{
+    int running = 0;
+    curl_multi_perform(e->multi, &running);
+    int left;
+    CURLMsg *msg;
+    while ((msg = curl_multi_info_read(e->multi, &left))) {
+        if (msg->msg != CURLMSG_DONE) continue;
+        qg_ai_exchange *x = NULL;
+        curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&x);
+        if (x) finish(e, x, msg->data.result, QG_AI_OK, NULL);
+    }
+}
+
+static qg_status engine_init(engine *e, qg_ai_transport *t, int keep, long maxconnects)
+{
+    e->t = t;
+    e->keep = keep;
+    e->multi = curl_multi_init();
+    if (!e->multi) return QG_ENOMEM;
+    /* enough cached connections for the concurrent calls to stay warm */
+    curl_multi_setopt(e->multi, CURLMOPT_MAXCONNECTS, maxconnects);
+    curl_multi_setopt(e->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
+    return QG_OK;
+}
+
+static void engine_cleanup(engine *e)
+{
+    for (int i = 0; i < e->nspare; i++) curl_easy_cleanup(e->spare[i]);
+    e->nspare = 0;
+    if (e->multi) curl_multi_cleanup(e->multi);
+    e->multi = NULL;
+}
+
 static void *transport_main(void *arg)
 {
     qg_ai_transport *t = arg;
+    engine *e = &t->shared;
     for (;;) {
         pthread_mutex_lock(&t->mu);
         qg_ai_exchange *batch = t->pending_head;
         t->pending_head = t->pending_tail = NULL;
-        bool stopping = t->stopping;
+        bool stopping = atomic_load(&t->stopping);
         pthread_mutex_unlock(&t->mu);
 
         while (batch) {
@@ -404,29 +466,18 @@ static void *transport_main(void *arg)
             x->priv.next = NULL;
             if (stopping) {
                 fail_unstarted(t, x, QG_AI_ECANCELLED, "cancelled: the transport is shutting down");
-            } else if (start_one(t, x)) {
+            } else if (start_one(e, x)) {
                 fail_unstarted(t, x, QG_AI_ENETWORK, "network: could not start the request");
             }
         }
         if (stopping) {
-            while (t->active)
-                finish(t, t->active, CURLE_ABORTED_BY_CALLBACK, QG_AI_ECANCELLED,
+            while (e->active)
+                finish(e, e->active, CURLE_ABORTED_BY_CALLBACK, QG_AI_ECANCELLED,
                        "cancelled: the transport is shutting down");
             break;
         }
-
-        int running = 0;
-        curl_multi_perform(t->multi, &running);
-        int left;
-        CURLMsg *msg;
-        while ((msg = curl_multi_info_read(t->multi, &left))) {
-            if (msg->msg != CURLMSG_DONE) continue;
-            qg_ai_exchange *x = NULL;
-            curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&x);
-            if (x) finish(t, x, msg->data.result, QG_AI_OK, NULL);
-        }
-        int timeout_ms = sweep(t);
-        curl_multi_poll(t->multi, NULL, 0, timeout_ms, NULL);
+        engine_turn(e);
+        curl_multi_poll(e->multi, NULL, 0, sweep(e), NULL);
     }
     return NULL;
 }
@@ -444,14 +495,11 @@ qg_status qg_ai_transport_new(qg_ai_transport **out, qg_error *err)
     if (!t) return qg_error_set(err, QG_ENOMEM, "transport: out of memory");
     pthread_mutex_init(&t->mu, NULL);
     atomic_init(&t->inflight, 0);
-    t->multi = curl_multi_init();
-    if (!t->multi) {
+    t->id = atomic_fetch_add(&next_transport_id, 1);
+    if (engine_init(&t->shared, t, EASY_KEEP, 256L)) {
         qg_ai_transport_free(t);
         return qg_error_set(err, QG_EINTERNAL, "transport: curl_multi_init failed");
     }
-    /* enough cached connections for the concurrent calls to stay warm */
-    curl_multi_setopt(t->multi, CURLMOPT_MAXCONNECTS, 256L);
-    curl_multi_setopt(t->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
     if (pthread_create(&t->thread, NULL, transport_main, t)) {
         qg_ai_transport_free(t);
         return qg_error_set(err, QG_EINTERNAL, "transport: cannot start its thread");
@@ -466,13 +514,23 @@ void qg_ai_transport_free(qg_ai_transport *t)
     if (!t) return;
     if (t->started) {
         pthread_mutex_lock(&t->mu);
-        t->stopping = true;
+        atomic_store(&t->stopping, true);
         pthread_mutex_unlock(&t->mu);
-        curl_multi_wakeup(t->multi);
+        qg_ai_transport_wake(t);
         pthread_join(t->thread, NULL);
+        /* blocked performers see `stopping` on their next turn and return */
+        while (atomic_load(&t->inflight) > 0) {
+            struct timespec ms = {0, 1000000};
+            nanosleep(&ms, NULL);
+        }
     }
-    for (int i = 0; i < t->nspare; i++) curl_easy_cleanup(t->spare[i]);
-    if (t->multi) curl_multi_cleanup(t->multi);
+    engine_cleanup(&t->shared);
+    while (t->locals) { /* callers' engines: every perform has returned */
+        engine *e = t->locals;
+        t->locals = e->next;
+        engine_cleanup(e);
+        free(e);
+    }
     pthread_mutex_destroy(&t->mu);
     free(t);
 }
@@ -485,7 +543,7 @@ qg_status qg_ai_transport_submit(qg_ai_transport *t, qg_ai_exchange *x, qg_ai_ex
     x->priv.ud = ud;
     x->priv.submit_us = mono_us();
     pthread_mutex_lock(&t->mu);
-    if (t->stopping) {
+    if (atomic_load(&t->stopping)) {
         pthread_mutex_unlock(&t->mu);
         x->kind = QG_AI_ECANCELLED;
         snprintf(x->errmsg, sizeof x->errmsg, "cancelled: the transport is shutting down");
@@ -498,45 +556,79 @@ qg_status qg_ai_transport_submit(qg_ai_transport *t, qg_ai_exchange *x, qg_ai_ex
         t->pending_head = x;
     t->pending_tail = x;
     pthread_mutex_unlock(&t->mu);
-    curl_multi_wakeup(t->multi);
+    curl_multi_wakeup(t->shared.multi);
     return QG_OK;
 }
 
-typedef struct waiter {
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    bool done;
-} waiter;
-
-static void wake_waiter(void *ud, qg_ai_exchange *x)
+/* The calling thread's engine, made on its first call. NULL when shutting
+ * down or out of memory. */
+static engine *local_engine(qg_ai_transport *t)
 {
-    waiter *w = ud;
-    pthread_mutex_lock(&w->mu);
-    w->done = true;
-    pthread_cond_signal(&w->cv);
-    pthread_mutex_unlock(&w->mu);
+    if (tl_engine.transport_id == t->id) return tl_engine.e;
+    engine *e = calloc(1, sizeof *e);
+    if (!e) return NULL;
+    if (engine_init(e, t, LOCAL_KEEP, LOCAL_MAXCONNECTS)) {
+        free(e);
+        return NULL;
+    }
+    pthread_mutex_lock(&t->mu);
+    e->next = t->locals;
+    t->locals = e;
+    pthread_mutex_unlock(&t->mu);
+    tl_engine.transport_id = t->id;
+    tl_engine.e = e;
+    return e;
+}
+
+static void mark_done(void *ud, qg_ai_exchange *x)
+{
+    *(bool *)ud = true;
 }
 
 qg_status qg_ai_transport_perform(qg_ai_transport *t, qg_ai_exchange *x)
 {
-    waiter w = {.done = false};
-    pthread_mutex_init(&w.mu, NULL);
-    pthread_cond_init(&w.cv, NULL);
-    qg_status rc = qg_ai_transport_submit(t, x, wake_waiter, &w);
-    if (!rc) {
-        pthread_mutex_lock(&w.mu);
-        while (!w.done) pthread_cond_wait(&w.cv, &w.mu);
-        pthread_mutex_unlock(&w.mu);
-        rc = x->kind == QG_AI_OK ? QG_OK : QG_EIO;
+    engine *e = local_engine(t);
+    bool done = false;
+    qg_ai_exchange_reset(x);
+    x->priv.done = mark_done;
+    x->priv.ud = &done;
+    x->priv.submit_us = mono_us();
+    if (!e) {
+        x->kind = QG_AI_ENETWORK;
+        snprintf(x->errmsg, sizeof x->errmsg, "network: out of memory for a connection engine");
+        return QG_EIO;
     }
-    pthread_cond_destroy(&w.cv);
-    pthread_mutex_destroy(&w.mu);
-    return rc;
+    pthread_mutex_lock(&t->mu);
+    bool stopping = atomic_load(&t->stopping);
+    if (!stopping) atomic_fetch_add(&t->inflight, 1);
+    pthread_mutex_unlock(&t->mu);
+    if (stopping) {
+        x->kind = QG_AI_ECANCELLED;
+        snprintf(x->errmsg, sizeof x->errmsg, "cancelled: the transport is shutting down");
+        return QG_EAGAIN;
+    }
+    if (start_one(e, x))
+        fail_unstarted(t, x, QG_AI_ENETWORK, "network: could not start the request");
+    while (!done) {
+        engine_turn(e);
+        if (done) break;
+        if (atomic_load(&t->stopping)) {
+            finish(e, x, CURLE_ABORTED_BY_CALLBACK, QG_AI_ECANCELLED,
+                   "cancelled: the transport is shutting down");
+            break;
+        }
+        curl_multi_poll(e->multi, NULL, 0, sweep(e), NULL);
+    }
+    return x->kind == QG_AI_OK ? QG_OK : QG_EIO;
 }
 
 void qg_ai_transport_wake(qg_ai_transport *t)
 {
-    if (t) curl_multi_wakeup(t->multi);
+    if (!t) return;
+    curl_multi_wakeup(t->shared.multi);
+    pthread_mutex_lock(&t->mu);
+    for (engine *e = t->locals; e; e = e->next) curl_multi_wakeup(e->multi);
+    pthread_mutex_unlock(&t->mu);
 }
 
 int qg_ai_transport_inflight(qg_ai_transport *t)

@@ -2,12 +2,14 @@
  * transport.h - the HTTP client of the AI layer, on libcurl's multi
  * interface.
  *
- * One transport thread owns the multi handle and every easy handle: it
- * runs curl_multi_poll, and other threads hand it exchanges through a
- * mutex-protected queue plus curl_multi_wakeup (no polling sleeps). A caller
- * either blocks until its exchange is done (qg_ai_transport_perform) or gets
- * a completion callback on the transport thread (qg_ai_transport_submit).
- * Connections stay in the multi handle's cache, so calls to one provider
+ * A caller either blocks until its exchange is done
+ * (qg_ai_transport_perform), or gets a completion callback on the transport
+ * thread (qg_ai_transport_submit). A blocking call runs on the calling
+ * thread itself, on a multi handle of that thread's own (made on its first
+ * call, freed with the transport), so it costs no thread hand-off; submitted
+ * exchanges go to the transport thread's multi handle through a
+ * mutex-protected queue plus curl_multi_wakeup (no polling sleeps).
+ * Connections stay in each multi handle's cache, so calls to one provider
  * reuse them (HTTP/1.1 keep-alive, HTTP/2 over TLS).
  *
  * An exchange sends what a provider's encode built and keeps what came
@@ -85,8 +87,8 @@ struct qg_ai_exchange {
  * The caller owns *out (qg_ai_transport_free). */
 qg_status qg_ai_transport_new(qg_ai_transport **out, qg_error *err);
 /* Completes every pending and running exchange with QG_AI_ECANCELLED (their
- * callbacks run, blocked performers return), joins the thread, frees. NULL
- * is a no-op. */
+ * callbacks run, blocked performers return), joins the thread, waits for
+ * the performers to leave, frees. NULL is a no-op. */
 void qg_ai_transport_free(qg_ai_transport *t);
 
 /* An exchange starts zeroed (`qg_ai_exchange x = {0};`); perform and submit
@@ -106,8 +108,9 @@ qg_status qg_ai_transport_perform(qg_ai_transport *t, qg_ai_exchange *x);
  * down. */
 qg_status qg_ai_transport_submit(qg_ai_transport *t, qg_ai_exchange *x, qg_ai_exchange_done_fn done,
                                  void *ud);
-/* Wakes the transport thread so it looks at cancel flags now (call after
- * setting one; otherwise a cancel is seen within 100 ms). */
+/* Wakes the transport thread and every blocked performer so they look at
+ * cancel flags now (call after setting one; otherwise a cancel is seen
+ * within 100 ms). */
 void qg_ai_transport_wake(qg_ai_transport *t);
 
 /* Exchanges queued or running (for /metrics and tests). */

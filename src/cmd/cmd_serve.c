@@ -246,6 +246,7 @@ static qg_status open_ai(qg_app *app, qg_error *err)
     int64_t concurrency;
     qg_status rc = config_int("QG_AI_CONCURRENCY", 64, 1, 4096, &concurrency, err);
     if (rc) return rc;
+    app->long_requests = qg_workpool_new((int)concurrency, "qg-long");
     qg_ai_config cfg = {
         .store = app->store,
         .vault = app->vault,
@@ -299,6 +300,7 @@ static void close_app(qg_app *app)
     /* Requests first (the loops have stopped), then background jobs, which
      * may still write their results, then the database. */
     if (app->requests) qg_workpool_free(app->requests);
+    if (app->long_requests) qg_workpool_free(app->long_requests);
     if (app->ai) qg_ai_free(app->ai);
     if (app->jobs_pool) qg_workpool_shutdown(app->jobs_pool);
     if (app->jobs) qg_jobs_free(app->jobs);

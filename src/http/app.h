@@ -34,8 +34,9 @@ struct qg_app {
     int64_t refresh_ttl_s; /* QG_REFRESH_TTL, default 30 days */
     size_t max_body;       /* QG_MAX_BODY, bytes */
 
-    qg_workpool *requests;  /* handlers of non-inline routes */
-    qg_workpool *jobs_pool; /* background jobs (backtests) */
+    qg_workpool *requests;      /* handlers of non-inline routes */
+    qg_workpool *long_requests; /* QG_ROUTE_LONG handlers (QG_AI_CONCURRENCY threads) */
+    qg_workpool *jobs_pool;     /* background jobs (backtests) */
     qg_jobs *jobs;
     qg_http_metrics *metrics;
     qg_ratelimit *limits; /* QG_RATE_LIMITS=off zeroes the request classes; logins stay throttled */

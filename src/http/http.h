@@ -47,6 +47,8 @@ enum {
     QG_ROUTE_NO_AUDIT = 1 << 3,    /* the handler writes its own audit row (login) */
     QG_ROUTE_ONE_TIME_OK = 1 << 4, /* open to an account that must still replace its
                                       one-time password (/api/me, /api/me/password) */
+    QG_ROUTE_LONG = 1 << 5,        /* waits on something slow (a model): runs on the long-call
+                                      pool, so it never holds one of the few request workers */
 };
 
 /* Rate-limit classes: each has its own buckets per address and per user. */

@@ -363,7 +363,7 @@ const qg_route qg_routes[] = {
 
     RS(QG_GET, "/v1/models", qg_h_openai_models, QG_ROLE_CLIENT, QG_RL_READ, 0, "openai", "Named models, as OpenAI's model list (builtin always there)", NULL, QG_OA_MODELS, NULL),
     RS(QG_GET, "/v1/models/{model}", qg_h_openai_model, QG_ROLE_CLIENT, QG_RL_READ, 0, "openai", "One named model, OpenAI style", NULL, QG_OA_MODEL, NULL),
-    RS(QG_POST, "/v1/chat/completions", qg_h_openai_chat, QG_ROLE_CLIENT, QG_RL_WRITE, QG_ROUTE_STREAM | QG_ROUTE_NO_AUDIT, "openai", "OpenAI-compatible chat completion (streaming with stream true); recorded as AI usage", QG_OA_CHAT_REQ, QG_OA_CHAT_RESP, NULL),
+    RS(QG_POST, "/v1/chat/completions", qg_h_openai_chat, QG_ROLE_CLIENT, QG_RL_WRITE, QG_ROUTE_STREAM | QG_ROUTE_NO_AUDIT | QG_ROUTE_LONG, "openai", "OpenAI-compatible chat completion (streaming with stream true); recorded as AI usage", QG_OA_CHAT_REQ, QG_OA_CHAT_RESP, NULL),
 
     RS(QG_GET, "/api/prompts", qg_h_prompts_list, QG_ROLE_ADMIN, QG_RL_READ, 0, "prompts", "Prompt templates with their active and latest versions", NULL, QG_ITEMS_OF(QG_PROMPT_TEMPLATE), NULL),
     RS(QG_GET, "/api/prompts/{id}", qg_h_prompts_get, QG_ROLE_ADMIN, QG_RL_READ, 0, "prompts", "A template, its active version and every version with its performance", NULL, QG_PROMPT_FULL, NULL),

@@ -701,7 +701,9 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     p->r.loop = L;
     p->link = h2o_mem_alloc_shared(&req->pool, sizeof *p->link, link_dispose);
     p->link->p = p;
-    if (qg_workpool_submit(app->requests, work_run, work_done, p) != QG_OK) {
+    qg_workpool *pool =
+        (rt->flags & QG_ROUTE_LONG) && app->long_requests ? app->long_requests : app->requests;
+    if (qg_workpool_submit(pool, work_run, work_done, p) != QG_OK) {
         p->link->p = NULL;
         free(p);
         loop_error(L, req, r, route, t0, 503, "unavailable", "the server is shutting down");

@@ -72,6 +72,8 @@ static const setting settings[] = {
     {"QG_OPENAI_EMBED_PRICE_IN", "0", "USD per million input tokens of the OpenAI embed model"},
     {"QG_GEMINI_EMBED_PRICE_IN", "0", "USD per million input tokens of the Gemini embed model"},
     {"QG_OLLAMA_EMBED_PRICE_IN", "0", "USD per million input tokens of the Ollama embed model"},
+    {"QG_DOCS_CHUNK_MAX", "1500", "documents: largest chunk in bytes (200-20000)"},
+    {"QG_DOCS_EMBED_MODEL", "", "documents: named embedding model (empty: offline hash embedder)"},
     {"ANTHROPIC_API_KEY", "", "Anthropic key: adds the env-anthropic deployment"},
     {"ANTHROPIC_BASE_URL", "", "Anthropic base URL (empty: https://api.anthropic.com)"},
     {"GEMINI_API_KEY", "", "Gemini key: adds the env-gemini deployment"},

@@ -25,6 +25,7 @@ static const command commands[] = {
     {"check", qg_cmd_check, "prove a strategy makes no decision that uses later bars"},
     {"indicators", qg_cmd_indicators, "compute indicators over bars (CSV or JSON)"},
     {"gen-data", qg_cmd_gen_data, "write realistic synthetic OHLCV bars"},
+    {"docs", qg_cmd_docs, "ingest documents and search them with citations"},
     {"config", qg_cmd_config, "print the effective configuration, secrets masked"},
 };
 

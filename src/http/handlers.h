@@ -88,4 +88,10 @@ void qg_h_budgets_delete(qg_req *r);
 /* h_ai_runs.c: the stored steps of a tool-calling run */
 void qg_h_ai_runs_get(qg_req *r);
 
+/* h_docs.c: the documents index (upload, search with citations, list, remove) */
+void qg_h_documents_create(qg_req *r);
+void qg_h_documents_search(qg_req *r);
+void qg_h_documents_list(qg_req *r);
+void qg_h_documents_delete(qg_req *r);
+
 #endif

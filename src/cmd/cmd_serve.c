@@ -256,6 +256,47 @@ static qg_status open_ai(qg_app *app, qg_error *err)
     return qg_ai_new(&cfg, &app->ai, err);
 }
 
+/* The documents index: built from the database (QG_DOCS_* settings). */
+static qg_status open_docs(qg_app *app, qg_error *err)
+{
+    int64_t chunk_max;
+    qg_status rc = config_int("QG_DOCS_CHUNK_MAX", 1500, 200, 20000, &chunk_max, err);
+    if (rc) return rc;
+    qg_docs_config cfg = {.store = app->store,
+                          .ai = app->ai,
+                          .embed_model = qg_config_str("QG_DOCS_EMBED_MODEL", ""),
+                          .chunk_max = (size_t)chunk_max};
+    return qg_docs_open(&cfg, &app->docs, err);
+}
+
+/* The memory service: collections and items, their indexes loaded from
+ * snapshots under <data dir>/memory or rebuilt from the database. */
+static qg_status open_memory(qg_app *app, qg_error *err)
+{
+    int64_t short_ttl, working_ttl, meta_max;
+    qg_status rc;
+    if ((rc = config_int("QG_MEMORY_SHORT_TTL", 86400, 60, 365 * 86400, &short_ttl, err)) ||
+        (rc = config_int("QG_MEMORY_WORKING_TTL", 7 * 86400, 0, 3650LL * 86400, &working_ttl,
+                         err)) ||
+        (rc = config_int("QG_MEMORY_META_MAX", 4096, 256, 65536, &meta_max, err)))
+        return rc;
+    const char *index = qg_config_str("QG_MEMORY_INDEX", "hnsw");
+    if (strcmp(index, "hnsw") != 0 && strcmp(index, "flat") != 0)
+        return qg_error_set(err, QG_EINVAL, "QG_MEMORY_INDEX '%s': must be hnsw or flat", index);
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s/memory", app->data_dir);
+    qg_memory_config cfg = {
+        .store = app->store,
+        .ai = app->ai,
+        .snapshot_dir = dir,
+        .short_ttl_ms = short_ttl * 1000,
+        .working_ttl_ms = working_ttl ? working_ttl * 1000 : -1,
+        .meta_max = (size_t)meta_max,
+        .index_kind = strcmp(index, "flat") == 0 ? QG_VINDEX_FLAT : QG_VINDEX_HNSW,
+    };
+    return qg_memory_open(&cfg, &app->memory, err);
+}
+
 static qg_status open_app(qg_app *app, const serve_opts *o, qg_error *err)
 {
     qg_status rc;
@@ -291,6 +332,8 @@ static qg_status open_app(qg_app *app, const serve_opts *o, qg_error *err)
     rc = qg_jobs_recover(app->jobs, c, err);
     qg_store_release(app->store, c);
     if (!rc) rc = open_ai(app, err);
+    if (!rc) rc = open_memory(app, err);
+    if (!rc) rc = open_docs(app, err);
     if (!rc && admin.id[0] && o->sample_data) rc = import_sample(app, &admin, o->sample_data, err);
     return rc;
 }
@@ -301,6 +344,8 @@ static void close_app(qg_app *app)
      * may still write their results, then the database. */
     if (app->requests) qg_workpool_free(app->requests);
     if (app->long_requests) qg_workpool_free(app->long_requests);
+    if (app->docs) qg_docs_free(app->docs);
+    if (app->memory) qg_memory_free(app->memory); /* writes the snapshots */
     if (app->ai) qg_ai_free(app->ai);
     if (app->jobs_pool) qg_workpool_shutdown(app->jobs_pool);
     if (app->jobs) qg_jobs_free(app->jobs);

@@ -14,6 +14,8 @@
 #include "http/jobs.h"
 #include "http/metrics.h"
 #include "http/ratelimit.h"
+#include "memory/docs.h"
+#include "memory/memory.h"
 #include "store/store.h"
 
 #include <quantgate/pool.h>
@@ -41,6 +43,8 @@ struct qg_app {
     qg_http_metrics *metrics;
     qg_ratelimit *limits; /* QG_RATE_LIMITS=off zeroes the request classes; logins stay throttled */
     qg_ai *ai;            /* the AI layer: models, prompts, usage, budgets */
+    qg_memory *memory;    /* the memory service: collections, items, working memory */
+    qg_docs *docs;        /* the documents index (QG_DOCS_*) */
 
     char *cors[QG_CORS_MAX]; /* allowed origins, exact match */
     int ncors;

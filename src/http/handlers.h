@@ -88,6 +88,22 @@ void qg_h_budgets_delete(qg_req *r);
 /* h_ai_runs.c: the stored steps of a tool-calling run */
 void qg_h_ai_runs_get(qg_req *r);
 
+/* h_memory.c: the caller's memories, collections, working memory */
+void qg_h_memory_search(qg_req *r);
+void qg_h_memory_search_post(qg_req *r);
+void qg_h_memory_add(qg_req *r);
+void qg_h_memory_list(qg_req *r);
+void qg_h_memory_get(qg_req *r);
+void qg_h_memory_delete(qg_req *r);
+void qg_h_memory_forget_where(qg_req *r);
+void qg_h_memory_collections(qg_req *r);
+void qg_h_memory_collections_create(qg_req *r);
+void qg_h_memory_working_put(qg_req *r);
+void qg_h_memory_working_get(qg_req *r);
+void qg_h_memory_working_list(qg_req *r);
+void qg_h_memory_working_delete(qg_req *r);
+void qg_h_memory_working_clear(qg_req *r);
+
 /* h_docs.c: the documents index (upload, search with citations, list, remove) */
 void qg_h_documents_create(qg_req *r);
 void qg_h_documents_search(qg_req *r);

@@ -318,6 +318,37 @@
     "\"steps\":{\"type\":\"array\",\"items\":" QG_AI_STEP_OBJ "}}}"
 
 
+/* Schema texts of the documents routes (h_docs.c). */
+#define QG_DOC_UPLOAD_OBJ                                                                          \
+    "{\"type\":\"object\",\"required\":[\"path\",\"content\"],\"properties\":{\"path\":{"  \
+    "\"type\":\"string\",\"maxLength\":255,\"description\":\"a relative name such as "           \
+    "team/guide.md; its extension picks the format\"},\"content\":{\"type\":\"string\"}}}"
+#define QG_DOC_UPLOAD_REQ                                                                          \
+    "{\"oneOf\":[" QG_DOC_UPLOAD_OBJ ",{\"type\":\"object\",\"required\":[\"documents\"],"       \
+    "\"properties\":{\"documents\":{\"type\":\"array\",\"minItems\":1,\"maxItems\":100,"        \
+    "\"items\":" QG_DOC_UPLOAD_OBJ "}}}]}"
+#define QG_DOC_COUNTS                                                                              \
+    "{\"type\":\"object\",\"properties\":{\"files_seen\":{\"type\":\"integer\"},"              \
+    "\"files_changed\":{\"type\":\"integer\"},\"files_unchanged\":{\"type\":\"integer\"},"     \
+    "\"chunks_added\":{\"type\":\"integer\"},\"chunks_kept\":{\"type\":\"integer\"},"          \
+    "\"chunks_removed\":{\"type\":\"integer\"},\"chunks_linked\":{\"type\":\"integer\"},"      \
+    "\"embedded\":{\"type\":\"integer\"},\"embedder\":{\"type\":\"string\"}}}"
+#define QG_DOC_LOC                                                                                 \
+    "\"path\":{\"type\":\"string\"},\"line_start\":{\"type\":\"integer\"},\"line_end\":{"     \
+    "\"type\":\"integer\"}"
+#define QG_DOC_HITS                                                                                \
+    "{\"type\":\"object\",\"required\":[\"query\",\"items\"],\"properties\":{\"query\":{"     \
+    "\"type\":\"string\"},\"items\":{\"type\":\"array\",\"items\":{\"type\":\"object\","    \
+    "\"properties\":{" QG_DOC_LOC ",\"heading\":{\"type\":\"string\"},\"score\":{\"type\":"    \
+    "\"number\"},\"chunk_id\":{\"type\":\"string\"},\"text\":{\"type\":\"string\"},"          \
+    "\"duplicates\":{\"type\":\"array\",\"items\":{\"type\":\"object\",\"properties\":{"     \
+    QG_DOC_LOC "}}}}}}}}"
+#define QG_DOC_FILE                                                                                \
+    "{\"type\":\"object\",\"properties\":{\"path\":{\"type\":\"string\"},\"format\":{"       \
+    "\"enum\":[\"markdown\",\"text\",\"html\",\"mql5\",\"pine\",\"c\"]},\"source\":{"        \
+    "\"enum\":[\"file\",\"upload\"]},\"size\":{\"type\":\"integer\"},\"chunks\":{"          \
+    "\"type\":\"integer\"},\"sha256\":{\"type\":\"string\"},\"ingested_at\":" QG_TIME_T "}}"
+
 const qg_route qg_routes[] = {
     RS(QG_GET, "/health", qg_h_health, QG_ROLE_NONE, QG_RL_NONE, QG_ROUTE_INLINE, "meta", "Liveness probe", NULL, QG_STATUS_OBJ("ok"), NULL),
     RS(QG_GET, "/ready", qg_h_ready, QG_ROLE_NONE, QG_RL_NONE, 0, "meta", "Readiness: the database answers", NULL, QG_STATUS_OBJ("ready"), NULL),
@@ -386,6 +417,10 @@ const qg_route qg_routes[] = {
     RS(QG_POST, "/api/budgets", qg_h_budgets_create, QG_ROLE_ADMIN, QG_RL_WRITE, 0, "ai", "Set a budget (replaces the one of the same scope, subject and period)", QG_BUDGET_REQ, QG_BUDGET_SAVED, NULL),
     RS(QG_DELETE, "/api/budgets/{id}", qg_h_budgets_delete, QG_ROLE_ADMIN, QG_RL_WRITE, 0, "ai", "Delete a budget", NULL, QG_NO_BODY, NULL),
     RS(QG_GET, "/api/ai/runs/{id}", qg_h_ai_runs_get, QG_ROLE_CLIENT, QG_RL_READ, 0, "ai", "The stored steps of a tool-calling run (the caller's own; admins: any)", NULL, QG_AI_RUN_OBJ, NULL),
+    RS(QG_POST, "/api/docs", qg_h_documents_create, QG_ROLE_DEVELOPER, QG_RL_HEAVY, 0, "docs", "Upload documents (text under a relative name) into the documents index; unchanged chunks are not embedded again", QG_DOC_UPLOAD_REQ, QG_DOC_COUNTS, NULL),
+    RS(QG_GET, "/api/docs/search", qg_h_documents_search, QG_ROLE_CLIENT, QG_RL_READ, 0, "docs", "Search the documents: chunks best first with citations (path, heading, lines, score)", NULL, QG_DOC_HITS, "q:string:the text to search for (required)|n:integer:results, 1-50 (default 10)"),
+    RS(QG_GET, "/api/docs", qg_h_documents_list, QG_ROLE_CLIENT, QG_RL_READ, 0, "docs", "The indexed documents", NULL, QG_ITEMS_OF(QG_DOC_FILE), NULL),
+    RS(QG_DELETE, "/api/docs", qg_h_documents_delete, QG_ROLE_DEVELOPER, QG_RL_WRITE, 0, "docs", "Remove a document from the index (the file itself is not touched)", NULL, QG_NO_BODY, "path:string:the document's path as GET /api/docs lists it (required)"),
 
     {0, NULL, NULL, QG_ROLE_NONE, QG_RL_NONE, 0, NULL, NULL, NULL, NULL, NULL},
 };

@@ -47,7 +47,7 @@ static const setting settings[] = {
     {"QG_TLS_KEY", "", "PEM private key for QG_TLS_CERT"},
     {"QG_ACCESS_LOG", "-", "access log: - (stderr), off, or a file"},
     {"QG_PROMPTS_DIR", "prompts", "default prompt templates, loaded into the database once"},
-    {"QG_AI_CONCURRENCY", "64", "AI calls running at once for streaming and background callers"},
+    {"QG_AI_CONCURRENCY", "64", "threads serving /v1/chat/completions; AI calls running at once for streaming and background callers"},
     {"QG_AI_RETRIES", "2", "retries of a retryable provider error per deployment"},
     {"QG_AI_RETRY_BASE_MS", "250", "first retry backoff, doubled each time, with full jitter"},
     {"QG_AI_RETRY_CAP_MS", "8000", "longest retry backoff"},

@@ -349,6 +349,81 @@
     "\"enum\":[\"file\",\"upload\"]},\"size\":{\"type\":\"integer\"},\"chunks\":{"          \
     "\"type\":\"integer\"},\"sha256\":{\"type\":\"string\"},\"ingested_at\":" QG_TIME_T "}}"
 
+/* Schema texts of the memory routes (h_memory.c). */
+#define QG_MEM_META                                                                                \
+    "{\"type\":\"object\",\"properties\":{\"symbol\":{\"type\":[\"string\",\"null\"]},"           \
+    "\"timeframe\":{\"type\":[\"string\",\"null\"]},\"signal_type\":{\"type\":[\"string\","       \
+    "\"null\"]},\"session\":{\"type\":[\"string\",\"null\"]},\"ts\":" QG_TIME_T ",\"meta\":{"     \
+    "\"type\":\"object\"}}}"
+#define QG_MEM_ITEM                                                                                \
+    "{\"type\":\"object\",\"required\":[\"id\",\"collection\",\"kind\",\"text\",\"metadata\","    \
+    "\"created_at\"],\"properties\":{\"id\":{\"type\":\"string\"},\"collection\":{\"type\":"      \
+    "\"string\"},\"kind\":{\"enum\":[\"short\",\"long\",\"episodic\"]},\"text\":{\"type\":"        \
+    "\"string\"},\"metadata\":" QG_MEM_META ",\"score\":{\"type\":\"number\",\"description\":"     \
+    "\"searches: similarity (cosine: 1 - distance)\"},\"created_at\":" QG_TIME_T                  \
+    ",\"expires_at\":" QG_TIME_T "}}"
+#define QG_MEM_FILTERS                                                                             \
+    "\"collection\":{\"type\":\"string\"},\"kind\":{\"enum\":[\"short\",\"long\",\"episodic\"]},"  \
+    "\"symbol\":{\"type\":\"string\"},\"timeframe\":{\"type\":\"string\"},\"signal_type\":{"      \
+    "\"type\":\"string\"},\"session\":{\"type\":\"string\"},\"since\":{\"type\":[\"string\","      \
+    "\"integer\"]},\"until\":{\"type\":[\"string\",\"integer\"]}"
+#define QG_MEM_SEARCH_REQ                                                                          \
+    "{\"type\":\"object\",\"additionalProperties\":false,\"properties\":{\"q\":{\"type\":"        \
+    "\"string\"},\"setup\":{\"type\":\"object\",\"description\":\"a market setup "                \
+    "(docs/memory/api.md): searches the setups collection\"},\"n\":{\"type\":\"integer\","        \
+    "\"minimum\":1,\"maximum\":100,\"default\":10}," QG_MEM_FILTERS "}}"
+#define QG_MEM_RESULTS                                                                             \
+    "{\"type\":\"object\",\"required\":[\"items\"],\"properties\":{\"items\":{\"type\":"          \
+    "\"array\",\"items\":" QG_MEM_ITEM "}}}"
+#define QG_MEM_SEARCH_QUERY                                                                        \
+    "q:string:the text to search for (required)|n:integer:results, 1-100 (default "               \
+    "10)|collection:string:one collection (default: every text collection)|kind:string:short, "   \
+    "long or episodic|symbol:string:exact symbol|timeframe:string:exact "                         \
+    "timeframe|signal_type:string:exact signal type|session:string:exact session|since:string:"   \
+    "ISO-8601 or epoch; the item's time (ts, else created_at) at or after|until:string:ISO-8601 "  \
+    "or epoch; at or before"
+#define QG_MEM_ADD_REQ                                                                             \
+    "{\"type\":\"object\",\"additionalProperties\":false,\"properties\":{\"collection\":{"        \
+    "\"type\":\"string\",\"description\":\"default: conversations for short, facts for "          \
+    "episodic, setups with setup\"},\"text\":{\"type\":\"string\",\"maxLength\":32768},\"kind\":{" \
+    "\"enum\":[\"short\",\"long\",\"episodic\",\"working\"],\"default\":\"long\"},\"symbol\":{"   \
+    "\"type\":\"string\"},\"timeframe\":{\"type\":\"string\"},\"signal_type\":{\"type\":"         \
+    "\"string\"},\"session\":{\"type\":\"string\"},\"ts\":{\"type\":[\"string\",\"integer\"]},"    \
+    "\"meta\":{\"type\":\"object\"},\"ttl_s\":{\"type\":\"integer\",\"minimum\":1},\"setup\":{"    \
+    "\"type\":\"object\"},\"key\":{\"type\":\"string\",\"description\":\"working memory\"},"       \
+    "\"value\":{\"description\":\"working memory: any JSON\"}}}"
+#define QG_MEM_LIST_QUERY                                                                          \
+    "collection:string:one collection|kind:string:short, long, episodic, or working (with "       \
+    "session)|symbol:string:exact symbol|session:string:exact session|limit:integer:page size, "  \
+    "1-500 (default 50)|cursor:string:the previous page's next cursor"
+#define QG_MEM_FORGET_QUERY                                                                        \
+    "collection:string:one collection|kind:string:short, long, episodic or working|symbol:"       \
+    "string:exact symbol|session:string:exact session (required with kind=working)"
+#define QG_MEM_COLL_OBJ                                                                            \
+    "{\"type\":\"object\",\"required\":[\"name\",\"embedder\",\"dim\",\"metric\",\"count\","      \
+    "\"total\"],\"properties\":{\"name\":{\"type\":\"string\"},\"embedder\":{\"type\":"           \
+    "\"string\",\"examples\":[\"hash\",\"market\",\"model:embed\"]},\"dim\":{\"type\":["          \
+    "\"integer\",\"null\"]},\"metric\":{\"enum\":[\"cosine\",\"dot\",\"l2\"]},\"index\":{"         \
+    "\"enum\":[\"hnsw\",\"flat\"]},\"description\":{\"type\":\"string\"},\"count\":{\"type\":"     \
+    "\"integer\",\"description\":\"the caller's items\"},\"total\":{\"type\":\"integer\","        \
+    "\"description\":\"every user's items\"},\"created_at\":" QG_TIME_T "}}"
+#define QG_MEM_COLL_REQ                                                                            \
+    "{\"type\":\"object\",\"required\":[\"name\"],\"additionalProperties\":false,\"properties\":{" \
+    "\"name\":{\"type\":\"string\",\"pattern\":\"^[a-z][a-z0-9_-]{0,47}$\"},\"embedder\":{"       \
+    "\"type\":\"string\",\"default\":\"hash\",\"description\":\"hash, market or "                 \
+    "model:<named model>\"},\"metric\":{\"enum\":[\"cosine\",\"dot\",\"l2\"],\"default\":"         \
+    "\"cosine\"},\"description\":{\"type\":\"string\",\"maxLength\":255}}}"
+#define QG_MEM_WORKING_OBJ                                                                         \
+    "{\"type\":\"object\",\"required\":[\"session\",\"key\",\"value\"],\"properties\":{"          \
+    "\"session\":{\"type\":\"string\"},\"key\":{\"type\":\"string\"},\"value\":{\"description\":"  \
+    "\"any JSON\"},\"created_at\":" QG_TIME_T ",\"updated_at\":" QG_TIME_T                        \
+    ",\"expires_at\":" QG_TIME_T "}}"
+#define QG_MEM_WORKING_PUT                                                                         \
+    "{\"type\":\"object\",\"required\":[\"value\"],\"additionalProperties\":false,\"properties\":{" \
+    "\"value\":{\"description\":\"any JSON, at most 64 KiB\"},\"ttl_s\":{\"type\":\"integer\","     \
+    "\"minimum\":1,\"description\":\"default QG_MEMORY_WORKING_TTL\"}}}"
+
+
 const qg_route qg_routes[] = {
     RS(QG_GET, "/health", qg_h_health, QG_ROLE_NONE, QG_RL_NONE, QG_ROUTE_INLINE, "meta", "Liveness probe", NULL, QG_STATUS_OBJ("ok"), NULL),
     RS(QG_GET, "/ready", qg_h_ready, QG_ROLE_NONE, QG_RL_NONE, 0, "meta", "Readiness: the database answers", NULL, QG_STATUS_OBJ("ready"), NULL),
@@ -417,6 +492,21 @@ const qg_route qg_routes[] = {
     RS(QG_POST, "/api/budgets", qg_h_budgets_create, QG_ROLE_ADMIN, QG_RL_WRITE, 0, "ai", "Set a budget (replaces the one of the same scope, subject and period)", QG_BUDGET_REQ, QG_BUDGET_SAVED, NULL),
     RS(QG_DELETE, "/api/budgets/{id}", qg_h_budgets_delete, QG_ROLE_ADMIN, QG_RL_WRITE, 0, "ai", "Delete a budget", NULL, QG_NO_BODY, NULL),
     RS(QG_GET, "/api/ai/runs/{id}", qg_h_ai_runs_get, QG_ROLE_CLIENT, QG_RL_READ, 0, "ai", "The stored steps of a tool-calling run (the caller's own; admins: any)", NULL, QG_AI_RUN_OBJ, NULL),
+
+    RS(QG_GET, "/api/memory/search", qg_h_memory_search, QG_ROLE_CLIENT, QG_RL_READ, 0, "memory", "Search the caller's memories by text, with filters applied during the search", NULL, QG_MEM_RESULTS, QG_MEM_SEARCH_QUERY),
+    RS(QG_POST, "/api/memory/search", qg_h_memory_search_post, QG_ROLE_CLIENT, QG_RL_READ, QG_ROUTE_NO_AUDIT, "memory", "Search by text or by a market setup (similar markets)", QG_MEM_SEARCH_REQ, QG_MEM_RESULTS, NULL),
+    RS(QG_GET, "/api/memory/collections", qg_h_memory_collections, QG_ROLE_CLIENT, QG_RL_READ, 0, "memory", "Collections: embedder, dimension, metric, the caller's and all items", NULL, QG_ITEMS_OF(QG_MEM_COLL_OBJ), NULL),
+    RS(QG_POST, "/api/memory/collections", qg_h_memory_collections_create, QG_ROLE_DEVELOPER, QG_RL_WRITE, 0, "memory", "Create a collection (embedder and metric are fixed at creation)", QG_MEM_COLL_REQ, "{\"x-status\":201,\"allOf\":[" QG_MEM_COLL_OBJ "]}", NULL),
+    RS(QG_GET, "/api/memory/working/{session}", qg_h_memory_working_list, QG_ROLE_CLIENT, QG_RL_READ, 0, "memory", "A session's working memory, by key", NULL, QG_ITEMS_OF(QG_MEM_WORKING_OBJ), NULL),
+    RS(QG_DELETE, "/api/memory/working/{session}", qg_h_memory_working_clear, QG_ROLE_CLIENT, QG_RL_WRITE, 0, "memory", "Forget a session's working memory", NULL, QG_NO_BODY, NULL),
+    RS(QG_GET, "/api/memory/working/{session}/{key}", qg_h_memory_working_get, QG_ROLE_CLIENT, QG_RL_READ, 0, "memory", "One working-memory entry", NULL, QG_MEM_WORKING_OBJ, NULL),
+    RS(QG_PUT, "/api/memory/working/{session}/{key}", qg_h_memory_working_put, QG_ROLE_CLIENT, QG_RL_WRITE, 0, "memory", "Set a working-memory entry (201 when new)", QG_MEM_WORKING_PUT, QG_MEM_WORKING_OBJ, NULL),
+    RS(QG_DELETE, "/api/memory/working/{session}/{key}", qg_h_memory_working_delete, QG_ROLE_CLIENT, QG_RL_WRITE, 0, "memory", "Forget one working-memory entry", NULL, QG_NO_BODY, NULL),
+    RS(QG_GET, "/api/memory", qg_h_memory_list, QG_ROLE_CLIENT, QG_RL_READ, 0, "memory", "The caller's memories, newest first (kind=working&session=: a session's entries)", NULL, QG_ITEMS_OF(QG_MEM_ITEM), QG_MEM_LIST_QUERY),
+    RS(QG_POST, "/api/memory", qg_h_memory_add, QG_ROLE_CLIENT, QG_RL_WRITE, 0, "memory", "Remember something (embedded and indexed); kind working sets a session key", QG_MEM_ADD_REQ, "{\"x-status\":201,\"allOf\":[" QG_MEM_ITEM "]}", NULL),
+    RS(QG_DELETE, "/api/memory", qg_h_memory_forget_where, QG_ROLE_CLIENT, QG_RL_WRITE, 0, "memory", "Forget the caller's memories that match the filter", NULL, "{\"type\":\"object\",\"properties\":{\"removed\":{\"type\":\"integer\"}}}", QG_MEM_FORGET_QUERY),
+    RS(QG_GET, "/api/memory/{id}", qg_h_memory_get, QG_ROLE_CLIENT, QG_RL_READ, 0, "memory", "One of the caller's memories", NULL, QG_MEM_ITEM, NULL),
+    RS(QG_DELETE, "/api/memory/{id}", qg_h_memory_delete, QG_ROLE_CLIENT, QG_RL_WRITE, 0, "memory", "Forget one memory", NULL, QG_NO_BODY, NULL),
     RS(QG_POST, "/api/docs", qg_h_documents_create, QG_ROLE_DEVELOPER, QG_RL_HEAVY, 0, "docs", "Upload documents (text under a relative name) into the documents index; unchanged chunks are not embedded again", QG_DOC_UPLOAD_REQ, QG_DOC_COUNTS, NULL),
     RS(QG_GET, "/api/docs/search", qg_h_documents_search, QG_ROLE_CLIENT, QG_RL_READ, 0, "docs", "Search the documents: chunks best first with citations (path, heading, lines, score)", NULL, QG_DOC_HITS, "q:string:the text to search for (required)|n:integer:results, 1-50 (default 10)"),
     RS(QG_GET, "/api/docs", qg_h_documents_list, QG_ROLE_CLIENT, QG_RL_READ, 0, "docs", "The indexed documents", NULL, QG_ITEMS_OF(QG_DOC_FILE), NULL),

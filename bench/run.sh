@@ -19,6 +19,10 @@ echo "quantgate benchmarks: $bars bars, $(nproc) cores, $(grep -m1 'model name' 
     --out "$tmp/bars.csv"
 "$build/bench_backtest" "$tmp/bars.csv"
 
+# Vector index: HNSW build, memory, q/s and recall@10 by ef_search; exact search at 1M
+# (sizes from QG_BENCH_VEC_N, QG_BENCH_VEC_Q, QG_BENCH_VEC_FLAT_N for a quick run).
+"$build/bench_vindex"
+
 # HTTP: quantgate serve next to nginx under wrk (bench/http.sh).
 "$(dirname "$0")/http.sh" "$build"
 

@@ -197,6 +197,24 @@ static inline qg_vcand minheap_pop(qg_vcand *h, size_t *n)
     return top;
 }
 
+/* Floyd's bottom-up construction of a min-heap over h[0..n). */
+static void minheap_build(qg_vcand *h, size_t n)
+{
+    for (size_t i = n / 2; i-- > 0;) {
+        qg_vcand x = h[i];
+        size_t j = i;
+        for (;;) {
+            size_t c = 2 * j + 1;
+            if (c >= n) break;
+            if (c + 1 < n && h[c + 1].d < h[c].d) c++;
+            if (h[c].d >= x.d) break;
+            h[j] = h[c];
+            j = c;
+        }
+        h[j] = x;
+    }
+}
+
 static inline void maxheap_push(qg_vcand *h, size_t *n, qg_vcand x)
 {
     size_t i = (*n)++;
@@ -224,12 +242,28 @@ static inline void maxheap_pop(qg_vcand *h, size_t *n)
     if (m) h[i] = x;
 }
 
-static int cmp_cand(const void *a, const void *b)
+/* Sorts the max-heap h (n items) in place, nearest first. */
+static void maxheap_sort(qg_vcand *h, size_t n)
 {
-    const qg_vcand *x = a, *y = b;
-    if (x->d < y->d) return -1;
-    if (x->d > y->d) return 1;
-    return x->id < y->id ? -1 : x->id > y->id;
+    while (n > 1) {
+        qg_vcand top = h[0];
+        maxheap_pop(h, &n);
+        h[n] = top;
+    }
+}
+
+/* Insertion sort for the short neighbour lists (at most 2*M + 1). */
+static void sort_short(qg_vcand *a, size_t n)
+{
+    for (size_t i = 1; i < n; i++) {
+        qg_vcand x = a[i];
+        size_t j = i;
+        while (j > 0 && a[j - 1].d > x.d) {
+            a[j] = a[j - 1];
+            j--;
+        }
+        a[j] = x;
+    }
 }
 
 /* ---- distances ---- */
@@ -315,13 +349,14 @@ search_level(int l2, const struct qg_vindex *ix, qg_vctx *c, const float *q, uin
             uint32_t id = lk[j];
             if (tags[id] == ep_tag) continue;
             tags[id] = ep_tag;
-            prefetch_vec(ix, id);
+            __builtin_prefetch(qg_vix_vec(ix, id), 0, 3);
             fresh[nf++] = id;
         }
         if (!reserve(&c->cand, &c->ccap, nc + nf)) return QG_ENOMEM;
         ndist += nf;
         for (uint32_t j = 0; j < nf; j++) {
             uint32_t id = fresh[j];
+            if (j + 1 < nf) prefetch_vec(ix, fresh[j + 1]);
             float d = dist(l2, q, qg_vix_vec(ix, id), dim);
             if (nr < w->ef || d < c->res[0].d) {
                 minheap_push(c->cand, &nc, (qg_vcand){d, id});
@@ -342,22 +377,25 @@ search_level(int l2, const struct qg_vindex *ix, qg_vctx *c, const float *q, uin
 
 /* ---- insertion ---- */
 
+/* x (at distance x.d from the base) is closer to the base than to every
+ * kept neighbour. */
+static inline __attribute__((always_inline)) bool
+diverse(int l2, const struct qg_vindex *ix, qg_vcand x, const qg_vcand *kept, size_t nk)
+{
+    const float *v = qg_vix_vec(ix, x.id);
+    for (size_t r = 0; r < nk; r++)
+        if (dist(l2, v, qg_vix_vec(ix, kept[r].id), ix->dim) < x.d) return false;
+    return true;
+}
+
 /* The paper's Algorithm 4: from candidates sorted nearest first, keep one
  * only when it is closer to the base than to every one kept so far. */
 static inline __attribute__((always_inline)) size_t
 select_heuristic(int l2, const struct qg_vindex *ix, qg_vcand *cand, size_t n, size_t max)
 {
     size_t kept = 0;
-    for (size_t i = 0; i < n && kept < max; i++) {
-        const float *v = qg_vix_vec(ix, cand[i].id);
-        bool good = true;
-        for (size_t r = 0; r < kept; r++)
-            if (dist(l2, v, qg_vix_vec(ix, cand[r].id), ix->dim) < cand[i].d) {
-                good = false;
-                break;
-            }
-        if (good) cand[kept++] = cand[i];
-    }
+    for (size_t i = 0; i < n && kept < max; i++)
+        if (diverse(l2, ix, cand[i], cand, kept)) cand[kept++] = cand[i];
     return kept;
 }
 
@@ -380,7 +418,7 @@ link_back(int l2, struct qg_vindex *ix, uint32_t e, uint32_t node, int level, qg
     for (uint32_t j = 0; j < cnt; j++)
         scratch[j] = (qg_vcand){dist(l2, ev, qg_vix_vec(ix, lk[1 + j]), ix->dim), lk[1 + j]};
     scratch[cnt] = (qg_vcand){dist(l2, ev, qg_vix_vec(ix, node), ix->dim), node};
-    qsort(scratch, cnt + 1, sizeof *scratch, cmp_cand);
+    sort_short(scratch, cnt + 1);
     size_t kept = select_heuristic(l2, ix, scratch, cnt + 1, max);
     for (size_t j = 0; j < kept; j++) lk[1 + j] = scratch[j].id;
     lk[0] = (uint32_t)kept;
@@ -401,17 +439,23 @@ static inline __attribute__((always_inline)) qg_status connect(int l2, struct qg
     for (int lc = level < ix->maxlevel ? level : ix->maxlevel; lc >= 0; lc--) {
         size_t nr = 0;
         if ((rc = search_level(l2, ix, c, q, cur, curd, lc, &w, &nr))) break;
-        qg_vcand *res = c->res;
-        qsort(res, nr, sizeof *res, cmp_cand);
-        if (nr) {
-            cur = res[0].id;
-            curd = res[0].d;
+        /* The heuristic takes candidates nearest first and usually stops
+         * long before the last: a min-heap pops only those it looks at. */
+        qg_vcand *res = c->res, kept[QG_VIX_MAX_M];
+        minheap_build(res, nr);
+        size_t nk = 0;
+        while (nr && nk < (size_t)ix->M) {
+            qg_vcand x = minheap_pop(res, &nr);
+            if (nk == 0) {
+                cur = x.id;
+                curd = x.d;
+            }
+            if (diverse(l2, ix, x, kept, nk)) kept[nk++] = x;
         }
-        size_t kept = select_heuristic(l2, ix, res, nr, (size_t)ix->M);
         uint32_t *lk = qg_vix_links(ix, slot, lc);
-        for (size_t j = 0; j < kept; j++) lk[1 + j] = res[j].id;
-        lk[0] = (uint32_t)kept;
-        for (size_t j = 0; j < kept; j++) link_back(l2, ix, res[j].id, slot, lc, scratch);
+        for (size_t j = 0; j < nk; j++) lk[1 + j] = kept[j].id;
+        lk[0] = (uint32_t)nk;
+        for (size_t j = 0; j < nk; j++) link_back(l2, ix, kept[j].id, slot, lc, scratch);
         /* The next level needs fresh visited marks. */
         if (++c->epoch == 0) {
             memset(c->tags, 0, c->ntags * sizeof *c->tags);
@@ -484,7 +528,7 @@ qg_status qg_hnsw_search(const struct qg_vindex *ix, const float *q, size_t k, s
     qg_status rc =
         ix->p.metric == QG_VMETRIC_L2 ? search(1, ix, c, q, &w, &nr) : search(0, ix, c, q, &w, &nr);
     if (!rc && !w.exhausted && (nr >= k || nr >= ix->live)) {
-        qsort(c->res, nr, sizeof *c->res, cmp_cand);
+        maxheap_sort(c->res, nr);
         if (nr > k) nr = k;
         for (size_t i = 0; i < nr; i++) {
             out[i].label = ix->labels[c->res[i].id];

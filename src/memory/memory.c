@@ -36,6 +36,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #define PAGE_BITS           12
@@ -91,6 +92,7 @@ struct qg_memory {
     uint32_t hcap;
 
     atomic_int_fast64_t last_purge;
+    atomic_uint_fast64_t searches, search_ns; /* for /metrics */
 };
 
 static const struct {
@@ -1083,8 +1085,8 @@ typedef struct fetch_ctx {
     bool found;
 } fetch_ctx;
 
-qg_status qg_memory_search(qg_memory *m, qg_conn *conn, const qg_mem_query *q, qg_arena *a,
-                           qg_mem_item **out, size_t *n_out, qg_error *err)
+static qg_status search_run(qg_memory *m, qg_conn *conn, const qg_mem_query *q, qg_arena *a,
+                            qg_mem_item **out, size_t *n_out, qg_error *err)
 {
     *out = NULL;
     *n_out = 0;
@@ -1159,6 +1161,23 @@ qg_status qg_memory_search(qg_memory *m, qg_conn *conn, const qg_mem_query *q, q
     *out = items;
     *n_out = k;
     return QG_OK;
+}
+
+static uint64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+qg_status qg_memory_search(qg_memory *m, qg_conn *conn, const qg_mem_query *q, qg_arena *a,
+                           qg_mem_item **out, size_t *n_out, qg_error *err)
+{
+    uint64_t t0 = mono_ns();
+    qg_status rc = search_run(m, conn, q, a, out, n_out, err);
+    atomic_fetch_add_explicit(&m->searches, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&m->search_ns, mono_ns() - t0, memory_order_relaxed);
+    return rc;
 }
 
 /* ---------------------------------------------------------------- list */
@@ -1676,4 +1695,41 @@ qg_status qg_memory_index_info(qg_memory *m, const char *collection, qg_vindex_k
     if (bytes) *bytes = c->ix ? qg_vindex_memory(c->ix) : 0;
     pthread_rwlock_unlock(&c->lock);
     return QG_OK;
+}
+
+qg_status qg_memory_render_metrics(qg_memory *m, qg_buf *out)
+{
+    qg_status rc =
+        qg_buf_puts(out, "# HELP qg_memory_items Memories stored, by collection (all users).\n"
+                         "# TYPE qg_memory_items gauge\n");
+    pthread_rwlock_rdlock(&m->colls_lock);
+    for (int i = 0; i < m->ncolls && !rc; i++) {
+        mem_coll *c = m->colls[i];
+        pthread_rwlock_rdlock(&c->lock);
+        rc = qg_buf_printf(out, "qg_memory_items{collection=\"%s\"} %lld\n", c->name,
+                           (long long)c->count);
+        pthread_rwlock_unlock(&c->lock);
+    }
+    if (!rc)
+        rc = qg_buf_puts(out, "# HELP qg_memory_index_bytes Memory held by each collection's "
+                              "vector index.\n# TYPE qg_memory_index_bytes gauge\n");
+    for (int i = 0; i < m->ncolls && !rc; i++) {
+        mem_coll *c = m->colls[i];
+        pthread_rwlock_rdlock(&c->lock);
+        rc = qg_buf_printf(out, "qg_memory_index_bytes{collection=\"%s\"} %zu\n", c->name,
+                           c->ix ? qg_vindex_memory(c->ix) : 0);
+        pthread_rwlock_unlock(&c->lock);
+    }
+    pthread_rwlock_unlock(&m->colls_lock);
+    if (!rc)
+        rc = qg_buf_printf(out,
+                           "# HELP qg_memory_searches_total Memory searches served.\n"
+                           "# TYPE qg_memory_searches_total counter\n"
+                           "qg_memory_searches_total %llu\n"
+                           "# HELP qg_memory_search_seconds_total Time spent in memory searches.\n"
+                           "# TYPE qg_memory_search_seconds_total counter\n"
+                           "qg_memory_search_seconds_total %.6f\n",
+                           (unsigned long long)atomic_load(&m->searches),
+                           (double)atomic_load(&m->search_ns) / 1e9);
+    return rc;
 }

@@ -258,6 +258,11 @@ qg_status qg_memory_collection_create(qg_memory *m, qg_conn *c, const char *name
                                       const char *description, const char *created_by,
                                       qg_error *err);
 
+/* Appends Prometheus text (0.0.4) to out: qg_memory_items{collection},
+ * qg_memory_index_bytes{collection}, qg_memory_searches_total and
+ * qg_memory_search_seconds_total. For /metrics (h_meta.c). */
+qg_status qg_memory_render_metrics(qg_memory *m, qg_buf *out);
+
 /* For /metrics and tests: index kind and memory of one collection. */
 qg_status qg_memory_index_info(qg_memory *m, const char *collection, qg_vindex_kind *kind,
                                size_t *count, size_t *bytes);

@@ -14,6 +14,7 @@
 #include <quantgate/time.h>
 
 #include <criterion/criterion.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -800,5 +801,82 @@ Test(memory, persistence, .timeout = 120)
     cr_assert_eq(cnt, 600 - 1 - 1, "rebuilt: the count differed");
     run_queries(&f, after);
     same_results(before, after); /* usr_b's item never was in usr_a's results */
+    teardown_fx(&f);
+}
+
+/* ---- threads ---- */
+
+typedef struct worker {
+    fx *f;
+    int id;
+    int done;
+    qg_status rc;
+    char msg[QG_ERROR_MSG_MAX];
+} worker;
+
+static void *worker_run(void *arg)
+{
+    worker *w = arg;
+    qg_conn *c = NULL;
+    qg_error err = {0};
+    qg_arena a;
+    qg_arena_init(&a, 0);
+    if ((w->rc = qg_store_acquire(w->f->store, &c, &err))) goto out;
+    uint64_t seed = 100 + (uint64_t)w->id;
+    char text[256];
+    for (int i = 0; i < 150 && !w->rc; i++) {
+        salad(&seed, text, sizeof text);
+        if (w->id < 2) { /* writers: add, and forget every third */
+            char id[QG_ID_MAX];
+            w->rc = qg_memory_add(w->f->m, c,
+                                  &(qg_mem_add){.user_id = "usr_a",
+                                                .collection = "signals",
+                                                .text = text,
+                                                .symbol = w->id ? "EURUSD" : "XAUUSD"},
+                                  id, &err);
+            if (!w->rc && i % 3 == 0) w->rc = qg_memory_forget(w->f->m, c, "usr_a", id, &err);
+        } else { /* readers: every result passes the filter */
+            qg_mem_item *it;
+            size_t n = 0;
+            w->rc = qg_memory_search(w->f->m, c,
+                                     &(qg_mem_query){.user_id = "usr_a",
+                                                     .collection = "signals",
+                                                     .text = text,
+                                                     .n = 5,
+                                                     .symbol = "XAUUSD"},
+                                     &a, &it, &n, &err);
+            for (size_t k = 0; k < n && !w->rc; k++)
+                if (strcmp(it[k].symbol, "XAUUSD")) w->rc = QG_EINTERNAL;
+        }
+        w->done++;
+    }
+out:
+    snprintf(w->msg, sizeof w->msg, "%s", err.msg);
+    if (c) qg_store_release(w->f->store, c);
+    qg_arena_free(&a);
+    return NULL;
+}
+
+Test(memory, concurrent_writers_and_readers, .timeout = 120)
+{
+    fx f;
+    setup_fx(&f);
+    pthread_t th[4];
+    worker w[4];
+    for (int i = 0; i < 4; i++) {
+        w[i] = (worker){.f = &f, .id = i};
+        cr_assert_eq(pthread_create(&th[i], NULL, worker_run, &w[i]), 0);
+    }
+    for (int i = 0; i < 4; i++) pthread_join(th[i], NULL);
+    for (int i = 0; i < 4; i++) cr_assert_eq(w[i].rc, QG_OK, "worker %d: %s", i, w[i].msg);
+    size_t cnt = 0;
+    cr_assert_eq(qg_memory_index_info(f.m, "signals", NULL, &cnt, NULL), QG_OK);
+    cr_assert_eq(cnt, 2 * 100, "150 added, 50 forgotten, by each writer");
+    qg_buf b;
+    qg_buf_init(&b, 1 << 16);
+    cr_assert_eq(qg_memory_render_metrics(f.m, &b), QG_OK);
+    cr_assert(strstr(b.data, "qg_memory_items{collection=\"signals\"} 200\n"), "%s", b.data);
+    cr_assert(strstr(b.data, "qg_memory_searches_total 300\n"), "%s", b.data);
+    qg_buf_free(&b);
     teardown_fx(&f);
 }

@@ -74,6 +74,7 @@ void qg_h_metrics(qg_req *r)
         qg_metrics_render(r->app->metrics, r->app->store ? &stats : NULL, backend, &r->out);
     if (!rc) rc = qg_ai_metrics_render(&r->out);
     if (!rc && r->app->ai) rc = qg_ai_health_metrics(r->app->ai, &r->out);
+    if (!rc && r->app->memory) rc = qg_memory_render_metrics(r->app->memory, &r->out);
     if (rc) {
         qg_error err = {0};
         qg_error_set(&err, rc, "rendering metrics failed");

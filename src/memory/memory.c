@@ -1702,10 +1702,10 @@ qg_status qg_memory_render_metrics(qg_memory *m, qg_buf *out)
     qg_status rc =
         qg_buf_puts(out, "# HELP qg_memory_items Memories stored, by collection (all users).\n"
                          "# TYPE qg_memory_items gauge\n");
-    pthread_rwlock_rdlock(&m->colls_lock);
+    if (pthread_rwlock_tryrdlock(&m->colls_lock)) return rc; /* being created: next scrape */
     for (int i = 0; i < m->ncolls && !rc; i++) {
         mem_coll *c = m->colls[i];
-        pthread_rwlock_rdlock(&c->lock);
+        if (pthread_rwlock_tryrdlock(&c->lock)) continue; /* a long write: skip this scrape */
         rc = qg_buf_printf(out, "qg_memory_items{collection=\"%s\"} %lld\n", c->name,
                            (long long)c->count);
         pthread_rwlock_unlock(&c->lock);
@@ -1715,7 +1715,7 @@ qg_status qg_memory_render_metrics(qg_memory *m, qg_buf *out)
                               "vector index.\n# TYPE qg_memory_index_bytes gauge\n");
     for (int i = 0; i < m->ncolls && !rc; i++) {
         mem_coll *c = m->colls[i];
-        pthread_rwlock_rdlock(&c->lock);
+        if (pthread_rwlock_tryrdlock(&c->lock)) continue;
         rc = qg_buf_printf(out, "qg_memory_index_bytes{collection=\"%s\"} %zu\n", c->name,
                            c->ix ? qg_vindex_memory(c->ix) : 0);
         pthread_rwlock_unlock(&c->lock);

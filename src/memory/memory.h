@@ -260,7 +260,8 @@ qg_status qg_memory_collection_create(qg_memory *m, qg_conn *c, const char *name
 
 /* Appends Prometheus text (0.0.4) to out: qg_memory_items{collection},
  * qg_memory_index_bytes{collection}, qg_memory_searches_total and
- * qg_memory_search_seconds_total. For /metrics (h_meta.c). */
+ * qg_memory_search_seconds_total. For /metrics (h_meta.c): never blocks (a
+ * collection busy with a long write is left out of this scrape). */
 qg_status qg_memory_render_metrics(qg_memory *m, qg_buf *out);
 
 /* For /metrics and tests: index kind and memory of one collection. */

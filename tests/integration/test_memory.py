@@ -198,6 +198,10 @@ class MemoryTest(qgtest.ServerTest):
         self.assertError(self.req("POST", "/api/memory/collections", {"name": "playbook"}, user=self.dev), 409)
         r = self.req("POST", "/api/memory", {"collection": "playbook", "text": "never add to a loser"})
         self.assertEqual(r.status, 201, r)
+        m = self.srv.request("GET", "/metrics")
+        self.assertEqual(m.status, 200)
+        self.assertRegex(m.text, r'qg_memory_items\{collection="playbook"\} 1\n')
+        self.assertIn("qg_memory_searches_total", m.text)
 
     def test_bad_input_names_the_field(self):
         cases = [

@@ -1232,13 +1232,14 @@ qg_status qg_memory_list(qg_memory *m, qg_conn *conn, const qg_mem_list *q, qg_a
                   QG_VTEXT(q->before ? before : NULL),
                   QG_VTEXT(q->before ? before : NULL),
                   QG_VINT(l.limit + 1)};
-    rc = qg_conn_query(conn,
-                       "SELECT " ITEM_COLS " FROM memory_items WHERE user_id = ? AND "
-                       "(? IS NULL OR collection = ?) AND (? IS NULL OR kind = ?) AND "
-                       "(? IS NULL OR symbol = ?) AND (? IS NULL OR session = ?) AND "
-                       "(expires_at IS NULL OR expires_at > ?) AND (? IS NULL OR id < ?) "
-                       "ORDER BY id DESC LIMIT ?",
-                       p, 13, list_row, &l, err);
+    rc = qg_conn_query(
+        conn,
+        "SELECT " ITEM_COLS " FROM memory_items WHERE user_id = ? AND "
+        "(CAST(? AS TEXT) IS NULL OR collection = ?) AND (CAST(? AS TEXT) IS NULL OR kind = ?) AND "
+        "(CAST(? AS TEXT) IS NULL OR symbol = ?) AND (CAST(? AS TEXT) IS NULL OR session = ?) AND "
+        "(expires_at IS NULL OR expires_at > ?) AND (CAST(? AS TEXT) IS NULL OR id < ?) "
+        "ORDER BY id DESC LIMIT ?",
+        p, 13, list_row, &l, err);
     if (rc) return rc;
     if (l.more && next && l.n) snprintf(next, QG_ID_MAX, "%s", l.items[l.n - 1].id);
     *out = l.items;
@@ -1359,8 +1360,9 @@ qg_status qg_memory_forget_where(qg_memory *m, qg_conn *conn, const qg_mem_forge
     qg_val p[] = {QG_VTEXT(f->user_id), QG_VTEXT(kind),      QG_VTEXT(kind),
                   QG_VTEXT(f->symbol),  QG_VTEXT(f->symbol), QG_VTEXT(f->session),
                   QG_VTEXT(f->session)};
-    const char *where = "user_id = ? AND (? IS NULL OR kind = ?) AND (? IS NULL OR symbol = ?) "
-                        "AND (? IS NULL OR session = ?)";
+    const char *where = "user_id = ? AND (CAST(? AS TEXT) IS NULL OR kind = ?) AND (CAST(? AS "
+                        "TEXT) IS NULL OR symbol = ?) "
+                        "AND (CAST(? AS TEXT) IS NULL OR session = ?)";
     int64_t total = 0;
     pthread_rwlock_rdlock(&m->colls_lock);
     int nc = m->ncolls;
@@ -1539,7 +1541,7 @@ qg_status qg_memory_working_delete(qg_memory *m, qg_conn *conn, const char *user
     qg_val p[] = {QG_VTEXT(user_id), QG_VTEXT(session), QG_VTEXT(key), QG_VTEXT(key)};
     rc = qg_conn_exec(conn,
                       "DELETE FROM memory_working WHERE user_id = ? AND session = ? AND "
-                      "(? IS NULL OR key = ?)",
+                      "(CAST(? AS TEXT) IS NULL OR key = ?)",
                       p, 4, &changes, err);
     if (rc) return rc;
     if (removed) *removed = changes;

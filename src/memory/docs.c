@@ -10,6 +10,20 @@
  * serialised by a mutex (SQLite's BEGIN IMMEDIATE serialises them against
  * other processes). After a commit the index is updated in place when it was
  * current before the change; otherwise it is rebuilt at the next search.
+ *
+ * A provider embedder is never called inside the transaction (that would
+ * hold SQLite's write lock for a network call): prefetch() first diffs the
+ * new version against the stored chunks with plain reads, embeds what the
+ * transaction will need and keeps the vectors in a per-file cache keyed by
+ * text; the transaction then redoes the same diff under the lock and takes
+ * its vectors from the cache. If the database moved in between (another
+ * process ingested something, so a chunk is no longer a near-duplicate or a
+ * duplicate lost its canonical chunk), the transaction finds a text missing
+ * from the cache, rolls back and the ingest starts over; only the missing
+ * texts are embedded again. After PREFETCH_TRIES such rounds the last one
+ * may embed inside the transaction (correct, just slower) so a busy writer
+ * cannot starve an ingest. The offline embedder is local and fast and runs
+ * inside the transaction as before.
  */
 #include "memory/docs.h"
 
@@ -33,8 +47,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define DIR_DEPTH_MAX 32
-#define FILES_MAX     100000 /* files one directory ingest may hold */
+#define DIR_DEPTH_MAX  32
+#define FILES_MAX      100000 /* files one directory ingest may hold */
+#define PREFETCH_TRIES 3      /* rounds before a transaction may embed itself */
 
 struct qg_docs {
     qg_store *store;
@@ -69,6 +84,18 @@ typedef struct ix_op {
     float *vec; /* NULL: remove */
 } ix_op;
 
+/* Provider vectors embedded before the transaction, keyed by text. */
+typedef struct vcache_ent {
+    uint64_t hash;
+    char *text;
+    float *vec;
+} vcache_ent;
+
+typedef struct vcache {
+    vcache_ent *v;
+    size_t n, cap, dim;
+} vcache;
+
 typedef struct ingest_ctx {
     qg_docs *d;
     qg_conn *c;
@@ -77,6 +104,9 @@ typedef struct ingest_ctx {
     ix_op *ops;
     size_t nops, capops;
     const char *user_id;
+    vcache cache;
+    bool net_ok; /* the transaction may call the provider (last round) */
+    bool missed; /* the transaction needed a vector the cache lacked */
 } ingest_ctx;
 
 const char *qg_docs_embedder(const qg_docs *d)
@@ -206,10 +236,10 @@ static qg_status embed_texts(qg_docs *d, const char *const *texts, size_t n, con
                               "dimensions (expected %zu of %zu)",
                               d->embedder, res.n, res.dim, k, have_dim ? have_dim : res.dim);
         if (!rc) {
-            if (!have_dim) {
-                have_dim = res.dim;
-                all = qg_xmalloc(n * have_dim * sizeof *all);
-            }
+            /* Allocated at the first reply also when the dimension was
+             * known before (a search, a later ingest). */
+            if (!have_dim) have_dim = res.dim;
+            if (!all) all = qg_xmalloc(n * have_dim * sizeof *all);
             memcpy(all + off * have_dim, res.vectors, k * have_dim * sizeof *all);
         }
         qg_arena_free(&a);
@@ -220,6 +250,73 @@ static qg_status embed_texts(qg_docs *d, const char *const *texts, size_t n, con
     }
     if (!all) all = qg_xmalloc(sizeof *all);
     *dim = have_dim;
+    *vecs = all;
+    return QG_OK;
+}
+
+static uint64_t text_hash(const char *t)
+{
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    for (; *t; t++) h = (h ^ (unsigned char)*t) * 1099511628211ull;
+    return h;
+}
+
+static const float *vcache_get(const vcache *vc, const char *text)
+{
+    uint64_t h = text_hash(text);
+    for (size_t i = 0; i < vc->n; i++)
+        if (vc->v[i].hash == h && strcmp(vc->v[i].text, text) == 0) return vc->v[i].vec;
+    return NULL;
+}
+
+static void vcache_put(vcache *vc, const char *text, const float *vec)
+{
+    if (vc->n == vc->cap) {
+        vc->cap = vc->cap ? vc->cap * 2 : 64;
+        vc->v = qg_xrealloc(vc->v, vc->cap * sizeof *vc->v);
+    }
+    vcache_ent *e = &vc->v[vc->n++];
+    e->hash = text_hash(text);
+    e->text = qg_xstrdup(text);
+    e->vec = qg_xmalloc(vc->dim * sizeof *vec);
+    memcpy(e->vec, vec, vc->dim * sizeof *vec);
+}
+
+static void vcache_clear(vcache *vc)
+{
+    for (size_t i = 0; i < vc->n; i++) {
+        free(vc->v[i].text);
+        free(vc->v[i].vec);
+    }
+    free(vc->v);
+    memset(vc, 0, sizeof *vc);
+}
+
+/* embed_texts for use inside the write transaction: a provider's vectors
+ * come from the prefetch cache; a miss is QG_EAGAIN with x->missed set
+ * (the caller rolls back and starts over) unless x->net_ok. */
+static qg_status embed_tx(ingest_ctx *x, const char *const *texts, size_t n, float **vecs,
+                          size_t *dim, qg_error *err)
+{
+    qg_docs *d = x->d;
+    if (!d->provider || x->net_ok) return embed_texts(d, texts, n, x->user_id, vecs, dim, err);
+    *vecs = NULL;
+    for (size_t i = 0; i < n; i++) {
+        if (!vcache_get(&x->cache, texts[i])) {
+            x->missed = true;
+            return qg_error_set(err, QG_EAGAIN, "documents: the index changed during an ingest");
+        }
+    }
+    size_t cd = x->cache.dim;
+    if (n && (cd == 0 || (*dim && *dim != cd)))
+        return qg_error_set(err, QG_EINVAL,
+                            "QG_DOCS_EMBED_MODEL '%s': the model returned vectors of %zu "
+                            "dimensions (expected %zu)",
+                            d->embedder, cd, *dim);
+    if (n) *dim = cd;
+    float *all = qg_xmalloc((n ? n : 1) * (cd ? cd : 1) * sizeof *all);
+    for (size_t i = 0; i < n; i++)
+        memcpy(all + i * cd, vcache_get(&x->cache, texts[i]), cd * sizeof *all);
     *vecs = all;
     return QG_OK;
 }
@@ -485,7 +582,7 @@ static qg_status rehome_orphans(ingest_ctx *x, const char *const *gone, size_t n
         }
         float *v = NULL;
         const char *t = o->text;
-        if ((rc = embed_texts(x->d, &t, 1, x->user_id, &v, dim, err))) break;
+        if ((rc = embed_tx(x, &t, 1, &v, dim, err))) break;
         x->counts->embedded++;
         rc = store_vector(x, o->id, v, *dim, err);
         if (!rc) {
@@ -579,7 +676,7 @@ static qg_status ingest_tx(ingest_ctx *x, const doc_src *s, qg_doc_format fmt, c
         canon_add(&x->canon, p->id, p->label, ch[i].simhash);
     }
     if (ntexts) {
-        if ((rc = embed_texts(d, texts, ntexts, x->user_id, &vecs, dim, err))) goto out;
+        if ((rc = embed_tx(x, texts, ntexts, &vecs, dim, err))) goto out;
         x->counts->embedded += (int64_t)ntexts;
     }
     /* The file row first: the chunks refer to it. */
@@ -670,6 +767,112 @@ out:
     return rc;
 }
 
+static void push_text(const char ***v, size_t *n, size_t *cap, const char *t)
+{
+    if (*n == *cap) {
+        *cap = *cap ? *cap * 2 : 64;
+        *v = qg_xrealloc(*v, *cap * sizeof **v);
+    }
+    (*v)[(*n)++] = t;
+}
+
+/* Embeds, before the write transaction, the texts a provider will be asked
+ * for by ingest_tx (ch: the new version) or by a removal (ch NULL): the
+ * same diff as ingest_tx and rehome_orphans, read-only, on a copy of the
+ * canonical list. Texts already cached are not sent again. The plan may be
+ * stale by the time the transaction runs; see the comment at the top. */
+static qg_status prefetch(ingest_ctx *x, const char *path, const qg_chunk *ch, size_t nch,
+                          qg_error *err)
+{
+    qg_docs *d = x->d;
+    if (!d->provider) return QG_OK;
+    old_list old = {.embedder = d->embedder};
+    canon_list cl = {0};
+    orphan_list ol = {0};
+    const char **want = NULL, **miss = NULL;
+    size_t nwant = 0, capwant = 0, nmiss = 0;
+    bool *kept = qg_xcalloc(nch ? nch : 1, sizeof *kept);
+    float *vecs = NULL;
+    qg_val fp[] = {QG_VTEXT(path)};
+    qg_status rc = qg_conn_query(x->c,
+                                 "SELECT id, label, fingerprint, duplicate_of IS NULL, embedder "
+                                 "FROM doc_chunks WHERE path = ? ORDER BY seq",
+                                 fp, 1, old_row, &old, err);
+    if (rc) goto out;
+    if (x->canon.n) {
+        cl.v = qg_xmalloc(x->canon.n * sizeof *cl.v);
+        memcpy(cl.v, x->canon.v, x->canon.n * sizeof *cl.v);
+        cl.n = cl.cap = x->canon.n;
+    }
+    for (size_t i = 0; i < nch; i++) {
+        for (size_t k = 0; k < old.n; k++) {
+            if (old.v[k].used || strcmp(old.v[k].fingerprint, ch[i].fingerprint) != 0) continue;
+            old.v[k].used = kept[i] = true;
+            if (old.v[k].canonical && !old.v[k].same_embedder)
+                push_text(&want, &nwant, &capwant, ch[i].text);
+            break;
+        }
+    }
+    for (size_t k = 0; k < old.n && !rc; k++) {
+        if (old.v[k].used) continue;
+        canon_drop(&cl, old.v[k].id);
+        qg_val p[] = {QG_VTEXT(old.v[k].id)};
+        rc = qg_conn_query(x->c,
+                           "SELECT id, label, simhash, text FROM doc_chunks WHERE duplicate_of = ? "
+                           "ORDER BY label",
+                           p, 1, orphan_row, &ol, err);
+    }
+    if (rc) goto out;
+    /* Orphans that go with this version are not re-homed. */
+    for (size_t i = 0; i < ol.n; i++)
+        for (size_t k = 0; k < old.n; k++)
+            if (!old.v[k].used && strcmp(old.v[k].id, ol.v[i].id) == 0)
+                ol.v[i].simhash = 0, ol.v[i].label = -1;
+    for (size_t i = 0; i < nch; i++) {
+        if (kept[i] || canon_near(&cl, ch[i].simhash)) continue;
+        push_text(&want, &nwant, &capwant, ch[i].text);
+        canon_add(&cl, "", 0, ch[i].simhash);
+    }
+    for (size_t i = 0; i < ol.n; i++) {
+        if (ol.v[i].label < 0 || canon_near(&cl, ol.v[i].simhash)) continue;
+        push_text(&want, &nwant, &capwant, ol.v[i].text);
+        canon_add(&cl, "", 0, ol.v[i].simhash);
+    }
+    miss = qg_xcalloc(nwant ? nwant : 1, sizeof *miss);
+    for (size_t i = 0; i < nwant; i++) {
+        bool dup = vcache_get(&x->cache, want[i]) != NULL;
+        for (size_t k = 0; k < nmiss && !dup; k++) dup = strcmp(miss[k], want[i]) == 0;
+        if (!dup) miss[nmiss++] = want[i];
+    }
+    if (nmiss) {
+        pthread_rwlock_rdlock(&d->lock);
+        size_t dim = x->cache.dim ? x->cache.dim : d->dim;
+        pthread_rwlock_unlock(&d->lock);
+        if ((rc = embed_texts(d, miss, nmiss, x->user_id, &vecs, &dim, err))) goto out;
+        x->cache.dim = dim;
+        for (size_t i = 0; i < nmiss; i++) vcache_put(&x->cache, miss[i], vecs + i * dim);
+    }
+out:
+    free(vecs);
+    free(miss);
+    free(want);
+    free(kept);
+    for (size_t i = 0; i < ol.n; i++) free(ol.v[i].text);
+    free(ol.v);
+    free(cl.v);
+    free(old.v);
+    return rc;
+}
+
+/* After a rolled-back transaction: the canonical list may hold chunks that
+ * were rolled back, or miss chunks it dropped. */
+static void reload_canon(ingest_ctx *x)
+{
+    x->canon.n = 0;
+    qg_conn_query(x->c, "SELECT id, label, simhash FROM doc_chunks WHERE vector IS NOT NULL", NULL,
+                  0, canon_row, &x->canon, NULL);
+}
+
 /* Ingests one document's content: unchanged files are skipped. */
 static qg_status ingest_one(ingest_ctx *x, const doc_src *s, qg_error *err)
 {
@@ -706,34 +909,41 @@ static qg_status ingest_one(ingest_ctx *x, const doc_src *s, qg_error *err)
         return rc;
     }
     int64_t gen_before = 0, gen_after = 0;
-    pthread_rwlock_rdlock(&d->lock);
-    size_t dim = d->dim;
-    pthread_rwlock_unlock(&d->lock);
+    size_t dim = 0;
     qg_docs_counts saved = *x->counts;
-    if (!(rc = qg_conn_begin(x->c, err))) {
-        rc = ingest_tx(x, s, fmt, sha, ch, nch, &gen_before, &gen_after, &dim, err);
-        if (!rc)
-            rc = qg_conn_commit(x->c, err);
-        else
-            qg_conn_rollback(x->c);
+    for (int round = 0;; round++) {
+        x->net_ok = round >= PREFETCH_TRIES;
+        x->missed = false;
+        pthread_rwlock_rdlock(&d->lock);
+        dim = d->dim;
+        pthread_rwlock_unlock(&d->lock);
+        if (!x->net_ok) rc = prefetch(x, s->path, ch, nch, err);
+        if (!rc && !(rc = qg_conn_begin(x->c, err))) {
+            rc = ingest_tx(x, s, fmt, sha, ch, nch, &gen_before, &gen_after, &dim, err);
+            if (!rc)
+                rc = qg_conn_commit(x->c, err);
+            else
+                qg_conn_rollback(x->c);
+        }
+        if (rc) {
+            *x->counts = saved;
+            ops_clear(x);
+            reload_canon(x);
+        }
+        if (!(rc && x->missed)) break;
+        rc = QG_OK; /* the database moved since prefetch: start over */
     }
+    x->net_ok = x->missed = false;
+    vcache_clear(&x->cache);
     qg_arena_free(&a);
-    if (rc) {
-        *x->counts = saved;
-        ops_clear(x);
-        /* The canonical list may hold chunks that were rolled back. */
-        x->canon.n = 0;
-        qg_conn_query(x->c, "SELECT id, label, simhash FROM doc_chunks WHERE vector IS NOT NULL",
-                      NULL, 0, canon_row, &x->canon, NULL);
-        return rc;
-    }
+    if (rc) return rc;
     x->counts->files_changed++;
     apply_ops(x, gen_before, gen_after, dim);
     return QG_OK;
 }
 
 /* Deletes one document with its chunks (orphaned duplicates re-homed). */
-static qg_status remove_tx(ingest_ctx *x, const char *path, bool *found, qg_error *err)
+static qg_status remove_once(ingest_ctx *x, const char *path, bool *found, qg_error *err)
 {
     qg_conn *c = x->c;
     int64_t gen = 0, n = 0;
@@ -777,6 +987,25 @@ out:
     if (rc) ops_clear(x);
     free(gone);
     free(old.v);
+    return rc;
+}
+
+/* remove_once with the provider's vectors for orphaned duplicates embedded
+ * before the transaction (see the comment at the top). */
+static qg_status remove_tx(ingest_ctx *x, const char *path, bool *found, qg_error *err)
+{
+    qg_status rc = QG_OK;
+    for (int round = 0;; round++) {
+        x->net_ok = round >= PREFETCH_TRIES;
+        x->missed = false;
+        if (!x->net_ok) rc = prefetch(x, path, NULL, 0, err);
+        if (!rc) rc = remove_once(x, path, found, err);
+        if (rc) reload_canon(x);
+        if (!(rc && x->missed)) break;
+        rc = QG_OK;
+    }
+    x->net_ok = x->missed = false;
+    vcache_clear(&x->cache);
     return rc;
 }
 

@@ -77,7 +77,6 @@ void qg_hnsw_free(struct qg_vindex *ix)
     if (ix->upper)
         for (size_t i = 0; i < ix->n; i++) free(ix->upper[i]);
     free(ix->upper);
-    free(ix->links0);
     free(ix->levels);
     free(ix->deleted);
     free(ix->freeslots);
@@ -86,7 +85,6 @@ void qg_hnsw_free(struct qg_vindex *ix)
 
 qg_status qg_hnsw_grow(struct qg_vindex *ix, size_t oldcap, size_t newcap)
 {
-    size_t row = (size_t)(1 + ix->M0);
     uint8_t *del = realloc(ix->deleted, newcap);
     if (!del) return QG_ENOMEM;
     ix->deleted = del;
@@ -97,18 +95,14 @@ qg_status qg_hnsw_grow(struct qg_vindex *ix, size_t oldcap, size_t newcap)
     if (!up) return QG_ENOMEM;
     ix->upper = up;
     for (size_t i = oldcap; i < newcap; i++) up[i] = NULL;
-    uint32_t *l0 = realloc(ix->links0, newcap * row * sizeof *l0);
-    if (!l0) return QG_ENOMEM;
-    ix->links0 = l0;
     memset(del + oldcap, 0, newcap - oldcap);
     memset(lv + oldcap, 0, newcap - oldcap);
-    memset(l0 + oldcap * row, 0, (newcap - oldcap) * row * sizeof *l0);
     return QG_OK;
 }
 
 size_t qg_hnsw_memory(const struct qg_vindex *ix)
 {
-    size_t b = ix->cap * (2 + sizeof(uint32_t *) + (size_t)(1 + ix->M0) * sizeof(uint32_t));
+    size_t b = ix->cap * (2 + sizeof(uint32_t *)); /* level-0 links are in the slab */
     for (size_t i = 0; i < ix->n; i++)
         if (ix->upper[i]) b += (size_t)ix->levels[i] * (size_t)(1 + ix->M) * sizeof(uint32_t);
     b += ix->freecap * sizeof(uint32_t);
@@ -472,7 +466,7 @@ qg_status qg_hnsw_insert(struct qg_vindex *ix, uint32_t slot, bool fresh)
     if (fresh) {
         level = draw_level(ix);
         ix->levels[slot] = (uint8_t)level;
-        ix->links0[(size_t)slot * (size_t)(1 + ix->M0)] = 0;
+        qg_vix_links(ix, slot, 0)[0] = 0;
         free(ix->upper[slot]);
         ix->upper[slot] = NULL;
         if (level > 0) {

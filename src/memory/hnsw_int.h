@@ -4,7 +4,7 @@
  * Nothing outside src/memory/vindex.c and hnsw.c may include it.
  *
  * Storage is by slot: slot i holds labels[i], the dim floats at
- * vecs + i * dim and, for HNSW, the node's level, deleted flag and links.
+ * qg_vix_vec(ix, i) and, for HNSW, the node's level, deleted flag and links.
  * The flat index keeps its slots dense (a removal moves the last slot into
  * the hole); the HNSW index never moves a node (links name slots), it marks a
  * removed node deleted and reuses the slot on a later add.
@@ -131,8 +131,16 @@ struct qg_vindex {
     qg_vindex_params p;
     size_t dim;
     qg_vdist_fn dist;
-    size_t stride; /* floats per slot (dim rounded up to 16 for alignment) */
-    float *vecs;   /* cap * stride, 64-byte aligned */
+    /* The slab: cap slots of stride floats, 64-byte aligned. A flat slot is
+     * the vector alone (dense, for streaming scans). An HNSW slot is the
+     * node's level-0 link row (count then 2*M slots, padded to 64 bytes)
+     * followed by its vector (padded to 64 bytes): a node's links and
+     * vector share one region of memory, so expanding a node costs fewer
+     * cache misses. */
+    size_t stride;
+    size_t voff; /* floats before the vector in a slot */
+    size_t vlen; /* floats of vector room in a slot (>= dim) */
+    float *vecs;
     uint64_t *labels;
     size_t n;    /* slots in use (live + deleted) */
     size_t cap;  /* slots allocated */
@@ -145,7 +153,6 @@ struct qg_vindex {
     uint64_t rng;     /* level generator state */
     uint8_t *deleted; /* per slot */
     uint8_t *levels;  /* per slot: top level of the node */
-    uint32_t *links0; /* per slot: count then M0 slots */
     uint32_t **upper; /* per slot: NULL or levels * (1 + M) (count then slots) */
     uint32_t entry;   /* QG_VIX_NONE when the graph is empty */
     int maxlevel;
@@ -158,13 +165,18 @@ struct qg_vindex {
 /* Link list of slot at level (count first). */
 static inline uint32_t *qg_vix_links(const struct qg_vindex *ix, uint32_t slot, int level)
 {
-    if (level == 0) return ix->links0 + (size_t)slot * (size_t)(1 + ix->M0);
+    if (level == 0) return (uint32_t *)(ix->vecs + (size_t)slot * ix->stride);
     return ix->upper[slot] + (size_t)(level - 1) * (size_t)(1 + ix->M);
 }
 
 static inline const float *qg_vix_vec(const struct qg_vindex *ix, uint32_t slot)
 {
-    return ix->vecs + (size_t)slot * ix->stride;
+    return ix->vecs + (size_t)slot * ix->stride + ix->voff;
+}
+
+static inline float *qg_vix_vec_mut(struct qg_vindex *ix, uint32_t slot)
+{
+    return ix->vecs + (size_t)slot * ix->stride + ix->voff;
 }
 
 float qg_vix_public_dist(const struct qg_vindex *ix, float internal);

@@ -360,7 +360,14 @@ qg_status qg_vindex_new(const qg_vindex_params *p, qg_vindex **out, qg_error *er
     if (!ix->p.ef_construction) ix->p.ef_construction = 200;
     if (!ix->p.ef_search) ix->p.ef_search = 64;
     ix->dim = p->dim;
-    ix->stride = ix->p.kind == QG_VINDEX_HNSW ? (p->dim + 15) / 16 * 16 : p->dim;
+    if (ix->p.kind == QG_VINDEX_HNSW) {
+        ix->voff = ((size_t)(1 + 2 * ix->p.M) + 15) / 16 * 16;
+        ix->vlen = (p->dim + 15) / 16 * 16;
+    } else {
+        ix->voff = 0;
+        ix->vlen = p->dim;
+    }
+    ix->stride = ix->voff + ix->vlen;
     ix->dist = p->metric == QG_VMETRIC_L2 ? vix_l2 : vix_negdot;
     ix->entry = QG_VIX_NONE;
     ix->maxlevel = -1;
@@ -419,9 +426,9 @@ qg_status qg_vindex_add(qg_vindex *ix, uint64_t label, const float *v, qg_error 
         ix->labels[slot] = label;
         ix->live++;
     }
-    float *dst = ix->vecs + (size_t)slot * ix->stride;
+    float *dst = qg_vix_vec_mut(ix, slot);
     memcpy(dst, v, ix->dim * sizeof(float));
-    if (ix->stride > ix->dim) memset(dst + ix->dim, 0, (ix->stride - ix->dim) * sizeof(float));
+    if (ix->vlen > ix->dim) memset(dst + ix->dim, 0, (ix->vlen - ix->dim) * sizeof(float));
     if (ix->p.metric == QG_VMETRIC_COSINE) qg_vec_normalize(dst, ix->dim);
     if (ix->p.kind == QG_VINDEX_HNSW) {
         ix->deleted[slot] = 0;
@@ -524,7 +531,7 @@ static int cmp_cand(const void *a, const void *b)
     for (size_t i = 0; i < nslots; i++) {                                                          \
         if (del && del[i]) continue;                                                               \
         if (filter && !filter(ud, ix->labels[i])) continue;                                        \
-        float d = KERNEL(q, ix->vecs + i * stride, dim);                                           \
+        float d = KERNEL(q, ix->vecs + i * stride + voff, dim);                                    \
         if (cnt < k) {                                                                             \
             heap_push(h, &cnt, (qg_vcand){d, (uint32_t)i});                                        \
         } else if (d < h[0].d) {                                                                   \
@@ -614,7 +621,7 @@ scan_dense(int l2, const struct qg_vindex *ix, const float *q, size_t k, qg_vcan
 qg_status qg_vix_exact(const struct qg_vindex *ix, const float *q, size_t k, qg_vfilter_fn filter,
                        void *ud, qg_vhit *out, size_t *n)
 {
-    size_t cnt = 0, nslots = ix->n, stride = ix->stride, dim = ix->dim;
+    size_t cnt = 0, nslots = ix->n, stride = ix->stride, dim = ix->dim, voff = ix->voff;
     const uint8_t *del = ix->p.kind == QG_VINDEX_HNSW ? ix->deleted : NULL;
     if (k > ix->live) k = ix->live;
     qg_vcand stackh[64];
@@ -773,10 +780,12 @@ qg_status qg_vindex_save(const qg_vindex *ix, const char *path, qg_error *err)
     put(&w, flags, ix->n);
     if (flags != ix->deleted) free(flags);
     /* Vectors one slot at a time (without the slot padding), as load reads them. */
-    for (size_t i = 0; i < ix->n; i++) put(&w, ix->vecs + i * ix->stride, ix->dim * sizeof(float));
+    for (size_t i = 0; i < ix->n; i++)
+        put(&w, qg_vix_vec(ix, (uint32_t)i), ix->dim * sizeof(float));
     if (ix->p.kind == QG_VINDEX_HNSW) {
         put(&w, ix->levels, ix->n);
-        put(&w, ix->links0, ix->n * (size_t)(1 + ix->M0) * sizeof(uint32_t));
+        for (size_t i = 0; i < ix->n; i++)
+            put(&w, qg_vix_links(ix, (uint32_t)i, 0), (size_t)(1 + ix->M0) * sizeof(uint32_t));
         for (size_t i = 0; i < ix->n; i++)
             if (ix->levels[i])
                 put(&w, ix->upper[i], (size_t)ix->levels[i] * (size_t)(1 + ix->M) * 4);
@@ -798,7 +807,6 @@ qg_status qg_vindex_save(const qg_vindex *ix, const char *path, qg_error *err)
  * range, so a search can never index outside the arrays. */
 static qg_status check_graph(const struct qg_vindex *ix, qg_error *err)
 {
-    size_t row = (size_t)(1 + ix->M0);
     if (ix->n == 0) {
         if (ix->entry != QG_VIX_NONE || ix->maxlevel != -1)
             return qg_error_set(err, QG_EINVAL, "entry point set in an empty graph");
@@ -811,8 +819,7 @@ static qg_status check_graph(const struct qg_vindex *ix, qg_error *err)
                             ix->maxlevel, ix->levels[ix->entry]);
     for (size_t i = 0; i < ix->n; i++) {
         for (int l = 0; l <= ix->levels[i]; l++) {
-            const uint32_t *lk =
-                l ? ix->upper[i] + (size_t)(l - 1) * (size_t)(1 + ix->M) : ix->links0 + i * row;
+            const uint32_t *lk = qg_vix_links(ix, (uint32_t)i, l);
             uint32_t max = (uint32_t)(l ? ix->M : ix->M0);
             if (lk[0] > max)
                 return qg_error_set(err, QG_EINVAL, "slot %zu level %d: %u links, at most %u", i, l,
@@ -906,7 +913,7 @@ static qg_status load_body(FILE *f, struct qg_vindex **out, qg_error *err)
     ix->n = n;
     ix->live = live;
     for (size_t i = 0; i < n; i++) {
-        float *v = ix->vecs + i * ix->stride;
+        float *v = qg_vix_vec_mut(ix, (uint32_t)i);
         if (!get(&r, v, ix->dim * sizeof(float))) {
             rc = qg_error_set(err, QG_EINVAL, "truncated in vectors (slot %zu)", i);
             goto out;
@@ -916,14 +923,18 @@ static qg_status load_body(FILE *f, struct qg_vindex **out, qg_error *err)
                 rc = qg_error_set(err, QG_EINVAL, "slot %zu: value %zu is not finite", i, j);
                 goto out;
             }
-        for (size_t j = ix->dim; j < ix->stride; j++) v[j] = 0;
+        for (size_t j = ix->dim; j < ix->vlen; j++) v[j] = 0;
     }
     if (ix->p.kind == QG_VINDEX_HNSW) {
-        if (!get(&r, ix->levels, n) ||
-            !get(&r, ix->links0, n * (size_t)(1 + ix->M0) * sizeof(uint32_t))) {
-            rc = qg_error_set(err, QG_EINVAL, "truncated in the graph");
+        if (!get(&r, ix->levels, n)) {
+            rc = qg_error_set(err, QG_EINVAL, "truncated in the graph levels");
             goto out;
         }
+        for (size_t i = 0; i < n; i++)
+            if (!get(&r, qg_vix_links(ix, (uint32_t)i, 0), (size_t)(1 + ix->M0) * 4)) {
+                rc = qg_error_set(err, QG_EINVAL, "truncated in the graph (slot %zu)", i);
+                goto out;
+            }
         for (size_t i = 0; i < n; i++) {
             if (ix->levels[i] > QG_VIX_MAX_LEVEL) {
                 rc = qg_error_set(err, QG_EINVAL, "slot %zu: level %u above %d", i, ix->levels[i],

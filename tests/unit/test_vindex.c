@@ -350,15 +350,16 @@ static double recall_at(qg_vindex *ix, qg_vmetric m, const float *data, const bo
     return total ? (double)hit / (double)total : 1.0;
 }
 
+/* ef_search 16 (not the default 64) so a weaker graph shows: about 0.985 here. */
 Test(vindex, hnsw_recall_at_10, .timeout = 120)
 {
-    size_t n = 8000, dim = 32, nq = 200;
+    size_t n = 5000, dim = 32, nq = 100;
     float *all = clustered(42, n + nq, dim, 50);
     const float *qs = all + n * dim;
     for (int m = 0; m < 3; m++) {
         qg_vindex *ix = build_hnsw((qg_vmetric)m, all, n, dim, 16, 100, 1);
         cr_assert_eq(qg_vindex_count(ix), n);
-        double r = recall_at(ix, (qg_vmetric)m, all, NULL, n, dim, qs, nq, 10, 64, NULL, NULL);
+        double r = recall_at(ix, (qg_vmetric)m, all, NULL, n, dim, qs, nq, 10, 16, NULL, NULL);
         cr_assert(r >= 0.95, "metric %s: recall@10 %.4f < 0.95", qg_vmetric_name((qg_vmetric)m), r);
         qg_vindex_free(ix);
     }

@@ -78,6 +78,7 @@ static const setting settings[] = {
     {"QG_MEMORY_WORKING_TTL", "604800", "memory: lifetime of working-memory entries, seconds (0: never)"},
     {"QG_MEMORY_META_MAX", "4096", "memory: largest meta object of a memory, bytes of JSON"},
     {"QG_MEMORY_INDEX", "hnsw", "memory: index of each collection: hnsw or flat"},
+    {"QG_MEMORY_SNAPSHOT_CHANGES", "1000", "memory: rewrite a collection's snapshot in the background after this many changes (0: only at shutdown)"},
     {"ANTHROPIC_API_KEY", "", "Anthropic key: adds the env-anthropic deployment"},
     {"ANTHROPIC_BASE_URL", "", "Anthropic base URL (empty: https://api.anthropic.com)"},
     {"GEMINI_API_KEY", "", "Gemini key: adds the env-gemini deployment"},

@@ -273,9 +273,11 @@ static qg_status open_docs(qg_app *app, qg_error *err)
  * snapshots under <data dir>/memory or rebuilt from the database. */
 static qg_status open_memory(qg_app *app, qg_error *err)
 {
-    int64_t short_ttl, working_ttl, meta_max;
+    int64_t short_ttl, working_ttl, meta_max, snap_changes;
     qg_status rc;
-    if ((rc = config_int("QG_MEMORY_SHORT_TTL", 86400, 60, 365 * 86400, &short_ttl, err)) ||
+    if ((rc = config_int("QG_MEMORY_SNAPSHOT_CHANGES", QG_MEMORY_SNAPSHOT_CHANGES_DEFAULT, 0,
+                         100000000, &snap_changes, err)) ||
+        (rc = config_int("QG_MEMORY_SHORT_TTL", 86400, 60, 365 * 86400, &short_ttl, err)) ||
         (rc = config_int("QG_MEMORY_WORKING_TTL", 7 * 86400, 0, 3650LL * 86400, &working_ttl,
                          err)) ||
         (rc = config_int("QG_MEMORY_META_MAX", 4096, 256, 65536, &meta_max, err)))
@@ -293,6 +295,7 @@ static qg_status open_memory(qg_app *app, qg_error *err)
         .working_ttl_ms = working_ttl ? working_ttl * 1000 : -1,
         .meta_max = (size_t)meta_max,
         .index_kind = strcmp(index, "flat") == 0 ? QG_VINDEX_FLAT : QG_VINDEX_HNSW,
+        .snapshot_changes = snap_changes ? snap_changes : -1, /* 0: only at shutdown */
     };
     return qg_memory_open(&cfg, &app->memory, err);
 }

@@ -30,6 +30,7 @@
 #include <quantgate/time.h>
 
 #include <errno.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -61,8 +62,11 @@ typedef struct mem_coll {
     char description[256];
     size_t dim;
     qg_vmetric metric;
-    int64_t generation, snapshot_gen, created_at;
-    int64_t count; /* rows */
+    int64_t generation, created_at;
+    /* Written by the background snapshot thread outside c->lock. */
+    _Atomic int64_t snapshot_gen;
+    _Atomic int64_t snap_failed_gen; /* a background save failed at it; -1 none */
+    int64_t count;                   /* rows */
     uint16_t idx;
     qg_vindex *ix; /* NULL until dim is known */
     pthread_rwlock_t lock;
@@ -90,6 +94,16 @@ struct qg_memory {
     uint32_t nstr, capstr;
     uint32_t *ihash; /* open addressing: string index, 0 empty */
     uint32_t hcap;
+
+    /* Background snapshots: writers set bg_pending under bg_mu and signal;
+     * snap_mu serialises writing snapshot files (lock order: colls_lock,
+     * snap_mu, a collection's lock). */
+    int64_t snap_every; /* changes; 0: no background snapshots */
+    pthread_mutex_t snap_mu, bg_mu;
+    pthread_cond_t bg_cv;
+    bool bg_pending, bg_stop, bg_running;
+    pthread_t bg_thread;
+    atomic_uint_fast64_t bg_snaps;
 
     atomic_int_fast64_t last_purge;
     atomic_uint_fast64_t searches, search_ns; /* for /metrics */
@@ -338,6 +352,95 @@ static qg_status coll_snapshot(qg_memory *m, qg_conn *conn, mem_coll *c, qg_erro
     return rc;
 }
 
+/* A background snapshot is due: enough changes since the last snapshot
+ * (or since a failed attempt). Caller holds c->lock. */
+static bool snap_due(const qg_memory *m, const mem_coll *c)
+{
+    if (!m->snap_every || !c->ix) return false;
+    int64_t since = c->snapshot_gen, failed = c->snap_failed_gen;
+    if (failed > since) since = failed;
+    return c->generation - since >= m->snap_every;
+}
+
+/* Wakes the background thread (no lock of a collection needed). */
+static void snap_kick(qg_memory *m)
+{
+    pthread_mutex_lock(&m->bg_mu);
+    m->bg_pending = true;
+    pthread_cond_signal(&m->bg_cv);
+    pthread_mutex_unlock(&m->bg_mu);
+}
+
+/* Writes c's snapshot when due, under its read lock only (saving reads the
+ * index; searches go on). The generation is recorded after the lock is
+ * released, so the thread never waits for the database while holding it;
+ * a crash in between leaves the old snapshot_gen, which the next start
+ * treats as stale (a rebuild), never the other way round. */
+static void bg_snapshot_coll(qg_memory *m, qg_conn *conn, mem_coll *c)
+{
+    char path[4096];
+    snap_path(m, c, path, sizeof path);
+    qg_error e = {0};
+    qg_status rc = QG_OK;
+    pthread_mutex_lock(&m->snap_mu);
+    pthread_rwlock_rdlock(&c->lock);
+    int64_t gen = c->generation;
+    bool due = snap_due(m, c);
+    if (due) {
+        if (qg_vindex_count(c->ix) == 0)
+            unlink(path);
+        else
+            rc = qg_vindex_save(c->ix, path, &e);
+    }
+    pthread_rwlock_unlock(&c->lock);
+    if (due && !rc) {
+        qg_val p[] = {QG_VINT(gen), QG_VTEXT(c->name)};
+        rc = qg_conn_exec(conn, "UPDATE memory_collections SET snapshot_gen = ? WHERE name = ?", p,
+                          2, NULL, &e);
+    }
+    if (due && !rc) {
+        c->snapshot_gen = gen;
+        atomic_fetch_add(&m->bg_snaps, 1);
+        qg_info("memory: collection '%s': snapshot written at generation %" PRId64, c->name, gen);
+    } else if (due) {
+        c->snap_failed_gen = gen;
+        qg_warn("memory: collection '%s': background snapshot not written (%s); retried after "
+                "%" PRId64 " more changes",
+                c->name, e.msg, m->snap_every);
+    }
+    pthread_mutex_unlock(&m->snap_mu);
+}
+
+static void *bg_main(void *arg)
+{
+    qg_memory *m = arg;
+    pthread_mutex_lock(&m->bg_mu);
+    for (;;) {
+        while (!m->bg_stop && !m->bg_pending) pthread_cond_wait(&m->bg_cv, &m->bg_mu);
+        if (m->bg_stop) break;
+        m->bg_pending = false;
+        pthread_mutex_unlock(&m->bg_mu);
+        qg_conn *conn = NULL;
+        qg_error e = {0};
+        if (qg_store_acquire(m->store, &conn, &e) == QG_OK) {
+            pthread_rwlock_rdlock(&m->colls_lock);
+            for (int i = 0; i < m->ncolls; i++) bg_snapshot_coll(m, conn, m->colls[i]);
+            pthread_rwlock_unlock(&m->colls_lock);
+            qg_store_release(m->store, conn);
+        } else {
+            qg_warn("memory: background snapshots: %s", e.msg);
+        }
+        pthread_mutex_lock(&m->bg_mu);
+    }
+    pthread_mutex_unlock(&m->bg_mu);
+    return NULL;
+}
+
+uint64_t qg_memory_bg_snapshots(qg_memory *m)
+{
+    return atomic_load(&m->bg_snaps);
+}
+
 typedef struct rebuild_ctx {
     qg_memory *m;
     mem_coll *c;
@@ -436,6 +539,7 @@ static mem_coll *coll_new(qg_memory *m, const qg_row *row)
              qg_row_text(row, 4) ? qg_row_text(row, 4) : "");
     c->generation = qg_row_int(row, 5);
     c->snapshot_gen = qg_row_is_null(row, 6) ? -1 : qg_row_int(row, 6);
+    c->snap_failed_gen = -1;
     c->created_at = qg_row_int(row, 7);
     c->idx = (uint16_t)(m->ncolls + 1);
     pthread_rwlock_init(&c->lock, NULL);
@@ -538,6 +642,13 @@ qg_status qg_memory_open(const qg_memory_config *cfg, qg_memory **out, qg_error 
     pthread_rwlock_init(&m->colls_lock, NULL);
     pthread_mutex_init(&m->page_mu, NULL);
     pthread_mutex_init(&m->intern_mu, NULL);
+    pthread_mutex_init(&m->snap_mu, NULL);
+    pthread_mutex_init(&m->bg_mu, NULL);
+    pthread_cond_init(&m->bg_cv, NULL);
+    m->snap_every = cfg->snapshot_changes < 0   ? 0
+                    : cfg->snapshot_changes > 0 ? cfg->snapshot_changes
+                                                : QG_MEMORY_SNAPSHOT_CHANGES_DEFAULT;
+    if (!cfg->snapshot_dir) m->snap_every = 0;
     m->nstr = 1; /* index 0 means "none" */
     m->capstr = 1024;
     m->istr = qg_xcalloc(m->capstr, sizeof *m->istr);
@@ -555,6 +666,13 @@ qg_status qg_memory_open(const qg_memory_config *cfg, qg_memory **out, qg_error 
     if ((rc = qg_store_acquire(m->store, &conn, err))) goto out;
     rc = open_with(m, conn, err);
     qg_store_release(m->store, conn);
+    if (!rc && m->snap_every) {
+        int e = pthread_create(&m->bg_thread, NULL, bg_main, m);
+        if (e)
+            rc = qg_error_set(err, QG_EIO, "memory: background snapshot thread: %s", strerror(e));
+        else
+            m->bg_running = true;
+    }
 out:
     if (rc) {
         qg_memory_free(m);
@@ -575,9 +693,11 @@ qg_status qg_memory_snapshot(qg_memory *m, qg_error *err)
         mem_coll *c = m->colls[i];
         qg_error e = {0};
         qg_status one = QG_OK;
+        pthread_mutex_lock(&m->snap_mu);
         pthread_rwlock_wrlock(&c->lock);
         if (c->ix && c->generation != c->snapshot_gen) one = coll_snapshot(m, conn, c, &e);
         pthread_rwlock_unlock(&c->lock);
+        pthread_mutex_unlock(&m->snap_mu);
         if (one && !rc) { /* the others are still written */
             rc = one;
             if (err) *err = e;
@@ -591,6 +711,13 @@ qg_status qg_memory_snapshot(qg_memory *m, qg_error *err)
 void qg_memory_free(qg_memory *m)
 {
     if (!m) return;
+    if (m->bg_running) {
+        pthread_mutex_lock(&m->bg_mu);
+        m->bg_stop = true;
+        pthread_cond_signal(&m->bg_cv);
+        pthread_mutex_unlock(&m->bg_mu);
+        pthread_join(m->bg_thread, NULL);
+    }
     qg_error err = {0};
     if (m->ncolls && qg_memory_snapshot(m, &err))
         qg_warn("memory: snapshots not written (%s); the next start rebuilds", err.msg);
@@ -607,6 +734,9 @@ void qg_memory_free(qg_memory *m)
     pthread_rwlock_destroy(&m->colls_lock);
     pthread_mutex_destroy(&m->page_mu);
     pthread_mutex_destroy(&m->intern_mu);
+    pthread_mutex_destroy(&m->snap_mu);
+    pthread_mutex_destroy(&m->bg_mu);
+    pthread_cond_destroy(&m->bg_cv);
     free(m);
 }
 
@@ -912,7 +1042,9 @@ qg_status qg_memory_add(qg_memory *m, qg_conn *conn, const qg_mem_add *in, char 
     qg_store_new_id("mem", id, sizeof id);
     pthread_rwlock_wrlock(&c->lock);
     rc = add_locked(m, conn, c, in, v, dim, meta, id, now, expires, signal_type, session, err);
+    bool snap = snap_due(m, c);
     pthread_rwlock_unlock(&c->lock);
+    if (snap) snap_kick(m);
     if (!rc && id_out) snprintf(id_out, QG_ID_MAX, "%s", id);
     if (!rc) maybe_purge(m, conn, now);
 out:
@@ -1299,8 +1431,10 @@ static qg_status delete_where(qg_memory *m, qg_conn *conn, mem_coll *c, const ch
         if (c->ix) qg_vindex_remove(c->ix, s.v[i]);
     }
     if (removed) *removed += (int64_t)s.n;
-out:
+out:;
+    bool snap = snap_due(m, c);
     pthread_rwlock_unlock(&c->lock);
+    if (snap) snap_kick(m);
     free(s.v);
     return rc;
 }
@@ -1672,6 +1806,7 @@ qg_status qg_memory_collection_create(qg_memory *m, qg_conn *conn, const char *n
     c->dim = dim;
     c->metric = (qg_vmetric)mt;
     c->snapshot_gen = -1;
+    c->snap_failed_gen = -1;
     c->created_at = now;
     c->idx = (uint16_t)(m->ncolls + 1);
     pthread_rwlock_init(&c->lock, NULL);

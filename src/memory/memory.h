@@ -32,7 +32,12 @@
  * written at equals the database's and it holds exactly the rows' labels;
  * otherwise (missing, stale or corrupt: a warning) the index is rebuilt
  * from the rows and a fresh snapshot written. qg_memory_free writes a
- * snapshot of every collection that changed.
+ * snapshot of every collection that changed. So that a crash does not
+ * mean rebuilding everything, a background thread also rewrites a
+ * collection's snapshot once it has seen snapshot_changes changes (adds
+ * and forgets, each bumps the generation) since its last snapshot; it
+ * holds the collection's read lock while writing the file (searches go on,
+ * writes to that collection wait) and records the generation afterwards.
  *
  * Threads: one qg_memory is shared by all threads. Each collection has a
  * rwlock (searches shared, writes exclusive); a write goes to the database
@@ -86,7 +91,15 @@ typedef struct qg_memory_config {
     size_t meta_max;           /* bytes of an item's meta JSON; 0: 4096 */
     qg_vindex_kind index_kind; /* QG_VINDEX_HNSW (default) or QG_VINDEX_FLAT */
     int hnsw_m, hnsw_ef_construction, hnsw_ef_search; /* 0: the index defaults */
+    int64_t snapshot_changes; /* QG_MEMORY_SNAPSHOT_CHANGES: background snapshot after this
+                                 many changes of a collection; 0: 1000; <0: only at free */
 } qg_memory_config;
+
+#define QG_MEMORY_SNAPSHOT_CHANGES_DEFAULT 1000
+
+/* Snapshots written by the background thread since open (for tests and
+ * the log). */
+uint64_t qg_memory_bg_snapshots(qg_memory *m);
 
 /* Opens the service: makes sure the default collections exist, loads the
  * per-item metadata, then each collection's index from its snapshot or by

@@ -880,3 +880,122 @@ Test(memory, concurrent_writers_and_readers, .timeout = 120)
     qg_buf_free(&b);
     teardown_fx(&f);
 }
+
+/* ---- background snapshots ---- */
+
+static void wait_bg_snapshots(qg_memory *m, uint64_t want)
+{
+    for (int i = 0; i < 1000 && qg_memory_bg_snapshots(m) < want; i++) usleep(10000);
+    cr_assert_eq(qg_memory_bg_snapshots(m), want, "background snapshots written");
+}
+
+static qg_status take_int(void *ud, const qg_row *r)
+{
+    *(int64_t *)ud = qg_row_int(r, 0);
+    return QG_OK;
+}
+
+static int64_t coll_gen(qg_conn *c, const char *col)
+{
+    int64_t v = -2;
+    qg_error err = {0};
+    char sql[128];
+    snprintf(sql, sizeof sql, "SELECT %s FROM memory_collections WHERE name = 'signals'", col);
+    cr_assert_eq(qg_conn_query(c, sql, NULL, 0, take_int, &v, &err), QG_OK, "%s", err.msg);
+    return v;
+}
+
+/* After QG_MEMORY_SNAPSHOT_CHANGES changes the snapshot is rewritten in the
+ * background while the service stays open; a copy of the database and the
+ * snapshot taken then (as after a crash: no clean free) loads the snapshot
+ * instead of rebuilding, and answers like the original. */
+Test(memory, background_snapshot, .timeout = 120)
+{
+    fx f;
+    setup_fx(&f);
+    qg_memory_free(f.m);
+    qg_error err = {0};
+    qg_memory_config cfg = {.store = f.store, .snapshot_dir = f.snaps, .snapshot_changes = 50};
+    cr_assert_eq(qg_memory_open(&cfg, &f.m, &err), QG_OK, "%s", err.msg);
+    char path[256];
+    snprintf(path, sizeof path, "%s/signals.qgvx", f.snaps);
+    int64_t g0 = coll_gen(f.c, "generation");
+    cr_assert_eq(coll_gen(f.c, "snapshot_gen"), g0);
+
+    uint64_t seed = 11;
+    char text[256];
+    for (int i = 0; i < 49; i++) {
+        salad(&seed, text, sizeof text);
+        add(&f, &(qg_mem_add){.user_id = "usr_a", .collection = "signals", .text = text}, NULL);
+    }
+    usleep(50000);
+    cr_assert_eq(qg_memory_bg_snapshots(f.m), 0, "49 changes: not yet");
+    cr_assert_eq(coll_gen(f.c, "snapshot_gen"), g0);
+    salad(&seed, text, sizeof text);
+    add(&f, &(qg_mem_add){.user_id = "usr_a", .collection = "signals", .text = text}, NULL);
+    wait_bg_snapshots(f.m, 1);
+    cr_assert_eq(coll_gen(f.c, "generation"), g0 + 50);
+    cr_assert_eq(coll_gen(f.c, "snapshot_gen"), g0 + 50, "the generation is recorded");
+    int64_t t1 = mtime_ns(path);
+    cr_assert(t1 > 0, "the snapshot file exists");
+    qg_vindex *ix = NULL;
+    cr_assert_eq(qg_vindex_load(path, &ix, &err), QG_OK, "%s", err.msg);
+    cr_assert_eq(qg_vindex_count(ix), 50);
+    qg_vindex_free(ix);
+
+    /* A copy while the service is open: a consistent database file
+     * (VACUUM INTO) and the snapshot, then opened elsewhere. */
+    fx g;
+    memset(&g, 0, sizeof g);
+    snprintf(g.dir, sizeof g.dir, "%s/copy", f.dir);
+    cr_assert_eq(mkdir(g.dir, 0700), 0);
+    snprintf(g.db, sizeof g.db, "sqlite://%s/t.db", g.dir);
+    snprintf(g.snaps, sizeof g.snaps, "%s/memory", g.dir);
+    cr_assert_eq(mkdir(g.snaps, 0700), 0);
+    char sql[512], cmd[1024], gpath[256];
+    snprintf(sql, sizeof sql, "VACUUM INTO '%s/t.db'", g.dir);
+    cr_assert_eq(qg_conn_exec(f.c, sql, NULL, 0, NULL, &err), QG_OK, "%s", err.msg);
+    snprintf(gpath, sizeof gpath, "%s/signals.qgvx", g.snaps);
+    snprintf(cmd, sizeof cmd, "cp -p '%s' '%s'", path, gpath);
+    cr_assert_eq(system(cmd), 0);
+    int64_t tg = mtime_ns(gpath);
+    qg_log_set_level(QG_LOG_ERROR);
+    cr_assert_eq(qg_store_open(g.db, 4, true, &g.store, &err), QG_OK, "%s", err.msg);
+    cr_assert_eq(qg_store_acquire(g.store, &g.c, &err), QG_OK);
+    qg_arena_init(&g.a, 0);
+    qg_memory_config gcfg = {.store = g.store, .snapshot_dir = g.snaps, .snapshot_changes = -1};
+    cr_assert_eq(qg_memory_open(&gcfg, &g.m, &err), QG_OK, "%s", err.msg);
+    cr_assert_eq(mtime_ns(gpath), tg, "loaded from the snapshot, not rebuilt");
+    size_t cnt = 0;
+    cr_assert_eq(qg_memory_index_info(g.m, "signals", NULL, &cnt, NULL), QG_OK);
+    cr_assert_eq(cnt, 50);
+    salad(&seed, text, sizeof text);
+    qg_mem_query q = {.user_id = "usr_a", .collection = "signals", .text = text, .n = 10};
+    qg_mem_item *a = NULL, *b = NULL;
+    size_t na = search(&f, q, &a), nb = search(&g, q, &b);
+    cr_assert_eq(na, 10);
+    cr_assert_eq(nb, na);
+    for (size_t i = 0; i < na; i++) cr_assert_str_eq(a[i].id, b[i].id);
+    qg_memory_free(g.m);
+    qg_arena_free(&g.a);
+    qg_store_release(g.store, g.c);
+    qg_store_close(g.store);
+
+    /* 50 more changes (forgets count too): the snapshot is rewritten. */
+    usleep(20000);
+    char ids[5][QG_ID_MAX];
+    for (int i = 0; i < 45; i++) {
+        salad(&seed, text, sizeof text);
+        add(&f, &(qg_mem_add){.user_id = "usr_a", .collection = "signals", .text = text},
+            i < 5 ? ids[i] : NULL);
+    }
+    for (int i = 0; i < 5; i++)
+        cr_assert_eq(qg_memory_forget(f.m, f.c, "usr_a", ids[i], &err), QG_OK, "%s", err.msg);
+    wait_bg_snapshots(f.m, 2);
+    cr_assert(mtime_ns(path) > t1, "rewritten");
+    cr_assert_eq(coll_gen(f.c, "snapshot_gen"), g0 + 100);
+    cr_assert_eq(qg_vindex_load(path, &ix, &err), QG_OK, "%s", err.msg);
+    cr_assert_eq(qg_vindex_count(ix), 90);
+    qg_vindex_free(ix);
+    teardown_fx(&f);
+}

@@ -3,7 +3,7 @@
  * anthropic, gemini, ollama) parse from the network: whole replies, error
  * replies, and streams through the SSE/NDJSON framer.
  *
- * The first byte picks the provider (% 4) and the mode ((/ 4) % 3):
+ * The first byte picks the provider (% 4) and the mode ((/ 4) % 4):
  *   0  decode: the rest is a 2xx body.
  *   1  decode_error: the next byte is the HTTP status (< 200: 400 + it;
  *      otherwise one of the statuses the providers treat specially), the one
@@ -13,6 +13,10 @@
  *      used in turn); the rest is fed to a framer in those chunks, then
  *      framer_end and stream_finish. The same bytes fed in one chunk must
  *      give the same result (status, text, tool calls, finish reason, usage).
+ *   3  decode_embed: the rest is a 2xx embeddings body (providers without
+ *      embeddings - anthropic - fall back to decode). A decoded reply must
+ *      hold n >= 1 vectors of one dimension >= 1, every value finite, in
+ *      the arena; a refused one must say QG_AI_EPROTOCOL and hold none.
  *
  * Every input is copied into its own heap block that is freed before the
  * result is checked, so a string that points into the input is a
@@ -22,6 +26,7 @@
  */
 #include "ai/provider.h"
 
+#include <math.h>
 #include <sanitizer/asan_interface.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -136,6 +141,38 @@ static void fuzz_decode_error(const qg_ai_provider *p, const uint8_t *in, size_t
     check_error(&e);
 }
 
+static void fuzz_decode_embed(const qg_ai_provider *p, const uint8_t *in, size_t n)
+{
+    if (!p->decode_embed) {
+        fuzz_decode(p, in, n);
+        return;
+    }
+    char *body = copy(in, n);
+    if (!body) return;
+    qg_arena a;
+    qg_arena_init(&a, 0);
+    qg_ai_embed_reply r;
+    memset(&r, 0, sizeof r);
+    qg_error err = {0};
+    qg_status rc = p->decode_embed(body, n, &a, &r, &err);
+    free(body);
+    check_error(&r.error);
+    if (!memchr(err.msg, 0, sizeof err.msg)) abort();
+    if (rc == QG_OK) {
+        if (r.n == 0 || r.dim == 0 || !r.vectors || r.error.kind != QG_AI_OK) abort();
+        if (!in_arena(&a, (const char *)r.vectors) ||
+            !in_arena(&a, (const char *)(r.vectors + r.n * r.dim) - 1))
+            abort();
+        for (size_t i = 0; i < r.n * r.dim; i++)
+            if (!isfinite(r.vectors[i])) abort();
+    } else if (rc == QG_EINVAL) {
+        if (r.error.kind != QG_AI_EPROTOCOL || r.vectors || r.n || r.dim) abort();
+    } else if (rc != QG_ENOMEM) {
+        abort();
+    }
+    qg_arena_free(&a);
+}
+
 /* Touches every byte a delta hands out, so a delta pointing at freed or
  * out-of-range memory is reported. */
 static void on_delta(void *ud, const qg_ai_delta *d)
@@ -220,15 +257,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size < 1 || size > 65536) return 0;
     const qg_ai_provider *p = qg_ai_provider_find(provider_names[data[0] % 4]);
     if (!p) abort();
-    switch ((data[0] / 4) % 3) {
+    switch ((data[0] / 4) % 4) {
     case 0:
         fuzz_decode(p, data + 1, size - 1);
         break;
     case 1:
         fuzz_decode_error(p, data + 1, size - 1);
         break;
-    default:
+    case 2:
         fuzz_stream(p, data + 1, size - 1);
+        break;
+    default:
+        fuzz_decode_embed(p, data + 1, size - 1);
         break;
     }
     return 0;

@@ -424,8 +424,11 @@ static inline __attribute__((always_inline)) qg_status connect(int l2, struct qg
     qg_status rc = QG_OK;
     const float *q = qg_vix_vec(ix, slot);
     uint32_t cur = ix->entry;
-    float curd = dist(l2, q, qg_vix_vec(ix, cur), ix->dim);
+    /* Relinking the entry point itself: its zero distance to itself must not
+     * pin the descent there. */
+    float curd = cur == slot ? INFINITY : dist(l2, q, qg_vix_vec(ix, cur), ix->dim);
     for (int lc = ix->maxlevel; lc > level; lc--) greedy(l2, ix, q, &cur, &curd, lc);
+    if (cur == slot) curd = 0;
     qg_vctx *c = ctx_take(ix);
     if (!c) return QG_ENOMEM;
     qg_vcand scratch[2 * QG_VIX_MAX_M + 1];

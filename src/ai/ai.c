@@ -505,6 +505,7 @@ static void record(qg_ai *ai, const qg_ai_call *call, const qg_ai_request *req,
     qg_store_new_id("call", out->call_id, sizeof out->call_id);
     rec.id = out->call_id;
     enqueue_record(ai, &rec);
+    out->upstream_us = info->upstream_us;
     out->overhead_us = now_us() - t0 - info->upstream_us;
     if (out->overhead_us < 0) out->overhead_us = 0;
     qg_ai_metrics_observe(&rec, out->overhead_us);

@@ -192,6 +192,7 @@ typedef struct qg_ai_result {
     double cost_usd;
     int64_t latency_ms;  /* whole call */
     int64_t overhead_us; /* latency minus time spent waiting on providers */
+    int64_t upstream_us; /* time spent waiting on providers */
     char call_id[40];    /* the usage record's id */
 } qg_ai_result;
 

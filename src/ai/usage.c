@@ -103,6 +103,8 @@ static struct {
     int nmodels;
     uint64_t ovh[NOVH + 1];
     uint64_t ovh_sum_us;
+    uint64_t req[NOVH + 1]; /* whole /v1 requests, same buckets */
+    uint64_t req_sum_us;
     atomic_uint_fast64_t refusals, soft_alerts;
 } M = {.mu = PTHREAD_MUTEX_INITIALIZER};
 
@@ -144,6 +146,13 @@ static model_series *m_model(const char *model)
     return s;
 }
 
+static int ovh_bucket(int64_t us)
+{
+    int b = 0;
+    while (b < NOVH && us > ovh_le_us[b]) b++;
+    return b;
+}
+
 void qg_ai_metrics_observe(const qg_ai_call_record *r, int64_t overhead_us)
 {
     const char *model = nz(r->model_name, "unknown");
@@ -151,8 +160,7 @@ void qg_ai_metrics_observe(const qg_ai_call_record *r, int64_t overhead_us)
     int lb = 0;
     while (lb < NLAT && lat > lat_le[lb]) lb++;
     if (overhead_us < 0) overhead_us = 0;
-    int ob = 0;
-    while (ob < NOVH && overhead_us > ovh_le_us[ob]) ob++;
+    int ob = ovh_bucket(overhead_us);
 
     pthread_mutex_lock(&M.mu);
     m_call(model, nz(r->provider, "none"), nz(r->outcome, "unknown"))->n++;
@@ -168,14 +176,25 @@ void qg_ai_metrics_observe(const qg_ai_call_record *r, int64_t overhead_us)
     pthread_mutex_unlock(&M.mu);
 }
 
+void qg_ai_metrics_observe_request(int64_t added_us)
+{
+    if (added_us < 0) added_us = 0;
+    int b = ovh_bucket(added_us);
+    pthread_mutex_lock(&M.mu);
+    M.req[b]++;
+    M.req_sum_us += (uint64_t)added_us;
+    pthread_mutex_unlock(&M.mu);
+}
+
 void qg_ai_metrics_reset(void)
 {
     pthread_mutex_lock(&M.mu);
     memset(M.calls, 0, sizeof M.calls);
     memset(M.models, 0, sizeof M.models);
     memset(M.ovh, 0, sizeof M.ovh);
+    memset(M.req, 0, sizeof M.req);
     M.ncalls = M.nmodels = 0;
-    M.ovh_sum_us = 0;
+    M.ovh_sum_us = M.req_sum_us = 0;
     atomic_store(&M.refusals, 0);
     atomic_store(&M.soft_alerts, 0);
     pthread_mutex_unlock(&M.mu);
@@ -257,6 +276,20 @@ static void render_models(mw *w, const model_series *ms, int n)
     }
 }
 
+static void render_ovh(mw *w, const char *name, const char *help, const uint64_t *b,
+                       uint64_t sum_us)
+{
+    mw_head(w, name, "histogram", help);
+    uint64_t cum = 0;
+    for (int i = 0; i <= NOVH; i++) {
+        cum += b[i];
+        mw_printf(w, "%s_bucket{le=\"%s\"} %" PRIu64 "\n", name, i < NOVH ? ovh_le_txt[i] : "+Inf",
+                  cum);
+    }
+    mw_printf(w, "%s_sum %.6f\n", name, (double)sum_us / 1e6);
+    mw_printf(w, "%s_count %" PRIu64 "\n", name, cum);
+}
+
 qg_status qg_ai_metrics_render(qg_buf *out)
 {
     /* copy under the lock, format outside it */
@@ -267,13 +300,15 @@ qg_status qg_ai_metrics_render(qg_buf *out)
         free(models);
         return QG_ENOMEM;
     }
-    uint64_t ovh[NOVH + 1], ovh_sum;
+    uint64_t ovh[NOVH + 1], ovh_sum, req[NOVH + 1], req_sum;
     pthread_mutex_lock(&M.mu);
     int nc = M.ncalls, nm = M.nmodels;
     memcpy(calls, M.calls, sizeof M.calls);
     memcpy(models, M.models, sizeof M.models);
     memcpy(ovh, M.ovh, sizeof ovh);
     ovh_sum = M.ovh_sum_us;
+    memcpy(req, M.req, sizeof req);
+    req_sum = M.req_sum_us;
     pthread_mutex_unlock(&M.mu);
 
     mw w = {out, QG_OK};
@@ -287,16 +322,12 @@ qg_status qg_ai_metrics_render(qg_buf *out)
         mw_printf(&w, "\"} %" PRIu64 "\n", calls[i].n);
     }
     render_models(&w, models, nm);
-    mw_head(&w, "qg_ai_overhead_seconds", "histogram",
-            "Time quantgate itself adds to a call (latency minus provider time).");
-    uint64_t cum = 0;
-    for (int b = 0; b <= NOVH; b++) {
-        cum += ovh[b];
-        mw_printf(&w, "qg_ai_overhead_seconds_bucket{le=\"%s\"} %" PRIu64 "\n",
-                  b < NOVH ? ovh_le_txt[b] : "+Inf", cum);
-    }
-    mw_printf(&w, "qg_ai_overhead_seconds_sum %.6f\n", (double)ovh_sum / 1e6);
-    mw_printf(&w, "qg_ai_overhead_seconds_count %" PRIu64 "\n", cum);
+    render_ovh(&w, "qg_ai_overhead_seconds",
+               "Time quantgate itself adds to a call (latency minus provider time).", ovh, ovh_sum);
+    render_ovh(&w, "qg_ai_request_overhead_seconds",
+               "Time quantgate adds to a non-streaming /v1 request: arrival on the event loop to "
+               "the reply handed back to it, minus provider time.",
+               req, req_sum);
     mw_head(&w, "qg_ai_budget_refusals_total", "counter",
             "Calls refused before sending because a budget was exhausted.");
     mw_printf(&w, "qg_ai_budget_refusals_total %" PRIu64 "\n",

@@ -34,6 +34,7 @@ void qg_req_init(qg_req *r, qg_app *app)
     r->authorization = "";
     r->address = "";
     r->request_id = "";
+    r->upstream_us = -1;
 }
 
 void qg_req_release(qg_req *r)

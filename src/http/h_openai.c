@@ -226,6 +226,7 @@ static void complete_sync(qg_req *r, const qg_ai_request *req, const char *model
     qg_ai_result res;
     qg_error err = {0};
     qg_status rc = qg_ai_complete(r->app->ai, &call, &r->arena, &res, &err);
+    r->upstream_us = res.upstream_us;
     if (rc) {
         reply_failure(r, model, rc, &res, &err);
         return;

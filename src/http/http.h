@@ -159,6 +159,8 @@ struct qg_req {
     const char *hdr_value[QG_MAX_RESP_HEADERS];
     int nhdr;
     const char *error_code; /* set by qg_reply_error, for the access log */
+    int64_t upstream_us;    /* time the handler waited on a provider (-1: none): the
+                               loop then records what quantgate added to the request */
 
     /* audit: what the request acted on, set by handlers that know it */
     const char *audit_target;

@@ -29,6 +29,7 @@
  */
 #include "http/server.h"
 
+#include "ai/usage.h"
 #include "http/router.h"
 
 #include <quantgate/log.h>
@@ -581,6 +582,11 @@ static void finish_pending(qg_loop *L, pending *p)
     size_t bytes = r->out.len;
     if (p->hreq) {
         p->link->p = NULL;
+        /* arrival on this loop to the reply handed to h2o, minus the
+         * provider (recorded first, so a client that reads /metrics right
+         * after the reply sees it) */
+        if (r->upstream_us >= 0 && !r->stream_poll)
+            qg_ai_metrics_observe_request(mono_us() - p->t0_us - r->upstream_us);
         if (r->stream_poll && r->status == 200)
             stream_start(L, p->hreq, r);
         else

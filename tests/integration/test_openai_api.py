@@ -22,6 +22,7 @@ the logs (the harness scans them at shutdown) nor in any reply.
 
 import http.client
 import json
+import re
 import os
 import secrets
 import shutil
@@ -360,6 +361,28 @@ class OpenAIEndpointTest(qgtest.ServerTest):
         self.assertTrue(r.getheader("content-type", "").startswith("application/json"))
         self.assertGreaterEqual(float(r.getheader("x-quantgate-overhead-ms")), 0.0)
         self.assertEqual(body["object"], "chat.completion")
+
+    def request_overhead_count(self):
+        r = self.srv.request("GET", "/metrics")
+        m = re.search(r"^qg_ai_request_overhead_seconds_count (\d+)$", r.text, re.M)
+        self.assertIsNotNone(m, "qg_ai_request_overhead_seconds is missing from /metrics")
+        return int(m.group(1))
+
+    def test_request_overhead_histogram(self):
+        """Each non-streaming call counts once in what quantgate added to the
+        request; streams are not in it."""
+        before = self.request_overhead_count()
+        r, c = self.raw({"model": "builtin", "messages": [{"role": "user", "content": "hi"}]})
+        r.read()
+        c.close()
+        self.assertEqual(r.status, 200)
+        self.assertEqual(self.request_overhead_count(), before + 1)
+        r, c = self.raw({"model": "builtin", "stream": True,
+                         "messages": [{"role": "user", "content": "hi"}]})
+        r.read()
+        c.close()
+        self.assertEqual(r.status, 200)
+        self.assertEqual(self.request_overhead_count(), before + 1)
 
     def test_tokens_are_pushed_not_polled(self):
         """Six pieces 60 ms apart: pushed through the stream waker they arrive

@@ -154,30 +154,11 @@ static int do_search(env *e, const char *q, int n, bool json)
         goto out;
     }
     if (json) {
-        cJSON *o = cJSON_CreateObject(), *items = cJSON_CreateArray();
-        cJSON_AddStringToObject(o, "query", q);
-        for (size_t i = 0; i < nh; i++) {
-            cJSON *it = cJSON_CreateObject();
-            cJSON_AddStringToObject(it, "path", h[i].path);
-            cJSON_AddStringToObject(it, "heading", h[i].heading);
-            cJSON_AddNumberToObject(it, "line_start", h[i].line_start);
-            cJSON_AddNumberToObject(it, "line_end", h[i].line_end);
-            cJSON_AddNumberToObject(it, "score", (double)h[i].score);
-            cJSON_AddStringToObject(it, "chunk_id", h[i].chunk_id);
-            cJSON_AddStringToObject(it, "text", h[i].text);
-            cJSON *dups = cJSON_CreateArray();
-            for (size_t k = 0; k < h[i].ndups; k++) {
-                cJSON *d = cJSON_CreateObject();
-                cJSON_AddStringToObject(d, "path", h[i].dups[k].path);
-                cJSON_AddNumberToObject(d, "line_start", h[i].dups[k].line_start);
-                cJSON_AddNumberToObject(d, "line_end", h[i].dups[k].line_end);
-                cJSON_AddItemToArray(dups, d);
-            }
-            cJSON_AddItemToObject(it, "duplicates", dups);
-            cJSON_AddItemToArray(items, it);
-        }
-        cJSON_AddItemToObject(o, "results", items);
-        print_json(o);
+        cJSON *o = qg_docs_hits_json(q, h, nh);
+        if (o)
+            print_json(o);
+        else
+            rc = qg_cmd_fail(CMD, "out of memory");
         goto out;
     }
     if (nh == 0) printf("no results\n");

@@ -165,30 +165,11 @@ void qg_h_documents_search(qg_req *r)
         qg_reply_status(r, rc, &err);
         return;
     }
-    cJSON *items = cJSON_CreateArray();
-    for (size_t i = 0; i < nh; i++) {
-        cJSON *it = cJSON_CreateObject();
-        cJSON_AddStringToObject(it, "path", h[i].path);
-        cJSON_AddStringToObject(it, "heading", h[i].heading);
-        cJSON_AddNumberToObject(it, "line_start", h[i].line_start);
-        cJSON_AddNumberToObject(it, "line_end", h[i].line_end);
-        cJSON_AddNumberToObject(it, "score", (double)h[i].score);
-        cJSON_AddStringToObject(it, "chunk_id", h[i].chunk_id);
-        cJSON_AddStringToObject(it, "text", h[i].text);
-        cJSON *dups = cJSON_CreateArray();
-        for (size_t k = 0; k < h[i].ndups; k++) {
-            cJSON *o = cJSON_CreateObject();
-            cJSON_AddStringToObject(o, "path", h[i].dups[k].path);
-            cJSON_AddNumberToObject(o, "line_start", h[i].dups[k].line_start);
-            cJSON_AddNumberToObject(o, "line_end", h[i].dups[k].line_end);
-            cJSON_AddItemToArray(dups, o);
-        }
-        cJSON_AddItemToObject(it, "duplicates", dups);
-        cJSON_AddItemToArray(items, it);
+    cJSON *o = qg_docs_hits_json(q, h, nh);
+    if (!o) {
+        qg_reply_error(r, 500, "internal_error", "out of memory");
+        return;
     }
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "query", q);
-    cJSON_AddItemToObject(o, "items", items);
     qg_reply_json(r, 200, o);
 }
 

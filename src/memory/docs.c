@@ -1484,3 +1484,41 @@ void qg_docs_free(qg_docs *d)
     free(d->embedder);
     free(d);
 }
+
+cJSON *qg_docs_hits_json(const char *query, const qg_docs_hit *h, size_t n)
+{
+    cJSON *o = cJSON_CreateObject(), *items = cJSON_CreateArray();
+    if (!o || !items) goto fail;
+    cJSON_AddStringToObject(o, "query", query);
+    cJSON_AddItemToObject(o, "items", items);
+    for (size_t i = 0; i < n; i++) {
+        cJSON *it = cJSON_CreateObject(), *dups = cJSON_CreateArray();
+        if (!it || !dups) {
+            cJSON_Delete(it);
+            cJSON_Delete(dups);
+            goto fail;
+        }
+        cJSON_AddItemToArray(items, it);
+        cJSON_AddStringToObject(it, "path", h[i].path);
+        cJSON_AddStringToObject(it, "heading", h[i].heading);
+        cJSON_AddNumberToObject(it, "line_start", h[i].line_start);
+        cJSON_AddNumberToObject(it, "line_end", h[i].line_end);
+        cJSON_AddNumberToObject(it, "score", (double)h[i].score);
+        cJSON_AddStringToObject(it, "chunk_id", h[i].chunk_id);
+        cJSON_AddStringToObject(it, "text", h[i].text);
+        cJSON_AddItemToObject(it, "duplicates", dups);
+        for (size_t k = 0; k < h[i].ndups; k++) {
+            cJSON *d = cJSON_CreateObject();
+            if (!d) goto fail;
+            cJSON_AddItemToArray(dups, d);
+            cJSON_AddStringToObject(d, "path", h[i].dups[k].path);
+            cJSON_AddNumberToObject(d, "line_start", h[i].dups[k].line_start);
+            cJSON_AddNumberToObject(d, "line_end", h[i].dups[k].line_end);
+        }
+    }
+    return o;
+fail:
+    if (!cJSON_GetObjectItemCaseSensitive(o, "items")) cJSON_Delete(items);
+    cJSON_Delete(o);
+    return NULL;
+}

@@ -38,6 +38,7 @@
 #include <quantgate/mem.h>
 #include <quantgate/status.h>
 
+#include <cjson/cJSON.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -115,6 +116,11 @@ typedef struct qg_docs_hit {
  * hits and their strings belong to a. */
 qg_status qg_docs_search(qg_docs *d, const char *query, size_t n, qg_arena *a, qg_docs_hit **out,
                          size_t *nout, qg_error *err);
+/* {"query", "items":[{path, heading, line_start, line_end, score, chunk_id,
+ * text, duplicates:[{path, line_start, line_end}]}]}, as the CLI's --json and
+ * GET /api/docs/search print it; the caller owns the tree (NULL: out of
+ * memory). */
+cJSON *qg_docs_hits_json(const char *query, const qg_docs_hit *h, size_t n);
 
 typedef struct qg_docs_file {
     const char *path, *format, *source, *sha256;

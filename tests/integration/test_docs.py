@@ -63,8 +63,8 @@ class DocsTest(qgtest.ServerTest):
 
     def test_cli_search_json(self):
         out = self.cli("search", ATR_QUERY, "-n", "3", "--json")
-        self.assertEqual(len(out["results"]), 3)
-        top = out["results"][0]
+        self.assertEqual(len(out["items"]), 3)
+        top = out["items"][0]
         self.assertTrue(top["path"].endswith("/mql5_reference.md"), top)
         self.assertEqual(top["heading"], "MQL5 Reference Notes > Indicators > iATR")
         self.assertEqual((top["line_start"], top["line_end"]), (40, 45))

@@ -254,7 +254,6 @@ static qg_status anthropic_encode(const qg_ai_deployment *d, const char *api_key
                                   qg_error *err)
 {
     qg_status rc = QG_OK;
-    char *text = NULL;
     cJSON *root = NULL;
     memset(out, 0, sizeof *out);
     qg_buf_init(&out->body, BODY_MAX_BYTES);
@@ -293,15 +292,8 @@ static qg_status anthropic_encode(const qg_ai_deployment *d, const char *api_key
     }
     rc = build_body(d, req, root, a, err);
     if (rc) goto out;
-    text = cJSON_PrintUnformatted(root);
-    if (!text) {
-        rc = qg_error_set(err, QG_ENOMEM, "anthropic: out of memory building the request");
-        goto out;
-    }
-    rc = qg_buf_puts(&out->body, text);
-    if (rc) qg_error_set(err, rc, "anthropic: request body over %zu bytes", BODY_MAX_BYTES);
+    rc = qg_ai_body_from_json(root, "anthropic", &out->body, err);
 out:
-    free(text);
     cJSON_Delete(root);
     if (rc) qg_buf_free(&out->body);
     return rc;

@@ -328,7 +328,6 @@ static qg_status gemini_encode(const qg_ai_deployment *d, const char *api_key,
                                qg_error *err)
 {
     qg_status rc = QG_OK;
-    char *text = NULL;
     cJSON *root = NULL;
     memset(out, 0, sizeof *out);
     qg_buf_init(&out->body, BODY_MAX_BYTES);
@@ -373,15 +372,8 @@ static qg_status gemini_encode(const qg_ai_deployment *d, const char *api_key,
     }
     rc = build_body(req, root, err);
     if (rc) goto out;
-    text = cJSON_PrintUnformatted(root);
-    if (!text) {
-        rc = qg_error_set(err, QG_ENOMEM, "gemini: out of memory building the request");
-        goto out;
-    }
-    rc = qg_buf_puts(&out->body, text);
-    if (rc) qg_error_set(err, rc, "gemini: request body over %zu bytes", BODY_MAX_BYTES);
+    rc = qg_ai_body_from_json(root, "gemini", &out->body, err);
 out:
-    free(text);
     cJSON_Delete(root);
     if (rc) qg_buf_free(&out->body);
     return rc;
@@ -662,7 +654,6 @@ static qg_status gemini_encode_embed(const qg_ai_deployment *d, const char *api_
                                      qg_ai_http_req *out, qg_error *err)
 {
     qg_status rc = QG_OK;
-    char *text = NULL;
     cJSON *root = NULL;
     memset(out, 0, sizeof *out);
     qg_buf_init(&out->body, BODY_MAX_BYTES);
@@ -692,15 +683,9 @@ static qg_status gemini_encode_embed(const qg_ai_deployment *d, const char *api_
     if (api_key && *api_key)
         out->headers[out->nheaders++] = qg_arena_sprintf(a, "x-goog-api-key: %s", api_key);
     root = cJSON_CreateObject();
-    if (!out->url || !root || embed_json(model, inputs, n, root) ||
-        !(text = cJSON_PrintUnformatted(root))) {
-        rc = qg_error_set(err, QG_ENOMEM, "gemini: out of memory building the embeddings request");
-        goto out;
-    }
-    rc = qg_buf_puts(&out->body, text);
-    if (rc) qg_error_set(err, rc, "gemini: request body over %zu bytes", BODY_MAX_BYTES);
+    bool ok = out->url && root && !embed_json(model, inputs, n, root);
+    rc = qg_ai_body_from_json(ok ? root : NULL, "gemini", &out->body, err);
 out:
-    free(text);
     cJSON_Delete(root);
     if (rc) qg_buf_free(&out->body);
     return rc;

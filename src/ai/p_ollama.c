@@ -150,7 +150,6 @@ static qg_status ollama_encode(const qg_ai_deployment *d, const char *api_key,
 {
     qg_status rc = QG_OK;
     cJSON *root = NULL;
-    char *text = NULL;
     memset(out, 0, sizeof *out);
     qg_buf_init(&out->body, BODY_MAX_BYTES);
     if (!d->model[0]) {
@@ -171,15 +170,8 @@ static qg_status ollama_encode(const qg_ai_deployment *d, const char *api_key,
     if (api_key && *api_key)
         out->headers[out->nheaders++] = qg_arena_sprintf(a, "Authorization: Bearer %s", api_key);
     if ((rc = request_json(d, req, &root, err))) goto out;
-    text = cJSON_PrintUnformatted(root);
-    if (!text || !out->url) {
-        rc = qg_error_set(err, QG_ENOMEM, "ollama: out of memory encoding the request");
-        goto out;
-    }
-    rc = qg_buf_puts(&out->body, text);
-    if (rc) qg_error_set(err, rc, "ollama: request body over %zu bytes", BODY_MAX_BYTES);
+    rc = qg_ai_body_from_json(out->url ? root : NULL, "ollama", &out->body, err);
 out:
-    free(text);
     cJSON_Delete(root);
     if (rc) qg_buf_free(&out->body);
     return rc;
@@ -335,8 +327,6 @@ static qg_status ollama_encode_embed(const qg_ai_deployment *d, const char *api_
                                      qg_ai_http_req *out, qg_error *err)
 {
     qg_status rc = QG_OK;
-    cJSON *root = NULL;
-    char *text = NULL;
     memset(out, 0, sizeof *out);
     qg_buf_init(&out->body, BODY_MAX_BYTES);
     if (!d->model[0]) {
@@ -354,23 +344,12 @@ static qg_status ollama_encode_embed(const qg_ai_deployment *d, const char *api_
     out->headers[out->nheaders++] = "Accept: application/json";
     if (api_key && *api_key)
         out->headers[out->nheaders++] = qg_arena_sprintf(a, "Authorization: Bearer %s", api_key);
-    root = cJSON_CreateObject();
-    cJSON *arr = root ? cJSON_AddArrayToObject(root, "input") : NULL;
-    bool ok = arr && cJSON_AddStringToObject(root, "model", d->model);
-    for (size_t i = 0; ok && i < n; i++) {
-        cJSON *s = cJSON_CreateString(inputs[i] ? inputs[i] : "");
-        ok = s != NULL;
-        if (s) cJSON_AddItemToArray(arr, s);
-    }
-    if (!ok || !out->url || !(text = cJSON_PrintUnformatted(root))) {
-        rc = qg_error_set(err, QG_ENOMEM, "ollama: out of memory encoding the embeddings request");
+    if (!out->url) {
+        rc = qg_error_set(err, QG_ENOMEM, "ollama: out of memory encoding the request");
         goto out;
     }
-    rc = qg_buf_puts(&out->body, text);
-    if (rc) qg_error_set(err, rc, "ollama: request body over %zu bytes", BODY_MAX_BYTES);
+    rc = qg_ai_embed_input_body("ollama", d->model, inputs, n, &out->body, err);
 out:
-    free(text);
-    cJSON_Delete(root);
     if (rc) qg_buf_free(&out->body);
     return rc;
 }

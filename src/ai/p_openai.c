@@ -189,7 +189,6 @@ static qg_status openai_encode(const qg_ai_deployment *d, const char *api_key,
 {
     qg_status rc = QG_OK;
     cJSON *root = NULL;
-    char *text = NULL;
     bool azure = d->api_version[0] != 0;
     memset(out, 0, sizeof *out);
     qg_buf_init(&out->body, BODY_MAX_BYTES);
@@ -231,15 +230,8 @@ static qg_status openai_encode(const qg_ai_deployment *d, const char *api_key,
                   : qg_arena_sprintf(a, "Authorization: Bearer %s", api_key);
     rc = request_json(d, req, &root, err);
     if (rc) goto out;
-    text = cJSON_PrintUnformatted(root);
-    if (!text || !out->url) {
-        rc = qg_error_set(err, QG_ENOMEM, "openai: out of memory encoding the request");
-        goto out;
-    }
-    rc = qg_buf_puts(&out->body, text);
-    if (rc) qg_error_set(err, rc, "openai: request body over %zu bytes", BODY_MAX_BYTES);
+    rc = qg_ai_body_from_json(out->url ? root : NULL, "openai", &out->body, err);
 out:
-    free(text);
     cJSON_Delete(root);
     if (rc) qg_buf_free(&out->body);
     return rc;
@@ -479,33 +471,6 @@ out:
 
 /* ---- embeddings: POST <base>/embeddings ---- */
 
-/* {"model": m, "input": [...]}: the body both OpenAI and Ollama's /api/embed
- * take. */
-static qg_status embed_body(const char *who, const char *model, const char *const *inputs, size_t n,
-                            qg_buf *body, qg_error *err)
-{
-    qg_status rc = QG_OK;
-    cJSON *root = cJSON_CreateObject();
-    cJSON *arr = root ? cJSON_AddArrayToObject(root, "input") : NULL;
-    char *text = NULL;
-    if (!arr || !cJSON_AddStringToObject(root, "model", model)) goto oom;
-    for (size_t i = 0; i < n; i++) {
-        cJSON *s = cJSON_CreateString(inputs[i] ? inputs[i] : "");
-        if (!s) goto oom;
-        cJSON_AddItemToArray(arr, s);
-    }
-    if (!(text = cJSON_PrintUnformatted(root))) goto oom;
-    rc = qg_buf_puts(body, text);
-    if (rc) qg_error_set(err, rc, "%s: embeddings request body over %zu bytes", who, body->max);
-    goto out;
-oom:
-    rc = qg_error_set(err, QG_ENOMEM, "%s: out of memory encoding the embeddings request", who);
-out:
-    free(text);
-    cJSON_Delete(root);
-    return rc;
-}
-
 static qg_status openai_encode_embed(const qg_ai_deployment *d, const char *api_key,
                                      const char *const *inputs, size_t n, qg_arena *a,
                                      qg_ai_http_req *out, qg_error *err)
@@ -547,7 +512,7 @@ static qg_status openai_encode_embed(const qg_ai_deployment *d, const char *api_
         out->headers[out->nheaders++] =
             azure ? qg_arena_sprintf(a, "api-key: %s", api_key)
                   : qg_arena_sprintf(a, "Authorization: Bearer %s", api_key);
-    rc = embed_body("openai", d->model, inputs, n, &out->body, err);
+    rc = qg_ai_embed_input_body("openai", d->model, inputs, n, &out->body, err);
 out:
     if (rc) qg_buf_free(&out->body);
     return rc;

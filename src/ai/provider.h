@@ -209,5 +209,12 @@ int64_t qg_ai_json_int(const cJSON *o, const char *key, int64_t dflt);
 /* True when s holds a control character (CR, LF, ...): such a key or value
  * must not go into a header, where it could smuggle in another one. */
 bool qg_ai_has_ctl(const char *s);
+/* Prints root (NULL: out of memory) into body, the request body every
+ * encoder ends with; errors name `who` (the provider) and the reason. */
+qg_status qg_ai_body_from_json(const cJSON *root, const char *who, qg_buf *body, qg_error *err);
+/* {"model": model, "input": [inputs...]} into body: the embeddings request
+ * both OpenAI's /embeddings and Ollama's /api/embed take. */
+qg_status qg_ai_embed_input_body(const char *who, const char *model, const char *const *inputs,
+                                 size_t n, qg_buf *body, qg_error *err);
 
 #endif

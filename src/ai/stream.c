@@ -140,6 +140,32 @@ bool qg_ai_has_ctl(const char *s)
     return false;
 }
 
+qg_status qg_ai_body_from_json(const cJSON *root, const char *who, qg_buf *body, qg_error *err)
+{
+    char *text = root ? cJSON_PrintUnformatted(root) : NULL;
+    if (!text) return qg_error_set(err, QG_ENOMEM, "%s: out of memory encoding the request", who);
+    qg_status rc = qg_buf_puts(body, text);
+    free(text);
+    if (rc) qg_error_set(err, rc, "%s: request body over %zu bytes", who, body->max);
+    return rc;
+}
+
+qg_status qg_ai_embed_input_body(const char *who, const char *model, const char *const *inputs,
+                                 size_t n, qg_buf *body, qg_error *err)
+{
+    cJSON *root = cJSON_CreateObject();
+    cJSON *arr = root ? cJSON_AddArrayToObject(root, "input") : NULL;
+    bool ok = arr && cJSON_AddStringToObject(root, "model", model);
+    for (size_t i = 0; ok && i < n; i++) {
+        cJSON *s = cJSON_CreateString(inputs[i] ? inputs[i] : "");
+        ok = s != NULL;
+        if (s) cJSON_AddItemToArray(arr, s);
+    }
+    qg_status rc = qg_ai_body_from_json(ok ? root : NULL, who, body, err);
+    cJSON_Delete(root);
+    return rc;
+}
+
 /* ---- the provider table ---- */
 
 static const qg_ai_provider *const providers[] = {

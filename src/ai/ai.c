@@ -464,23 +464,6 @@ static qg_status structured(qg_ai *ai, const qg_ai_call *call, const qg_ai_reque
     return QG_OK;
 }
 
-static qg_status status_of(qg_ai_errkind k)
-{
-    switch (k) {
-    case QG_AI_OK:
-        return QG_OK;
-    case QG_AI_EBUDGET:
-        return QG_EDENIED;
-    case QG_AI_ENOMODEL:
-        return QG_ENOTFOUND;
-    case QG_AI_EBADREQ:
-    case QG_AI_ECONTEXT:
-        return QG_EINVAL;
-    default:
-        return QG_EAGAIN;
-    }
-}
-
 static void record(qg_ai *ai, const qg_ai_call *call, const qg_ai_request *req,
                    const qg_ai_exec_info *info, qg_ai_result *out, int64_t t0)
 {
@@ -564,7 +547,7 @@ qg_status qg_ai_complete(qg_ai *ai, const qg_ai_call *call, qg_arena *a, qg_ai_r
     out->cost_usd = qg_ai_cost(&info.deployment, &out->resp.usage);
 
 done:
-    if (!rc && out->resp.error.kind) rc = status_of(out->resp.error.kind);
+    if (!rc && out->resp.error.kind) rc = qg_ai_errkind_status(out->resp.error.kind);
     if (rc && !out->resp.error.kind) {
         out->resp.error.kind = QG_AI_ESERVER;
         snprintf(out->resp.error.message, sizeof out->resp.error.message, "%s", err->msg);

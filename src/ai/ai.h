@@ -135,6 +135,10 @@ const char *qg_ai_errkind_name(qg_ai_errkind k);
 /* True for the kinds worth retrying on the same deployment (rate-limited,
  * overloaded, timeout, network, server). */
 bool qg_ai_errkind_retryable(qg_ai_errkind k);
+/* The status a call that ended in k returns: QG_OK, QG_EDENIED (budget),
+ * QG_ENOTFOUND (no such model), QG_EINVAL (bad request, context too long),
+ * QG_EAGAIN (anything the providers may get over). */
+qg_status qg_ai_errkind_status(qg_ai_errkind k);
 
 typedef struct qg_ai_error {
     qg_ai_errkind kind;

@@ -100,23 +100,6 @@ static void set_error(qg_ai_error *e, qg_ai_errkind kind, int http_status, const
     va_end(ap);
 }
 
-static qg_status status_of(qg_ai_errkind k)
-{
-    switch (k) {
-    case QG_AI_OK:
-        return QG_OK;
-    case QG_AI_EBUDGET:
-        return QG_EDENIED;
-    case QG_AI_ENOMODEL:
-        return QG_ENOTFOUND;
-    case QG_AI_EBADREQ:
-    case QG_AI_ECONTEXT:
-        return QG_EINVAL;
-    default:
-        return QG_EAGAIN;
-    }
-}
-
 /* The token estimate: characters / 4, at least 1 per input. */
 static int64_t estimate_tokens(const qg_ai_embed_call *call)
 {
@@ -385,7 +368,7 @@ qg_status qg_ai_embed(qg_ai *ai, const qg_ai_embed_call *call, qg_arena *a, qg_a
         rc = QG_OK;
     } else {
         out->error = last;
-        rc = status_of(last.kind);
+        rc = qg_ai_errkind_status(last.kind);
         if (!rc) rc = QG_EAGAIN;
         qg_error_set(err, rc, "embeddings model '%s': %s: %s (%d attempt%s on %zu deployment%s)",
                      model, qg_ai_errkind_name(last.kind), last.message, rn.attempts,

@@ -257,21 +257,6 @@ static void local_attempt(run *rn, const qg_ai_deployment *d, const qg_ai_provid
 
 /* ---- the loop ---- */
 
-static qg_status status_of(qg_ai_errkind k)
-{
-    switch (k) {
-    case QG_AI_OK:
-        return QG_OK;
-    case QG_AI_ENOMODEL:
-        return QG_ENOTFOUND;
-    case QG_AI_EBADREQ:
-    case QG_AI_ECONTEXT:
-        return QG_EINVAL;
-    default:
-        return QG_EAGAIN;
-    }
-}
-
 /* Waits for an rpm/tpm slot; false (and *e set) when it would take longer
  * than allowed or the call was cancelled. */
 static bool rate_slot(run *rn, qg_ai_router *r, const qg_ai_deployment *d, int64_t est,
@@ -401,7 +386,7 @@ failed:
     out->error = last;
     info->last_error = last;
     info->upstream_us = rn.upstream_us;
-    rc = status_of(last.kind);
+    rc = qg_ai_errkind_status(last.kind);
     if (!rc) rc = QG_EAGAIN;
     qg_error_set(err, rc, "model '%s': %s: %s (%d attempt%s on %d deployment%s)", model,
                  qg_ai_errkind_name(last.kind), last.message, info->attempts,

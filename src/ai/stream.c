@@ -86,6 +86,23 @@ bool qg_ai_errkind_retryable(qg_ai_errkind k)
            k == QG_AI_ENETWORK || k == QG_AI_ESERVER;
 }
 
+qg_status qg_ai_errkind_status(qg_ai_errkind k)
+{
+    switch (k) {
+    case QG_AI_OK:
+        return QG_OK;
+    case QG_AI_EBUDGET:
+        return QG_EDENIED;
+    case QG_AI_ENOMODEL:
+        return QG_ENOTFOUND;
+    case QG_AI_EBADREQ:
+    case QG_AI_ECONTEXT:
+        return QG_EINVAL;
+    default:
+        return QG_EAGAIN;
+    }
+}
+
 qg_ai_errkind qg_ai_errkind_from_status(int s)
 {
     if (s >= 200 && s < 300) return QG_AI_OK;

@@ -103,8 +103,10 @@ static struct {
     int nmodels;
     uint64_t ovh[NOVH + 1];
     uint64_t ovh_sum_us;
-    uint64_t req[NOVH + 1]; /* whole /v1 requests, same buckets */
-    uint64_t req_sum_us;
+    /* whole /v1 requests, same buckets: atomics, so the event loop that
+     * records them never waits on the lock */
+    atomic_uint_fast64_t req[NOVH + 1];
+    atomic_uint_fast64_t req_sum_us;
     atomic_uint_fast64_t refusals, soft_alerts;
 } M = {.mu = PTHREAD_MUTEX_INITIALIZER};
 
@@ -179,11 +181,8 @@ void qg_ai_metrics_observe(const qg_ai_call_record *r, int64_t overhead_us)
 void qg_ai_metrics_observe_request(int64_t added_us)
 {
     if (added_us < 0) added_us = 0;
-    int b = ovh_bucket(added_us);
-    pthread_mutex_lock(&M.mu);
-    M.req[b]++;
-    M.req_sum_us += (uint64_t)added_us;
-    pthread_mutex_unlock(&M.mu);
+    atomic_fetch_add_explicit(&M.req[ovh_bucket(added_us)], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&M.req_sum_us, (uint64_t)added_us, memory_order_relaxed);
 }
 
 void qg_ai_metrics_reset(void)
@@ -192,9 +191,10 @@ void qg_ai_metrics_reset(void)
     memset(M.calls, 0, sizeof M.calls);
     memset(M.models, 0, sizeof M.models);
     memset(M.ovh, 0, sizeof M.ovh);
-    memset(M.req, 0, sizeof M.req);
+    for (int b = 0; b <= NOVH; b++) atomic_store(&M.req[b], 0);
+    atomic_store(&M.req_sum_us, 0);
     M.ncalls = M.nmodels = 0;
-    M.ovh_sum_us = M.req_sum_us = 0;
+    M.ovh_sum_us = 0;
     atomic_store(&M.refusals, 0);
     atomic_store(&M.soft_alerts, 0);
     pthread_mutex_unlock(&M.mu);
@@ -307,8 +307,8 @@ qg_status qg_ai_metrics_render(qg_buf *out)
     memcpy(models, M.models, sizeof M.models);
     memcpy(ovh, M.ovh, sizeof ovh);
     ovh_sum = M.ovh_sum_us;
-    memcpy(req, M.req, sizeof req);
-    req_sum = M.req_sum_us;
+    for (int b = 0; b <= NOVH; b++) req[b] = atomic_load_explicit(&M.req[b], memory_order_relaxed);
+    req_sum = atomic_load_explicit(&M.req_sum_us, memory_order_relaxed);
     pthread_mutex_unlock(&M.mu);
 
     mw w = {out, QG_OK};

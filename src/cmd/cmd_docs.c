@@ -95,22 +95,6 @@ static int env_open(env *e, const char *url)
     return 0;
 }
 
-static cJSON *counts_json(const qg_docs_counts *c)
-{
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddNumberToObject(o, "files_seen", (double)c->files_seen);
-    cJSON_AddNumberToObject(o, "files_changed", (double)c->files_changed);
-    cJSON_AddNumberToObject(o, "files_unchanged", (double)c->files_unchanged);
-    cJSON_AddNumberToObject(o, "files_removed", (double)c->files_removed);
-    cJSON_AddNumberToObject(o, "files_skipped", (double)c->files_skipped);
-    cJSON_AddNumberToObject(o, "chunks_added", (double)c->chunks_added);
-    cJSON_AddNumberToObject(o, "chunks_kept", (double)c->chunks_kept);
-    cJSON_AddNumberToObject(o, "chunks_removed", (double)c->chunks_removed);
-    cJSON_AddNumberToObject(o, "chunks_linked", (double)c->chunks_linked);
-    cJSON_AddNumberToObject(o, "embedded", (double)c->embedded);
-    return o;
-}
-
 static void print_json(cJSON *o)
 {
     char *s = cJSON_PrintUnformatted(o);
@@ -125,8 +109,7 @@ static int do_ingest(env *e, char **paths, int n, bool json)
     qg_error err = {0};
     qg_status rc = qg_docs_ingest_paths(e->docs, (const char *const *)paths, (size_t)n, &c, &err);
     if (json) {
-        cJSON *o = counts_json(&c);
-        cJSON_AddStringToObject(o, "embedder", qg_docs_embedder(e->docs));
+        cJSON *o = qg_docs_counts_json(e->docs, &c);
         print_json(o);
     } else {
         printf("files: %lld seen, %lld changed, %lld unchanged, %lld removed, %lld skipped\n"

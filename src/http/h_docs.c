@@ -28,20 +28,6 @@ static qg_docs *docs_or_reply(qg_req *r)
     return d;
 }
 
-static cJSON *counts_json(const qg_docs_counts *c)
-{
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddNumberToObject(o, "files_seen", (double)c->files_seen);
-    cJSON_AddNumberToObject(o, "files_changed", (double)c->files_changed);
-    cJSON_AddNumberToObject(o, "files_unchanged", (double)c->files_unchanged);
-    cJSON_AddNumberToObject(o, "chunks_added", (double)c->chunks_added);
-    cJSON_AddNumberToObject(o, "chunks_kept", (double)c->chunks_kept);
-    cJSON_AddNumberToObject(o, "chunks_removed", (double)c->chunks_removed);
-    cJSON_AddNumberToObject(o, "chunks_linked", (double)c->chunks_linked);
-    cJSON_AddNumberToObject(o, "embedded", (double)c->embedded);
-    return o;
-}
-
 /* One {"path","content"} object into up; false after replying 400. */
 static bool read_doc(qg_req *r, const cJSON *o, const char *where, qg_doc_upload *up)
 {
@@ -117,8 +103,7 @@ void qg_h_documents_create(qg_req *r)
         qg_reply_status(r, rc, &err);
         return;
     }
-    cJSON *o = counts_json(&c);
-    cJSON_AddStringToObject(o, "embedder", qg_docs_embedder(d));
+    cJSON *o = qg_docs_counts_json(d, &c);
     qg_reply_json(r, 200, o);
 }
 

@@ -330,6 +330,7 @@
 #define QG_DOC_COUNTS                                                                              \
     "{\"type\":\"object\",\"properties\":{\"files_seen\":{\"type\":\"integer\"},"              \
     "\"files_changed\":{\"type\":\"integer\"},\"files_unchanged\":{\"type\":\"integer\"},"     \
+    "\"files_removed\":{\"type\":\"integer\"},\"files_skipped\":{\"type\":\"integer\"},"     \
     "\"chunks_added\":{\"type\":\"integer\"},\"chunks_kept\":{\"type\":\"integer\"},"          \
     "\"chunks_removed\":{\"type\":\"integer\"},\"chunks_linked\":{\"type\":\"integer\"},"      \
     "\"embedded\":{\"type\":\"integer\"},\"embedder\":{\"type\":\"string\"}}}"

@@ -1522,3 +1522,20 @@ fail:
     cJSON_Delete(o);
     return NULL;
 }
+
+cJSON *qg_docs_counts_json(const qg_docs *d, const qg_docs_counts *c)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "files_seen", (double)c->files_seen);
+    cJSON_AddNumberToObject(o, "files_changed", (double)c->files_changed);
+    cJSON_AddNumberToObject(o, "files_unchanged", (double)c->files_unchanged);
+    cJSON_AddNumberToObject(o, "files_removed", (double)c->files_removed);
+    cJSON_AddNumberToObject(o, "files_skipped", (double)c->files_skipped);
+    cJSON_AddNumberToObject(o, "chunks_added", (double)c->chunks_added);
+    cJSON_AddNumberToObject(o, "chunks_kept", (double)c->chunks_kept);
+    cJSON_AddNumberToObject(o, "chunks_removed", (double)c->chunks_removed);
+    cJSON_AddNumberToObject(o, "chunks_linked", (double)c->chunks_linked);
+    cJSON_AddNumberToObject(o, "embedded", (double)c->embedded);
+    cJSON_AddStringToObject(o, "embedder", qg_docs_embedder(d));
+    return o;
+}

@@ -71,6 +71,11 @@ typedef struct qg_docs_counts {
     int64_t embedded; /* texts sent to the embedder */
 } qg_docs_counts;
 
+/* c as a JSON object with one member per field ("files_seen", ...) and
+ * d's "embedder", as the CLI's --json and POST /api/docs print it; the
+ * caller owns it. */
+cJSON *qg_docs_counts_json(const qg_docs *d, const qg_docs_counts *c);
+
 /* Ingests files and directories (recursively; hidden entries and files of
  * unsupported types inside a directory are skipped and counted, a named file
  * of an unsupported type is an error). Paths are stored absolute (realpath).

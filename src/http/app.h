@@ -16,6 +16,7 @@
 #include "http/ratelimit.h"
 #include "memory/docs.h"
 #include "memory/memory.h"
+#include "signal/service.h"
 #include "store/store.h"
 
 #include <quantgate/pool.h>
@@ -45,6 +46,7 @@ struct qg_app {
     qg_ai *ai;            /* the AI layer: models, prompts, usage, budgets */
     qg_memory *memory;    /* the memory service: collections, items, working memory */
     qg_docs *docs;        /* the documents index (QG_DOCS_*) */
+    qg_signals *signals;  /* signal alerts: ingest, pipeline, notifications (signal/service.h) */
 
     char *cors[QG_CORS_MAX]; /* allowed origins, exact match */
     int ncors;

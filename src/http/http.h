@@ -117,6 +117,20 @@ qg_stream_waker *qg_stream_waker_ref(qg_stream_waker *w);
 /* Drops a reference (any thread); NULL is a no-op. */
 void qg_stream_waker_unref(qg_stream_waker *w);
 
+/* Deferred replies: a handler that waits for something asynchronous (a
+ * webhook waits for the group commit of its signal) takes a qg_req_later
+ * and returns without replying; the reply is sent when
+ * qg_req_later_finish is called, from any thread. Between the two only
+ * the finisher touches the request (qg_reply_* on qg_req_later_req), and
+ * never r->db. For QG_ROUTE_NO_AUDIT routes only: the dispatcher writes
+ * no audit row and no fallback reply for a deferred request. Outside the
+ * server (no event loop) qg_req_defer returns NULL: reply directly. */
+typedef struct qg_req_later qg_req_later;
+qg_req_later *qg_req_defer(qg_req *r);
+qg_req *qg_req_later_req(qg_req_later *l);
+/* Sends the reply the finisher set (500 when none). Exactly once. */
+void qg_req_later_finish(qg_req_later *l);
+
 #define QG_MAX_PARAMS       4
 #define QG_MAX_RESP_HEADERS 8
 
@@ -166,6 +180,7 @@ struct qg_req {
     const char *audit_target;
 
     cJSON *body_json; /* the tree qg_req_json returned; freed with the request */
+    bool deferred;    /* qg_req_defer was called: the reply comes later */
 
     /* streaming (see qg_stream_poll_fn) */
     qg_stream_poll_fn stream_poll;

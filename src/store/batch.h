@@ -1,0 +1,73 @@
+/*
+ * batch.h - group commit: many writers' small changes share one
+ * transaction, so a durable write costs one fsync per batch, not per item.
+ *
+ * A qg_batcher owns one writer thread and one database connection (held
+ * for its lifetime, synchronous=FULL on SQLite: a committed batch survives
+ * power loss, not only a crash). Callers submit ops; the thread takes
+ * everything queued (up to batch_max), opens a transaction, runs each op's
+ * apply on the connection, commits, then calls each op's done in order.
+ * While one batch commits, the next one queues up, so under load batches
+ * grow by themselves and at low load a single op commits right away (no
+ * timer, no added latency).
+ *
+ * An op whose apply fails gets that status in its done; the others in the
+ * batch still commit (SQLite rolls back only the failed statement; a
+ * backend that aborts the whole transaction on an error must wrap each
+ * apply in a savepoint). A failed BEGIN or COMMIT fails every op of the
+ * batch with that error.
+ *
+ * done runs on the writer thread: keep it short (post a reply, enqueue
+ * work), never submit-and-wait from it.
+ */
+#ifndef QG_STORE_BATCH_H
+#define QG_STORE_BATCH_H
+
+#include "store/store.h"
+
+#include <quantgate/status.h>
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct qg_batcher qg_batcher;
+
+/* Runs inside the open transaction on the writer's connection. */
+typedef qg_status (*qg_batch_apply_fn)(qg_conn *c, void *arg, qg_error *err);
+/* After the commit (rc QG_OK) or a failure; err is NULL when rc is QG_OK. */
+typedef void (*qg_batch_done_fn)(void *arg, qg_status rc, const qg_error *err);
+
+typedef struct qg_batcher_stats {
+    uint64_t ops;       /* ops applied */
+    uint64_t failed;    /* ops whose done got an error */
+    uint64_t batches;   /* transactions committed */
+    uint64_t commit_us; /* total time in COMMIT (the fsync) */
+    size_t queued;      /* ops waiting now */
+    size_t largest;     /* largest batch so far */
+} qg_batcher_stats;
+
+/* Starts the writer thread with its own connection from s. name shows in
+ * the thread name. batch_max <= 0: 4096. queue_max <= 0: 1 << 20 (then
+ * submit answers QG_EAGAIN: back-pressure instead of unbounded memory).
+ * The caller owns *out. */
+qg_status qg_batcher_new(qg_store *s, const char *name, int batch_max, size_t queue_max,
+                         qg_batcher **out, qg_error *err);
+
+/* Queues an op (any thread). apply may be NULL: the op is then a barrier
+ * whose done runs once everything submitted before it has committed.
+ * QG_EAGAIN when the queue is full or the batcher is stopping; done is then
+ * not called. */
+qg_status qg_batcher_submit(qg_batcher *b, qg_batch_apply_fn apply, qg_batch_done_fn done,
+                            void *arg);
+
+/* Submits and waits for the op's commit; returns its status (the blocking
+ * form for callers that are not latency-critical, e.g. admin requests). */
+qg_status qg_batcher_run(qg_batcher *b, qg_batch_apply_fn apply, void *arg, qg_error *err);
+
+void qg_batcher_get_stats(qg_batcher *b, qg_batcher_stats *out);
+
+/* Commits everything queued, stops the thread, releases the connection and
+ * frees the batcher. NULL is a no-op. */
+void qg_batcher_free(qg_batcher *b);
+
+#endif

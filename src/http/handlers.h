@@ -110,4 +110,14 @@ void qg_h_documents_search(qg_req *r);
 void qg_h_documents_list(qg_req *r);
 void qg_h_documents_delete(qg_req *r);
 
+/* ---- signals: webhook ingest (h_webhook.c) ---- */
+
+/* ---- signals: pipeline, DLQ, outcomes, stats, stream (h_signals.c) ---- */
+
+/* ---- signals: policies (h_policies.c) ---- */
+
+/* ---- signals: live detector bars (h_bars.c) ---- */
+
+/* ---- signals: Telegram commands (h_telegram.c) ---- */
+
 #endif

@@ -513,6 +513,12 @@ const qg_route qg_routes[] = {
     RS(QG_GET, "/api/docs", qg_h_documents_list, QG_ROLE_CLIENT, QG_RL_READ, 0, "docs", "The indexed documents", NULL, QG_ITEMS_OF(QG_DOC_FILE), NULL),
     RS(QG_DELETE, "/api/docs", qg_h_documents_delete, QG_ROLE_DEVELOPER, QG_RL_WRITE, 0, "docs", "Remove a document from the index (the file itself is not touched)", NULL, QG_NO_BODY, "path:string:the document's path as GET /api/docs lists it (required)"),
 
+    /* ---- signals: webhook ingest (h_webhook.c) ---- */
+    /* ---- signals: pipeline, DLQ, outcomes, stats, stream (h_signals.c) ---- */
+    /* ---- signals: policies (h_policies.c) ---- */
+    /* ---- signals: live detector bars (h_bars.c) ---- */
+    /* ---- signals: Telegram commands (h_telegram.c) ---- */
+
     {0, NULL, NULL, QG_ROLE_NONE, QG_RL_NONE, 0, NULL, NULL, NULL, NULL, NULL},
 };
 /* clang-format on */

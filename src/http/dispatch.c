@@ -201,9 +201,14 @@ void qg_dispatch(qg_req *r)
     bool go = true;
     if (rt->role != QG_ROLE_NONE) go = authenticate(r) && authorize(r) && user_rate_ok(r);
     if (go) rt->fn(r);
-    if (r->status == 0)
-        qg_reply_error(r, 500, "internal", "internal error (request %s): no reply", r->request_id);
-    audit(r);
+    /* A deferred reply belongs to its finisher from here on: only the
+     * connection is ours to release. */
+    if (!r->deferred) {
+        if (r->status == 0)
+            qg_reply_error(r, 500, "internal", "internal error (request %s): no reply",
+                           r->request_id);
+        audit(r);
+    }
     if (r->db) {
         qg_store_release(r->app->store, r->db);
         r->db = NULL;

@@ -259,6 +259,13 @@ static char *query_decode(qg_arena *a, const char *s, size_t n)
     return out;
 }
 
+const char *qg_req_header(const qg_req *r, const char *name)
+{
+    for (int i = 0; i < r->nxhdr; i++)
+        if (strcasecmp(r->xhdr_name[i], name) == 0) return r->xhdr_value[i];
+    return NULL;
+}
+
 const char *qg_req_query(qg_req *r, const char *name)
 {
     const char *q = r->query ? r->query : "";

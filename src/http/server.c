@@ -111,6 +111,7 @@ typedef struct pending {
     req_link *link;
     int route;
     int64_t t0_us;
+    atomic_int holds; /* the worker, plus a deferred reply's finisher: the last one posts */
     qg_req r;
 } pending;
 
@@ -247,6 +248,12 @@ static void fill_request(qg_loop *L, h2o_req_t *req, qg_req *r, int method)
     if (sl > 0 && h2o_socket_getnumerichost((struct sockaddr *)&ss, sl, host) == SIZE_MAX)
         host[0] = 0;
     r->address = qg_arena_strndup(&r->arena, host, strlen(host));
+    for (size_t i = 0; i < req->headers.size && r->nxhdr < QG_MAX_X_HEADERS; i++) {
+        const h2o_header_t *h = &req->headers.entries[i];
+        if (h->name->len < 3 || strncasecmp(h->name->base, "x-", 2) != 0) continue;
+        r->xhdr_name[r->nxhdr] = arena_copy(r, *h->name);
+        r->xhdr_value[r->nxhdr++] = arena_copy(r, h->value);
+    }
     h2o_iovec_t rid = header_value(req, NULL, "x-request-id");
     if (request_id_ok(rid)) {
         r->request_id = arena_copy(r, rid);
@@ -569,10 +576,40 @@ static void work_run(void *arg)
     qg_dispatch(&p->r);
 }
 
+/* Posts the finished request to its loop once neither the worker nor a
+ * deferred reply's finisher holds it. */
+static void pending_release(pending *p)
+{
+    if (atomic_fetch_sub_explicit(&p->holds, 1, memory_order_acq_rel) == 1)
+        h2o_multithread_send_message(&p->loop->done_rx, &p->msg);
+}
+
 static void work_done(void *arg)
 {
-    pending *p = arg;
-    h2o_multithread_send_message(&p->loop->done_rx, &p->msg);
+    pending_release(arg);
+}
+
+qg_req_later *qg_req_defer(qg_req *r)
+{
+    if (!r->loop) return NULL; /* not from a loop: no pending item around it */
+    pending *p = H2O_STRUCT_FROM_MEMBER(pending, r, r);
+    atomic_fetch_add_explicit(&p->holds, 1, memory_order_relaxed);
+    r->deferred = true;
+    return (qg_req_later *)p;
+}
+
+qg_req *qg_req_later_req(qg_req_later *l)
+{
+    return &((pending *)l)->r;
+}
+
+void qg_req_later_finish(qg_req_later *l)
+{
+    pending *p = (pending *)l;
+    if (p->r.status == 0)
+        qg_reply_error(&p->r, 500, "internal", "internal error (request %s): no reply",
+                       p->r.request_id);
+    pending_release(p);
 }
 
 static void finish_pending(qg_loop *L, pending *p)
@@ -703,6 +740,7 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     p->hreq = req;
     p->route = route;
     p->t0_us = t0;
+    atomic_init(&p->holds, 1);
     p->r = stack_req;
     p->r.loop = L;
     p->link = h2o_mem_alloc_shared(&req->pool, sizeof *p->link, link_dispose);

@@ -103,6 +103,12 @@ void qg_pipeline_enqueue(qg_pipeline *p, const qg_signal *s);
  * queue. *n (may be NULL) gets how many. */
 qg_status qg_pipeline_resume(qg_pipeline *p, size_t *n, qg_error *err);
 
+/* Reloads the database policies (after an API change): the enabled rows of
+ * signal_policies, merged after the configuration's, replace the set the
+ * workers use (thread-safe; signals in flight keep the set they started
+ * with). Errors name the policy and the field; the old set stays then. */
+qg_status qg_pipeline_reload_policies(qg_pipeline *p, qg_error *err);
+
 /* Pausing: while paused, signals are accepted and kept (state received)
  * but not processed; resume picks them up. Persisted in signal_settings so
  * a restart stays paused. */

@@ -115,6 +115,11 @@ void qg_h_documents_delete(qg_req *r);
 /* ---- signals: pipeline, DLQ, outcomes, stats, stream (h_signals.c) ---- */
 
 /* ---- signals: policies (h_policies.c) ---- */
+void qg_h_policies_list(qg_req *r);
+void qg_h_policies_get(qg_req *r);
+void qg_h_policies_create(qg_req *r);
+void qg_h_policies_put(qg_req *r);
+void qg_h_policies_delete(qg_req *r);
 
 /* ---- signals: live detector bars (h_bars.c) ---- */
 

@@ -516,6 +516,24 @@ const qg_route qg_routes[] = {
     /* ---- signals: webhook ingest (h_webhook.c) ---- */
     /* ---- signals: pipeline, DLQ, outcomes, stats, stream (h_signals.c) ---- */
     /* ---- signals: policies (h_policies.c) ---- */
+#define QG_POLICY_RULE                                                                             \
+    "{\"type\":\"object\",\"description\":\"a policy (docs/policies-api.md)\",\"required\":[\"name\"],\"properties\":{"       \
+    "\"name\":{\"type\":\"string\",\"minLength\":1,\"maxLength\":63},\"when\":{\"type\":\"object\"},"                         \
+    "\"min_confidence\":{\"type\":\"number\",\"minimum\":0,\"maximum\":100},\"blocked_types\":{\"type\":\"array\",\"items\":{\"type\":\"string\"}}," \
+    "\"allowed_symbols\":{\"type\":\"array\",\"items\":{\"type\":\"string\"}},\"blocked_symbols\":{\"type\":\"array\",\"items\":{\"type\":\"string\"}}," \
+    "\"max_per_hour\":{\"type\":\"integer\",\"minimum\":0},\"require_multi_tf\":{\"type\":\"boolean\"},\"min_score\":{\"type\":\"number\"}," \
+    "\"action\":{\"enum\":[\"drop\",\"defer\",\"escalate\"]},\"enabled\":{\"type\":\"boolean\",\"description\":\"stored beside the rule, default true\"}}}"
+#define QG_POLICY_OBJ                                                                              \
+    "{\"type\":\"object\",\"required\":[\"id\",\"name\",\"source\",\"enabled\",\"read_only\",\"rule\"],\"properties\":{" \
+    "\"id\":{\"type\":[\"string\",\"null\"],\"description\":\"null for a configuration policy\"},\"name\":{\"type\":\"string\"}," \
+    "\"source\":{\"enum\":[\"config\",\"database\"]},\"enabled\":{\"type\":\"boolean\"},\"read_only\":{\"type\":\"boolean\"}," \
+    "\"rule\":{\"type\":\"object\"},\"created_by\":{\"type\":[\"string\",\"null\"]},\"created_at\":" QG_TIME_T ",\"updated_at\":" QG_TIME_T "," \
+    "\"applied\":{\"type\":\"boolean\",\"description\":\"after a change: the pipeline reloaded its policies\"},\"apply_error\":{\"type\":\"string\"}}}"
+    RS(QG_GET, "/api/signals/policies", qg_h_policies_list, QG_ROLE_DEVELOPER, QG_RL_READ, 0, "signals", "Signal policies: the configuration's (read-only, evaluated first), then the database's in creation order", NULL, QG_ITEMS_OF(QG_POLICY_OBJ), NULL),
+    RS(QG_POST, "/api/signals/policies", qg_h_policies_create, QG_ROLE_ADMIN, QG_RL_WRITE, 0, "signals", "Add a policy (applied to the next signal); 409 when the name is taken", QG_POLICY_RULE, "{\"x-status\":201,\"allOf\":[" QG_POLICY_OBJ "]}", NULL),
+    RS(QG_GET, "/api/signals/policies/{id}", qg_h_policies_get, QG_ROLE_DEVELOPER, QG_RL_READ, 0, "signals", "One database policy", NULL, QG_POLICY_OBJ, NULL),
+    RS(QG_PUT, "/api/signals/policies/{id}", qg_h_policies_put, QG_ROLE_ADMIN, QG_RL_WRITE, 0, "signals", "Replace a policy's rule, or send only {\"enabled\":bool} to switch it on or off", QG_POLICY_RULE, QG_POLICY_OBJ, NULL),
+    RS(QG_DELETE, "/api/signals/policies/{id}", qg_h_policies_delete, QG_ROLE_ADMIN, QG_RL_WRITE, 0, "signals", "Delete a database policy", NULL, QG_NO_BODY, NULL),
     /* ---- signals: live detector bars (h_bars.c) ---- */
     /* ---- signals: Telegram commands (h_telegram.c) ---- */
 

@@ -313,7 +313,9 @@ static qg_status open_app(qg_app *app, const serve_opts *o, qg_error *err)
     if ((rc = config_int("QG_WORKERS", qg_cpu_count() * 2 < 4 ? 4 : qg_cpu_count() * 2, 1, 256,
                          &workers, err)))
         return rc;
-    if ((rc = qg_store_open(url, (int)workers + 2, true, &app->store, err))) return rc;
+    /* + 2 for jobs and the loops' probes, + 2 for the signal writer and its
+     * workers' reads */
+    if ((rc = qg_store_open(url, (int)workers + 4, true, &app->store, err))) return rc;
     qg_conn *c = NULL;
     if ((rc = qg_store_acquire(app->store, &c, err))) return rc;
     rc = qg_vault_open(c, app->data_dir, &app->vault, err);
@@ -337,6 +339,7 @@ static qg_status open_app(qg_app *app, const serve_opts *o, qg_error *err)
     if (!rc) rc = open_ai(app, err);
     if (!rc) rc = open_memory(app, err);
     if (!rc) rc = open_docs(app, err);
+    if (!rc) rc = qg_signals_open(app->store, app->ai, app->memory, NULL, &app->signals, err);
     if (!rc && admin.id[0] && o->sample_data) rc = import_sample(app, &admin, o->sample_data, err);
     return rc;
 }
@@ -347,6 +350,7 @@ static void close_app(qg_app *app)
      * may still write their results, then the database. */
     if (app->requests) qg_workpool_free(app->requests);
     if (app->long_requests) qg_workpool_free(app->long_requests);
+    qg_signals_free(app->signals); /* finishes the signals in hand; uses memory and the AI layer */
     if (app->docs) qg_docs_free(app->docs);
     if (app->memory) qg_memory_free(app->memory); /* writes the snapshots */
     if (app->ai) qg_ai_free(app->ai);

@@ -117,6 +117,11 @@ static bool authenticate(qg_req *r)
     return true;
 }
 
+bool qg_req_authenticate(qg_req *r)
+{
+    return authenticate(r);
+}
+
 static bool authorize(qg_req *r)
 {
     const qg_route *rt = r->route;

@@ -111,6 +111,7 @@ void qg_h_documents_list(qg_req *r);
 void qg_h_documents_delete(qg_req *r);
 
 /* ---- signals: webhook ingest (h_webhook.c) ---- */
+void qg_h_webhook_receive(qg_req *r);
 
 /* ---- signals: pipeline, DLQ, outcomes, stats, stream (h_signals.c) ---- */
 

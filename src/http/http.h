@@ -222,6 +222,10 @@ cJSON *qg_req_json(qg_req *r);
 const char *qg_req_header(const qg_req *r, const char *name);
 /* The percent-decoded value of query parameter name, or NULL. Arena-owned. */
 const char *qg_req_query(qg_req *r, const char *name);
+/* Identifies the caller of a public route from its bearer token, as the
+ * dispatcher does for protected ones (fills r->who). On failure replies
+ * 401/403/503 and returns false. */
+bool qg_req_authenticate(qg_req *r);
 /* The request's database connection; on failure replies 503 and returns
  * NULL. */
 qg_conn *qg_req_db(qg_req *r);

@@ -350,6 +350,21 @@
     "\"enum\":[\"file\",\"upload\"]},\"size\":{\"type\":\"integer\"},\"chunks\":{"          \
     "\"type\":\"integer\"},\"sha256\":{\"type\":\"string\"},\"ingested_at\":" QG_TIME_T "}}"
 
+/* Schema texts of the webhook route (h_webhook.c). */
+#define QG_WEBHOOK_REQ                                                                             \
+    "{\"type\":\"object\",\"additionalProperties\":false,\"required\":[\"symbol\",\"timeframe\","     \
+    "\"signal_type\",\"confidence\",\"timestamp\",\"price_data\"],\"properties\":{\"symbol\":{"       \
+    "\"type\":\"string\"},\"timeframe\":{\"type\":\"string\"},\"signal_type\":{\"type\":\"string\"},"  \
+    "\"confidence\":{\"type\":\"number\",\"minimum\":0,\"maximum\":100},\"timestamp\":{\"type\":["   \
+    "\"string\",\"number\"]},\"price_data\":{\"type\":\"object\",\"required\":[\"open\",\"high\","    \
+    "\"low\",\"close\"]},\"sl\":{\"type\":\"number\"},\"tp\":{\"type\":\"number\"},\"multi_tf\":{"    \
+    "\"type\":\"boolean\"},\"confluences\":{\"type\":\"array\",\"items\":{\"type\":\"string\"}},"     \
+    "\"id\":{\"type\":\"string\",\"description\":\"the client's id: a repeat is a duplicate\"}}}"
+#define QG_WEBHOOK_RESP                                                                            \
+    "{\"x-status\":202,\"type\":\"object\",\"properties\":{\"status\":{\"enum\":[\"received\","    \
+    "\"ignored\",\"duplicate\"]},\"id\":{\"type\":\"string\"},\"correlation_id\":{\"type\":"          \
+    "\"string\"},\"reason\":{\"type\":\"string\"}}}"
+
 /* Schema texts of the memory routes (h_memory.c). */
 #define QG_MEM_META                                                                                \
     "{\"type\":\"object\",\"properties\":{\"symbol\":{\"type\":[\"string\",\"null\"]},"           \
@@ -514,6 +529,7 @@ const qg_route qg_routes[] = {
     RS(QG_DELETE, "/api/docs", qg_h_documents_delete, QG_ROLE_DEVELOPER, QG_RL_WRITE, 0, "docs", "Remove a document from the index (the file itself is not touched)", NULL, QG_NO_BODY, "path:string:the document's path as GET /api/docs lists it (required)"),
 
     /* ---- signals: webhook ingest (h_webhook.c) ---- */
+    RS(QG_POST, "/api/webhook/receive", qg_h_webhook_receive, QG_ROLE_NONE, QG_RL_NONE, QG_ROUTE_NO_AUDIT, "signals", "Receive a TradingView-style alert: 202 once it is durably stored (secret, API token or HMAC; docs/webhook.md)", QG_WEBHOOK_REQ, QG_WEBHOOK_RESP, "secret:string:the webhook secret (or the X-Webhook-Secret header)"),
     /* ---- signals: pipeline, DLQ, outcomes, stats, stream (h_signals.c) ---- */
     /* ---- signals: policies (h_policies.c) ---- */
 #define QG_POLICY_RULE                                                                             \

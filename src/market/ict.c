@@ -822,6 +822,7 @@ qg_status qg_ict_run(const qg_ict_config *cfg, const qg_bars *bars, qg_ict_event
             qg_error_prefix(err, "bars");
             goto out;
         }
+        if (!k) continue;
         if (len + k > cap) {
             size_t ncap = cap ? cap * 2 : 256;
             while (ncap < len + k) ncap *= 2;

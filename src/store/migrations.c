@@ -265,7 +265,7 @@ static const qg_migration migrations[] = {
      "  value BIGINT NOT NULL);"
      "INSERT INTO doc_meta (key, value) VALUES ('generation', 0);"
      "INSERT INTO doc_meta (key, value) VALUES ('next_label', 1);"},
-    {6, "signals: alerts, their state history, deliveries, policies, dead letters, detector bars",
+    {6, "signals: alerts, their state history, deliveries, policies, dead letters, settings",
      "CREATE TABLE signals ("
      "  id TEXT PRIMARY KEY,"
      "  correlation_id TEXT NOT NULL,"

@@ -1,0 +1,242 @@
+/*
+ * live.c - the live ICT detector table (live.h) and the event-to-signal
+ * conversion shared by `quantgate detect --json` and POST /api/bars.
+ *
+ * The table is a fixed array searched linearly: it holds at most
+ * QG_ICT_LIVE_MAX_KEYS (symbol, timeframe) pairs and a batch looks its key
+ * up once. Order checks run over the whole batch before the first push so
+ * a bad batch leaves the detector as it was.
+ */
+#include "signal/live.h"
+
+#include <quantgate/time.h>
+
+#include <ctype.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    char symbol[QG_SIGNAL_SYMBOL_MAX + 1];
+    char timeframe[QG_SIGNAL_TIMEFRAME_MAX + 1];
+    qg_ict *det;
+    int64_t last_ts; /* INT64_MIN before the first bar */
+} live_key;
+
+struct qg_ict_live {
+    pthread_mutex_t mu;
+    int64_t htf_ms;
+    live_key *keys;
+    size_t nkeys;
+};
+
+qg_status qg_ict_live_new(const char *htf, qg_ict_live **out, qg_error *err)
+{
+    *out = NULL;
+    int64_t htf_ms = 0;
+    if (htf && *htf) {
+        qg_status rc = qg_timeframe_parse(htf, &htf_ms, err);
+        if (rc) {
+            qg_error_prefix(err, "QG_DETECT_HTF");
+            return rc;
+        }
+    }
+    qg_ict_live *l = calloc(1, sizeof *l);
+    live_key *keys = calloc(QG_ICT_LIVE_MAX_KEYS, sizeof *keys);
+    if (!l || !keys) {
+        free(l);
+        free(keys);
+        return qg_error_set(err, QG_ENOMEM, "out of memory for the live detector");
+    }
+    pthread_mutex_init(&l->mu, NULL);
+    l->htf_ms = htf_ms;
+    l->keys = keys;
+    *out = l;
+    return QG_OK;
+}
+
+void qg_ict_live_free(qg_ict_live *l)
+{
+    if (!l) return;
+    for (size_t i = 0; i < l->nkeys; i++) qg_ict_free(l->keys[i].det);
+    free(l->keys);
+    pthread_mutex_destroy(&l->mu);
+    free(l);
+}
+
+size_t qg_ict_live_keys(qg_ict_live *l)
+{
+    pthread_mutex_lock(&l->mu);
+    size_t n = l->nkeys;
+    pthread_mutex_unlock(&l->mu);
+    return n;
+}
+
+static void upper_copy(char *out, size_t cap, const char *s)
+{
+    size_t i = 0;
+    for (; s[i] && i + 1 < cap; i++) out[i] = (char)toupper((unsigned char)s[i]);
+    out[i] = 0;
+}
+
+/* The key's entry, created on first use (the mutex is held). */
+static qg_status key_of(qg_ict_live *l, const char *sym, const char *tf, live_key **out,
+                        qg_error *err)
+{
+    for (size_t i = 0; i < l->nkeys; i++)
+        if (strcmp(l->keys[i].symbol, sym) == 0 && strcmp(l->keys[i].timeframe, tf) == 0) {
+            *out = &l->keys[i];
+            return QG_OK;
+        }
+    if (l->nkeys == QG_ICT_LIVE_MAX_KEYS)
+        return qg_error_set(err, QG_ERANGE,
+                            "the live detector already tracks %d symbol/timeframe pairs",
+                            QG_ICT_LIVE_MAX_KEYS);
+    qg_ict_config cfg = {0};
+    int64_t tf_ms = 0;
+    if (qg_timeframe_parse(tf, &tf_ms, NULL) == QG_OK) cfg.timeframe_ms = tf_ms;
+    /* a higher timeframe not above the bars' own gives no bias */
+    if (l->htf_ms && (!tf_ms || l->htf_ms > tf_ms)) cfg.htf_ms = l->htf_ms;
+    live_key *k = &l->keys[l->nkeys];
+    qg_status rc = qg_ict_new(&cfg, &k->det, err);
+    if (rc) return rc;
+    snprintf(k->symbol, sizeof k->symbol, "%s", sym);
+    snprintf(k->timeframe, sizeof k->timeframe, "%s", tf);
+    k->last_ts = INT64_MIN;
+    l->nkeys++;
+    *out = k;
+    return QG_OK;
+}
+
+static qg_status check_order(const live_key *k, const char *sym, const char *tf, const qg_bar *bars,
+                             size_t n, qg_error *err)
+{
+    int64_t prev = k ? k->last_ts : INT64_MIN;
+    for (size_t i = 0; i < n; i++) {
+        if (bars[i].ts > prev) {
+            prev = bars[i].ts;
+            continue;
+        }
+        char a[40], b[40];
+        qg_time_format_iso(bars[i].ts, a, sizeof a);
+        qg_time_format_iso(prev, b, sizeof b);
+        if (i == 0)
+            return qg_error_set(err, QG_EINVAL,
+                                "bars[0]: %s is not after the last bar of %s %s (%s)", a, sym, tf,
+                                b);
+        return qg_error_set(err, QG_EINVAL, "bars[%zu]: %s is not after bars[%zu] (%s)", i, a,
+                            i - 1, b);
+    }
+    return QG_OK;
+}
+
+qg_status qg_ict_live_push(qg_ict_live *l, const char *symbol, const char *timeframe,
+                           const qg_bar *bars, size_t n, qg_ict_event **events, size_t *nevents,
+                           qg_error *err)
+{
+    *events = NULL;
+    *nevents = 0;
+    if (!symbol || !*symbol || strlen(symbol) > QG_SIGNAL_SYMBOL_MAX)
+        return qg_error_set(err, QG_EINVAL, "symbol: must be 1 to %d characters",
+                            QG_SIGNAL_SYMBOL_MAX);
+    if (!timeframe || !*timeframe || strlen(timeframe) > QG_SIGNAL_TIMEFRAME_MAX)
+        return qg_error_set(err, QG_EINVAL, "timeframe: must be 1 to %d characters",
+                            QG_SIGNAL_TIMEFRAME_MAX);
+    char sym[QG_SIGNAL_SYMBOL_MAX + 1];
+    upper_copy(sym, sizeof sym, symbol);
+    qg_ict_event *evs = NULL;
+    size_t len = 0, cap = 0;
+    pthread_mutex_lock(&l->mu);
+    live_key *k = NULL;
+    qg_status rc = QG_OK;
+    for (size_t i = 0; i < l->nkeys && !k; i++)
+        if (strcmp(l->keys[i].symbol, sym) == 0 && strcmp(l->keys[i].timeframe, timeframe) == 0)
+            k = &l->keys[i];
+    rc = check_order(k, sym, timeframe, bars, n, err);
+    if (rc) goto out;
+    if (!k && n) rc = key_of(l, sym, timeframe, &k, err);
+    if (rc) goto out;
+    for (size_t i = 0; i < n; i++) {
+        qg_ict_event buf[QG_ICT_MAX_EVENTS_PER_BAR];
+        size_t m = 0;
+        const qg_bar *b = &bars[i];
+        rc = qg_ict_push(k->det, b->ts, b->open, b->high, b->low, b->close, b->volume, buf,
+                         QG_ICT_MAX_EVENTS_PER_BAR, &m, err);
+        if (rc) {
+            /* only an inconsistent bar gets here (the handler validates
+             * them first); the bars before it stay pushed */
+            qg_error_prefix(err, "bars[%zu]", i);
+            goto out;
+        }
+        k->last_ts = b->ts;
+        if (!m) continue;
+        if (len + m > cap) {
+            size_t ncap = cap ? cap * 2 : 64;
+            while (ncap < len + m) ncap *= 2;
+            qg_ict_event *p = realloc(evs, ncap * sizeof *p);
+            if (!p) {
+                rc = qg_error_set(err, QG_ENOMEM, "out of memory for %zu events", ncap);
+                goto out;
+            }
+            evs = p;
+            cap = ncap;
+        }
+        memcpy(evs + len, buf, m * sizeof *buf);
+        len += m;
+    }
+out:
+    pthread_mutex_unlock(&l->mu);
+    if (rc && rc != QG_EINVAL) {
+        free(evs);
+        return rc;
+    }
+    *events = evs;
+    *nevents = len;
+    return rc;
+}
+
+static uint64_t fnv(uint64_t h, const char *s)
+{
+    for (; *s; s++) {
+        h ^= (unsigned char)*s;
+        h *= 1099511628211ULL;
+    }
+    return h ^ 0x7c; /* a separator, so "AB"+"C" differs from "A"+"BC" */
+}
+
+void qg_ict_event_to_signal(const qg_ict_event *e, const char *symbol, const char *timeframe,
+                            qg_signal *out)
+{
+    memset(out, 0, sizeof *out);
+    upper_copy(out->symbol, sizeof out->symbol, symbol);
+    snprintf(out->timeframe, sizeof out->timeframe, "%s", timeframe);
+    snprintf(out->signal_type, sizeof out->signal_type, "%s", qg_ict_type_name(e->type));
+    out->confidence = e->confidence;
+    out->ts_ms = e->ts;
+    out->open = e->open;
+    out->high = e->high;
+    out->low = e->low;
+    out->close = e->close;
+    out->has_sl = e->has_sl;
+    out->sl = e->sl;
+    out->has_tp = e->has_tp;
+    out->tp = e->tp;
+    const char *names[QG_ICT_C_COUNT];
+    int n = qg_ict_confluence_names(e->confluences, names, QG_ICT_C_COUNT);
+    if (n > QG_SIGNAL_CONFLUENCES_MAX) n = QG_SIGNAL_CONFLUENCES_MAX;
+    for (int i = 0; i < n; i++)
+        snprintf(out->confluences[i], sizeof out->confluences[i], "%s", names[i]);
+    out->nconfluences = n;
+    out->multi_tf = (e->confluences & (QG_ICT_C_HTF_BIAS_BULL | QG_ICT_C_HTF_BIAS_BEAR)) != 0;
+    out->source = QG_SIGNAL_DETECTOR;
+    char ts[24];
+    snprintf(ts, sizeof ts, "%lld", (long long)e->ts);
+    uint64_t h = 1469598103934665603ULL;
+    h = fnv(h, out->symbol);
+    h = fnv(h, out->timeframe);
+    h = fnv(h, out->signal_type);
+    h = fnv(h, e->dir > 0 ? "bull" : "bear");
+    h = fnv(h, ts);
+    snprintf(out->client_id, sizeof out->client_id, "ict_%016llx", (unsigned long long)h);
+}

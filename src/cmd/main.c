@@ -27,6 +27,7 @@ static const command commands[] = {
     {"gen-data", qg_cmd_gen_data, "write realistic synthetic OHLCV bars"},
     {"docs", qg_cmd_docs, "ingest documents and search them with citations"},
     {"config", qg_cmd_config, "print the effective configuration, secrets masked"},
+    {"notify", qg_cmd_notify, "send a test message to every notification target"},
 };
 
 static void usage(FILE *out)

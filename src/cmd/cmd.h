@@ -27,6 +27,7 @@ int qg_cmd_migrate(int argc, char **argv);
 int qg_cmd_user(int argc, char **argv);
 int qg_cmd_vault(int argc, char **argv);
 int qg_cmd_docs(int argc, char **argv);
+int qg_cmd_detect(int argc, char **argv);
 int qg_cmd_notify(int argc, char **argv);
 
 /* ---- server-side settings shared by serve, migrate, user and vault ---- */

@@ -22,6 +22,7 @@ static const command commands[] = {
     {"vault", qg_cmd_vault, "list secrets (masked) and rotate the master key"},
     {"backtest", qg_cmd_backtest, "run a strategy over bars and report metrics and trades"},
     {"optimize", qg_cmd_optimize, "grid-search strategy parameters on all cores"},
+    {"detect", qg_cmd_detect, "find ICT signals (BoS, CHoCH, FVG, OB, sweeps) in bars"},
     {"check", qg_cmd_check, "prove a strategy makes no decision that uses later bars"},
     {"indicators", qg_cmd_indicators, "compute indicators over bars (CSV or JSON)"},
     {"gen-data", qg_cmd_gen_data, "write realistic synthetic OHLCV bars"},

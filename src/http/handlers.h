@@ -123,6 +123,7 @@ void qg_h_policies_put(qg_req *r);
 void qg_h_policies_delete(qg_req *r);
 
 /* ---- signals: live detector bars (h_bars.c) ---- */
+void qg_h_bars_post(qg_req *r);
 
 /* ---- signals: Telegram commands (h_telegram.c) ---- */
 

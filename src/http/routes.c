@@ -551,6 +551,7 @@ const qg_route qg_routes[] = {
     RS(QG_PUT, "/api/signals/policies/{id}", qg_h_policies_put, QG_ROLE_ADMIN, QG_RL_WRITE, 0, "signals", "Replace a policy's rule, or send only {\"enabled\":bool} to switch it on or off", QG_POLICY_RULE, QG_POLICY_OBJ, NULL),
     RS(QG_DELETE, "/api/signals/policies/{id}", qg_h_policies_delete, QG_ROLE_ADMIN, QG_RL_WRITE, 0, "signals", "Delete a database policy", NULL, QG_NO_BODY, NULL),
     /* ---- signals: live detector bars (h_bars.c) ---- */
+    RS(QG_POST, "/api/bars", qg_h_bars_post, QG_ROLE_DEVELOPER, QG_RL_WRITE, 0, "signals", "Closed bars through the live ICT detector; its signals go to the pipeline (docs/ict.md)", "{\"type\":\"object\",\"additionalProperties\":false,\"required\":[\"symbol\",\"timeframe\",\"bars\"],\"properties\":{\"symbol\":{\"type\":\"string\",\"maxLength\":32},\"timeframe\":{\"type\":\"string\",\"maxLength\":8},\"bars\":{\"type\":\"array\",\"maxItems\":10000,\"items\":{\"type\":\"array\",\"description\":\"[ts (epoch ms or ISO-8601), open, high, low, close, volume]\"}}}}", "{\"type\":\"object\",\"properties\":{\"bars\":{\"type\":\"integer\"},\"signals\":{\"type\":\"array\",\"items\":{\"type\":\"object\",\"properties\":{\"id\":{\"type\":[\"string\",\"null\"]},\"status\":{\"type\":\"string\"},\"direction\":{\"type\":\"string\"},\"signal\":{\"type\":\"object\"}}}}}}", NULL),
     /* ---- signals: Telegram commands (h_telegram.c) ---- */
 
     {0, NULL, NULL, QG_ROLE_NONE, QG_RL_NONE, 0, NULL, NULL, NULL, NULL, NULL},

@@ -205,6 +205,15 @@ static uint64_t fnv(uint64_t h, const char *s)
     return h ^ 0x7c; /* a separator, so "AB"+"C" differs from "A"+"BC" */
 }
 
+/* Ten significant digits: the stop and target are computed (close + 2 *
+ * risk) and would otherwise print as 98.22000000000003. */
+static double round10(double v)
+{
+    char buf[32];
+    snprintf(buf, sizeof buf, "%.10g", v);
+    return strtod(buf, NULL);
+}
+
 void qg_ict_event_to_signal(const qg_ict_event *e, const char *symbol, const char *timeframe,
                             qg_signal *out)
 {
@@ -219,9 +228,9 @@ void qg_ict_event_to_signal(const qg_ict_event *e, const char *symbol, const cha
     out->low = e->low;
     out->close = e->close;
     out->has_sl = e->has_sl;
-    out->sl = e->sl;
+    out->sl = round10(e->sl);
     out->has_tp = e->has_tp;
-    out->tp = e->tp;
+    out->tp = round10(e->tp);
     const char *names[QG_ICT_C_COUNT];
     int n = qg_ict_confluence_names(e->confluences, names, QG_ICT_C_COUNT);
     if (n > QG_SIGNAL_CONFLUENCES_MAX) n = QG_SIGNAL_CONFLUENCES_MAX;

@@ -21,6 +21,7 @@ PACKAGES=(
     openssl           # TLS test certificates, benchmark keys
     wrk               # make bench: HTTP load generator
     nginx-light       # make bench: the reference server measured beside ours
+    tzdata            # /usr/share/zoneinfo: killzone time zones (signals)
 )
 
 missing=()

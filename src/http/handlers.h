@@ -126,5 +126,6 @@ void qg_h_policies_delete(qg_req *r);
 void qg_h_bars_post(qg_req *r);
 
 /* ---- signals: Telegram commands (h_telegram.c) ---- */
+void qg_h_telegram_command(qg_req *r);
 
 #endif

@@ -12,6 +12,7 @@ echo "quantgate benchmarks: $bars bars, $(nproc) cores, $(grep -m1 'model name' 
 
 "$build/bench_load" "$bars"
 "$build/bench_indicators" "$bars"
+"$build/bench_ict" "${QG_BENCH_ICT_BARS:-2000000}"
 
 # The backtester on the same CSV a user would load: load time, backtest
 # speed (load excluded) and peak memory of load + backtest together.

@@ -83,16 +83,20 @@ static void tracker_push(tracker *t, int64_t ts, double h, double l, double c, t
     t->ts[t->count % w] = ts;
     t->count++;
     if (t->count < w) return;
-    size_t p = t->count - 1 - (size_t)t->n;
-    double ph = t->hi[p % w], pl = t->lo[p % w];
+    /* the pivot p = count-1-n against its n neighbours on each side; ring
+     * positions advance with a wrap instead of a division per step */
+    size_t j = (t->count - w) % w, pj = (j + (size_t)t->n) % w;
+    double ph = t->hi[pj], pl = t->lo[pj];
     bool is_h = true, is_l = true;
-    for (size_t k = p - (size_t)t->n; k < p; k++) {
-        is_h = is_h && ph > t->hi[k % w];
-        is_l = is_l && pl < t->lo[k % w];
-    }
-    for (size_t k = p + 1; k < t->count; k++) {
-        is_h = is_h && ph >= t->hi[k % w];
-        is_l = is_l && pl <= t->lo[k % w];
+    for (size_t k = 0; k < w; k++, j = j + 1 == w ? 0 : j + 1) {
+        if (j == pj) continue;
+        if (k < (size_t)t->n) {
+            is_h = is_h && ph > t->hi[j];
+            is_l = is_l && pl < t->lo[j];
+        } else {
+            is_h = is_h && ph >= t->hi[j];
+            is_l = is_l && pl <= t->lo[j];
+        }
     }
     if (is_h) {
         o->new_sh = true;
@@ -101,7 +105,7 @@ static void tracker_push(tracker *t, int64_t ts, double h, double l, double c, t
         o->prev_sh_ts = t->sh_ts;
         t->has_sh = true;
         t->sh = ph;
-        t->sh_ts = t->ts[p % w];
+        t->sh_ts = t->ts[pj];
         t->sh_crossed = false;
     }
     if (is_l) {
@@ -111,7 +115,7 @@ static void tracker_push(tracker *t, int64_t ts, double h, double l, double c, t
         o->prev_sl_ts = t->sl_ts;
         t->has_sl = true;
         t->sl = pl;
-        t->sl_ts = t->ts[p % w];
+        t->sl_ts = t->ts[pj];
         t->sl_crossed = false;
     }
 }
@@ -159,6 +163,8 @@ struct qg_ict {
     int64_t last_fvg[2], last_sweep[2]; /* bar index + 1 of the last one (0: never) */
 
     qg_ict_killzone kz;
+    /* the daylight-saving transitions of the year of the last bar */
+    int64_t kz_from, kz_to, ny_dst[2], uk_dst[2];
 };
 
 static int side(int dir)
@@ -251,6 +257,7 @@ qg_status qg_ict_new(const qg_ict_config *cfg, qg_ict **out, qg_error *err)
     d->rts = q + lw + hw;
     d->r = r;
     d->last_ts = INT64_MIN;
+    d->kz_from = d->kz_to = 0;
     *out = d;
     return QG_OK;
 }
@@ -298,22 +305,32 @@ static int64_t year_of(int64_t ts_ms)
 
 /* US rule since 2007: EDT from the second Sunday of March 02:00 EST (07:00
  * UTC) to the first Sunday of November 02:00 EDT (06:00 UTC). */
-int qg_ict_ny_offset(int64_t ts_ms)
+static void ny_dst(int64_t y, int64_t out[2])
 {
-    int64_t y = year_of(ts_ms);
-    int64_t start = (first_sunday(y, 3) + 7) * QG_MS_PER_DAY + 7 * QG_MS_PER_HOUR;
-    int64_t end = first_sunday(y, 11) * QG_MS_PER_DAY + 6 * QG_MS_PER_HOUR;
-    return ts_ms >= start && ts_ms < end ? -4 * 3600 : -5 * 3600;
+    out[0] = (first_sunday(y, 3) + 7) * QG_MS_PER_DAY + 7 * QG_MS_PER_HOUR;
+    out[1] = first_sunday(y, 11) * QG_MS_PER_DAY + 6 * QG_MS_PER_HOUR;
 }
 
 /* EU rule: BST from the last Sunday of March to the last Sunday of
  * October, both at 01:00 UTC. */
+static void uk_dst(int64_t y, int64_t out[2])
+{
+    out[0] = last_sunday(y, 3, 31) * QG_MS_PER_DAY + QG_MS_PER_HOUR;
+    out[1] = last_sunday(y, 10, 31) * QG_MS_PER_DAY + QG_MS_PER_HOUR;
+}
+
+int qg_ict_ny_offset(int64_t ts_ms)
+{
+    int64_t t[2];
+    ny_dst(year_of(ts_ms), t);
+    return ts_ms >= t[0] && ts_ms < t[1] ? -4 * 3600 : -5 * 3600;
+}
+
 int qg_ict_london_offset(int64_t ts_ms)
 {
-    int64_t y = year_of(ts_ms);
-    int64_t start = last_sunday(y, 3, 31) * QG_MS_PER_DAY + QG_MS_PER_HOUR;
-    int64_t end = last_sunday(y, 10, 31) * QG_MS_PER_DAY + QG_MS_PER_HOUR;
-    return ts_ms >= start && ts_ms < end ? 3600 : 0;
+    int64_t t[2];
+    uk_dst(year_of(ts_ms), t);
+    return ts_ms >= t[0] && ts_ms < t[1] ? 3600 : 0;
 }
 
 /* Local minute of day and weekday of a UTC instant at a fixed offset. */
@@ -325,13 +342,32 @@ static bool local_in(int64_t ts_ms, int off_s, int from_min, int to_min)
     return weekday(days) <= 4 && minute >= from_min && minute < to_min;
 }
 
+static qg_ict_killzone killzone_of(int64_t ts_ms, int uk_off, int ny_off)
+{
+    if (local_in(ts_ms, uk_off, 7 * 60, 10 * 60)) return QG_ICT_KZ_LONDON;
+    if (local_in(ts_ms, ny_off, 7 * 60, 10 * 60)) return QG_ICT_KZ_NEW_YORK;
+    if (local_in(ts_ms, ny_off, 20 * 60, 24 * 60)) return QG_ICT_KZ_ASIA;
+    return QG_ICT_KZ_NONE;
+}
+
 qg_ict_killzone qg_ict_killzone_at(int64_t ts_ms)
 {
-    if (local_in(ts_ms, qg_ict_london_offset(ts_ms), 7 * 60, 10 * 60)) return QG_ICT_KZ_LONDON;
-    int ny = qg_ict_ny_offset(ts_ms);
-    if (local_in(ts_ms, ny, 7 * 60, 10 * 60)) return QG_ICT_KZ_NEW_YORK;
-    if (local_in(ts_ms, ny, 20 * 60, 24 * 60)) return QG_ICT_KZ_ASIA;
-    return QG_ICT_KZ_NONE;
+    return killzone_of(ts_ms, qg_ict_london_offset(ts_ms), qg_ict_ny_offset(ts_ms));
+}
+
+/* The same with the year's transitions cached in the detector. */
+static qg_ict_killzone killzone_cached(qg_ict *d, int64_t ts)
+{
+    if (ts < d->kz_from || ts >= d->kz_to) {
+        int64_t y = year_of(ts);
+        d->kz_from = qg_days_from_civil(y, 1, 1) * QG_MS_PER_DAY;
+        d->kz_to = qg_days_from_civil(y + 1, 1, 1) * QG_MS_PER_DAY;
+        ny_dst(y, d->ny_dst);
+        uk_dst(y, d->uk_dst);
+    }
+    int uk = ts >= d->uk_dst[0] && ts < d->uk_dst[1] ? 3600 : 0;
+    int ny = ts >= d->ny_dst[0] && ts < d->ny_dst[1] ? -4 * 3600 : -5 * 3600;
+    return killzone_of(ts, uk, ny);
 }
 
 /* ---- names ---- */
@@ -593,8 +629,9 @@ static bool find_block(const qg_ict *d, int dir, int64_t pivot_ts, size_t *at)
 {
     size_t i = d->count - 1;
     size_t lim = (size_t)d->cfg.ob_lookback;
+    size_t k = i % d->r;
     for (size_t back = 1; back <= lim && back <= i; back++) {
-        size_t k = (i - back) % d->r;
+        k = k ? k - 1 : d->r - 1;
         if (d->rts[k] < pivot_ts) break;
         bool opposite = dir > 0 ? d->rc[k] < d->ro[k] : d->rc[k] > d->ro[k];
         if (opposite) {
@@ -657,7 +694,7 @@ qg_status qg_ict_push(qg_ict *d, int64_t ts, double o, double h, double l, doubl
     atr_step(d, h, l, c);
     d->kz = d->cfg.no_killzones ? QG_ICT_KZ_NONE
             : d->cfg.killzone   ? d->cfg.killzone(d->cfg.killzone_ud, ts)
-                                : qg_ict_killzone_at(ts);
+                                : killzone_cached(d, ts);
 
     sink s = {out, cap, 0, false};
     bar_ctx x = {0};

@@ -76,6 +76,7 @@ void qg_h_metrics(qg_req *r)
     if (!rc && r->app->ai) rc = qg_ai_health_metrics(r->app->ai, &r->out);
     if (!rc && r->app->memory) rc = qg_memory_render_metrics(r->app->memory, &r->out);
     if (!rc && r->app->signals) rc = qg_notify_render_metrics(r->app->signals->notify, &r->out);
+    if (!rc && r->app->signals) rc = qg_pipeline_render_metrics(r->app->signals->pipeline, &r->out);
     if (rc) {
         qg_error err = {0};
         qg_error_set(&err, rc, "rendering metrics failed");

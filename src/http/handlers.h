@@ -114,6 +114,17 @@ void qg_h_documents_delete(qg_req *r);
 void qg_h_webhook_receive(qg_req *r);
 
 /* ---- signals: pipeline, DLQ, outcomes, stats, stream (h_signals.c) ---- */
+void qg_h_signals_list(qg_req *r);
+void qg_h_signals_get(qg_req *r);
+void qg_h_signals_outcome(qg_req *r);
+void qg_h_signals_stats(qg_req *r);
+void qg_h_signals_stream(qg_req *r);
+void qg_h_signals_status(qg_req *r);
+void qg_h_signals_pause(qg_req *r);
+void qg_h_signals_resume(qg_req *r);
+void qg_h_dlq_list(qg_req *r);
+void qg_h_dlq_replay(qg_req *r);
+void qg_h_dlq_discard(qg_req *r);
 
 /* ---- signals: policies (h_policies.c) ---- */
 void qg_h_policies_list(qg_req *r);

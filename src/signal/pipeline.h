@@ -121,6 +121,14 @@ bool qg_pipeline_paused(const qg_pipeline *p);
 qg_status qg_pipeline_replay(qg_pipeline *p, qg_conn *c, const char *signal_id, qg_error *err);
 qg_status qg_pipeline_discard(qg_pipeline *p, qg_conn *c, const char *signal_id, qg_error *err);
 
+/* Records a trade outcome ("win", "loss", "breakeven"; pnl optional) for
+ * any signal, durably (waits for the commit), adds an "outcome" event,
+ * and writes the signal's memory again with the outcome so similar-setup
+ * lookups see it (a memory failure is logged, not returned). QG_ENOTFOUND
+ * for an unknown id. */
+qg_status qg_pipeline_outcome(qg_pipeline *p, qg_conn *c, const char *signal_id,
+                              const char *outcome, bool has_pnl, double pnl, qg_error *err);
+
 /* Counters since start (for /status, /metrics and GET /api/signals/status). */
 typedef struct qg_pipeline_stats {
     uint64_t received, accepted, ignored, duplicates, rate_limited; /* from ingest */

@@ -1,0 +1,292 @@
+/*
+ * events.c - every write the pipeline makes, and the live event ring.
+ *
+ * Writes go through the shared group-commit batcher as ops: a state change
+ * is one op (UPDATE the signals row, INSERT its signal_events row, and for
+ * a parked signal the signal_dlq row), a delivery another. Workers submit
+ * and go on (the next stage never depends on the commit); the batcher's
+ * single writer keeps submission order, so a signal's "done" can never
+ * commit before its deliveries. Only admin actions (replay, discard,
+ * pause) wait for their commit.
+ *
+ * The ring keeps the last QG_PIPE_EVENTS_RING events as JSON lines with a
+ * sequence number, for GET /api/signals/stream.
+ */
+#include "signal/pipeline_int.h"
+
+#include <quantgate/log.h>
+#include <quantgate/time.h>
+
+#include <stdlib.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+typedef enum { OP_STATE, OP_DELIVERY } op_kind;
+
+typedef struct op {
+    op_kind kind;
+    char signal_id[QG_ID_MAX];
+    char row_id[QG_ID_MAX]; /* event or delivery id */
+    int64_t at;
+    char state[16], stage[16];
+    char *reason, *detail, *error, *analysis, *plan_result;
+    char session[QG_SESSION_NAME_MAX + 1];
+    bool has_score;
+    double score;
+    int attempts;
+    bool update_signal, dlq, dlq_delete;
+    qg_delivery d;
+    qg_pipeline *p;
+} op;
+
+static void op_free(op *o)
+{
+    if (!o) return;
+    free(o->reason);
+    free(o->detail);
+    free(o->error);
+    free(o->analysis);
+    free(o->plan_result);
+    free(o);
+}
+
+static char *dup_or_null(const char *s)
+{
+    return s ? qg_xstrdup(s) : NULL;
+}
+
+static qg_status apply_state(qg_conn *c, op *o, qg_error *err)
+{
+    qg_status rc;
+    if (o->update_signal) {
+        qg_val u[] = {QG_VTEXT(o->state),
+                      QG_VINT(o->at),
+                      QG_VTEXT(o->stage),
+                      o->reason ? QG_VTEXT(o->reason) : QG_VNULL,
+                      o->session[0] ? QG_VTEXT(o->session) : QG_VNULL,
+                      o->has_score ? QG_VDBL(o->score) : QG_VNULL,
+                      o->analysis ? QG_VTEXT(o->analysis) : QG_VNULL,
+                      o->plan_result ? QG_VTEXT(o->plan_result) : QG_VNULL,
+                      o->error ? QG_VINT(o->attempts) : QG_VNULL,
+                      o->error ? QG_VTEXT(o->error) : QG_VNULL,
+                      QG_VTEXT(o->signal_id)};
+        rc = qg_conn_exec(c,
+                          "UPDATE signals SET state = ?, state_at = ?, stage = ?, reason = ?, "
+                          "session = COALESCE(?, session), score = COALESCE(?, score), "
+                          "analysis = COALESCE(?, analysis), "
+                          "plan_result = COALESCE(?, plan_result), "
+                          "attempts = COALESCE(?, attempts), error = ? WHERE id = ?",
+                          u, sizeof u / sizeof u[0], NULL, err);
+        if (rc) return rc;
+    }
+    qg_val e[] = {QG_VTEXT(o->row_id), QG_VTEXT(o->signal_id),
+                  QG_VINT(o->at),      QG_VTEXT(o->state),
+                  QG_VTEXT(o->stage),  o->detail ? QG_VTEXT(o->detail) : QG_VNULL};
+    rc = qg_conn_exec(c,
+                      "INSERT INTO signal_events (id, signal_id, at, state, stage, detail) "
+                      "VALUES (?, ?, ?, ?, ?, ?)",
+                      e, 6, NULL, err);
+    if (rc) return rc;
+    if (o->dlq || o->dlq_delete) {
+        qg_val d[] = {QG_VTEXT(o->signal_id)};
+        rc = qg_conn_exec(c, "DELETE FROM signal_dlq WHERE signal_id = ?", d, 1, NULL, err);
+        if (rc) return rc;
+    }
+    if (o->dlq) {
+        qg_val d[] = {QG_VTEXT(o->signal_id), QG_VTEXT(o->stage),
+                      QG_VTEXT(o->error ? o->error : "unknown error"), QG_VINT(o->attempts),
+                      QG_VINT(o->at)};
+        rc = qg_conn_exec(c,
+                          "INSERT INTO signal_dlq (signal_id, stage, error, attempts, parked_at) "
+                          "VALUES (?, ?, ?, ?, ?)",
+                          d, 5, NULL, err);
+    }
+    return rc;
+}
+
+static qg_status apply_delivery(qg_conn *c, op *o, qg_error *err)
+{
+    const qg_delivery *d = &o->d;
+    /* target holds the delivery key (chat id or a hash prefix of the URL,
+     * never a secret): resume matches on it to skip delivered targets. */
+    qg_val v[] = {QG_VTEXT(o->row_id),
+                  QG_VTEXT(o->signal_id),
+                  QG_VTEXT(d->channel),
+                  QG_VTEXT(d->key[0] ? d->key : d->target),
+                  QG_VTEXT(d->ok ? "sent" : "failed"),
+                  QG_VINT(d->attempts),
+                  d->http_status ? QG_VINT(d->http_status) : QG_VNULL,
+                  d->error[0] ? QG_VTEXT(d->error) : QG_VNULL,
+                  QG_VINT(d->at_ms ? d->at_ms : o->at)};
+    return qg_conn_exec(c,
+                        "INSERT INTO signal_deliveries (id, signal_id, channel, target, status, "
+                        "attempts, http_status, error, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        v, 9, NULL, err);
+}
+
+static qg_status op_apply(qg_conn *c, void *arg, qg_error *err)
+{
+    op *o = arg;
+    return o->kind == OP_STATE ? apply_state(c, o, err) : apply_delivery(c, o, err);
+}
+
+static void op_done(void *arg, qg_status rc, const qg_error *err)
+{
+    op *o = arg;
+    if (rc) {
+        atomic_fetch_add_explicit(&o->p->n_write_errors, 1, memory_order_relaxed);
+        qg_warn("signals: write for %s failed: %s", o->signal_id, err ? err->msg : "?");
+    }
+    op_free(o);
+}
+
+/* Submits o (async) or runs it (wait); o is consumed either way. */
+static qg_status op_submit(qg_pipeline *p, op *o, bool wait, qg_error *err)
+{
+    o->p = p;
+    if (wait) {
+        qg_status rc = qg_batcher_run(p->cfg.batcher, op_apply, o, err);
+        op_free(o);
+        return rc;
+    }
+    /* A full batcher queue is back-pressure: wait a little, a few times. */
+    for (int i = 0; i < 200; i++) {
+        if (qg_batcher_submit(p->cfg.batcher, op_apply, op_done, o) == QG_OK) return QG_OK;
+        struct timespec ts = {0, 10 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    atomic_fetch_add_explicit(&p->n_write_errors, 1, memory_order_relaxed);
+    qg_warn("signals: write for %s dropped: the batcher stays full", o->signal_id);
+    op_free(o);
+    return qg_error_set(err, QG_EAGAIN, "signals: the write queue is full");
+}
+
+static char *event_detail(const qg_pstate *st)
+{
+    cJSON *d = st->detail ? cJSON_Parse(st->detail) : NULL;
+    if (!cJSON_IsObject(d)) {
+        cJSON_Delete(d);
+        d = cJSON_CreateObject();
+    }
+    if (st->reason && !cJSON_HasObjectItem(d, "reason"))
+        cJSON_AddStringToObject(d, "reason", st->reason);
+    if (st->error && !cJSON_HasObjectItem(d, "error")) {
+        cJSON_AddStringToObject(d, "error", st->error);
+        cJSON_AddNumberToObject(d, "attempts", st->attempts);
+    }
+    char *s = d->child ? cJSON_PrintUnformatted(d) : NULL;
+    cJSON_Delete(d);
+    if (!s) return NULL;
+    char *out = qg_xstrdup(s);
+    cJSON_free(s);
+    return out;
+}
+
+qg_status qg_pipeline_record(qg_pipeline *p, const qg_pjob *j, const qg_pstate *st, bool wait,
+                             qg_error *err)
+{
+    op *o = qg_xcalloc(1, sizeof *o);
+    o->kind = OP_STATE;
+    snprintf(o->signal_id, sizeof o->signal_id, "%s", j->sig.id);
+    qg_store_new_id("evt", o->row_id, sizeof o->row_id);
+    o->at = qg_time_now_ms();
+    snprintf(o->state, sizeof o->state, "%s", st->state);
+    snprintf(o->stage, sizeof o->stage, "%s", qg_pstage_name(st->stage));
+    o->reason = dup_or_null(st->reason);
+    o->detail = event_detail(st);
+    o->error = dup_or_null(st->error);
+    o->attempts = st->attempts;
+    o->update_signal = st->update_signal;
+    o->dlq = st->dlq;
+    o->dlq_delete = st->dlq_delete;
+    snprintf(o->session, sizeof o->session, "%s", j->session);
+    o->has_score = j->has_score;
+    o->score = j->score;
+    o->analysis = dup_or_null(j->analysis);
+    o->plan_result = dup_or_null(j->plan_result);
+    qg_pipeline_push_event(p, j->sig.id, st->state, o->stage, st->reason, o->at);
+    return op_submit(p, o, wait, err);
+}
+
+void qg_pipeline_record_delivery(qg_pipeline *p, const char *signal_id, const qg_delivery *d)
+{
+    op *o = qg_xcalloc(1, sizeof *o);
+    o->kind = OP_DELIVERY;
+    snprintf(o->signal_id, sizeof o->signal_id, "%s", signal_id);
+    qg_store_new_id("dlv", o->row_id, sizeof o->row_id);
+    o->at = qg_time_now_ms();
+    o->d = *d;
+    qg_error err = {0};
+    (void)op_submit(p, o, false, &err);
+}
+
+/* ---- the ring ---- */
+
+void qg_pipeline_push_event(qg_pipeline *p, const char *signal_id, const char *state,
+                            const char *stage, const char *reason, int64_t at)
+{
+    cJSON *e = cJSON_CreateObject();
+    char iso[40];
+    qg_time_format_iso(at, iso, sizeof iso);
+    pthread_mutex_lock(&p->ev_mu);
+    uint64_t seq = ++p->ev_seq;
+    cJSON_AddNumberToObject(e, "seq", (double)seq);
+    cJSON_AddStringToObject(e, "signal_id", signal_id);
+    cJSON_AddStringToObject(e, "state", state);
+    if (stage)
+        cJSON_AddStringToObject(e, "stage", stage);
+    else
+        cJSON_AddNullToObject(e, "stage");
+    if (reason)
+        cJSON_AddStringToObject(e, "reason", reason);
+    else
+        cJSON_AddNullToObject(e, "reason");
+    cJSON_AddStringToObject(e, "at", iso);
+    char *s = cJSON_PrintUnformatted(e);
+    qg_pevent *slot = &p->ring[seq % QG_PIPE_EVENTS_RING];
+    free(slot->json);
+    slot->json = s ? qg_xstrdup(s) : NULL;
+    slot->seq = seq;
+    pthread_mutex_unlock(&p->ev_mu);
+    cJSON_free(s);
+    cJSON_Delete(e);
+}
+
+uint64_t qg_pipeline_events_since(qg_pipeline *p, uint64_t after, qg_buf *out, bool *lost)
+{
+    if (lost) *lost = false;
+    if (!p) return after;
+    pthread_mutex_lock(&p->ev_mu);
+    uint64_t head = p->ev_seq;
+    if (after > head) after = head; /* a cursor from before a restart */
+    uint64_t oldest = head >= QG_PIPE_EVENTS_RING ? head - QG_PIPE_EVENTS_RING + 1 : 1;
+    uint64_t from = after + 1;
+    if (from < oldest) {
+        if (lost) *lost = true;
+        from = oldest;
+    }
+    uint64_t last = after;
+    for (uint64_t s = from; s <= head; s++) {
+        const qg_pevent *e = &p->ring[s % QG_PIPE_EVENTS_RING];
+        if (e->seq != s || !e->json) continue;
+        if (qg_buf_puts(out, e->json) || qg_buf_puts(out, "\n")) break;
+        last = s;
+    }
+    pthread_mutex_unlock(&p->ev_mu);
+    return last;
+}
+
+uint64_t qg_pipeline_events_head(qg_pipeline *p)
+{
+    if (!p) return 0;
+    pthread_mutex_lock(&p->ev_mu);
+    uint64_t h = p->ev_seq;
+    pthread_mutex_unlock(&p->ev_mu);
+    return h;
+}
+
+void qg_pipeline_events_free(qg_pipeline *p)
+{
+    for (size_t i = 0; i < QG_PIPE_EVENTS_RING; i++) free(p->ring[i].json);
+}

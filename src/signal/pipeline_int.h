@@ -1,0 +1,177 @@
+/*
+ * pipeline_int.h - the pipeline's insides, shared by its three files:
+ *   pipeline.c  lifecycle, the queue and workers, resume, pause, the
+ *               dead-letter queue, outcomes, stats and /metrics;
+ *   stages.c    the stages one signal goes through (one job at a time per
+ *               worker);
+ *   events.c    every write (state changes, deliveries, dead letters) as
+ *               group-committed batcher ops, and the in-memory event ring
+ *               the SSE stream reads.
+ * Not for use outside src/signal.
+ */
+#ifndef QG_SIGNAL_PIPELINE_INT_H
+#define QG_SIGNAL_PIPELINE_INT_H
+
+#include "signal/pipeline.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+/* The stages in order; a job starts at one of them. */
+typedef enum {
+    ST_CONFLUENCE,
+    ST_KILLZONE,
+    ST_COOLDOWN,
+    ST_POLICY,
+    ST_SCORE,
+    ST_THRESHOLD,
+    ST_ANALYSE,
+    ST_PLAN,
+    ST_REMEMBER,
+    ST_NOTIFY,
+    ST_DONE,
+    ST_OUTCOME, /* not a stage a job runs: the stage name of outcome events */
+    ST__COUNT
+} qg_pstage;
+
+/* "confluence", "killzone", ... "done". */
+const char *qg_pstage_name(qg_pstage s);
+/* -1 when unknown. */
+int qg_pstage_parse(const char *name);
+
+/* Drop reasons counted in /metrics (quantgate_signals_dropped_total{reason}). */
+typedef enum {
+    DROP_CONFLUENCE,
+    DROP_KILLZONE,
+    DROP_COOLDOWN,
+    DROP_POLICY,
+    DROP_THRESHOLD,
+    DROP_DEFER_LIMIT,
+    DROP__COUNT
+} qg_pdrop;
+
+/* One signal in the queue or in a worker's hands. */
+typedef struct qg_pjob {
+    qg_signal sig;
+    qg_pstage start; /* where to begin */
+    bool resumed;    /* from the database: deliveries may already exist */
+    /* what earlier stages produced (loaded on resume) */
+    char session[QG_SESSION_NAME_MAX + 1];
+    bool has_score;
+    double score;
+    char *analysis;    /* JSON text or NULL (owned) */
+    char *plan_result; /* JSON text or NULL (owned) */
+    struct qg_pjob *next;
+} qg_pjob;
+
+void qg_pjob_free(qg_pjob *j);
+
+#define QG_PIPE_BUCKETS 14
+
+typedef struct qg_pstage_hist {
+    atomic_uint_fast64_t bucket[QG_PIPE_BUCKETS + 1];
+    atomic_uint_fast64_t sum_us;
+} qg_pstage_hist;
+
+typedef struct qg_pevent {
+    uint64_t seq;
+    char *json;
+} qg_pevent;
+
+/* The set of signal ids queued or in flight (so resume sweeps never queue
+ * one twice). */
+#define QG_PIPE_IDSET_BUCKETS 4096
+typedef struct qg_pid_node {
+    char id[QG_ID_MAX];
+    struct qg_pid_node *next;
+} qg_pid_node;
+
+struct qg_pipeline {
+    qg_pipeline_config cfg;
+    char *owner_id;
+    char *model;
+    cJSON *plan_json; /* a copy of cfg->plan or NULL */
+    int64_t defer_ms; /* QG_SIGNAL_DEFER_S */
+    int defer_max;    /* QG_SIGNAL_DEFER_MAX */
+    bool analyse_on;  /* model not "off" */
+
+    qg_cooldown *cooldown;
+    pthread_rwlock_t policy_lock;
+    qg_policy_set *policies; /* under policy_lock */
+    size_t npolicies;
+
+    /* queue */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;      /* work arrived, unpaused or stopping */
+    pthread_cond_t stop_cv; /* backoff waits */
+    qg_pjob *head, *tail;
+    size_t queued;
+    bool overflowed; /* a signal was refused: the sweep looks for received rows */
+    qg_pid_node *ids[QG_PIPE_IDSET_BUCKETS];
+    atomic_bool stop;
+    atomic_bool paused;
+    pthread_t *threads;
+    int nthreads;
+    pthread_t sweeper;
+    bool sweeper_started;
+
+    /* counters */
+    atomic_uint_fast64_t n_received, n_accepted, n_ignored, n_duplicates, n_rate_limited;
+    atomic_uint_fast64_t n_filtered, n_analysed, n_notified, n_done, n_failed, n_deferred,
+        n_escalated, n_retries, n_resumed, n_replayed, n_write_errors;
+    atomic_uint_fast64_t n_dropped[DROP__COUNT];
+    atomic_size_t in_flight;
+    atomic_long dlq; /* rows in signal_dlq (loaded at start, then tracked) */
+    qg_pstage_hist hist[ST__COUNT];
+
+    /* event ring */
+    pthread_mutex_t ev_mu;
+    qg_pevent ring[QG_PIPE_EVENTS_RING];
+    uint64_t ev_seq; /* last seq written */
+};
+
+/* ---- pipeline.c ---- */
+/* Queues a job (takes it); false when the queue is full or the id is
+ * already queued (the job is then freed). */
+bool qg_pipeline_push(qg_pipeline *p, qg_pjob *j);
+/* Waits ms or until stopping; true when stopping. */
+bool qg_pipeline_sleep(qg_pipeline *p, int64_t ms);
+
+/* ---- stages.c ---- */
+/* Runs one job from its start stage to an end (done, filtered, deferred,
+ * escalated or failed). */
+void qg_pipeline_run_job(qg_pipeline *p, qg_pjob *j);
+/* Remembers j's setup and analysis in the "analyses" collection (with the
+ * outcome when given) and records a "remember" event holding the memory
+ * id. */
+qg_status qg_pipeline_remember(qg_pipeline *p, qg_conn *c, const qg_pjob *j, const char *state,
+                               const char *outcome, bool has_pnl, double pnl, qg_error *err);
+/* Policies: config ones then the enabled rows of signal_policies. */
+qg_status qg_pipeline_load_policies(qg_pipeline *p, qg_conn *c, qg_error *err);
+
+/* ---- events.c ---- */
+/* A state change: updates the signals row (state, stage, reason and the
+ * job's session/score/analysis/plan result), adds a signal_events row with
+ * detail (JSON text or NULL), pushes the live event and counts. Async
+ * through the batcher (sync when wait is true). */
+typedef struct qg_pstate {
+    const char *state;
+    qg_pstage stage;
+    const char *reason; /* may be NULL */
+    const char *detail; /* JSON object text or NULL */
+    const char *error;  /* failed: the error */
+    int attempts;       /* failed: attempts made */
+    bool dlq;           /* also park in signal_dlq */
+    bool dlq_delete;    /* also remove the signal_dlq row (replay, discard) */
+    bool update_signal; /* false: only an event (state unchanged) */
+} qg_pstate;
+qg_status qg_pipeline_record(qg_pipeline *p, const qg_pjob *j, const qg_pstate *st, bool wait,
+                             qg_error *err);
+/* One delivery row (async, submitted right after the send). */
+void qg_pipeline_record_delivery(qg_pipeline *p, const char *signal_id, const qg_delivery *d);
+/* Pushes {"seq","signal_id","state","stage","reason","at"} into the ring. */
+void qg_pipeline_push_event(qg_pipeline *p, const char *signal_id, const char *state,
+                            const char *stage, const char *reason, int64_t at);
+void qg_pipeline_events_free(qg_pipeline *p);
+
+#endif

@@ -118,7 +118,9 @@ int qg_cmd_detect(int argc, char **argv)
         if (!*symbol || strlen(symbol) > QG_SIGNAL_SYMBOL_MAX)
             return qg_cmd_fail(cmd, "--symbol: must be 1 to %d characters", QG_SIGNAL_SYMBOL_MAX),
                    2;
-        snprintf(sym, sizeof sym, "%s", symbol);
+        size_t i = 0;
+        for (; symbol[i]; i++) sym[i] = (char)toupper((unsigned char)symbol[i]);
+        sym[i] = 0;
     } else if (d.path) {
         symbol_from_path(d.path, sym, sizeof sym);
     }

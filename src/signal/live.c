@@ -9,6 +9,7 @@
  */
 #include "signal/live.h"
 
+#include <quantgate/config.h>
 #include <quantgate/time.h>
 
 #include <ctype.h>
@@ -27,6 +28,7 @@ typedef struct {
 struct qg_ict_live {
     pthread_mutex_t mu;
     int64_t htf_ms;
+    int swing; /* QG_DETECT_SWING */
     live_key *keys;
     size_t nkeys;
 };
@@ -42,6 +44,12 @@ qg_status qg_ict_live_new(const char *htf, qg_ict_live **out, qg_error *err)
             return rc;
         }
     }
+    int64_t swing = 5;
+    qg_status rs = qg_config_int("QG_DETECT_SWING", 5, &swing, err);
+    if (rs) return rs;
+    if (swing < 1 || swing > 100)
+        return qg_error_set(err, QG_EINVAL, "QG_DETECT_SWING: %lld is outside 1..100",
+                            (long long)swing);
     qg_ict_live *l = calloc(1, sizeof *l);
     live_key *keys = calloc(QG_ICT_LIVE_MAX_KEYS, sizeof *keys);
     if (!l || !keys) {
@@ -51,6 +59,7 @@ qg_status qg_ict_live_new(const char *htf, qg_ict_live **out, qg_error *err)
     }
     pthread_mutex_init(&l->mu, NULL);
     l->htf_ms = htf_ms;
+    l->swing = (int)swing;
     l->keys = keys;
     *out = l;
     return QG_OK;
@@ -93,7 +102,7 @@ static qg_status key_of(qg_ict_live *l, const char *sym, const char *tf, live_ke
         return qg_error_set(err, QG_ERANGE,
                             "the live detector already tracks %d symbol/timeframe pairs",
                             QG_ICT_LIVE_MAX_KEYS);
-    qg_ict_config cfg = {0};
+    qg_ict_config cfg = {.swing_length = l->swing};
     int64_t tf_ms = 0;
     if (qg_timeframe_parse(tf, &tf_ms, NULL) == QG_OK) cfg.timeframe_ms = tf_ms;
     /* a higher timeframe not above the bars' own gives no bias */

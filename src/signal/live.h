@@ -22,7 +22,9 @@
 
 #define QG_ICT_LIVE_MAX_KEYS 1024
 
-/* htf: the higher timeframe for the bias ("4h"; NULL or "": none). The
+/* htf: the higher timeframe for the bias ("4h"; NULL or "": none; the
+ * service passes QG_DETECT_HTF); the swing length comes from
+ * QG_DETECT_SWING (default 5). The
  * caller owns *out (qg_ict_live_free). The error names the value. */
 qg_status qg_ict_live_new(const char *htf /* may be NULL */, qg_ict_live **out, qg_error *err);
 void qg_ict_live_free(qg_ict_live *l);

@@ -58,20 +58,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
-wait_http() { # URL PID NAME LOG
-    for _ in $(seq 1 200); do
-        curl -fsS -o /dev/null "$1" 2>/dev/null && return 0
-        kill -0 "$2" 2>/dev/null || { echo "bench/ai.sh: $3 exited; log:" >&2; cat "$4" >&2; exit 1; }
-        sleep 0.1
-    done
-    echo "bench/ai.sh: $3 did not answer $1; log:" >&2
-    cat "$4" >&2
-    exit 1
-}
+. "$(dirname "$0")/lib.sh"
 
 # ---- the fake provider: nginx with canned OpenAI replies (nginx turns \n
 # in quoted strings into newlines)
@@ -139,31 +126,7 @@ qg_pid=$!
 wait_http "http://127.0.0.1:$qg_port/health" "$qg_pid" quantgate "$qd/stderr.log"
 
 # The first admin, password changed, and a machine API token for the calls.
-token=$(python3 - "$qg_port" "$qd/stdout.log" <<'EOF'
-import http.client, json, re, secrets, sys, time
-port, out = int(sys.argv[1]), sys.argv[2]
-def req(method, path, body=None, token=None):
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    h = {"Content-Type": "application/json"}
-    if token: h["Authorization"] = "Bearer " + token
-    c.request(method, path, body=json.dumps(body) if body is not None else None, headers=h)
-    r = c.getresponse(); data = r.read(); c.close()
-    if r.status >= 300: sys.exit("setup: %s %s -> %d %s" % (method, path, r.status, data[:300]))
-    return json.loads(data) if data else None
-m = None
-for _ in range(50):
-    m = re.search(r"first admin: (\S+) password: (\S+)", open(out).read())
-    if m: break
-    time.sleep(0.1)
-if not m: sys.exit("setup: no first-admin line on stdout")
-email, pw = m.group(1), m.group(2)
-tok = req("POST", "/api/auth/login", {"email": email, "password": pw})["access_token"]
-newpw = "bench-" + secrets.token_urlsafe(12)
-req("POST", "/api/me/password", {"current_password": pw, "new_password": newpw}, tok)
-tok = req("POST", "/api/auth/login", {"email": email, "password": newpw})["access_token"]
-print(req("POST", "/api/tokens", {"name": "bench-ai", "scope": "write"}, tok)["token"])
-EOF
-)
+token=$(admin_api_token "$qg_port" "$qd/stdout.log" bench-ai)
 
 body_of() { # STREAM(true|false)
     printf '{"model":"analyst","stream":%s,"messages":[{"role":"system","content":"You are a trading analyst."},{"role":"user","content":"How is BTC doing this week?"}]}' "$1"
@@ -191,10 +154,6 @@ done
 # ---- wrk cells
 results="$tmp/results.tsv"
 : >"$results"
-to_ms() { # wrk latency ("812.00us", "1.23ms", "1.02s") to milliseconds
-    awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) n /= 1000; else if (v ~ /ms$/) n += 0;
-        else if (v ~ /m$/) n *= 60000; else if (v ~ /s$/) n *= 1000; printf "%.3f", n }'
-}
 run_cell() { # MODE TARGET URL CONNS [HEADER]
     local mode=$1 target=$2 url=$3 conns=$4 threads=2
     [ "$conns" -lt 2 ] && threads=1
@@ -218,18 +177,6 @@ run_cell() { # MODE TARGET URL CONNS [HEADER]
 # quantgate's own histograms, scraped around each quantgate cell, so each
 # cell's server-side quantiles come from that cell's calls only.
 scrape() { curl -fsS "http://127.0.0.1:$qg_port/metrics" | grep -E '^qg_ai_(request_)?overhead_seconds_(bucket|count)' || true; }
-hist_quantiles() { # NAME BEFORE AFTER: "calls p50 p99" (ms) of the calls between two scrapes
-    awk -v name="$1" '
-        FNR == NR { if (index($0, name "_bucket{") == 1) before[$1] = $NF; next }
-        index($0, name "_bucket{") == 1 { match($0, /le="[^"]*"/); n++; les[n] = substr($0, RSTART + 4, RLENGTH - 5);
-            cum[n] = $NF - before[$1] }
-        function q(p,   i, t, lo, prev) { t = p * cum[n]; prev = 0; lo = 0;
-            for (i = 1; i <= n; i++) { if (cum[i] >= t) { if (les[i] == "+Inf") return "> " lo * 1000;
-                return sprintf("%.3f", (lo + (les[i] - lo) * (cum[i] > prev ? (t - prev) / (cum[i] - prev) : 1)) * 1000) }
-                prev = cum[i]; lo = les[i] } return "?" }
-        END { if (n && cum[n] > 0) printf "%d\t%s\t%s", cum[n], q(0.5), q(0.99); else printf "0\t-\t-" }' \
-        <(printf '%s\n' "$2") <(printf '%s\n' "$3")
-}
 server="$tmp/server.tsv"
 : >"$server"
 for c in $conns_list; do

@@ -39,20 +39,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
-wait_http() { # URL PID NAME LOG
-    for _ in $(seq 1 200); do
-        curl -fsS -o /dev/null "$1" 2>/dev/null && return 0
-        kill -0 "$2" 2>/dev/null || { echo "bench/http.sh: $3 exited; log:" >&2; cat "$4" >&2; exit 1; }
-        sleep 0.1
-    done
-    echo "bench/http.sh: $3 did not answer $1; log:" >&2
-    cat "$4" >&2
-    exit 1
-}
+. "$(dirname "$0")/lib.sh"
 
 # ---- nginx: same body as quantgate's /health, no access log
 ng="$tmp/nginx"

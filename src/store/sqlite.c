@@ -98,9 +98,15 @@ static qg_status make_parent_dirs(const char *path, qg_error *err)
 
 /* Creates the file 0600 before SQLite does (it would use 0644); the -wal and
  * -shm files copy the database file's permissions. */
+/* Creates the file (mode 0600) when it does not exist yet. Never opens an
+ * existing one: closing any descriptor of a file drops every POSIX lock the
+ * process holds on it, SQLite's included, and another process (the CLI, a
+ * backup tool) that then sees no lock takes the WAL for abandoned and
+ * deletes it under the server's open connections. */
 static qg_status precreate_file(const char *path, qg_error *err)
 {
-    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0 && errno == EEXIST) return QG_OK;
     if (fd < 0)
         return qg_error_set(err, QG_EIO, "sqlite: cannot open database '%s': %s", path,
                             strerror(errno));

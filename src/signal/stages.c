@@ -198,7 +198,7 @@ static qg_status st_policy(qg_pipeline *p, qg_pjob *j, flow *f, char *esc, size_
     cJSON *d = cJSON_CreateObject();
     cJSON_AddStringToObject(d, "action", action_name(v.action));
     cJSON_AddStringToObject(d, "policy", v.policy);
-    cJSON_AddStringToObject(d, "reason", v.reason[0] ? v.reason : "allowed by every policy");
+    cJSON_AddStringToObject(d, "reason", v.reason);
     char *detail = cJSON_PrintUnformatted(d);
     cJSON_Delete(d);
     qg_status rc = QG_OK;
@@ -206,7 +206,7 @@ static qg_status st_policy(qg_pipeline *p, qg_pjob *j, flow *f, char *esc, size_
     case QG_POLICY_ALLOW: {
         qg_pstate s = {.state = QG_SIG_RECEIVED,
                        .stage = ST_POLICY,
-                       .reason = "allowed by every policy",
+                       .reason = v.reason,
                        .detail = detail};
         rc = qg_pipeline_record(p, j, &s, false, err);
         break;

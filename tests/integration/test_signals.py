@@ -1,0 +1,414 @@
+"""test_signals.py - the signal pipeline and its API against the real server.
+
+A local Telegram-compatible server (fake_notify.py) receives the alerts.
+Covered: a good signal in a killzone goes received -> analysed -> notified
+-> done with one Telegram message per chat id and the analysis stored;
+drops by confluence count, killzone (judged on the signal's timestamp,
+edges on both sides of the US daylight-saving change), cooldown, policy
+(drop, defer until QG_SIGNAL_DEFER_MAX, escalate), score threshold, each
+with its reason in the history; the score values; the dead-letter queue
+(notifications failing for good -> parked with the error; replay after the
+receiver is fixed -> done with exactly one message; discard); outcomes and
+/api/stats (win rate, expectancy) and similar past setups with their
+outcomes in a later analysis; pause and resume; the SSE stream; /metrics.
+"""
+
+import json
+import os
+import socket
+import sys
+import time
+import uuid
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import qgtest  # noqa: E402
+from fake_notify import FakeNotify  # noqa: E402
+
+SECRET = "whsec-" + uuid.uuid4().hex
+TOKEN = "123456:" + uuid.uuid4().hex
+CHATS = ("111", "222")
+TERMINAL = ("done", "filtered", "failed", "escalated")
+
+# 2026-03-10 is a Tuesday after the US switched to daylight saving time
+# (2026-03-08) and before the UK does (2026-03-29): new_york 07:00-10:00
+# local is 11:00-14:00 UTC, london 07:00-10:00 local is 07:00-10:00 UTC.
+IN_NY = "2026-03-10T12:30:00Z"
+OUTSIDE = "2026-03-10T16:00:00Z"
+
+POLICIES = [
+    {"name": "no-blocked", "blocked_symbols": ["BLOCKD"]},
+    {"name": "defer-low", "when": {"symbol": "DEFERX"}, "min_confidence": 99, "action": "defer"},
+    {"name": "esc-low", "when": {"symbol": "ESCALX"}, "min_confidence": 99, "action": "escalate"},
+]
+
+FAKE = FakeNotify(token=TOKEN).start()
+
+
+def sym(prefix="S"):
+    return (prefix + uuid.uuid4().hex[:8]).upper()
+
+
+def payload(symbol, ts=IN_NY, signal_type="CHoCH", confluences=("HTF_BIAS_BULL", "FVG", "OB"), **over):
+    p = {
+        "symbol": symbol,
+        "timeframe": "15m",
+        "signal_type": signal_type,
+        "confidence": 85,
+        "timestamp": ts,
+        "price_data": {"open": 1.085, "high": 1.0875, "low": 1.0825, "close": 1.0865},
+        "sl": 1.08,
+        "tp": 1.095,
+        "multi_tf": True,
+        "confluences": list(confluences),
+        "id": "t-" + uuid.uuid4().hex,
+    }
+    p.update(over)
+    return p
+
+
+class SignalsTest(qgtest.ServerTest):
+    SERVER_ENV = {
+        "WEBHOOK_SECRET": SECRET,
+        "TELEGRAM_BOT_TOKEN": TOKEN,
+        "TELEGRAM_CHAT_ID": ",".join(CHATS),
+        "QG_TELEGRAM_API_URL": FAKE.url,
+        "QG_NOTIFY_RETRIES": "1",
+        "QG_NOTIFY_RETRY_BASE_MS": "10",
+        "QG_SIGNAL_RETRIES": "1",
+        "QG_SIGNAL_RETRY_BASE_MS": "10",
+        "QG_SIGNAL_COOLDOWN_S": "600",
+        "QG_SIGNAL_SCORE_THRESHOLD": "95",
+        "QG_SIGNAL_MIN_CONFLUENCES": "2",
+        "QG_SIGNAL_POLICY": json.dumps(POLICIES),
+        "QG_SIGNAL_DEFER_S": "1",
+        "QG_SIGNAL_DEFER_MAX": "2",
+    }
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.srv.secret(SECRET)
+        cls.srv.secret(TOKEN)
+        cls.admin = cls.srv.admin_token()
+        cls.client = cls.srv.make_user("client")["access"]
+        cls.dev = cls.srv.make_user("developer")["access"]
+
+    @classmethod
+    def tearDownClass(cls):
+        super().tearDownClass()
+
+    # -- helpers
+    def send(self, body):
+        r = self.srv.request("POST", "/api/webhook/receive", body, headers={"X-Webhook-Secret": SECRET})
+        self.assertEqual(r.status, 202, r)
+        self.assertEqual(r.json["status"], "received", r)
+        return r.json["id"]
+
+    def get(self, sid, token=None):
+        r = self.srv.request("GET", "/api/signals/" + sid, token=token or self.client)
+        self.assertEqual(r.status, 200, r)
+        return r.json
+
+    def wait_state(self, sid, states=TERMINAL, timeout=30):
+        deadline = time.time() + timeout
+        while True:
+            s = self.get(sid)
+            if s["state"] in states:
+                return s
+            if time.time() > deadline:
+                self.fail("signal %s still %s after %ss: %s" % (sid, s["state"], timeout, json.dumps(s)[:2000]))
+            time.sleep(0.1)
+
+    def messages_for(self, sid):
+        return [m for m in FAKE.messages_for("telegram") if sid in (m.get("text") or "")]
+
+    def states(self, s):
+        return [e["state"] for e in s["events"]]
+
+    # -- the happy path
+    def test_good_signal_flow(self):
+        sid = self.send(payload(sym()))
+        s = self.wait_state(sid)
+        self.assertEqual(s["state"], "done", s)
+        self.assertEqual(s["session"], "new_york", s)
+        self.assertEqual(s["score"], 100, s)  # 60 + 3*10 + 10 killzone + 10 CHoCH, capped
+        st = self.states(s)
+        for a, b in (("received", "analysed"), ("analysed", "notified"), ("notified", "done")):
+            self.assertLess(st.index(a), st.index(b), st)
+        an = s["analysis"]
+        for k in ("score", "risk", "entry", "exit", "explanation"):
+            self.assertIn(k, an, an)
+        self.assertTrue(0 <= an["score"] <= 100, an)
+        self.assertEqual(len(s["deliveries"]), 2, s["deliveries"])
+        self.assertEqual({d["status"] for d in s["deliveries"]}, {"sent"})
+        self.assertEqual(s["payload"]["symbol"], s["symbol"])
+        # exactly one message per chat id
+        time.sleep(0.3)
+        msgs = self.messages_for(sid)
+        self.assertEqual(sorted(str(m["chat_id"]) for m in msgs), sorted(CHATS), msgs)
+        # the list finds it with filters, newest first
+        r = self.srv.request("GET", "/api/signals", token=self.client, query={"symbol": s["symbol"], "state": "done"})
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual([i["id"] for i in r.json["items"]], [sid])
+        self.assertIsNone(r.json["next"])
+
+    def test_list_pagination_and_validation(self):
+        symbol = sym()
+        ids = [self.send(payload(symbol, confluences=["A"], ts="2026-03-10T12:%02d:00Z" % i)) for i in range(3)]
+        for i in ids:
+            self.wait_state(i)
+        r = self.srv.request("GET", "/api/signals", token=self.client, query={"symbol": symbol, "limit": 2})
+        self.assertEqual([i["id"] for i in r.json["items"]], ids[::-1][:2], r)
+        self.assertIsNotNone(r.json["next"])
+        r2 = self.srv.request(
+            "GET", "/api/signals", token=self.client, query={"symbol": symbol, "limit": 2, "before": r.json["next"]}
+        )
+        self.assertEqual([i["id"] for i in r2.json["items"]], [ids[0]], r2)
+        self.assertIsNone(r2.json["next"])
+        self.assertError(self.srv.request("GET", "/api/signals", token=self.client, query={"state": "bogus"}), 400, "validation_failed", "state")
+        self.assertError(self.srv.request("GET", "/api/signals/sig_nope", token=self.client), 404)
+        self.assertEqual(self.srv.request("GET", "/api/signals").status, 401)
+
+    # -- drops, each with its reason
+    def assertFiltered(self, sid, stage, reason_re):
+        s = self.wait_state(sid)
+        self.assertEqual(s["state"], "filtered", s)
+        self.assertEqual(s["stage"], stage, s)
+        self.assertRegex(s["reason"], reason_re, s)
+        last = s["events"][-1]
+        self.assertEqual((last["state"], last["stage"]), ("filtered", stage), s["events"])
+        self.assertRegex(last["reason"], reason_re)
+        self.assertEqual(self.messages_for(sid), [])
+        return s
+
+    def test_filtered_by_confluences(self):
+        sid = self.send(payload(sym(), confluences=["FVG"]))
+        self.assertFiltered(sid, "confluence", r"1 confluence, minimum 2")
+
+    def test_killzone_edges_and_dst(self):
+        cases = [
+            ("2026-03-10T10:59:00Z", False),  # after london (10:00 GMT), before new_york (07:00 EDT)
+            ("2026-03-10T11:00:00Z", True),  # new_york opens at 07:00 EDT
+            ("2026-03-10T13:59:00Z", True),
+            ("2026-03-10T14:00:00Z", False),  # new_york closes at 10:00 EDT
+            ("2026-03-06T11:30:00Z", False),  # before the switch: 06:30 EST
+            ("2026-03-06T12:00:00Z", True),  # 07:00 EST
+            ("2026-03-10T07:00:00Z", True),  # london 07:00 GMT
+            (OUTSIDE, False),
+        ]
+        for ts, inside in cases:
+            sid = self.send(payload(sym("K"), ts=ts))
+            s = self.wait_state(sid)
+            if inside:
+                self.assertEqual(s["state"], "done", (ts, s["reason"]))
+                self.assertIn(s["session"], ("new_york", "london"), ts)
+            else:
+                self.assertEqual((s["state"], s["stage"]), ("filtered", "killzone"), (ts, s))
+                self.assertRegex(s["reason"], r"outside every session window", ts)
+
+    def test_cooldown(self):
+        symbol = sym("C")
+        first = self.send(payload(symbol, ts="2026-03-10T12:00:00Z"))
+        self.assertEqual(self.wait_state(first)["state"], "done")
+        second = self.send(payload(symbol, ts="2026-03-10T12:05:00Z"))
+        self.assertFiltered(second, "cooldown", r"cooling down: .* of 600 s left")
+        # another signal type of the same symbol is not cooling down
+        other = self.send(payload(symbol, ts="2026-03-10T12:06:00Z", signal_type="BoS"))
+        self.assertEqual(self.wait_state(other)["state"], "done")
+
+    def test_policy_drop_with_decision_recorded(self):
+        sid = self.send(payload("BLOCKD", ts="2026-03-10T12:%02d:%02dZ" % (time.time() % 60, time.time() % 60)))
+        s = self.assertFiltered(sid, "policy", r"blocked_symbols.*no-blocked")
+        d = s["events"][-1]["detail"]
+        self.assertEqual(d["action"], "drop", d)
+        self.assertEqual(d["policy"], "no-blocked", d)
+        # an allowed signal records the verdict too
+        ok = self.wait_state(self.send(payload(sym())))
+        pol = [e for e in ok["events"] if e["stage"] == "policy"]
+        self.assertEqual(len(pol), 1, ok["events"])
+        self.assertEqual(pol[0]["detail"]["action"], "allow")
+
+    def test_policy_defer_then_give_up(self):
+        sid = self.send(payload("DEFERX", ts="2026-03-10T12:%02d:00Z" % (int(time.time()) % 60)))
+        s = self.wait_state(sid, states=("filtered", "done", "failed", "escalated"), timeout=30)
+        self.assertEqual((s["state"], s["stage"]), ("filtered", "policy"), s)
+        self.assertRegex(s["reason"], r"deferred 2 times")
+        self.assertEqual(self.states(s).count("deferred"), 2, self.states(s))
+
+    def test_policy_escalate(self):
+        sid = self.send(payload("ESCALX", ts="2026-03-10T12:%02d:00Z" % (int(time.time()) % 60)))
+        s = self.wait_state(sid)
+        self.assertEqual(s["state"], "escalated", s)
+        self.assertRegex(s["reason"], r"confidence 85 below min_confidence 99")
+        FAKE.wait_for(1, timeout=10)
+        time.sleep(0.3)
+        msgs = self.messages_for(sid)
+        self.assertEqual(len(msgs), 2, msgs)
+        self.assertTrue(all("ESCALATION" in m["text"] for m in msgs), msgs)
+
+    def test_scoring_and_threshold(self):
+        # FVG with 2 confluences in a killzone: 60 + 20 + 10 = 90 < 95
+        low = self.send(payload(sym(), signal_type="FVG", confluences=["A", "B"]))
+        s = self.assertFiltered(low, "threshold", r"score 90 below threshold 95")
+        self.assertEqual(s["score"], 90)
+        # BoS with 2 confluences: 60 + 20 + 10 + 10 = 100
+        hi = self.wait_state(self.send(payload(sym(), signal_type="BoS", confluences=["A", "B"])))
+        self.assertEqual((hi["state"], hi["score"]), ("done", 100), hi)
+
+    # -- the dead-letter queue
+    def test_dlq_replay_and_discard(self):
+        FAKE.fail_next("telegram", 500, n=1000)
+        try:
+            sid = self.send(payload(sym("D")))
+            s = self.wait_state(sid)
+            self.assertEqual((s["state"], s["stage"]), ("failed", "notify"), s)
+            self.assertRegex(s["error"], r"notify: all 2 targets failed")
+            self.assertTrue(all(d["status"] == "failed" for d in s["deliveries"]), s["deliveries"])
+            r = self.srv.request("GET", "/api/dlq", token=self.admin)
+            self.assertEqual(r.status, 200, r)
+            row = [i for i in r.json["items"] if i["id"] == sid]
+            self.assertEqual(len(row), 1, r.json)
+            self.assertEqual(row[0]["stage"], "notify")
+            self.assertEqual(row[0]["attempts"], 2)
+            self.assertRegex(row[0]["error"], r"500|failed")
+            self.assertIsNotNone(s["dlq"])
+            # a second one to discard
+            other = self.send(payload(sym("D")))
+            self.assertEqual(self.wait_state(other)["state"], "failed")
+        finally:
+            FAKE.reset()
+        self.assertEqual(self.srv.request("GET", "/api/dlq", token=self.client).status, 403)
+        r = self.srv.request("POST", "/api/dlq/%s/replay" % sid, token=self.admin)
+        self.assertEqual(r.status, 202, r)
+        s = self.wait_state(sid, states=("done", "failed"))
+        self.assertEqual(s["state"], "done", s)
+        self.assertIsNone(s["dlq"])
+        time.sleep(0.3)
+        msgs = self.messages_for(sid)
+        self.assertEqual(sorted(str(m["chat_id"]) for m in msgs), sorted(CHATS), msgs)
+        self.assertIn("replayed from the dead-letter queue", [e["reason"] for e in s["events"]])
+        # replaying again: not parked any more
+        self.assertError(self.srv.request("POST", "/api/dlq/%s/replay" % sid, token=self.admin), 404)
+        # discard
+        r = self.srv.request("DELETE", "/api/dlq/" + other, token=self.admin)
+        self.assertEqual(r.status, 204, r)
+        ids = [i["id"] for i in self.srv.request("GET", "/api/dlq", token=self.admin).json["items"]]
+        self.assertNotIn(other, ids)
+        self.assertNotIn(sid, ids)
+        o = self.get(other)
+        self.assertEqual(o["state"], "failed")
+        self.assertEqual(o["events"][-1]["reason"], "discarded from the dead-letter queue")
+        self.assertError(self.srv.request("DELETE", "/api/dlq/" + other, token=self.admin), 404)
+        self.assertEqual(self.messages_for(other), [])
+
+    # -- outcomes and stats
+    def test_outcomes_stats_and_similar_setups(self):
+        symbol = sym("O")
+        a = self.send(payload(symbol, ts="2026-03-10T12:00:00Z"))
+        b = self.send(payload(symbol, ts="2026-03-10T12:00:00Z", signal_type="BoS"))
+        c = self.send(payload(symbol, ts="2026-03-10T12:00:00Z", signal_type="OB"))
+        for i in (a, b, c):
+            self.assertEqual(self.wait_state(i)["state"], "done")
+        path = "/api/signals/%s/outcome"
+        self.assertEqual(self.srv.request("POST", path % a, {"outcome": "win", "pnl": 10}, token=self.client).status, 403)
+        self.assertError(self.srv.request("POST", path % a, {"outcome": "maybe"}, token=self.dev), 400, "validation_failed", "outcome")
+        self.assertError(self.srv.request("POST", path % a, {"outcome": "win", "x": 1}, token=self.dev), 400, "validation_failed", "x")
+        self.assertError(self.srv.request("POST", path % "sig_nope", {"outcome": "win"}, token=self.dev), 404)
+        r = self.srv.request("POST", path % a, {"outcome": "win", "pnl": 10}, token=self.dev)
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual((r.json["outcome"], r.json["pnl"]), ("win", 10))
+        self.assertEqual(self.srv.request("POST", path % b, {"outcome": "loss", "pnl": -4}, token=self.dev).status, 200)
+        self.assertEqual(self.srv.request("POST", path % c, {"outcome": "breakeven"}, token=self.dev).status, 200)
+        r = self.srv.request("GET", "/api/stats", token=self.client)
+        self.assertEqual(r.status, 200, r)
+        st = r.json["by_symbol"][symbol]
+        self.assertEqual((st["signals"], st["outcomes"], st["wins"], st["losses"], st["breakevens"]), (3, 3, 1, 1, 1), st)
+        self.assertAlmostEqual(st["win_rate"], 1 / 3, places=4)
+        self.assertAlmostEqual(st["expectancy"], 3.0)  # (10 - 4) / 2 trades with a pnl
+        self.assertEqual(r.json["by_signal_type"]["CHoCH"]["wins"] >= 1, True)
+        self.assertIn("new_york", r.json["by_session"])
+        self.assertGreaterEqual(r.json["overall"]["outcomes"], 3)
+        future = self.srv.request("GET", "/api/stats", token=self.client, query={"since": "2100-01-01T00:00:00Z"})
+        self.assertEqual(future.json["overall"]["signals"], 0, future)
+        # history has the outcome; a later signal of the same setup sees it
+        self.assertIn("outcome", [e["stage"] for e in self.get(a)["events"]])
+        d = self.wait_state(self.send(payload(symbol, ts="2026-03-10T12:01:00Z", signal_type="FVG")))
+        sim = d["analysis"]["similar_setups"]
+        self.assertTrue(sim, d["analysis"])
+        known = {x["signal_id"]: x["outcome"] for x in sim}
+        self.assertEqual(known.get(a), "win", sim)
+        self.assertEqual(known.get(b), "loss", sim)
+
+    # -- pause and resume
+    def test_pause_resume(self):
+        self.assertEqual(self.srv.request("POST", "/api/signals/pause", token=self.dev).status, 403)
+        r = self.srv.request("POST", "/api/signals/pause", token=self.admin)
+        self.assertEqual(r.status, 200, r)
+        self.assertTrue(r.json["paused"])
+        try:
+            sid = self.send(payload(sym("P")))
+            time.sleep(0.8)
+            self.assertEqual(self.get(sid)["state"], "received")
+            st = self.srv.request("GET", "/api/signals/status", token=self.client).json
+            self.assertTrue(st["paused"], st)
+        finally:
+            r = self.srv.request("POST", "/api/signals/resume", token=self.admin)
+            self.assertEqual(r.status, 200, r)
+        self.assertEqual(self.wait_state(sid)["state"], "done")
+        self.assertFalse(self.srv.request("GET", "/api/signals/status", token=self.client).json["paused"])
+
+    # -- live events
+    def test_stream(self):
+        head = self.srv.request("GET", "/api/signals/status", token=self.client).json["events_head"]
+        sock = socket.create_connection(("127.0.0.1", self.srv.port), timeout=15)
+        try:
+            req = "GET /api/signals/stream?after=%d HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n\r\n" % (head, self.client)
+            sock.sendall(req.encode())
+            sid = self.send(payload(sym("E")))
+            buf = b""
+            deadline = time.time() + 20
+            seen = []
+            while time.time() < deadline:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                buf += chunk
+                seen = [json.loads(l[6:]) for l in buf.decode(errors="replace").splitlines() if l.startswith("data: {")]
+                if any(e.get("signal_id") == sid and e["state"] == "done" for e in seen):
+                    break
+            text = buf.decode(errors="replace")
+            self.assertIn("text/event-stream", text.split("\r\n\r\n")[0])
+            mine = [e["state"] for e in seen if e.get("signal_id") == sid]
+            for state in ("analysed", "notified", "done"):
+                self.assertIn(state, mine, text[-3000:])
+            self.assertRegex(text, r"id: \d+\nevent: done\n")
+        finally:
+            sock.close()
+
+    # -- /metrics
+    def test_metrics(self):
+        self.wait_state(self.send(payload(sym("M"), confluences=["ONE"])))
+        self.wait_state(self.send(payload(sym("M"))))
+        r = self.srv.request("GET", "/metrics")
+        self.assertEqual(r.status, 200)
+        t = r.text
+
+        def val(name):
+            for line in t.splitlines():
+                if line.startswith(name + " "):
+                    return float(line.split()[-1])
+            self.fail("%s not in /metrics" % name)
+
+        self.assertGreaterEqual(val("quantgate_signals_done_total"), 1)
+        self.assertGreaterEqual(val("quantgate_signals_accepted_total"), 2)
+        self.assertGreaterEqual(val('quantgate_signals_dropped_total{reason="confluence"}'), 1)
+        self.assertGreaterEqual(val('quantgate_signal_stage_seconds_count{stage="analyse"}'), 1)
+        self.assertIn('quantgate_signal_stage_seconds_bucket{stage="notify",le="+Inf"}', t)
+        self.assertIn("quantgate_signals_dlq ", t)
+
+
+if __name__ == "__main__":
+    try:
+        qgtest.main()
+    finally:
+        FAKE.stop()

@@ -141,7 +141,7 @@ class PoliciesTest(qgtest.ServerTest):
             ({"name": "v1", "min_confidence": "high"}, "min_confidence"),
             ({"name": "v2", "colour": "red"}, "colour"),
             ({"name": "v3", "action": "explode"}, "action"),
-            ({"name": "v4", "blocked_types": "error"}, "blocked_types"),
+            ({"name": "v4", "blocked_types": [5]}, "blocked_types"),
             ({"name": "v5", "enabled": "yes"}, "enabled"),
         ]
         for body, field in cases:
@@ -215,6 +215,26 @@ class PoliciesTest(qgtest.ServerTest):
             time.sleep(0.1)
         self.assertEqual(state, "filtered", g)
         self.assertIn("block-test-type", json.dumps(g.json), g)
+
+        # disabled: the next signal of that type is not stopped by it
+        lst = self.req("GET", BASE).json["items"]
+        pid = [i["id"] for i in lst if i["name"] == "block-test-type"][0]
+        d = self.req("PUT", BASE + "/" + pid, {"enabled": False})
+        self.assertEqual(d.status, 200, d)
+        self.assertIs(d.json["applied"], True, d)
+        sig["timestamp"] += 60000
+        sig["id"] = "policy-probe-2"
+        r = self.srv.request("POST", "/api/webhook/receive", sig, headers={"X-Webhook-Secret": WEBHOOK_SECRET})
+        self.assertIn(r.status, (200, 202), r)
+        sid = r.json["id"]
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            g = self.req("GET", "/api/signals/" + sid, token=self.developer)
+            if g.json.get("state") != "received":
+                break
+            time.sleep(0.1)
+        self.assertNotEqual(g.json.get("state"), "received", g)
+        self.assertNotIn("block-test-type", json.dumps(g.json), g)
 
     # ------------------------------------------------------------------ restart
     def test_zz_survives_restart(self):

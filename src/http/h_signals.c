@@ -20,6 +20,7 @@
 
 #include <inttypes.h>
 #include <math.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -524,6 +525,7 @@ void qg_h_signals_resume(qg_req *r)
 
 typedef struct sse {
     qg_pipeline *p;
+    atomic_bool *stopping; /* the server's: a stream ends when it shuts down */
     uint64_t after;
     int64_t last_sent_ms;
 } sse;
@@ -559,6 +561,10 @@ static bool sse_poll(void *arg, qg_buf *out)
 {
     sse *s = arg;
     sse_emit(s, out);
+    if (s->stopping && atomic_load(s->stopping)) {
+        (void)qg_buf_puts(out, "event: shutdown\ndata: {}\n\n");
+        return true;
+    }
     if (qg_time_now_ms() - s->last_sent_ms >= KEEPALIVE_MS) {
         (void)qg_buf_puts(out, ": keepalive\n\n");
         s->last_sent_ms = qg_time_now_ms();
@@ -578,6 +584,7 @@ void qg_h_signals_stream(qg_req *r)
     const char *after = qg_req_query(r, "after");
     sse *s = qg_xcalloc(1, sizeof *s);
     s->p = p;
+    s->stopping = &r->app->stopping;
     s->after = qg_pipeline_events_head(p);
     if (after && *after) {
         char *end = NULL;

@@ -204,10 +204,8 @@ static qg_status st_policy(qg_pipeline *p, qg_pjob *j, flow *f, char *esc, size_
     qg_status rc = QG_OK;
     switch (v.action) {
     case QG_POLICY_ALLOW: {
-        qg_pstate s = {.state = QG_SIG_RECEIVED,
-                       .stage = ST_POLICY,
-                       .reason = v.reason,
-                       .detail = detail};
+        qg_pstate s = {
+            .state = QG_SIG_RECEIVED, .stage = ST_POLICY, .reason = v.reason, .detail = detail};
         rc = qg_pipeline_record(p, j, &s, false, err);
         break;
     }

@@ -100,6 +100,7 @@ static qg_status read_list(const cJSON *v, const char *field, str_list *out, qg_
     if (n > POLICY_LIST_MAX)
         return qg_error_set(err, QG_EINVAL, "%s: %d entries, at most %d", field, n,
                             POLICY_LIST_MAX);
+    free(out->v);
     out->v = calloc(n ? (size_t)n : 1, sizeof *out->v);
     if (!out->v) return qg_error_set(err, QG_ENOMEM, "%s: out of memory", field);
     out->n = 0;
@@ -163,6 +164,9 @@ static qg_status parse_one(const cJSON *o, int index, policy *p, qg_error *err)
                 return qg_error_set(err, QG_EINVAL, "when: expected an object");
             for (const cJSON *w = it->child; w && !rc; w = w->next) {
                 const char *wk = w->string ? w->string : "";
+                for (const cJSON *b = w->next; b; b = b->next)
+                    if (b->string && !strcmp(b->string, wk))
+                        return qg_error_set(err, QG_EINVAL, "when.%.40s: given more than once", wk);
                 if (!strcmp(wk, "symbol"))
                     rc = read_list(w, "when.symbol", &p->when_symbol, err);
                 else if (!strcmp(wk, "signal_type"))
@@ -188,11 +192,11 @@ static qg_status parse_one(const cJSON *o, int index, policy *p, qg_error *err)
         } else if (!strcmp(k, "blocked_symbols")) {
             rc = read_list(it, k, &p->blocked_symbols, err);
         } else if (!strcmp(k, "max_per_hour")) {
-            double d;
+            double d = 0;
             rc = read_number(it, k, 1, RATE_MAX, &d, err);
             if (!rc && d != floor(d))
                 rc = qg_error_set(err, QG_EINVAL, "max_per_hour: expected a whole number");
-            p->max_per_hour = (int)d;
+            if (!rc) p->max_per_hour = (int)d;
         } else if (!strcmp(k, "require_multi_tf") || !strcmp(k, "enabled")) {
             if (!cJSON_IsBool(it))
                 return qg_error_set(err, QG_EINVAL, "%s: expected true or false", k);

@@ -64,6 +64,30 @@ static void set_field(qg_error *err, const char **field_out, const char *name, b
 static int fmt_num(double v, char *out)
 {
     if (v == 0) v = 0; /* -0 prints as 0 */
+    /* Fast path for prices: the fewest decimals k such that m / 10^k (m an
+     * integer below 2^53, 10^k exact) is v. That division is correctly
+     * rounded, so the decimal m.10^-k reads back as v, and no shorter
+     * decimal does. snprintf("%g") costs far more on this hot path. */
+    static const double p10[] = {1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11};
+    double a = fabs(v);
+    for (int k = 0; k < 12 && isfinite(v) && a * p10[k] < 9007199254740992.0; k++) {
+        double m = nearbyint(v * p10[k]);
+        if (m / p10[k] != v) continue;
+        /* Digits of |m| right to left, the point k digits in. */
+        unsigned long long u = (unsigned long long)fabs(m);
+        char tmp[32];
+        int t = 0;
+        for (int d = 0; u || d <= k; d++) {
+            if (d == k && k) tmp[t++] = '.';
+            tmp[t++] = (char)('0' + u % 10);
+            u /= 10;
+        }
+        int n = 0;
+        if (m < 0) out[n++] = '-';
+        while (t) out[n++] = tmp[--t];
+        out[n] = 0;
+        return n;
+    }
     for (int prec = 15; prec <= 17; prec++) {
         int n = snprintf(out, 32, "%.*g", prec, v);
         if (prec == 17 || strtod(out, NULL) == v) return n;
@@ -273,7 +297,7 @@ static qg_status check_dup_keys(const cJSON *obj, const char *prefix, const char
         for (const cJSON *b = a->next; b; b = b->next)
             if (a->string && b->string && strcmp(a->string, b->string) == 0) {
                 char name[96];
-                snprintf(name, sizeof name, "%s%.60s", prefix, a->string);
+                snprintf(name, sizeof name, "%s%.60s", prefix, a->string[0] ? a->string : "\"\"");
                 qg_error_set(err, QG_EINVAL, "%s: given more than once", name);
                 set_field(err, field_out, name, false);
                 return QG_EINVAL;
@@ -285,7 +309,8 @@ static qg_status unknown_field(const char *prefix, const char *key, const char *
                                const char **field_out, qg_error *err)
 {
     char name[96];
-    snprintf(name, sizeof name, "%s%.60s", prefix, key);
+    /* An empty key would give an empty field name: show it quoted. */
+    snprintf(name, sizeof name, "%s%.60s", prefix, key[0] ? key : "\"\"");
     qg_error_set(err, QG_EINVAL, "%s: unknown field (allowed: %s)", name, allowed);
     set_field(err, field_out, name, false);
     return QG_EINVAL;

@@ -347,3 +347,45 @@ Test(signal, structure_break_and_source_names)
     cr_assert_str_eq(qg_signal_source_name(QG_SIGNAL_DETECTOR), "detector");
     cr_assert_str_eq(qg_signal_source_name(QG_SIGNAL_API), "api");
 }
+
+Test(signal, canonical_numbers_read_back_exactly)
+{
+    const double vals[] = {
+        1,          0.5,    1.0851, 100000.25,          0.1,    0.30000000000000004,   1e-7, 1e20,
+        12345678.9, 2.5e-5, 1e15,   9007199254740993.0, 5e-324, 1.7976931348623157e308};
+    uint64_t x = 7;
+    for (int i = 0; i < 2000; i++) {
+        double v;
+        if (i < (int)(sizeof vals / sizeof *vals)) {
+            v = vals[i];
+        } else {
+            x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+            v = (double)(x >> 11) / (double)(1ULL << (x % 40)) + 1e-9;
+        }
+        qg_signal s;
+        memset(&s, 0, sizeof s);
+        strcpy(s.symbol, "X");
+        strcpy(s.timeframe, "1");
+        strcpy(s.signal_type, "t");
+        s.open = s.high = s.low = s.close = v;
+        qg_buf b;
+        qg_buf_init(&b, 1 << 16);
+        cr_assert_eq(qg_signal_to_json(&s, &b), QG_OK);
+        qg_signal back;
+        qg_error err = {0};
+        cr_assert_eq(qg_signal_parse(b.data, b.len, NOW, &back, NULL, &err), QG_OK, "%s: %s",
+                     b.data, err.msg);
+        cr_assert_eq(back.open, v, "%.17g printed as %s", v, b.data);
+        qg_buf_free(&b);
+    }
+    qg_buf b;
+    qg_buf_init(&b, 1 << 16);
+    qg_signal s;
+    memset(&s, 0, sizeof s);
+    s.open = s.high = s.low = s.close = 1.0851;
+    s.confidence = 0.5;
+    qg_signal_to_json(&s, &b);
+    cr_assert(strstr(b.data, "\"confidence\":0.5,"), "%s", b.data);
+    cr_assert(strstr(b.data, "\"open\":1.0851,"), "%s", b.data);
+    qg_buf_free(&b);
+}

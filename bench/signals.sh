@@ -164,7 +164,7 @@ for c in $conns_list; do run_cell accept "$c"; done
 run_cell paced 64 "$(awk -v r="$rate" 'BEGIN { printf "%.3f", 64 * 1000 / r }')"
 
 status_field() { # FIELD: from GET /api/signals/status
-    api GET /api/signals/status | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d.get(sys.argv[1], d.get("stats", {}).get(sys.argv[1], 0)))' "$1"
+    api GET /api/signals/status | python3 -c 'import json,sys; d=json.load(sys.stdin); print(int(d["counts"][sys.argv[1]]))' "$1"
 }
 accepted=$(status_field accepted)
 t0=$(date +%s.%N)

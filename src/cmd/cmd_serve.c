@@ -313,9 +313,12 @@ static qg_status open_app(qg_app *app, const serve_opts *o, qg_error *err)
     if ((rc = config_int("QG_WORKERS", qg_cpu_count() * 2 < 4 ? 4 : qg_cpu_count() * 2, 1, 256,
                          &workers, err)))
         return rc;
-    /* + 2 for jobs and the loops' probes, + 2 for the signal writer and its
-     * workers' reads */
-    if ((rc = qg_store_open(url, (int)workers + 4, true, &app->store, err))) return rc;
+    /* + 2 for jobs and the loops' probes, + 1 for the signal writer and one
+     * per signal worker, so the pipeline never waits for a connection */
+    int64_t signal_workers;
+    if ((rc = config_int("QG_SIGNAL_WORKERS", 8, 1, 256, &signal_workers, err))) return rc;
+    if ((rc = qg_store_open(url, (int)(workers + 3 + signal_workers), true, &app->store, err)))
+        return rc;
     qg_conn *c = NULL;
     if ((rc = qg_store_acquire(app->store, &c, err))) return rc;
     rc = qg_vault_open(c, app->data_dir, &app->vault, err);

@@ -183,7 +183,7 @@ static char *event_detail(const qg_pstate *st)
     return out;
 }
 
-qg_status qg_pipeline_record(qg_pipeline *p, const qg_pjob *j, const qg_pstate *st, bool wait,
+qg_status qg_pipeline_record(qg_pipeline *p, qg_pjob *j, const qg_pstate *st, bool wait,
                              qg_error *err)
 {
     op *o = qg_xcalloc(1, sizeof *o);
@@ -203,8 +203,14 @@ qg_status qg_pipeline_record(qg_pipeline *p, const qg_pjob *j, const qg_pstate *
     snprintf(o->session, sizeof o->session, "%s", j->session);
     o->has_score = j->has_score;
     o->score = j->score;
-    o->analysis = dup_or_null(j->analysis);
-    o->plan_result = dup_or_null(j->plan_result);
+    if (st->update_signal && j->analysis_new) {
+        o->analysis = dup_or_null(j->analysis);
+        j->analysis_new = false;
+    }
+    if (st->update_signal && j->plan_new) {
+        o->plan_result = dup_or_null(j->plan_result);
+        j->plan_new = false;
+    }
     qg_pipeline_push_event(p, j->sig.id, st->state, o->stage, st->reason, o->at);
     return op_submit(p, o, wait, err);
 }

@@ -285,6 +285,64 @@ static void *sweeper_main(void *arg)
     return NULL;
 }
 
+/* ---- the rememberer ---- */
+
+bool qg_pipeline_remember_later(qg_pipeline *p, const qg_pjob *j)
+{
+    pthread_mutex_lock(&p->rm_mu);
+    bool ok = p->rm_n < QG_PIPE_REMEMBER_QUEUE && !atomic_load(&p->stop);
+    if (ok) {
+        qg_pjob *c = qg_xcalloc(1, sizeof *c);
+        c->sig = j->sig;
+        memcpy(c->session, j->session, sizeof c->session);
+        c->has_score = j->has_score;
+        c->score = j->score;
+        c->analysis = j->analysis ? qg_xstrdup(j->analysis) : NULL;
+        if (p->rm_tail)
+            p->rm_tail->next = c;
+        else
+            p->rm_head = c;
+        p->rm_tail = c;
+        p->rm_n++;
+        pthread_cond_signal(&p->rm_cv);
+    }
+    pthread_mutex_unlock(&p->rm_mu);
+    return ok;
+}
+
+static void *rememberer_main(void *arg)
+{
+    qg_pipeline *p = arg;
+    for (;;) {
+        pthread_mutex_lock(&p->rm_mu);
+        while (!atomic_load(&p->stop) && !p->rm_head) pthread_cond_wait(&p->rm_cv, &p->rm_mu);
+        if (atomic_load(&p->stop)) {
+            pthread_mutex_unlock(&p->rm_mu);
+            break;
+        }
+        qg_pjob *j = p->rm_head;
+        p->rm_head = j->next;
+        if (!p->rm_head) p->rm_tail = NULL;
+        p->rm_n--;
+        pthread_mutex_unlock(&p->rm_mu);
+        qg_conn *c = NULL;
+        qg_error err = {0};
+        qg_status rc = qg_store_acquire(p->cfg.store, &c, &err);
+        if (!rc) {
+            rc = qg_pipeline_remember(p, c, j, QG_SIG_ANALYSED, NULL, false, 0, &err);
+            qg_store_release(p->cfg.store, c);
+        }
+        if (rc) {
+            atomic_fetch_add_explicit(&p->n_remember_dropped, 1, memory_order_relaxed);
+            qg_warn("signals: %s: not remembered: %s", j->sig.id, err.msg);
+        } else {
+            atomic_fetch_add_explicit(&p->n_remembered, 1, memory_order_relaxed);
+        }
+        qg_pjob_free(j);
+    }
+    return NULL;
+}
+
 /* ---- lifecycle ---- */
 
 static qg_status count_cb(void *ud, const qg_row *row)
@@ -376,6 +434,8 @@ qg_status qg_pipeline_new(const qg_pipeline_config *cfg, qg_pipeline **out, qg_e
     pthread_cond_init(&p->cv, NULL);
     pthread_cond_init(&p->stop_cv, NULL);
     pthread_mutex_init(&p->ev_mu, NULL);
+    pthread_mutex_init(&p->rm_mu, NULL);
+    pthread_cond_init(&p->rm_cv, NULL);
     if ((rc = load_state(p, err))) {
         qg_pipeline_free(p);
         return rc;
@@ -393,6 +453,11 @@ qg_status qg_pipeline_new(const qg_pipeline_config *cfg, qg_pipeline **out, qg_e
         return qg_error_set(err, QG_EIO, "signal pipeline: cannot start the sweeper");
     }
     p->sweeper_started = true;
+    if (pthread_create(&p->rememberer, NULL, rememberer_main, p)) {
+        qg_pipeline_free(p);
+        return qg_error_set(err, QG_EIO, "signal pipeline: cannot start the rememberer");
+    }
+    p->rememberer_started = true;
     qg_info("signals: pipeline started (%d workers, model %s%s)", cfg->workers, p->model,
             atomic_load(&p->paused) ? ", paused" : "");
     *out = p;
@@ -409,6 +474,16 @@ void qg_pipeline_free(qg_pipeline *p)
     pthread_mutex_unlock(&p->mu);
     for (int i = 0; i < p->nthreads; i++) pthread_join(p->threads[i], NULL);
     if (p->sweeper_started) pthread_join(p->sweeper, NULL);
+    pthread_mutex_lock(&p->rm_mu);
+    pthread_cond_broadcast(&p->rm_cv);
+    pthread_mutex_unlock(&p->rm_mu);
+    if (p->rememberer_started) pthread_join(p->rememberer, NULL);
+    size_t unremembered = p->rm_n;
+    for (qg_pjob *j = p->rm_head, *n; j; j = n) {
+        n = j->next;
+        qg_pjob_free(j);
+    }
+    if (unremembered) qg_warn("signals: %zu analyses not remembered at shutdown", unremembered);
     /* The workers' last writes and id releases run on the batcher: wait for
      * them before the memory they point to goes. */
     if (p->cfg.batcher) {
@@ -432,6 +507,8 @@ void qg_pipeline_free(qg_pipeline *p)
     pthread_cond_destroy(&p->cv);
     pthread_cond_destroy(&p->stop_cv);
     pthread_mutex_destroy(&p->ev_mu);
+    pthread_mutex_destroy(&p->rm_mu);
+    pthread_cond_destroy(&p->rm_cv);
     cJSON_Delete(p->plan_json);
     free(p->threads);
     free(p->owner_id);
@@ -748,6 +825,9 @@ qg_status qg_pipeline_render_metrics(qg_pipeline *p, qg_buf *out)
          LD(p->n_resumed)},
         {"replayed", "signals replayed from the dead-letter queue", LD(p->n_replayed)},
         {"write_errors", "pipeline writes that failed", LD(p->n_write_errors)},
+        {"remembered", "analyses written to memory", LD(p->n_remembered)},
+        {"remember_dropped", "analyses not written to memory (queue full, error, shutdown)",
+         LD(p->n_remember_dropped)},
     };
     qg_status rc = QG_OK;
     for (size_t i = 0; !rc && i < sizeof counters / sizeof counters[0]; i++)

@@ -59,8 +59,10 @@ typedef struct qg_pjob {
     char session[QG_SESSION_NAME_MAX + 1];
     bool has_score;
     double score;
-    char *analysis;    /* JSON text or NULL (owned) */
-    char *plan_result; /* JSON text or NULL (owned) */
+    char *analysis;              /* JSON text or NULL (owned) */
+    char *plan_result;           /* JSON text or NULL (owned) */
+    bool analysis_new, plan_new; /* not yet handed to a write: the next state
+                                    write carries them (once, not with every later one) */
     struct qg_pjob *next;
 } qg_pjob;
 
@@ -115,6 +117,16 @@ struct qg_pipeline {
     pthread_t sweeper;
     bool sweeper_started;
 
+    /* remembering runs on its own thread (memory writes are slow and
+     * serialised per collection): the remember stage only queues a copy */
+    pthread_mutex_t rm_mu;
+    pthread_cond_t rm_cv;
+    qg_pjob *rm_head, *rm_tail;
+    size_t rm_n;
+    pthread_t rememberer;
+    bool rememberer_started;
+    atomic_uint_fast64_t n_remembered, n_remember_dropped;
+
     /* counters */
     atomic_uint_fast64_t n_received, n_accepted, n_ignored, n_duplicates, n_rate_limited;
     atomic_uint_fast64_t n_filtered, n_analysed, n_notified, n_done, n_failed, n_deferred,
@@ -137,6 +149,10 @@ bool qg_pipeline_push(qg_pipeline *p, qg_pjob *j);
 /* Waits ms or until stopping; true when stopping. */
 bool qg_pipeline_sleep(qg_pipeline *p, int64_t ms);
 
+/* Queues a copy of j for the rememberer (false when its queue is full). */
+bool qg_pipeline_remember_later(qg_pipeline *p, const qg_pjob *j);
+#define QG_PIPE_REMEMBER_QUEUE 10000
+
 /* ---- stages.c ---- */
 /* Runs one job from its start stage to an end (done, filtered, deferred,
  * escalated or failed). */
@@ -144,7 +160,7 @@ void qg_pipeline_run_job(qg_pipeline *p, qg_pjob *j);
 /* Remembers j's setup and analysis in the "analyses" collection (with the
  * outcome when given) and records a "remember" event holding the memory
  * id. */
-qg_status qg_pipeline_remember(qg_pipeline *p, qg_conn *c, const qg_pjob *j, const char *state,
+qg_status qg_pipeline_remember(qg_pipeline *p, qg_conn *c, qg_pjob *j, const char *state,
                                const char *outcome, bool has_pnl, double pnl, qg_error *err);
 /* Policies: config ones then the enabled rows of signal_policies. */
 qg_status qg_pipeline_load_policies(qg_pipeline *p, qg_conn *c, qg_error *err);
@@ -165,7 +181,7 @@ typedef struct qg_pstate {
     bool dlq_delete;    /* also remove the signal_dlq row (replay, discard) */
     bool update_signal; /* false: only an event (state unchanged) */
 } qg_pstate;
-qg_status qg_pipeline_record(qg_pipeline *p, const qg_pjob *j, const qg_pstate *st, bool wait,
+qg_status qg_pipeline_record(qg_pipeline *p, qg_pjob *j, const qg_pstate *st, bool wait,
                              qg_error *err);
 /* One delivery row (async, submitted right after the send). */
 void qg_pipeline_record_delivery(qg_pipeline *p, const char *signal_id, const qg_delivery *d);

@@ -510,6 +510,7 @@ static qg_status st_analyse(qg_pipeline *p, qg_pjob *j, flow *f, qg_error *err)
     cJSON_Delete(doc);
     if (!s) return qg_error_set(err, QG_ENOMEM, "analysis: out of memory");
     j->analysis = qg_xstrdup(s);
+    j->analysis_new = true;
     cJSON_free(s);
     atomic_fetch_add_explicit(&p->n_analysed, 1, memory_order_relaxed);
     qg_pstate st = {.state = QG_SIG_ANALYSED, .stage = ST_ANALYSE, .update_signal = true};
@@ -686,26 +687,24 @@ static qg_status st_remember(qg_pipeline *p, qg_pjob *j, flow *f, qg_error *err)
 {
     if (!p->cfg.remember || !p->cfg.memory || !p->owner_id) return QG_OK;
     qg_conn *c = NULL;
-    qg_status rc = with_conn(p, &c, err);
-    if (rc) return rc;
+    qg_status rc = QG_OK;
     if (j->resumed) {
+        if ((rc = with_conn(p, &c, err))) return rc;
         bool done = false;
         qg_val v[] = {QG_VTEXT(j->sig.id)};
         rc = qg_conn_query(c,
                            "SELECT 1 FROM signal_events WHERE signal_id = ? AND stage = "
                            "'remember' LIMIT 1",
                            v, 1, remembered_row, &done, err);
-        if (rc || done) {
-            qg_store_release(p->cfg.store, c);
-            return rc;
-        }
+        qg_store_release(p->cfg.store, c);
+        if (rc || done) return rc;
     }
-    rc = qg_pipeline_remember(p, c, j, QG_SIG_ANALYSED, NULL, false, 0, err);
-    qg_store_release(p->cfg.store, c);
-    return rc;
+    if (!qg_pipeline_remember_later(p, j))
+        atomic_fetch_add_explicit(&p->n_remember_dropped, 1, memory_order_relaxed);
+    return QG_OK;
 }
 
-qg_status qg_pipeline_remember(qg_pipeline *p, qg_conn *c, const qg_pjob *j, const char *state,
+qg_status qg_pipeline_remember(qg_pipeline *p, qg_conn *c, qg_pjob *j, const char *state,
                                const char *outcome, bool has_pnl, double pnl, qg_error *err)
 {
     qg_buf t;
@@ -894,6 +893,7 @@ static qg_status st_plan(run_ctx *x, flow *f, qg_error *err)
     char *s = cJSON_PrintUnformatted(report);
     cJSON_Delete(report);
     j->plan_result = qg_xstrdup(s ? s : "{}");
+    j->plan_new = true;
     cJSON_free(s);
     char why[300];
     snprintf(why, sizeof why, "plan from %s %s%s%s", from, rc ? "failed" : "ran", rc ? ": " : "",

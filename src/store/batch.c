@@ -120,20 +120,23 @@ static void run_batch(qg_batcher *b, batch_op *ops)
     }
 }
 
+/* Counts first, then calls the dones: a done may wake a waiter that reads
+ * the statistics at once. */
 static void finish_batch(qg_batcher *b, batch_op *ops, size_t n)
 {
     uint64_t failed = 0;
-    while (ops) {
-        batch_op *next = ops->next;
-        if (ops->rc) failed++;
-        if (ops->done) ops->done(ops->arg, ops->rc, ops->rc ? &ops->err : NULL);
-        free(ops);
-        ops = next;
-    }
+    for (batch_op *o = ops; o; o = o->next)
+        if (o->rc) failed++;
     atomic_fetch_add_explicit(&b->ops, n, memory_order_relaxed);
     atomic_fetch_add_explicit(&b->failed, failed, memory_order_relaxed);
     size_t big = atomic_load_explicit(&b->largest, memory_order_relaxed);
     if (n > big) atomic_store_explicit(&b->largest, n, memory_order_relaxed);
+    while (ops) {
+        batch_op *next = ops->next;
+        if (ops->done) ops->done(ops->arg, ops->rc, ops->rc ? &ops->err : NULL);
+        free(ops);
+        ops = next;
+    }
 }
 
 static void *writer_main(void *arg)

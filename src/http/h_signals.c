@@ -582,6 +582,7 @@ void qg_h_signals_stream(qg_req *r)
     qg_pipeline *p = pipeline_or_503(r);
     if (!p) return;
     const char *after = qg_req_query(r, "after");
+    if (!after) after = qg_req_header(r, "last-event-id"); /* an EventSource reconnecting */
     sse *s = qg_xcalloc(1, sizeof *s);
     s->p = p;
     s->stopping = &r->app->stopping;
@@ -591,8 +592,9 @@ void qg_h_signals_stream(qg_req *r)
         unsigned long long a = strtoull(after, &end, 10);
         if (!end || *end || *after == '-') {
             free(s);
-            qg_reply_error(r, 400, "validation_failed",
-                           "after: must be an event sequence number (the SSE id)");
+            qg_reply_error(
+                r, 400, "validation_failed",
+                "after (or Last-Event-ID): must be an event sequence number (the SSE id)");
             return;
         }
         s->after = a;

@@ -133,7 +133,7 @@ void qg_req_later_finish(qg_req_later *l);
 
 #define QG_MAX_PARAMS       4
 #define QG_MAX_RESP_HEADERS 8
-#define QG_MAX_X_HEADERS    12 /* request headers named x-*, kept for handlers */
+#define QG_MAX_X_HEADERS    12 /* request headers kept for handlers: x-* and last-event-id */
 
 typedef struct qg_principal {
     bool authenticated;
@@ -158,7 +158,7 @@ struct qg_req {
     const char *authorization; /* "" when absent */
     const char *address;       /* client IP */
     const char *request_id;
-    const char *xhdr_name[QG_MAX_X_HEADERS]; /* lower-case names of x-* headers, in order */
+    const char *xhdr_name[QG_MAX_X_HEADERS]; /* lower-case names of the kept headers, in order */
     const char *xhdr_value[QG_MAX_X_HEADERS];
     int nxhdr;
     const char *param[QG_MAX_PARAMS]; /* path parameters, in pattern order */
@@ -218,7 +218,8 @@ void qg_reply_header(qg_req *r, const char *name, const char *value);
  * NULL. The tree is owned by the request (freed with it). */
 cJSON *qg_req_json(qg_req *r);
 /* The value of request header name (case-insensitive; only x-* headers
- * are kept, the first QG_MAX_X_HEADERS of them), or NULL. */
+ * and Last-Event-ID are kept, the first QG_MAX_X_HEADERS of them), or
+ * NULL. */
 const char *qg_req_header(const qg_req *r, const char *name);
 /* The percent-decoded value of query parameter name, or NULL. Arena-owned. */
 const char *qg_req_query(qg_req *r, const char *name);

@@ -250,7 +250,8 @@ static void fill_request(qg_loop *L, h2o_req_t *req, qg_req *r, int method)
     r->address = qg_arena_strndup(&r->arena, host, strlen(host));
     for (size_t i = 0; i < req->headers.size && r->nxhdr < QG_MAX_X_HEADERS; i++) {
         const h2o_header_t *h = &req->headers.entries[i];
-        if (h->name->len < 3 || strncasecmp(h->name->base, "x-", 2) != 0) continue;
+        bool x = h->name->len > 2 && strncasecmp(h->name->base, "x-", 2) == 0;
+        if (!x && !h2o_memis(h->name->base, h->name->len, H2O_STRLIT("last-event-id"))) continue;
         r->xhdr_name[r->nxhdr] = arena_copy(r, *h->name);
         r->xhdr_value[r->nxhdr++] = arena_copy(r, h->value);
     }

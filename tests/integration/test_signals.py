@@ -385,6 +385,30 @@ class SignalsTest(qgtest.ServerTest):
         finally:
             sock.close()
 
+    def test_stream_resumes_from_last_event_id(self):
+        # An EventSource reconnects with Last-Event-ID: the events it missed come first.
+        head = self.srv.request("GET", "/api/signals/status", token=self.client).json["events_head"]
+        sid = self.send(payload(sym("L")))
+        self.wait_state(sid)
+        sock = socket.create_connection(("127.0.0.1", self.srv.port), timeout=15)
+        try:
+            req = "GET /api/signals/stream HTTP/1.1\r\nHost: x\r\nLast-Event-ID: %d\r\nAuthorization: Bearer %s\r\n\r\n" % (
+                head,
+                self.client,
+            )
+            sock.sendall(req.encode())
+            buf = b""
+            deadline = time.time() + 10
+            while time.time() < deadline and b'"state":"done"' not in buf:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                buf += chunk
+            seen = [json.loads(l[6:]) for l in buf.decode(errors="replace").splitlines() if l.startswith("data: {")]
+            self.assertIn("done", [e["state"] for e in seen if e.get("signal_id") == sid], buf[-2000:])
+        finally:
+            sock.close()
+
     # -- /metrics
     def test_metrics(self):
         self.wait_state(self.send(payload(sym("M"), confluences=["ONE"])))

@@ -29,3 +29,6 @@ echo "quantgate benchmarks: $bars bars, $(nproc) cores, $(grep -m1 'model name' 
 
 # AI: what quantgate adds to an LLM call, against a canned provider (bench/ai.sh).
 "$(dirname "$0")/ai.sh" "$build"
+
+# Signal alerts: durable webhook accepts and end-to-end processing (bench/signals.sh).
+"$(dirname "$0")/signals.sh" "$build"

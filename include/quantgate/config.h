@@ -23,6 +23,13 @@ qg_status qg_config_load_dotenv(const char *path, qg_error *err);
 const char *qg_config_str(const char *name, const char *def);
 /* Integer setting; QG_EINVAL naming the variable when it is not a number. */
 qg_status qg_config_int(const char *name, int64_t def, int64_t *out, qg_error *err);
+/* The same, within [min, max]: QG_EINVAL naming the variable, the value
+ * and the range otherwise. */
+qg_status qg_config_int_range(const char *name, int64_t def, int64_t min, int64_t max, int64_t *out,
+                              qg_error *err);
+/* A finite number within [min, max]; QG_EINVAL naming the variable. */
+qg_status qg_config_double(const char *name, double def, double min, double max, double *out,
+                           qg_error *err);
 /* Boolean setting: 1/true/yes/on and 0/false/no/off. */
 qg_status qg_config_bool(const char *name, bool def, bool *out, qg_error *err);
 

@@ -20,6 +20,8 @@
 #define QG_MS_PER_DAY  86400000LL
 
 int64_t qg_time_now_ms(void);
+/* Microseconds on the monotonic clock (intervals only: not a time of day). */
+int64_t qg_time_mono_us(void);
 
 /* Days since 1970-01-01 for a proleptic Gregorian date (month 1-12). */
 int64_t qg_days_from_civil(int64_t y, unsigned m, unsigned d);

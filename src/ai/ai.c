@@ -66,13 +66,6 @@ typedef struct rec_node {
     qg_ai_call_record rec;
 } rec_node;
 
-static int64_t now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 /* ---- the usage writer ---- */
 
 static const char *dup_or_null(qg_arena *a, const char *v)
@@ -489,7 +482,7 @@ static void record(qg_ai *ai, const qg_ai_call *call, const qg_ai_request *req,
     rec.id = out->call_id;
     enqueue_record(ai, &rec);
     out->upstream_us = info->upstream_us;
-    out->overhead_us = now_us() - t0 - info->upstream_us;
+    out->overhead_us = qg_time_mono_us() - t0 - info->upstream_us;
     if (out->overhead_us < 0) out->overhead_us = 0;
     qg_ai_metrics_observe(&rec, out->overhead_us);
 }
@@ -497,7 +490,7 @@ static void record(qg_ai *ai, const qg_ai_call *call, const qg_ai_request *req,
 qg_status qg_ai_complete(qg_ai *ai, const qg_ai_call *call, qg_arena *a, qg_ai_result *out,
                          qg_error *err)
 {
-    int64_t t0 = now_us();
+    int64_t t0 = qg_time_mono_us();
     qg_status rc = QG_OK;
     qg_conn *c = NULL;
     qg_prompt_rendered tpl = {0};
@@ -555,7 +548,7 @@ done:
     if (rc && !err->msg[0])
         qg_error_set(err, rc, "%s: %s", qg_ai_errkind_name(out->resp.error.kind),
                      out->resp.error.message);
-    out->latency_ms = (now_us() - t0) / 1000;
+    out->latency_ms = (qg_time_mono_us() - t0) / 1000;
     record(ai, call, &req, &info, out, t0);
     return rc;
 }

@@ -57,13 +57,6 @@ static void load_opts(void)
     qg_ai_exec_opts_default(&opts);
 }
 
-static int64_t mono_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 static void nap_ms(int64_t ms)
 {
     if (ms <= 0) return;
@@ -76,7 +69,8 @@ static void nap_ms(int64_t ms)
 static int64_t backoff_ms(int n)
 {
     static _Thread_local uint64_t s;
-    if (!s) s = (uint64_t)mono_us() ^ ((uint64_t)(uintptr_t)&s << 17) ^ 0x9e3779b97f4a7c15ULL;
+    if (!s)
+        s = (uint64_t)qg_time_mono_us() ^ ((uint64_t)(uintptr_t)&s << 17) ^ 0x9e3779b97f4a7c15ULL;
     s ^= s << 13;
     s ^= s >> 7;
     s ^= s << 17;
@@ -185,9 +179,9 @@ static bool rate_slot(run *rn, qg_ai_router *r, const qg_ai_deployment *d, int64
             e->retry_after_ms = wait_ms;
             return false;
         }
-        int64_t t0 = mono_us();
+        int64_t t0 = qg_time_mono_us();
         nap_ms(wait_ms);
-        rn->upstream_us += mono_us() - t0;
+        rn->upstream_us += qg_time_mono_us() - t0;
         waited += wait_ms;
     }
     return true;
@@ -232,9 +226,9 @@ static bool try_deployment(run *rn, qg_ai_router *r, const qg_ai_deployment *d, 
             if (last->retry_after_ms > opts.retry_after_max_ms) break;
             delay = last->retry_after_ms;
         }
-        int64_t t0 = mono_us();
+        int64_t t0 = qg_time_mono_us();
         nap_ms(delay);
-        rn->upstream_us += mono_us() - t0;
+        rn->upstream_us += qg_time_mono_us() - t0;
     }
     explicit_bzero(key, sizeof key);
     return ok;
@@ -288,7 +282,7 @@ static void record(qg_ai *ai, const qg_ai_embed_call *call, const char *model_na
         .model = rn->dep.model[0] ? rn->dep.model : NULL,
         .usage = out->usage,
         .cost_usd = out->cost_usd,
-        .latency_ms = (mono_us() - t0) / 1000,
+        .latency_ms = (qg_time_mono_us() - t0) / 1000,
         .attempts = out->attempts,
         .outcome = qg_ai_errkind_name(out->error.kind),
         .error = !ok                    ? out->error.message
@@ -296,14 +290,14 @@ static void record(qg_ai *ai, const qg_ai_embed_call *call, const char *model_na
                                         : NULL,
         .ts_ms = qg_time_now_ms(),
     };
-    int64_t overhead = mono_us() - t0 - rn->upstream_us;
+    int64_t overhead = qg_time_mono_us() - t0 - rn->upstream_us;
     qg_ai_record_call(ai, &rec, overhead > 0 ? overhead : 0);
 }
 
 qg_status qg_ai_embed(qg_ai *ai, const qg_ai_embed_call *call, qg_arena *a, qg_ai_embed_result *out,
                       qg_error *err)
 {
-    int64_t t0 = mono_us();
+    int64_t t0 = qg_time_mono_us();
     pthread_once(&opts_once, load_opts);
     memset(out, 0, sizeof *out);
     out->error.retry_after_ms = -1;

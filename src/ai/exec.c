@@ -14,6 +14,7 @@
  */
 #include "ai/exec.h"
 
+#include <quantgate/time.h>
 #include <quantgate/log.h>
 
 #include <pthread.h>
@@ -60,13 +61,6 @@ static void load_defaults(void)
     qg_ai_exec_opts_default(&defaults);
 }
 
-static int64_t mono_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 static bool cancelled(atomic_bool *c)
 {
     return c && atomic_load(c);
@@ -75,10 +69,10 @@ static bool cancelled(atomic_bool *c)
 /* Sleeps ms unless cancel is set first; false when cancelled. */
 static bool nap(int64_t ms, atomic_bool *cancel)
 {
-    int64_t end = mono_us() + ms * 1000;
+    int64_t end = qg_time_mono_us() + ms * 1000;
     for (;;) {
         if (cancelled(cancel)) return false;
-        int64_t left = end - mono_us();
+        int64_t left = end - qg_time_mono_us();
         if (left <= 0) return true;
         if (left > NAP_SLICE_MS * 1000) left = NAP_SLICE_MS * 1000;
         struct timespec ts = {.tv_sec = 0, .tv_nsec = (long)left * 1000};
@@ -90,7 +84,8 @@ static bool nap(int64_t ms, atomic_bool *cancel)
 static int64_t backoff_ms(const qg_ai_exec_opts *o, int n)
 {
     static _Thread_local uint64_t s;
-    if (!s) s = (uint64_t)mono_us() ^ ((uint64_t)(uintptr_t)&s << 17) ^ 0x9e3779b97f4a7c15ULL;
+    if (!s)
+        s = (uint64_t)qg_time_mono_us() ^ ((uint64_t)(uintptr_t)&s << 17) ^ 0x9e3779b97f4a7c15ULL;
     s ^= s << 13;
     s ^= s >> 7;
     s ^= s << 17;
@@ -247,9 +242,9 @@ static void local_attempt(run *rn, const qg_ai_deployment *d, const qg_ai_provid
                           qg_ai_response *out)
 {
     qg_error cerr = {0};
-    int64_t t0 = mono_us();
+    int64_t t0 = qg_time_mono_us();
     qg_status rc = p->complete(d, rn->req, rn->a, rn->on_delta ? relay : NULL, rn, out, &cerr);
-    rn->upstream_us += mono_us() - t0;
+    rn->upstream_us += qg_time_mono_us() - t0;
     if (rc && !out->error.kind)
         set_error(&out->error, rc == QG_EINVAL ? QG_AI_EBADREQ : QG_AI_ESERVER, 0, "%s",
                   cerr.msg[0] ? cerr.msg : "the in-process provider failed");
@@ -271,9 +266,9 @@ static bool rate_slot(run *rn, qg_ai_router *r, const qg_ai_deployment *d, int64
             e->retry_after_ms = wait_ms;
             return false;
         }
-        int64_t t0 = mono_us();
+        int64_t t0 = qg_time_mono_us();
         bool ok = nap(wait_ms, rn->cancel);
-        rn->upstream_us += mono_us() - t0;
+        rn->upstream_us += qg_time_mono_us() - t0;
         if (!ok) {
             set_error(e, QG_AI_ECANCELLED, 0, "cancelled");
             return false;
@@ -367,9 +362,9 @@ qg_status qg_ai_exec_with(const qg_ai_exec_opts *opts, qg_ai_transport *t, qg_ai
                 if (last.retry_after_ms > opts->retry_after_max_ms) break;
                 delay = last.retry_after_ms;
             }
-            int64_t t0 = mono_us();
+            int64_t t0 = qg_time_mono_us();
             bool ok = nap(delay, cancel);
-            rn.upstream_us += mono_us() - t0;
+            rn.upstream_us += qg_time_mono_us() - t0;
             if (!ok) {
                 set_error(&last, QG_AI_ECANCELLED, 0, "cancelled");
                 goto failed;

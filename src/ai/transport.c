@@ -22,6 +22,7 @@
  */
 #include "ai/transport.h"
 
+#include <quantgate/time.h>
 #include <quantgate/log.h>
 
 #include <curl/curl.h>
@@ -79,13 +80,6 @@ static void global_init(void)
     global_rc = curl_global_init(CURL_GLOBAL_ALL);
 }
 
-static int64_t mono_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 static int64_t read_timeout_us(const qg_ai_exchange *x)
 {
     return (x->read_timeout_ms > 0 ? x->read_timeout_ms : DEFAULT_READ_MS) * 1000;
@@ -130,7 +124,7 @@ static size_t on_header(char *buf, size_t size, size_t n, void *ud)
 {
     qg_ai_exchange *x = ud;
     size_t len = size * n;
-    x->priv.last_rx_us = mono_us();
+    x->priv.last_rx_us = qg_time_mono_us();
     if (len >= 5 && !memcmp(buf, "HTTP/", 5)) { /* a new status line: forget 1xx headers */
         x->retry_after[0] = 0;
         return len;
@@ -156,7 +150,7 @@ static size_t on_body(char *p, size_t size, size_t n, void *ud)
 {
     qg_ai_exchange *x = ud;
     size_t len = size * n;
-    x->priv.last_rx_us = mono_us();
+    x->priv.last_rx_us = qg_time_mono_us();
     if (!x->priv.status_checked) {
         long code = 0;
         curl_easy_getinfo((CURL *)x->priv.easy, CURLINFO_RESPONSE_CODE, &code);
@@ -202,7 +196,7 @@ static int on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_
         x->priv.abort_kind = QG_AI_ECANCELLED;
         return 1;
     }
-    if (mono_us() - x->priv.last_rx_us > read_timeout_us(x)) {
+    if (qg_time_mono_us() - x->priv.last_rx_us > read_timeout_us(x)) {
         x->priv.abort_kind = QG_AI_ETIMEOUT;
         return 1;
     }
@@ -232,7 +226,7 @@ static void active_unlink(engine *t, qg_ai_exchange *x)
 /* Hands x back to its owner; nothing may touch x afterwards. */
 static void complete(qg_ai_transport *t, qg_ai_exchange *x)
 {
-    x->wall_us = mono_us() - x->priv.submit_us;
+    x->wall_us = qg_time_mono_us() - x->priv.submit_us;
     qg_ai_exchange_done_fn done = x->priv.done;
     void *ud = x->priv.ud;
     atomic_fetch_sub(&t->inflight, 1);
@@ -282,7 +276,7 @@ static void finish(engine *t, qg_ai_exchange *x, CURLcode res, qg_ai_errkind for
     if (forced) {
         x->kind = forced;
         if (!x->errmsg[0]) snprintf(x->errmsg, sizeof x->errmsg, "%s", forced_msg);
-        x->total_us = mono_us() - x->priv.submit_us; /* curl's clock stopped with no end */
+        x->total_us = qg_time_mono_us() - x->priv.submit_us; /* curl's clock stopped with no end */
     } else if (res == CURLE_OK) {
         x->kind = QG_AI_OK;
         if (x->framer && is_2xx(x->http_status) && qg_ai_framer_end(x->framer)) {
@@ -332,7 +326,7 @@ static qg_status start_one(engine *t, qg_ai_exchange *x)
     h = nh;
     x->priv.easy = e;
     x->priv.headers = h;
-    x->priv.last_rx_us = mono_us();
+    x->priv.last_rx_us = qg_time_mono_us();
 
     curl_easy_setopt(e, CURLOPT_URL, r->url);
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, h);
@@ -391,7 +385,7 @@ static void fail_unstarted(qg_ai_transport *t, qg_ai_exchange *x, qg_ai_errkind 
 /* Cancel flags and read deadlines; returns the poll timeout in ms. */
 static int sweep(engine *t)
 {
-    int64_t now = mono_us();
+    int64_t now = qg_time_mono_us();
     int64_t wait_us = (int64_t)IDLE_POLL_MS * 1000;
     qg_ai_exchange *x = t->active;
     while (x) {
@@ -541,7 +535,7 @@ qg_status qg_ai_transport_submit(qg_ai_transport *t, qg_ai_exchange *x, qg_ai_ex
     qg_ai_exchange_reset(x);
     x->priv.done = done;
     x->priv.ud = ud;
-    x->priv.submit_us = mono_us();
+    x->priv.submit_us = qg_time_mono_us();
     pthread_mutex_lock(&t->mu);
     if (atomic_load(&t->stopping)) {
         pthread_mutex_unlock(&t->mu);
@@ -592,7 +586,7 @@ qg_status qg_ai_transport_perform(qg_ai_transport *t, qg_ai_exchange *x)
     qg_ai_exchange_reset(x);
     x->priv.done = mark_done;
     x->priv.ud = &done;
-    x->priv.submit_us = mono_us();
+    x->priv.submit_us = qg_time_mono_us();
     if (!e) {
         x->kind = QG_AI_ENETWORK;
         snprintf(x->errmsg, sizeof x->errmsg, "network: out of memory for a connection engine");

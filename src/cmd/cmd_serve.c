@@ -67,17 +67,6 @@ static qg_status parse_size(const char *name, const char *s, size_t *out, qg_err
     return QG_OK;
 }
 
-static qg_status config_int(const char *name, int64_t def, int64_t min, int64_t max, int64_t *out,
-                            qg_error *err)
-{
-    qg_status rc = qg_config_int(name, def, out, err);
-    if (rc) return rc;
-    if (*out < min || *out > max)
-        return qg_error_set(err, QG_EINVAL, "%s=%lld: must be between %lld and %lld", name,
-                            (long long)*out, (long long)min, (long long)max);
-    return QG_OK;
-}
-
 static qg_status parse_cors(qg_app *app, qg_error *err)
 {
     const char *list = qg_config_str("QG_CORS_ORIGINS", "");
@@ -125,9 +114,10 @@ static qg_status setup_limits(qg_app *app, qg_error *err)
         return rc;
     }
     int64_t v;
-    if ((rc = config_int("QG_LOGIN_MAX_FAILS", rl.login_max_fails, 1, 16, &v, err))) return rc;
+    if ((rc = qg_config_int_range("QG_LOGIN_MAX_FAILS", rl.login_max_fails, 1, 16, &v, err)))
+        return rc;
     rl.login_max_fails = (int)v;
-    if ((rc = config_int("QG_LOGIN_WINDOW", rl.login_window_ms / 1000, 1, 86400, &v, err)))
+    if ((rc = qg_config_int_range("QG_LOGIN_WINDOW", rl.login_window_ms / 1000, 1, 86400, &v, err)))
         return rc;
     rl.login_window_ms = v * 1000;
     app->limits = qg_ratelimit_new(&rl);
@@ -143,16 +133,16 @@ static qg_status read_settings(qg_app *app, qg_server_config *sc, const serve_op
     if (o->port >= 0) {
         sc->port = o->port;
     } else {
-        if ((rc = config_int("QG_PORT", 8080, 0, 65535, &v, err))) return rc;
+        if ((rc = qg_config_int_range("QG_PORT", 8080, 0, 65535, &v, err))) return rc;
         sc->port = (int)v;
     }
-    if ((rc = config_int("QG_HTTP_THREADS", 0, 0, 256, &v, err))) return rc;
+    if ((rc = qg_config_int_range("QG_HTTP_THREADS", 0, 0, 256, &v, err))) return rc;
     sc->threads = (int)v;
-    if ((rc = config_int("QG_REQUEST_TIMEOUT", 10, 1, 3600, &v, err))) return rc;
+    if ((rc = qg_config_int_range("QG_REQUEST_TIMEOUT", 10, 1, 3600, &v, err))) return rc;
     sc->req_timeout_ms = (uint64_t)v * 1000;
-    if ((rc = config_int("QG_IDLE_TIMEOUT", 60, 1, 86400, &v, err))) return rc;
+    if ((rc = qg_config_int_range("QG_IDLE_TIMEOUT", 60, 1, 86400, &v, err))) return rc;
     sc->idle_timeout_ms = (uint64_t)v * 1000;
-    if ((rc = config_int("QG_SHUTDOWN_TIMEOUT", 30, 1, 3600, &v, err))) return rc;
+    if ((rc = qg_config_int_range("QG_SHUTDOWN_TIMEOUT", 30, 1, 3600, &v, err))) return rc;
     sc->shutdown_timeout_ms = (uint64_t)v * 1000;
     sc->tls_cert = qg_config_str("QG_TLS_CERT", NULL);
     sc->tls_key = qg_config_str("QG_TLS_KEY", NULL);
@@ -160,8 +150,10 @@ static qg_status read_settings(qg_app *app, qg_server_config *sc, const serve_op
 
     if ((rc = parse_size("QG_MAX_BODY", qg_config_str("QG_MAX_BODY", "32m"), &app->max_body, err)))
         return rc;
-    if ((rc = config_int("QG_ACCESS_TTL", 900, 1, 86400, &app->access_ttl_s, err))) return rc;
-    if ((rc = config_int("QG_REFRESH_TTL", 30 * 86400, 60, 365 * 86400, &app->refresh_ttl_s, err)))
+    if ((rc = qg_config_int_range("QG_ACCESS_TTL", 900, 1, 86400, &app->access_ttl_s, err)))
+        return rc;
+    if ((rc = qg_config_int_range("QG_REFRESH_TTL", 30 * 86400, 60, 365 * 86400,
+                                  &app->refresh_ttl_s, err)))
         return rc;
     if ((rc = parse_cors(app, err))) return rc;
     return setup_limits(app, err);
@@ -244,7 +236,7 @@ static void on_ready(void *ud, const char *scheme, const char *host, int port)
 static qg_status open_ai(qg_app *app, qg_error *err)
 {
     int64_t concurrency;
-    qg_status rc = config_int("QG_AI_CONCURRENCY", 64, 1, 4096, &concurrency, err);
+    qg_status rc = qg_config_int_range("QG_AI_CONCURRENCY", 64, 1, 4096, &concurrency, err);
     if (rc) return rc;
     app->long_requests = qg_workpool_new((int)concurrency, "qg-long");
     qg_ai_config cfg = {
@@ -260,7 +252,7 @@ static qg_status open_ai(qg_app *app, qg_error *err)
 static qg_status open_docs(qg_app *app, qg_error *err)
 {
     int64_t chunk_max;
-    qg_status rc = config_int("QG_DOCS_CHUNK_MAX", 1500, 200, 20000, &chunk_max, err);
+    qg_status rc = qg_config_int_range("QG_DOCS_CHUNK_MAX", 1500, 200, 20000, &chunk_max, err);
     if (rc) return rc;
     qg_docs_config cfg = {.store = app->store,
                           .ai = app->ai,
@@ -275,12 +267,13 @@ static qg_status open_memory(qg_app *app, qg_error *err)
 {
     int64_t short_ttl, working_ttl, meta_max, snap_changes;
     qg_status rc;
-    if ((rc = config_int("QG_MEMORY_SNAPSHOT_CHANGES", QG_MEMORY_SNAPSHOT_CHANGES_DEFAULT, 0,
-                         100000000, &snap_changes, err)) ||
-        (rc = config_int("QG_MEMORY_SHORT_TTL", 86400, 60, 365 * 86400, &short_ttl, err)) ||
-        (rc = config_int("QG_MEMORY_WORKING_TTL", 7 * 86400, 0, 3650LL * 86400, &working_ttl,
-                         err)) ||
-        (rc = config_int("QG_MEMORY_META_MAX", 4096, 256, 65536, &meta_max, err)))
+    if ((rc = qg_config_int_range("QG_MEMORY_SNAPSHOT_CHANGES", QG_MEMORY_SNAPSHOT_CHANGES_DEFAULT,
+                                  0, 100000000, &snap_changes, err)) ||
+        (rc =
+             qg_config_int_range("QG_MEMORY_SHORT_TTL", 86400, 60, 365 * 86400, &short_ttl, err)) ||
+        (rc = qg_config_int_range("QG_MEMORY_WORKING_TTL", 7 * 86400, 0, 3650LL * 86400,
+                                  &working_ttl, err)) ||
+        (rc = qg_config_int_range("QG_MEMORY_META_MAX", 4096, 256, 65536, &meta_max, err)))
         return rc;
     const char *index = qg_config_str("QG_MEMORY_INDEX", "hnsw");
     if (strcmp(index, "hnsw") != 0 && strcmp(index, "flat") != 0)
@@ -310,13 +303,13 @@ static qg_status open_app(qg_app *app, const serve_opts *o, qg_error *err)
         return qg_error_set(err, QG_EIO, "QG_DATA_DIR '%s': %s", app->data_dir, strerror(errno));
     if ((rc = qg_auth_init(err))) return rc;
     int64_t workers;
-    if ((rc = config_int("QG_WORKERS", qg_cpu_count() * 2 < 4 ? 4 : qg_cpu_count() * 2, 1, 256,
-                         &workers, err)))
+    if ((rc = qg_config_int_range("QG_WORKERS", qg_cpu_count() * 2 < 4 ? 4 : qg_cpu_count() * 2, 1,
+                                  256, &workers, err)))
         return rc;
     /* + 2 for jobs and the loops' probes, + 1 for the signal writer and one
      * per signal worker, so the pipeline never waits for a connection */
     int64_t signal_workers;
-    if ((rc = config_int("QG_SIGNAL_WORKERS", 8, 1, 256, &signal_workers, err))) return rc;
+    if ((rc = qg_config_int_range("QG_SIGNAL_WORKERS", 8, 1, 256, &signal_workers, err))) return rc;
     if ((rc = qg_store_open(url, (int)(workers + 3 + signal_workers), true, &app->store, err)))
         return rc;
     qg_conn *c = NULL;
@@ -330,7 +323,8 @@ static qg_status open_app(qg_app *app, const serve_opts *o, qg_error *err)
 
     int64_t job_threads;
     int half = qg_cpu_count() / 2;
-    if ((rc = config_int("QG_JOB_THREADS", half < 1 ? 1 : half, 1, 256, &job_threads, err)))
+    if ((rc =
+             qg_config_int_range("QG_JOB_THREADS", half < 1 ? 1 : half, 1, 256, &job_threads, err)))
         return rc;
     app->metrics = qg_metrics_new(qg_router_count());
     app->requests = qg_workpool_new((int)workers, "qg-req");

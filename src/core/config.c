@@ -6,6 +6,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -80,6 +81,33 @@ qg_status qg_config_int(const char *name, int64_t def, int64_t *out, qg_error *e
     if (errno || *end || end == v)
         return qg_error_set(err, QG_EINVAL, "%s: '%s' is not an integer", name, v);
     *out = x;
+    return QG_OK;
+}
+
+qg_status qg_config_int_range(const char *name, int64_t def, int64_t min, int64_t max, int64_t *out,
+                              qg_error *err)
+{
+    qg_status rc = qg_config_int(name, def, out, err);
+    if (rc) return rc;
+    if (*out < min || *out > max)
+        return qg_error_set(err, QG_EINVAL, "%s=%lld: must be between %lld and %lld", name,
+                            (long long)*out, (long long)min, (long long)max);
+    return QG_OK;
+}
+
+qg_status qg_config_double(const char *name, double def, double min, double max, double *out,
+                           qg_error *err)
+{
+    const char *v = qg_config_str(name, NULL);
+    *out = def;
+    if (!v) return QG_OK;
+    char *end = NULL;
+    double d = strtod(v, &end);
+    if (end == v || *end || !isfinite(d))
+        return qg_error_set(err, QG_EINVAL, "%s='%.40s': not a number", name, v);
+    if (d < min || d > max)
+        return qg_error_set(err, QG_EINVAL, "%s=%g: must be between %g and %g", name, d, min, max);
+    *out = d;
     return QG_OK;
 }
 

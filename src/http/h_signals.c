@@ -666,47 +666,39 @@ void qg_h_dlq_list(qg_req *r)
     qg_reply_list(r, page.items, qg_page_next(&page));
 }
 
-void qg_h_dlq_replay(qg_req *r)
+/* Runs a DLQ action on the parked signal named in the path: true when it
+ * succeeded, else false after replying (404 when it is not parked). */
+static bool dlq_act(qg_req *r, qg_status (*act)(qg_pipeline *, qg_conn *, const char *, qg_error *))
 {
     qg_pipeline *p = pipeline_or_503(r);
-    if (!p) return;
+    if (!p) return false;
     const char *id = r->param[0];
     r->audit_target = id;
     qg_conn *db = qg_req_db(r);
-    if (!db) return;
+    if (!db) return false;
     qg_error err = {0};
-    qg_status rc = qg_pipeline_replay(p, db, id, &err);
+    qg_status rc = act(p, db, id, &err);
     if (rc == QG_ENOTFOUND) {
         qg_reply_error(r, 404, "not_found", "signal '%s' is not in the dead-letter queue", id);
-        return;
+        return false;
     }
     if (rc) {
         qg_reply_status(r, rc, &err);
-        return;
+        return false;
     }
+    return true;
+}
+
+void qg_h_dlq_replay(qg_req *r)
+{
+    if (!dlq_act(r, qg_pipeline_replay)) return;
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "status", "queued");
-    cJSON_AddStringToObject(o, "id", id);
+    cJSON_AddStringToObject(o, "id", r->param[0]);
     qg_reply_json(r, 202, o);
 }
 
 void qg_h_dlq_discard(qg_req *r)
 {
-    qg_pipeline *p = pipeline_or_503(r);
-    if (!p) return;
-    const char *id = r->param[0];
-    r->audit_target = id;
-    qg_conn *db = qg_req_db(r);
-    if (!db) return;
-    qg_error err = {0};
-    qg_status rc = qg_pipeline_discard(p, db, id, &err);
-    if (rc == QG_ENOTFOUND) {
-        qg_reply_error(r, 404, "not_found", "signal '%s' is not in the dead-letter queue", id);
-        return;
-    }
-    if (rc) {
-        qg_reply_status(r, rc, &err);
-        return;
-    }
-    qg_reply_empty(r, 204);
+    if (dlq_act(r, qg_pipeline_discard)) qg_reply_empty(r, 204);
 }

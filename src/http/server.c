@@ -147,13 +147,6 @@ struct qg_stream_waker {
     stream *s; /* loop thread only: the open stream, or NULL */
 };
 
-static int64_t mono_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 static const char *reason_phrase(int status)
 {
     switch (status) {
@@ -352,7 +345,7 @@ static void access_log(qg_loop *L, const qg_req *r, int route, int status, size_
 static void finish_metrics(qg_loop *L, const qg_req *r, int route, int status, size_t bytes,
                            int64_t t0_us)
 {
-    int64_t dur = mono_us() - t0_us;
+    int64_t dur = qg_time_mono_us() - t0_us;
     qg_metrics_request(L->srv->app->metrics, route, status, dur);
     access_log(L, r, route, status, bytes, dur);
 }
@@ -624,7 +617,7 @@ static void finish_pending(qg_loop *L, pending *p)
          * provider (recorded first, so a client that reads /metrics right
          * after the reply sees it) */
         if (r->upstream_us >= 0 && !r->stream_poll)
-            qg_ai_metrics_observe_request(mono_us() - p->t0_us - r->upstream_us);
+            qg_ai_metrics_observe_request(qg_time_mono_us() - p->t0_us - r->upstream_us);
         if (r->stream_poll && r->status == 200)
             stream_start(L, p->hreq, r);
         else
@@ -673,7 +666,7 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     qg_server *srv = ((root_handler *)self)->srv;
     qg_loop *L = H2O_STRUCT_FROM_MEMBER(qg_loop, ctx, req->conn->ctx);
     qg_app *app = srv->app;
-    int64_t t0 = mono_us();
+    int64_t t0 = qg_time_mono_us();
     int method = qg_method_parse(req->method.base, req->method.len);
 
     qg_req stack_req;
@@ -846,7 +839,7 @@ static void *loop_main(void *arg)
     snprintf(name, sizeof name, "qg-loop-%d", L->index);
     pthread_setname_np(pthread_self(), name);
     if (getrandom(&L->req_seed, sizeof L->req_seed, 0) != sizeof L->req_seed)
-        L->req_seed = (uint32_t)mono_us();
+        L->req_seed = (uint32_t)qg_time_mono_us();
 
     h2o_context_init(&L->ctx, h2o_evloop_create(), &srv->conf);
     L->accept_ctx.ctx = &L->ctx;

@@ -29,6 +29,7 @@
  */
 #include "memory/embed.h"
 
+#include <quantgate/hash.h>
 #include <quantgate/mem.h>
 
 #include <math.h>
@@ -46,15 +47,6 @@
 
 /* ---- hashing ---------------------------------------------------------- */
 
-static uint64_t fnv1a(uint64_t h, const unsigned char *p, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        h ^= p[i];
-        h *= 0x100000001b3ULL;
-    }
-    return h;
-}
-
 static uint64_t mix64(uint64_t z)
 {
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
@@ -62,13 +54,11 @@ static uint64_t mix64(uint64_t z)
     return z ^ (z >> 31);
 }
 
-#define FNV_BASIS 0xcbf29ce484222325ULL
-
 /* Hash of prefix (e.g. "w:") followed by the bytes. */
 static uint64_t feat_hash(const char *prefix, const unsigned char *p, size_t n)
 {
-    uint64_t h = fnv1a(FNV_BASIS, (const unsigned char *)prefix, strlen(prefix));
-    return mix64(fnv1a(h, p, n));
+    uint64_t h = qg_fnv1a(QG_FNV1A_BASIS, prefix, strlen(prefix));
+    return mix64(qg_fnv1a(h, p, n));
 }
 
 /* ---- feature table: open addressing on the 64-bit hash ---------------- */

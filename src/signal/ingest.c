@@ -11,6 +11,7 @@
  */
 #include "signal/ingest.h"
 
+#include <quantgate/hash.h>
 #include <quantgate/log.h>
 #include <quantgate/mem.h>
 #include <quantgate/time.h>
@@ -44,23 +45,17 @@ typedef struct dedup_table {
     dedup_entry *oldest, *newest;
 } dedup_table;
 
-static uint64_t hash_str(const char *s)
-{
-    uint64_t h = 1469598103934665603ull; /* FNV-1a */
-    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
-    return h;
-}
-
 static dedup_entry *dedup_find(dedup_table *t, const char *key)
 {
-    for (dedup_entry *e = t->slots[hash_str(key) & (t->nslots - 1)]; e; e = e->chain)
+    for (dedup_entry *e = t->slots[qg_fnv1a_str(QG_FNV1A_BASIS, key) & (t->nslots - 1)]; e;
+         e = e->chain)
         if (strcmp(e->key, key) == 0) return e;
     return NULL;
 }
 
 static void dedup_unlink(dedup_table *t, dedup_entry *e)
 {
-    dedup_entry **pp = &t->slots[hash_str(e->key) & (t->nslots - 1)];
+    dedup_entry **pp = &t->slots[qg_fnv1a_str(QG_FNV1A_BASIS, e->key) & (t->nslots - 1)];
     while (*pp != e) pp = &(*pp)->chain;
     *pp = e->chain;
     if (e->older)
@@ -90,7 +85,7 @@ static void dedup_grow(dedup_table *t)
     t->nslots *= 2;
     t->slots = qg_xcalloc(t->nslots, sizeof *t->slots);
     for (dedup_entry *e = t->oldest; e; e = e->newer) {
-        size_t slot = hash_str(e->key) & (t->nslots - 1);
+        size_t slot = qg_fnv1a_str(QG_FNV1A_BASIS, e->key) & (t->nslots - 1);
         e->chain = t->slots[slot];
         t->slots[slot] = e;
     }
@@ -103,7 +98,7 @@ static void dedup_put(dedup_table *t, const char *key, const char *id, int64_t a
     snprintf(e->key, sizeof e->key, "%s", key);
     snprintf(e->id, sizeof e->id, "%s", id);
     e->at_ms = at_ms;
-    size_t slot = hash_str(key) & (t->nslots - 1);
+    size_t slot = qg_fnv1a_str(QG_FNV1A_BASIS, key) & (t->nslots - 1);
     e->chain = t->slots[slot];
     t->slots[slot] = e;
     e->older = t->newest;
@@ -234,12 +229,6 @@ static qg_status apply_insert(qg_conn *c, void *arg, qg_error *err)
                         e, 6, NULL, err);
 }
 
-static qg_status take_id(void *ud, const qg_row *row)
-{
-    snprintf(ud, QG_ID_MAX, "%s", qg_row_text(row, 0) ? qg_row_text(row, 0) : "");
-    return QG_OK;
-}
-
 /* Looks up the stored signal behind a client id (on the writer's thread,
  * in its transaction's aftermath: a plain read). */
 static void find_client_original(qg_ingest *g, ingest_op *op)
@@ -248,7 +237,7 @@ static void find_client_original(qg_ingest *g, ingest_op *op)
     qg_error err = {0};
     if (qg_store_acquire(g->cfg.store, &c, &err) == QG_OK) {
         qg_val p[] = {QG_VTEXT(op->sig.client_id)};
-        qg_conn_query(c, "SELECT id FROM signals WHERE client_id = ?", p, 1, take_id,
+        qg_conn_query(c, "SELECT id FROM signals WHERE client_id = ?", p, 1, qg_row_take_id,
                       op->out.dup_of, &err);
         qg_store_release(g->cfg.store, c);
     }
@@ -338,14 +327,14 @@ static bool rate_ok(qg_ingest *g, const char *symbol, int64_t now_ms, int *retry
         ok = false;
     }
     if (ok && g->cfg.rate_per_symbol > 0) {
-        size_t slot = hash_str(symbol) & (SYMBOL_SLOTS - 1);
+        size_t slot = qg_fnv1a_str(QG_FNV1A_BASIS, symbol) & (SYMBOL_SLOTS - 1);
         symbol_bucket *sb = g->symbols[slot];
         while (sb && strcmp(sb->symbol, symbol) != 0) sb = sb->chain;
         if (!sb && g->nsymbols >= SYMBOLS_MAX) {
             /* A client spraying symbols must not grow memory without end:
              * forget them all (each bucket restarts full, a generous reset). */
             free_symbols(g);
-            slot = hash_str(symbol) & (SYMBOL_SLOTS - 1);
+            slot = qg_fnv1a_str(QG_FNV1A_BASIS, symbol) & (SYMBOL_SLOTS - 1);
         }
         if (!sb) {
             sb = qg_xcalloc(1, sizeof *sb);
@@ -393,25 +382,17 @@ static void reserve(qg_ingest *g, const ingest_op *op)
     }
 }
 
-/* Checks for a duplicate and reserves the keys in one step, so two copies
- * racing in cannot both pass. True when op is a duplicate (dup_of set). */
-static bool check_and_reserve(qg_ingest *g, ingest_op *op)
+/* True when op repeats an earlier signal (dup_of set). With reserve, a
+ * new signal's keys are taken in the same step, so two copies racing in
+ * cannot both pass. */
+static bool check_duplicate(qg_ingest *g, ingest_op *op, bool reserve_keys)
 {
     pthread_mutex_lock(&g->dedup_mu);
     const char *orig = find_duplicate(g, op);
     if (orig)
         snprintf(op->out.dup_of, sizeof op->out.dup_of, "%s", orig);
-    else
+    else if (reserve_keys)
         reserve(g, op);
-    pthread_mutex_unlock(&g->dedup_mu);
-    return orig != NULL;
-}
-
-static bool is_duplicate(qg_ingest *g, ingest_op *op)
-{
-    pthread_mutex_lock(&g->dedup_mu);
-    const char *orig = find_duplicate(g, op);
-    if (orig) snprintf(op->out.dup_of, sizeof op->out.dup_of, "%s", orig);
     pthread_mutex_unlock(&g->dedup_mu);
     return orig != NULL;
 }
@@ -442,7 +423,7 @@ void qg_ingest_submit(qg_ingest *g, const qg_signal *s, const char *owner_id, in
     count(g, QG_PIPE_COUNT_RECEIVED);
 
     /* A retried alert must not eat the rate budget, so duplicates first. */
-    if (is_duplicate(g, op)) {
+    if (check_duplicate(g, op, false)) {
         submit_duplicate(g, op);
         return;
     }
@@ -453,7 +434,7 @@ void qg_ingest_submit(qg_ingest *g, const qg_signal *s, const char *owner_id, in
         op_finish(op);
         return;
     }
-    if (check_and_reserve(g, op)) {
+    if (check_duplicate(g, op, true)) {
         submit_duplicate(g, op);
         return;
     }

@@ -9,6 +9,7 @@
  */
 #include "signal/live.h"
 
+#include <quantgate/hash.h>
 #include <quantgate/config.h>
 #include <quantgate/time.h>
 
@@ -207,11 +208,7 @@ out:
 
 static uint64_t fnv(uint64_t h, const char *s)
 {
-    for (; *s; s++) {
-        h ^= (unsigned char)*s;
-        h *= 1099511628211ULL;
-    }
-    return h ^ 0x7c; /* a separator, so "AB"+"C" differs from "A"+"BC" */
+    return qg_fnv1a_str(h, s) ^ 0x7c; /* a separator, so "AB"+"C" differs from "A"+"BC" */
 }
 
 /* Ten significant digits: the stop and target are computed (close + 2 *
@@ -250,7 +247,7 @@ void qg_ict_event_to_signal(const qg_ict_event *e, const char *symbol, const cha
     out->source = QG_SIGNAL_DETECTOR;
     char ts[24];
     snprintf(ts, sizeof ts, "%lld", (long long)e->ts);
-    uint64_t h = 1469598103934665603ULL;
+    uint64_t h = QG_FNV1A_BASIS;
     h = fnv(h, out->symbol);
     h = fnv(h, out->timeframe);
     h = fnv(h, out->signal_type);

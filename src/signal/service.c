@@ -17,39 +17,10 @@
 #include <quantgate/log.h>
 #include <quantgate/mem.h>
 
-#include <ctype.h>
-#include <math.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static qg_status env_int(const char *name, int64_t def, int64_t min, int64_t max, int64_t *out,
-                         qg_error *err)
-{
-    qg_status rc = qg_config_int(name, def, out, err);
-    if (rc) return rc;
-    if (*out < min || *out > max)
-        return qg_error_set(err, QG_EINVAL, "%s=%lld: must be between %lld and %lld", name,
-                            (long long)*out, (long long)min, (long long)max);
-    return QG_OK;
-}
-
-static qg_status env_double(const char *name, double def, double min, double max, double *out,
-                            qg_error *err)
-{
-    const char *v = qg_config_str(name, NULL);
-    *out = def;
-    if (!v || !*v) return QG_OK;
-    char *end = NULL;
-    double d = strtod(v, &end);
-    if (end == v || *end || !isfinite(d))
-        return qg_error_set(err, QG_EINVAL, "%s='%.40s': not a number", name, v);
-    if (d < min || d > max)
-        return qg_error_set(err, QG_EINVAL, "%s=%g: must be between %g and %g", name, d, min, max);
-    *out = d;
-    return QG_OK;
-}
 
 /* A JSON value from a variable: inline JSON, or @path to a file. */
 static qg_status env_json(const char *name, cJSON **out, qg_error *err)
@@ -79,12 +50,6 @@ static qg_status env_json(const char *name, cJSON **out, qg_error *err)
     return rc;
 }
 
-static qg_status take_text(void *ud, const qg_row *row)
-{
-    snprintf(ud, QG_ID_MAX, "%s", qg_row_text(row, 0) ? qg_row_text(row, 0) : "");
-    return QG_OK;
-}
-
 /* QG_SIGNAL_OWNER's account, else the oldest admin, else the fallback. */
 static qg_status resolve_owner(qg_store *store, const char *fallback, char *out, qg_error *err)
 {
@@ -95,14 +60,15 @@ static qg_status resolve_owner(qg_store *store, const char *fallback, char *out,
     out[0] = 0;
     if (*email) {
         qg_val p[] = {QG_VTEXT(email)};
-        rc = qg_conn_query(c, "SELECT id FROM users WHERE email = ?", p, 1, take_text, out, err);
+        rc = qg_conn_query(c, "SELECT id FROM users WHERE email = ?", p, 1, qg_row_take_id,
+                           out, err);
         if (!rc && !out[0])
             rc = qg_error_set(err, QG_EINVAL, "QG_SIGNAL_OWNER: no account '%.100s'", email);
     } else {
         rc = qg_conn_query(c,
                            "SELECT id FROM users WHERE role = 'admin' ORDER BY created_at, id "
                            "LIMIT 1",
-                           NULL, 0, take_text, out, err);
+                           NULL, 0, qg_row_take_id, out, err);
     }
     qg_store_release(store, c);
     if (!rc && !out[0] && fallback) snprintf(out, QG_ID_MAX, "%s", fallback);
@@ -143,7 +109,7 @@ static qg_status open_webhook_auth(qg_signals *s, qg_error *err)
         return qg_error_set(err, QG_EINVAL,
                             "QG_WEBHOOK_HMAC=required needs WEBHOOK_SECRET (the HMAC key)");
     int64_t replay;
-    qg_status rc = env_int("QG_WEBHOOK_REPLAY_WINDOW_S", 300, 1, 86400, &replay, err);
+    qg_status rc = qg_config_int_range("QG_WEBHOOK_REPLAY_WINDOW_S", 300, 1, 86400, &replay, err);
     s->replay_window_ms = replay * 1000;
     const char *tg = qg_config_str("QG_TELEGRAM_WEBHOOK_SECRET", "");
     if (*tg) s->telegram_secret = qg_xstrdup(tg);
@@ -174,18 +140,18 @@ static qg_status open_pipeline_config(qg_pipeline_config *pc, qg_error *err)
     int64_t workers, queue_max, min_conf, cooldown_s, similar, retries, retry_base;
     bool killzone, remember, ai_plans;
     qg_status rc;
-    if ((rc = env_int("QG_SIGNAL_WORKERS", 8, 1, 256, &workers, err)) ||
-        (rc = env_int("QG_SIGNAL_QUEUE_MAX", 100000, 16, 100000000, &queue_max, err)) ||
-        (rc = env_int("QG_SIGNAL_MIN_CONFLUENCES", 2, 0, QG_SIGNAL_CONFLUENCES_MAX, &min_conf,
-                      err)) ||
-        (rc = env_int("QG_SIGNAL_COOLDOWN_S", 0, 0, 7 * 86400, &cooldown_s, err)) ||
-        (rc = env_int("QG_SIGNAL_SIMILAR", 5, 0, 50, &similar, err)) ||
-        (rc = env_int("QG_SIGNAL_RETRIES", 3, 0, 20, &retries, err)) ||
-        (rc = env_int("QG_SIGNAL_RETRY_BASE_MS", 200, 1, 600000, &retry_base, err)) ||
+    if ((rc = qg_config_int_range("QG_SIGNAL_WORKERS", 8, 1, 256, &workers, err)) ||
+        (rc = qg_config_int_range("QG_SIGNAL_QUEUE_MAX", 100000, 16, 100000000, &queue_max, err)) ||
+        (rc = qg_config_int_range("QG_SIGNAL_MIN_CONFLUENCES", 2, 0, QG_SIGNAL_CONFLUENCES_MAX,
+                                  &min_conf, err)) ||
+        (rc = qg_config_int_range("QG_SIGNAL_COOLDOWN_S", 0, 0, 7 * 86400, &cooldown_s, err)) ||
+        (rc = qg_config_int_range("QG_SIGNAL_SIMILAR", 5, 0, 50, &similar, err)) ||
+        (rc = qg_config_int_range("QG_SIGNAL_RETRIES", 3, 0, 20, &retries, err)) ||
+        (rc = qg_config_int_range("QG_SIGNAL_RETRY_BASE_MS", 200, 1, 600000, &retry_base, err)) ||
         (rc = qg_config_bool("QG_SIGNAL_KILLZONE_REQUIRED", true, &killzone, err)) ||
         (rc = qg_config_bool("QG_SIGNAL_REMEMBER", true, &remember, err)) ||
         (rc = qg_config_bool("QG_SIGNAL_AI_PLANS", true, &ai_plans, err)) ||
-        (rc = env_double("QG_SIGNAL_SCORE_THRESHOLD", 70, 0, 100, &pc->score_threshold, err)))
+        (rc = qg_config_double("QG_SIGNAL_SCORE_THRESHOLD", 70, 0, 100, &pc->score_threshold, err)))
         return rc;
     pc->workers = (int)workers;
     pc->queue_max = (size_t)queue_max;
@@ -207,10 +173,11 @@ static qg_status open_ingest(qg_signals *s, qg_store *store, qg_error *err)
     int64_t window;
     bool limits_on = strcmp(qg_config_str("QG_RATE_LIMITS", ""), "off") != 0;
     qg_status rc;
-    if ((rc = env_double("QG_WEBHOOK_RATE_PER_SYMBOL", 0, 0, 1e9, &ic.rate_per_symbol, err)) ||
-        (rc = env_double("QG_WEBHOOK_RATE_GLOBAL", 0, 0, 1e9, &ic.rate_global, err)) ||
-        (rc = env_double("MIN_CONFIDENCE_SCORE", 0, 0, 100, &ic.min_confidence, err)) ||
-        (rc = env_int("QG_WEBHOOK_DEDUP_WINDOW_S", 300, 0, 30 * 86400, &window, err)))
+    if ((rc =
+             qg_config_double("QG_WEBHOOK_RATE_PER_SYMBOL", 0, 0, 1e9, &ic.rate_per_symbol, err)) ||
+        (rc = qg_config_double("QG_WEBHOOK_RATE_GLOBAL", 0, 0, 1e9, &ic.rate_global, err)) ||
+        (rc = qg_config_double("MIN_CONFIDENCE_SCORE", 0, 0, 100, &ic.min_confidence, err)) ||
+        (rc = qg_config_int_range("QG_WEBHOOK_DEDUP_WINDOW_S", 300, 0, 30 * 86400, &window, err)))
         return rc;
     if (!limits_on) ic.rate_per_symbol = ic.rate_global = 0;
     ic.dedup_window_ms = window * 1000;
@@ -224,7 +191,7 @@ qg_status qg_signals_open(qg_store *store, qg_ai *ai, qg_memory *memory, const c
     qg_pipeline_config pc = {.store = store, .ai = ai, .memory = memory};
     qg_notify_config nc;
     int64_t batch_max;
-    qg_status rc = env_int("QG_SIGNAL_BATCH_MAX", 4096, 1, 1000000, &batch_max, err);
+    qg_status rc = qg_config_int_range("QG_SIGNAL_BATCH_MAX", 4096, 1, 1000000, &batch_max, err);
     if (!rc) rc = open_webhook_auth(s, err);
     if (!rc) rc = resolve_owner(store, owner_fallback, s->owner_id, err);
     if (!rc) rc = open_pipeline_config(&pc, err);

@@ -920,13 +920,6 @@ static void observe(qg_pipeline *p, qg_pstage s, int64_t us)
                               memory_order_relaxed);
 }
 
-static int64_t now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 static qg_status run_stage(run_ctx *x, qg_pstage s, flow *f, qg_error *err)
 {
     qg_pipeline *p = x->p;
@@ -992,9 +985,9 @@ void qg_pipeline_run_job(qg_pipeline *p, qg_pjob *j)
         for (int attempt = 1;; attempt++) {
             flow f = GO_ON;
             qg_error err = {0};
-            int64_t t0 = now_us();
+            int64_t t0 = qg_time_mono_us();
             qg_status rc = run_stage(&x, s, &f, &err);
-            observe(p, s, now_us() - t0);
+            observe(p, s, qg_time_mono_us() - t0);
             if (!rc) {
                 if (f == STOP_HERE) goto out;
                 break;

@@ -16,6 +16,7 @@
  */
 #include "store/batch.h"
 
+#include <quantgate/time.h>
 #include <quantgate/log.h>
 #include <quantgate/mem.h>
 #include <pthread.h>
@@ -25,13 +26,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-static int64_t mono_us(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (int64_t)t.tv_sec * 1000000 + t.tv_nsec / 1000;
-}
 
 typedef struct batch_op {
     struct batch_op *next;
@@ -103,9 +97,10 @@ static void run_batch(qg_batcher *b, batch_op *ops)
     for (batch_op *o = ops; o && !rc; o = o->next)
         if (o->apply) o->rc = o->apply(b->conn, o->arg, &o->err);
     if (open) {
-        int64_t t0 = mono_us();
+        int64_t t0 = qg_time_mono_us();
         rc = qg_conn_commit(b->conn, &err);
-        atomic_fetch_add_explicit(&b->commit_us, (uint64_t)(mono_us() - t0), memory_order_relaxed);
+        atomic_fetch_add_explicit(&b->commit_us, (uint64_t)(qg_time_mono_us() - t0),
+                                  memory_order_relaxed);
         if (rc)
             qg_conn_rollback(b->conn);
         else

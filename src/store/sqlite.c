@@ -21,6 +21,8 @@
  */
 #include "store/store_int.h"
 
+#include <quantgate/hash.h>
+
 #include <errno.h>
 #include <fcntl.h>
 #include <sqlite3.h>
@@ -170,13 +172,6 @@ out:
 
 /* ---- statement cache ---- */
 
-static uint64_t hash_sql(const char *s)
-{
-    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
-    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ULL;
-    return h;
-}
-
 static bool only_space(const char *s)
 {
     for (; *s; s++)
@@ -188,7 +183,7 @@ static bool only_space(const char *s)
  * the cache; callers reset it (release_stmt) when done. */
 static qg_status get_stmt(sqlite_conn *c, const char *sql, sqlite3_stmt **out, qg_error *err)
 {
-    uint64_t h = hash_sql(sql);
+    uint64_t h = qg_fnv1a_str(QG_FNV1A_BASIS, sql);
     stmt_entry *free_slot = NULL, *lru = NULL;
     for (int i = 0; i < STMT_CACHE_SIZE; i++) {
         stmt_entry *e = &c->cache[i];

@@ -123,13 +123,6 @@ static qg_status pick_backend(const char *url, const char *shown, const qg_store
 
 /* ---- timing and counters ---- */
 
-static uint64_t now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
 static void count(_Atomic uint64_t *c, uint64_t by)
 {
     atomic_fetch_add_explicit(c, by, memory_order_relaxed);
@@ -192,9 +185,9 @@ qg_status qg_conn_exec(qg_conn *c, const char *sql, const qg_val *params, size_t
                        int64_t *changes, qg_error *err)
 {
     qg_store *s = c->store;
-    uint64_t t0 = now_us();
+    uint64_t t0 = qg_time_mono_us();
     qg_status rc = s->be->exec(c->impl, sql, params, n, changes, err);
-    count(&s->busy_us, now_us() - t0);
+    count(&s->busy_us, qg_time_mono_us() - t0);
     count(&s->queries, 1);
     if (rc) count(&s->errors, 1);
     return rc;
@@ -221,9 +214,9 @@ qg_status qg_conn_query(qg_conn *c, const char *sql, const qg_val *params, size_
 {
     qg_store *s = c->store;
     row_tramp t = {.fn = row_fn, .ud = ud};
-    uint64_t t0 = now_us();
+    uint64_t t0 = qg_time_mono_us();
     qg_status rc = s->be->query(c->impl, sql, params, n, row_fn ? tramp_fn : NULL, &t, err);
-    count(&s->busy_us, now_us() - t0);
+    count(&s->busy_us, qg_time_mono_us() - t0);
     count(&s->queries, 1);
     if (rc && rc != t.stopped) count(&s->errors, 1);
     return rc;
@@ -258,6 +251,13 @@ double qg_row_double(const qg_row *r, int col)
 const char *qg_row_text(const qg_row *r, int col)
 {
     return row_be(r)->row_text(r, col);
+}
+
+qg_status qg_row_take_id(void *ud, const qg_row *row)
+{
+    const char *t = qg_row_text(row, 0);
+    snprintf(ud, QG_ID_MAX, "%s", t ? t : "");
+    return QG_OK;
 }
 
 /* ---- transactions ---- */

@@ -95,6 +95,10 @@ int64_t qg_row_int(const qg_row *r, int col);
 double qg_row_double(const qg_row *r, int col);
 const char *qg_row_text(const qg_row *r, int col);
 
+/* A qg_row_fn that copies column 0's text (an id; "" when NULL) into ud,
+ * a char[QG_ID_MAX]: for queries that look one id up. */
+qg_status qg_row_take_id(void *ud, const qg_row *row);
+
 /* Transactions on one connection. begin is BEGIN IMMEDIATE on SQLite, so
  * writers queue on the busy timeout instead of failing at commit. */
 qg_status qg_conn_begin(qg_conn *c, qg_error *err);

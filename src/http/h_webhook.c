@@ -7,8 +7,10 @@
  * (signal.h names the field), and hands the signal to ingest. It does not
  * wait for the commit: it defers the reply, and ingest's completion (on the
  * batcher's thread, once the signal is durable) writes the answer and sends
- * it. So a worker thread is busy for the parse only, and thousands of
- * webhooks share one fsync.
+ * it. The handler starts on the event loop (QG_ROUTE_LOOP_FIRST): a secret
+ * or HMAC check, the parse and the hand-off need no database, so the common
+ * case never wakes a worker thread; a request with an API token moves to a
+ * worker for the token lookup. Thousands of webhooks share one fsync.
  *
  * Answers: 202 received (durable), 202 ignored (stored as filtered, with
  * the reason), 200 duplicate (the original's id), 400 naming the field,
@@ -224,6 +226,8 @@ void qg_h_webhook_receive(qg_req *r)
                        WEBHOOK_BODY_MAX, r->body_len);
         return;
     }
+    /* A token is checked against the database: not on the event loop. */
+    if (r->authorization[0] && qg_req_need_worker(r)) return;
     if (!webhook_auth(r, sv)) return;
     qg_signal s;
     const char *field = NULL;

@@ -49,6 +49,10 @@ enum {
                                       one-time password (/api/me, /api/me/password) */
     QG_ROUTE_LONG = 1 << 5,        /* waits on something slow (a model): runs on the long-call
                                       pool, so it never holds one of the few request workers */
+    QG_ROUTE_LOOP_FIRST = 1 << 6,  /* public route whose handler starts on the event loop and
+                                      moves to a worker (qg_req_need_worker) only when it must
+                                      block: the webhook, whose common case is a secret check,
+                                      a parse and a hand-off to the group commit */
 };
 
 /* Rate-limit classes: each has its own buckets per address and per user. */
@@ -131,6 +135,12 @@ qg_req *qg_req_later_req(qg_req_later *l);
 /* Sends the reply the finisher set (500 when none). Exactly once. */
 void qg_req_later_finish(qg_req_later *l);
 
+/* QG_ROUTE_LOOP_FIRST handlers: true when the handler runs on the event
+ * loop, where it must not block (no r->db, no waiting). It should then
+ * return at once without replying: the request goes to a worker, which
+ * calls the handler again from the start (this returns false there). */
+bool qg_req_need_worker(qg_req *r);
+
 #define QG_MAX_PARAMS       4
 #define QG_MAX_RESP_HEADERS 8
 #define QG_MAX_X_HEADERS    12 /* request headers kept for handlers: x-* and last-event-id */
@@ -185,6 +195,8 @@ struct qg_req {
 
     cJSON *body_json; /* the tree qg_req_json returned; freed with the request */
     bool deferred;    /* qg_req_defer was called: the reply comes later */
+    bool on_loop;     /* a QG_ROUTE_LOOP_FIRST handler's first run, on the event loop */
+    bool want_worker; /* ... which asked to run again on a worker */
 
     /* streaming (see qg_stream_poll_fn) */
     qg_stream_poll_fn stream_poll;

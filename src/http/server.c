@@ -644,6 +644,41 @@ static void on_done(h2o_multithread_receiver_t *rx, h2o_linklist_t *messages)
     }
 }
 
+bool qg_req_need_worker(qg_req *r)
+{
+    if (!r->on_loop) return false;
+    r->want_worker = true;
+    return true;
+}
+
+/* A QG_ROUTE_LOOP_FIRST handler's first run, here on the loop (public
+ * routes only: no authentication, audit or fallback to do around it).
+ * False when it asked for a worker: the caller then submits p as usual.
+ * A reply made here is sent at once; a deferred one arrives through
+ * done_rx like a worker's, the loop's hold standing in for the worker's. */
+static bool run_on_loop(qg_loop *L, pending *p)
+{
+    qg_req *r = &p->r;
+    r->on_loop = true;
+    r->route->fn(r);
+    r->on_loop = false;
+    if (r->want_worker) {
+        r->want_worker = false;
+        return false;
+    }
+    if (!r->deferred) {
+        if (r->status == 0)
+            qg_reply_error(r, 500, "internal", "internal error (request %s): no reply",
+                           r->request_id);
+        finish_pending(L, p);
+        return true;
+    }
+    L->inflight++;
+    qg_metrics_inflight(L->srv->app->metrics, 1);
+    pending_release(p);
+    return true;
+}
+
 static void preflight(qg_loop *L, h2o_req_t *req, qg_req *r, int allow, int64_t t0)
 {
     char methods[96];
@@ -728,7 +763,7 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         goto done_inline;
     }
 
-    /* Off to a worker: the item takes over the request state. */
+    /* Off the stack: the item takes over the request state. */
     pending *p = qg_xcalloc(1, sizeof *p);
     p->loop = L;
     p->hreq = req;
@@ -739,6 +774,7 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     p->r.loop = L;
     p->link = h2o_mem_alloc_shared(&req->pool, sizeof *p->link, link_dispose);
     p->link->p = p;
+    if ((rt->flags & QG_ROUTE_LOOP_FIRST) && run_on_loop(L, p)) return 0;
     qg_workpool *pool =
         (rt->flags & QG_ROUTE_LONG) && app->long_requests ? app->long_requests : app->requests;
     if (qg_workpool_submit(pool, work_run, work_done, p) != QG_OK) {

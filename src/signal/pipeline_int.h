@@ -81,10 +81,12 @@ typedef struct qg_pevent {
 } qg_pevent;
 
 /* The set of signal ids queued or in flight (so resume sweeps never queue
- * one twice). */
-#define QG_PIPE_IDSET_BUCKETS 4096
+ * one twice): a chained hash that doubles its slots when it has as many
+ * ids as slots, since a paused pipeline can hold a million. */
+#define QG_PIPE_IDSET_INITIAL 4096
 typedef struct qg_pid_node {
     char id[QG_ID_MAX];
+    uint64_t hash;
     struct qg_pid_node *next;
 } qg_pid_node;
 
@@ -108,8 +110,10 @@ struct qg_pipeline {
     pthread_cond_t stop_cv; /* backoff waits */
     qg_pjob *head, *tail;
     size_t queued;
-    bool overflowed; /* a signal was refused: the sweep looks for received rows */
-    qg_pid_node *ids[QG_PIPE_IDSET_BUCKETS];
+    int idle;          /* workers waiting on cv: a push wakes one only then */
+    bool overflowed;   /* a signal was refused: the sweep looks for received rows */
+    qg_pid_node **ids; /* nid_slots chains (a power of two) */
+    size_t nid_slots, nids;
     atomic_bool stop;
     atomic_bool paused;
     pthread_t *threads;

@@ -47,6 +47,7 @@ struct qg_ai {
     pthread_mutex_t mu; /* guards models */
     qg_ai_model *models;
     size_t nmodels;
+    qg_prompt_cache *prompts; /* rendered templates' texts between calls */
 
     /* The usage writer: records queue here and one thread writes them in
      * batches, one transaction each, so no call waits on a commit (or a
@@ -202,6 +203,7 @@ qg_status qg_ai_new(const qg_ai_config *cfg, qg_ai **out, qg_error *err)
     pthread_cond_init(&ai->wdone, NULL);
     if ((rc = qg_ai_transport_new(&ai->transport, err))) goto out;
     ai->router = qg_ai_router_new();
+    ai->prompts = qg_prompt_cache_new();
     if ((rc = qg_store_acquire(ai->store, &c, err))) goto out;
     if (cfg->prompts_dir && *cfg->prompts_dir) {
         int loaded = 0;
@@ -244,6 +246,7 @@ void qg_ai_free(qg_ai *ai)
     }
     if (ai->transport) qg_ai_transport_free(ai->transport);
     if (ai->router) qg_ai_router_free(ai->router);
+    qg_prompt_cache_free(ai->prompts);
     free(ai->models);
     pthread_mutex_destroy(&ai->mu);
     pthread_mutex_destroy(&ai->wmu);
@@ -518,7 +521,8 @@ qg_status qg_ai_complete(qg_ai *ai, const qg_ai_call *call, qg_arena *a, qg_ai_r
         out->resp.error.kind = QG_AI_EBUDGET;
         snprintf(out->resp.error.message, sizeof out->resp.error.message, "%s", err->msg);
     } else if (!rc && call->template_id) {
-        rc = qg_prompt_render(c, call->template_id, 0, call->params_json, a, &tpl, err);
+        rc = qg_prompt_render_cached(ai->prompts, c, call->template_id, 0, call->params_json, a,
+                                     &tpl, err);
         out->template_version = tpl.version;
     }
     qg_store_release(ai->store, c);

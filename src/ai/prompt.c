@@ -23,6 +23,8 @@
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -347,6 +349,114 @@ static qg_status load_vtext(qg_conn *c, const char *id, int version, qg_arena *a
                          p, 2, vtext_row, out, err);
 }
 
+/* ---- the render cache ----
+ * Rendering a template costs a head and a version lookup for it and for
+ * every partial it includes. Stored versions never change (append-only)
+ * and the active pointer moves only through save and rollback here, which
+ * bump prompt_gen: a cache entry (a template's kind, active version and
+ * that version's texts) is used only while the generation it was read at
+ * is still current, so a save or rollback is seen by the next render. */
+
+static atomic_uint_fast64_t prompt_gen = 1;
+
+#define QG_PROMPT_CACHE_MAX 64
+
+typedef struct pc_entry {
+    char id[QG_PROMPT_ID_MAX + 1];
+    uint64_t gen;
+    tmpl_head h;
+    bool has_text; /* the active version's texts below */
+    char *system, *body, *params;
+} pc_entry;
+
+struct qg_prompt_cache {
+    pthread_mutex_t mu;
+    pc_entry e[QG_PROMPT_CACHE_MAX];
+    int n;
+};
+
+qg_prompt_cache *qg_prompt_cache_new(void)
+{
+    qg_prompt_cache *pc = qg_xcalloc(1, sizeof *pc);
+    pthread_mutex_init(&pc->mu, NULL);
+    return pc;
+}
+
+static void pc_entry_clear(pc_entry *e)
+{
+    free(e->system);
+    free(e->body);
+    free(e->params);
+    memset(e, 0, sizeof *e);
+}
+
+void qg_prompt_cache_free(qg_prompt_cache *pc)
+{
+    if (!pc) return;
+    for (int i = 0; i < pc->n; i++) pc_entry_clear(&pc->e[i]);
+    pthread_mutex_destroy(&pc->mu);
+    free(pc);
+}
+
+static pc_entry *pc_find_locked(qg_prompt_cache *pc, const char *id)
+{
+    for (int i = 0; i < pc->n; i++)
+        if (!strcmp(pc->e[i].id, id)) return &pc->e[i];
+    return NULL;
+}
+
+/* The head of id and, for the active version, its texts (in a): from the
+ * cache when current, else from the database (then cached). */
+static qg_status cached_load(qg_prompt_cache *pc, qg_conn *c, const char *id, qg_arena *a,
+                             tmpl_head *h, vtext *v, qg_error *err)
+{
+    *v = (vtext){.a = a};
+    uint64_t gen = atomic_load(&prompt_gen);
+    if (pc && strlen(id) <= QG_PROMPT_ID_MAX) {
+        pthread_mutex_lock(&pc->mu);
+        pc_entry *e = pc_find_locked(pc, id);
+        bool hit = e && e->gen == gen && (e->has_text || !e->h.found);
+        if (hit) {
+            *h = e->h;
+            if (e->has_text) {
+                v->system = qg_arena_strndup(a, e->system, strlen(e->system));
+                v->body = qg_arena_strndup(a, e->body, strlen(e->body));
+                v->params = qg_arena_strndup(a, e->params, strlen(e->params));
+                v->found = v->system && v->body && v->params;
+            }
+        }
+        pthread_mutex_unlock(&pc->mu);
+        if (hit)
+            return v->found || !h->found ? QG_OK : qg_error_set(err, QG_ENOMEM, "out of memory");
+    }
+    qg_status rc = load_head(c, id, h, err);
+    if (rc || !h->found) goto put;
+    if ((rc = load_vtext(c, id, h->active, a, v, err))) return rc;
+put:
+    if (rc || !pc || strlen(id) > QG_PROMPT_ID_MAX || (h->found && !v->found)) return rc;
+    pthread_mutex_lock(&pc->mu);
+    pc_entry *e = pc_find_locked(pc, id);
+    if (!e) {
+        if (pc->n == QG_PROMPT_CACHE_MAX) { /* full: start over */
+            for (int i = 0; i < pc->n; i++) pc_entry_clear(&pc->e[i]);
+            pc->n = 0;
+        }
+        e = &pc->e[pc->n++];
+    }
+    pc_entry_clear(e);
+    snprintf(e->id, sizeof e->id, "%s", id);
+    e->gen = gen; /* read before the lookups: a save meanwhile makes it stale */
+    e->h = *h;
+    if (v->found) {
+        e->system = qg_xstrdup(v->system);
+        e->body = qg_xstrdup(v->body);
+        e->params = qg_xstrdup(v->params);
+        e->has_text = true;
+    }
+    pthread_mutex_unlock(&pc->mu);
+    return QG_OK;
+}
+
 /* ---- rendering ---- */
 
 #define QG_STR_(x) #x
@@ -354,6 +464,7 @@ static qg_status load_vtext(qg_conn *c, const char *id, int version, qg_arena *a
 
 typedef struct render_ctx {
     qg_conn *c;
+    qg_prompt_cache *pc; /* may be NULL */
     qg_arena *a;
     const char *root;  /* the template asked for, for messages */
     const cJSON *vals; /* the parameter object; NULL: dry run (only partials) */
@@ -402,13 +513,12 @@ static qg_status render_partial(render_ctx *x, const char *id, size_t n, qg_buf 
     char *pid = qg_arena_strndup(x->a, id, n);
     if (!pid) return qg_error_set(err, QG_ENOMEM, "out of memory");
     tmpl_head h;
-    qg_status rc = load_head(x->c, pid, &h, err);
+    vtext v;
+    qg_status rc = cached_load(x->pc, x->c, pid, x->a, &h, &v, err);
     if (rc) return rc;
     if (!h.found || h.kind != QG_PROMPT_PARTIAL)
         return qg_error_set(err, QG_EINVAL, "template %s: the included partial \"%s\" %s", x->root,
                             pid, h.found ? "is a task" : "does not exist");
-    vtext v;
-    if ((rc = load_vtext(x->c, pid, h.active, x->a, &v, err))) return rc;
     if (!v.found)
         return qg_error_set(err, QG_EINTERNAL, "template %s: active version %d missing", pid,
                             h.active);
@@ -506,17 +616,24 @@ qg_status qg_prompt_render(qg_conn *c, const char *template_id, int version,
                            const char *params_json, qg_arena *a, qg_prompt_rendered *out,
                            qg_error *err)
 {
+    return qg_prompt_render_cached(NULL, c, template_id, version, params_json, a, out, err);
+}
+
+qg_status qg_prompt_render_cached(qg_prompt_cache *pc, qg_conn *c, const char *template_id,
+                                  int version, const char *params_json, qg_arena *a,
+                                  qg_prompt_rendered *out, qg_error *err)
+{
     qg_status rc = QG_OK;
     cJSON *vals = NULL;
     if (!qg_prompt_id_valid(template_id))
         return qg_error_set(err, QG_ENOTFOUND, "template \"%.64s\" not found",
                             template_id ? template_id : "");
     tmpl_head h;
-    if ((rc = load_head(c, template_id, &h, err))) return rc;
+    vtext v;
+    if ((rc = cached_load(pc, c, template_id, a, &h, &v, err))) return rc;
     if (!h.found) return qg_error_set(err, QG_ENOTFOUND, "template %s not found", template_id);
     if (version <= 0) version = h.active;
-    vtext v;
-    if ((rc = load_vtext(c, template_id, version, a, &v, err))) return rc;
+    if (version != h.active && (rc = load_vtext(c, template_id, version, a, &v, err))) return rc;
     if (!v.found)
         return qg_error_set(err, QG_ENOTFOUND, "template %s has no version %d", template_id,
                             version);
@@ -533,7 +650,7 @@ qg_status qg_prompt_render(qg_conn *c, const char *template_id, int version,
     }
     decls d;
     if ((rc = decls_parse(v.params, a, &d, NULL, err))) goto out;
-    render_ctx x = {.c = c, .a = a, .root = template_id, .vals = vals};
+    render_ctx x = {.c = c, .pc = pc, .a = a, .root = template_id, .vals = vals};
     const char *sys = NULL, *user = NULL;
     if ((rc = render_part(&x, v.system, &d, &sys, err))) goto out;
     if ((rc = render_part(&x, v.body, &d, &user, err))) goto out;
@@ -695,6 +812,7 @@ qg_status qg_prompt_save(qg_conn *c, const qg_prompt_edit *e, int *version, bool
         qg_conn_rollback(c);
     else
         rc = qg_conn_commit(c, err);
+    atomic_fetch_add(&prompt_gen, 1); /* after the commit: cached renders re-read */
 out:
     qg_arena_free(&a);
     return rc;
@@ -718,10 +836,11 @@ qg_status qg_prompt_rollback(qg_conn *c, const char *id, int version, qg_error *
         return qg_error_set(err, QG_ENOTFOUND, "template %s has no version %d", id, version);
     }
     qg_val u[] = {QG_VINT(version), QG_VINT(qg_time_now_ms()), QG_VTEXT(id)};
-    return qg_conn_exec(c,
-                        "UPDATE prompt_templates SET active_version = ?, updated_at = ? "
-                        "WHERE id = ?",
-                        u, 3, NULL, err);
+    rc = qg_conn_exec(c,
+                      "UPDATE prompt_templates SET active_version = ?, updated_at = ? WHERE id = ?",
+                      u, 3, NULL, err);
+    atomic_fetch_add(&prompt_gen, 1);
+    return rc;
 }
 
 /* ---- reading ---- */

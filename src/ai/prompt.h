@@ -146,6 +146,19 @@ qg_status qg_prompt_render(qg_conn *c, const char *template_id, int version,
                            const char *params_json, qg_arena *a, qg_prompt_rendered *out,
                            qg_error *err);
 
+/* A cache of templates' active versions for repeated renders (one per
+ * store: the AI layer keeps one). An entry is used only until the next
+ * qg_prompt_save or qg_prompt_rollback of this process, so changes made
+ * through them are seen at once; rows edited by hand behind them are not
+ * (stored versions are append-only). Thread-safe. */
+typedef struct qg_prompt_cache qg_prompt_cache;
+qg_prompt_cache *qg_prompt_cache_new(void);
+void qg_prompt_cache_free(qg_prompt_cache *pc);
+/* qg_prompt_render through pc (NULL: no cache). */
+qg_status qg_prompt_render_cached(qg_prompt_cache *pc, qg_conn *c, const char *template_id,
+                                  int version, const char *params_json, qg_arena *a,
+                                  qg_prompt_rendered *out, qg_error *err);
+
 /* ---- default templates (prompts/ *.prompt) ---- */
 
 /* Parses one *.prompt file (name is used in messages). The strings of *out

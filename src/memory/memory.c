@@ -16,8 +16,11 @@
  *    value that was never interned cannot match anything.
  *
  * Invariant: a label is in a collection's index exactly when its row is in
- * memory_items (writes go to the database first, under the collection's
- * write lock, then to the index). Rows deleted behind the service's back
+ * memory_items (writes go to the database first, then to the index, both
+ * under the collection's writer mutex; only the index change takes the
+ * write lock, so a search may miss an item whose row has just committed,
+ * as if it had run a moment earlier, but never finds a label without its
+ * row except for rows deleted behind the service's back). Rows deleted behind the service's back
  * (a user deleted with ON DELETE CASCADE) leave labels whose rows are gone:
  * searches skip them, and the next start rebuilds (the counts differ).
  */
@@ -70,6 +73,11 @@ typedef struct mem_coll {
     uint16_t idx;
     qg_vindex *ix; /* NULL until dim is known */
     pthread_rwlock_t lock;
+    /* Serialises the collection's writers (add, delete) over their whole
+     * change, database transaction included; the write lock is taken only
+     * for the in-memory part, so searches never wait for a commit. Lock
+     * order: wmu, then lock. */
+    pthread_mutex_t wmu;
 } mem_coll;
 
 struct qg_memory {
@@ -543,6 +551,7 @@ static mem_coll *coll_new(qg_memory *m, const qg_row *row)
     c->created_at = qg_row_int(row, 7);
     c->idx = (uint16_t)(m->ncolls + 1);
     pthread_rwlock_init(&c->lock, NULL);
+    pthread_mutex_init(&c->wmu, NULL);
     return c;
 }
 
@@ -724,6 +733,7 @@ void qg_memory_free(qg_memory *m)
     for (int i = 0; i < m->ncolls; i++) {
         qg_vindex_free(m->colls[i]->ix);
         pthread_rwlock_destroy(&m->colls[i]->lock);
+        pthread_mutex_destroy(&m->colls[i]->wmu);
         free(m->colls[i]);
     }
     for (uint32_t p = 0; p < MAX_PAGES; p++) free(atomic_load(&m->pages[p]));
@@ -905,11 +915,13 @@ static const char *setup_str(const cJSON *setup, const char *name)
     return cJSON_IsString(j) && j->valuestring[0] ? j->valuestring : NULL;
 }
 
-/* The row and the index entry, under c's write lock. */
+/* The row and the index entry. Caller holds c->wmu (so c->dim and c->ix
+ * change only here); the database transaction runs without c->lock, which
+ * is taken for the in-memory change only. */
 static qg_status add_locked(qg_memory *m, qg_conn *conn, mem_coll *c, const qg_mem_add *in,
                             const float *v, size_t dim, const char *meta, const char *id,
                             int64_t now, int64_t expires, const char *signal_type,
-                            const char *session, qg_error *err)
+                            const char *session, bool *snap, qg_error *err)
 {
     qg_status rc = QG_OK;
     bool learned = false;
@@ -960,12 +972,8 @@ static qg_status add_locked(qg_memory *m, qg_conn *conn, mem_coll *c, const qg_m
         goto out;
     }
     if ((rc = qg_conn_commit(conn, err))) goto out;
-    if (learned) {
-        c->dim = dim;
-        c->ix = fresh;
-        fresh = NULL;
-    }
-    *slot = (mem_slot){
+    /* Interned outside the write lock (the intern table has its own). */
+    mem_slot fill = {
         .user = intern(m, in->user_id),
         .symbol = intern(m, in->symbol),
         .timeframe = intern(m, in->timeframe),
@@ -977,15 +985,28 @@ static qg_status add_locked(qg_memory *m, qg_conn *conn, mem_coll *c, const qg_m
         .time = in->ts ? in->ts : now,
         .expires = expires,
     };
+    pthread_rwlock_wrlock(&c->lock);
+    if (learned) {
+        c->dim = dim;
+        c->ix = fresh;
+        fresh = NULL;
+    }
+    *slot = fill;
     c->generation++;
     c->count++;
-    if ((rc = qg_vindex_add(c->ix, seq, v, err))) {
+    rc = qg_vindex_add(c->ix, seq, v, err);
+    if (rc) slot->live = 0;
+    *snap = snap_due(m, c);
+    pthread_rwlock_unlock(&c->lock);
+    if (rc) {
         /* Keep the invariant: no row without its index entry. */
         qg_err("memory: cannot index item %s (%s); removing its row", id, err ? err->msg : "");
-        slot->live = 0;
         qg_val d[] = {QG_VTEXT(id)};
-        if (!qg_conn_exec(conn, "DELETE FROM memory_items WHERE id = ?", d, 1, NULL, NULL))
+        if (!qg_conn_exec(conn, "DELETE FROM memory_items WHERE id = ?", d, 1, NULL, NULL)) {
+            pthread_rwlock_wrlock(&c->lock);
             c->count--;
+            pthread_rwlock_unlock(&c->lock);
+        }
     }
 out:
     if (fresh) qg_vindex_free(fresh);
@@ -1040,10 +1061,11 @@ qg_status qg_memory_add(qg_memory *m, qg_conn *conn, const qg_mem_add *in, char 
     if ((rc = embed_for(m, c, coll_dim(c), &ein, &a, &v, &dim, err))) goto out;
     char id[QG_ID_MAX];
     qg_store_new_id("mem", id, sizeof id);
-    pthread_rwlock_wrlock(&c->lock);
-    rc = add_locked(m, conn, c, in, v, dim, meta, id, now, expires, signal_type, session, err);
-    bool snap = snap_due(m, c);
-    pthread_rwlock_unlock(&c->lock);
+    bool snap = false;
+    pthread_mutex_lock(&c->wmu);
+    rc = add_locked(m, conn, c, in, v, dim, meta, id, now, expires, signal_type, session, &snap,
+                    err);
+    pthread_mutex_unlock(&c->wmu);
     if (snap) snap_kick(m);
     if (!rc && id_out) snprintf(id_out, QG_ID_MAX, "%s", id);
     if (!rc) maybe_purge(m, conn, now);
@@ -1217,6 +1239,65 @@ typedef struct fetch_ctx {
     bool found;
 } fetch_ctx;
 
+/* The rows of nb hits, appended to items (at *k) in the hits' order with
+ * their scores; hits without a row (deleted meanwhile, or their owner
+ * was) are left out. */
+typedef struct batch_rows {
+    qg_arena *a;
+    const mem_hit *hits;
+    size_t nb;
+    qg_mem_item *tmp;
+    bool *found;
+} batch_rows;
+
+static qg_status take_batch_row(void *ud, const qg_row *row)
+{
+    batch_rows *b = ud;
+    uint64_t seq = (uint64_t)qg_row_int(row, 12);
+    for (size_t i = 0; i < b->nb; i++)
+        if (b->hits[i].label == seq && !b->found[i]) {
+            row_item(b->a, row, &b->tmp[i]);
+            b->found[i] = true;
+            break;
+        }
+    return QG_OK;
+}
+
+static qg_status fetch_rows(qg_conn *conn, const char *user_id, const mem_hit *hits, size_t nb,
+                            qg_mem_item *items, size_t *k, qg_arena *a, qg_error *err)
+{
+    if (nb == 0) return QG_OK;
+    if (nb > QG_MEM_SEARCH_MAX) nb = QG_MEM_SEARCH_MAX;
+    /* "+user_id": the owner check must not pick the (user_id, ...) index
+     * over the seq lookups, which SQLite does for a handful of seqs. */
+    char sql[256 + QG_MEM_SEARCH_MAX * 3];
+    qg_val p[QG_MEM_SEARCH_MAX + 1];
+    int len =
+        snprintf(sql, sizeof sql,
+                 "SELECT " ITEM_COLS ", seq FROM memory_items WHERE +user_id = ? AND seq IN (");
+    p[0] = QG_VTEXT(user_id);
+    for (size_t i = 0; i < nb; i++) {
+        len += snprintf(sql + len, sizeof sql - (size_t)len, i ? ",?" : "?");
+        p[i + 1] = QG_VINT(hits[i].label);
+    }
+    snprintf(sql + len, sizeof sql - (size_t)len, ")");
+    batch_rows b = {.a = a,
+                    .hits = hits,
+                    .nb = nb,
+                    .tmp = qg_arena_alloc(a, nb * sizeof(qg_mem_item)),
+                    .found = qg_arena_alloc(a, nb * sizeof(bool))};
+    if (!b.tmp || !b.found) return qg_error_set(err, QG_ENOMEM, "memory: out of memory");
+    memset(b.found, 0, nb * sizeof(bool));
+    qg_status rc = qg_conn_query(conn, sql, p, nb + 1, take_batch_row, &b, err);
+    if (rc) return rc;
+    for (size_t i = 0; i < nb; i++)
+        if (b.found[i]) {
+            items[*k] = b.tmp[i];
+            items[(*k)++].score = hits[i].score;
+        }
+    return QG_OK;
+}
+
 static qg_status search_run(qg_memory *m, qg_conn *conn, const qg_mem_query *q, qg_arena *a,
                             qg_mem_item **out, size_t *n_out, qg_error *err)
 {
@@ -1280,15 +1361,12 @@ static qg_status search_run(qg_memory *m, qg_conn *conn, const qg_mem_query *q, 
     qg_mem_item *items = qg_arena_alloc(a, (n ? n : 1) * sizeof *items);
     if (!items) return qg_error_set(err, QG_ENOMEM, "memory: out of memory");
     size_t k = 0;
-    for (size_t i = 0; i < nh && k < n; i++) {
-        one_row o = {.a = a, .it = &items[k]};
-        qg_val p[] = {QG_VINT(hits[i].label), QG_VTEXT(q->user_id)};
-        rc = qg_conn_query(conn,
-                           "SELECT " ITEM_COLS " FROM memory_items WHERE seq = ? AND user_id = ?",
-                           p, 2, take_one, &o, err);
-        if (rc) return rc;
-        if (!o.found) continue; /* deleted meanwhile, or its owner was */
-        items[k++].score = hits[i].score;
+    /* The rows of the best hits in one query per round (a hit whose row
+     * was deleted meanwhile is skipped and the next one taken). */
+    for (size_t i = 0; i < nh && k < n;) {
+        size_t nb = n - k < nh - i ? n - k : nh - i;
+        if ((rc = fetch_rows(conn, q->user_id, hits + i, nb, items, &k, a, err))) return rc;
+        i += nb;
     }
     *out = items;
     *n_out = k;
@@ -1410,6 +1488,7 @@ static qg_status delete_where(qg_memory *m, qg_conn *conn, mem_coll *c, const ch
     memcpy(params + 1, p, np * sizeof *p);
     seq_list s = {0};
     qg_status rc = QG_OK;
+    pthread_mutex_lock(&c->wmu);
     pthread_rwlock_wrlock(&c->lock);
     if ((rc = qg_conn_query(conn, sel, params, np + 1, take_seq, &s, err)) || !s.n) goto out;
     if ((rc = qg_conn_begin(conn, err))) goto out;
@@ -1434,6 +1513,7 @@ static qg_status delete_where(qg_memory *m, qg_conn *conn, mem_coll *c, const ch
 out:;
     bool snap = snap_due(m, c);
     pthread_rwlock_unlock(&c->lock);
+    pthread_mutex_unlock(&c->wmu);
     if (snap) snap_kick(m);
     free(s.v);
     return rc;
@@ -1810,8 +1890,10 @@ qg_status qg_memory_collection_create(qg_memory *m, qg_conn *conn, const char *n
     c->created_at = now;
     c->idx = (uint16_t)(m->ncolls + 1);
     pthread_rwlock_init(&c->lock, NULL);
+    pthread_mutex_init(&c->wmu, NULL);
     if (dim && (rc = index_new(m, dim, c->metric, &c->ix, err))) {
         pthread_rwlock_destroy(&c->lock);
+        pthread_mutex_destroy(&c->wmu);
         free(c);
         goto out;
     }

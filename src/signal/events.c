@@ -17,6 +17,7 @@
 #include <quantgate/log.h>
 #include <quantgate/time.h>
 
+#include <inttypes.h>
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
@@ -229,34 +230,82 @@ void qg_pipeline_record_delivery(qg_pipeline *p, const char *signal_id, const qg
 
 /* ---- the ring ---- */
 
+/* s as a JSON string (quotes included), or null for NULL; escapes as
+ * cJSON does (quote, backslash, control characters; UTF-8 as is). */
+static void put_json_str(qg_buf *b, const char *s)
+{
+    if (!s) {
+        (void)qg_buf_puts(b, "null");
+        return;
+    }
+    (void)qg_buf_puts(b, "\"");
+    for (const char *p = s; *p;) {
+        size_t n = 0;
+        while (p[n] && p[n] != '"' && p[n] != '\\' && (unsigned char)p[n] >= 0x20) n++;
+        if (n) (void)qg_buf_append(b, p, n);
+        p += n;
+        if (!*p) break;
+        unsigned char c = (unsigned char)*p++;
+        switch (c) {
+        case '"':
+            (void)qg_buf_puts(b, "\\\"");
+            break;
+        case '\\':
+            (void)qg_buf_puts(b, "\\\\");
+            break;
+        case '\n':
+            (void)qg_buf_puts(b, "\\n");
+            break;
+        case '\r':
+            (void)qg_buf_puts(b, "\\r");
+            break;
+        case '\t':
+            (void)qg_buf_puts(b, "\\t");
+            break;
+        case '\b':
+            (void)qg_buf_puts(b, "\\b");
+            break;
+        case '\f':
+            (void)qg_buf_puts(b, "\\f");
+            break;
+        default:
+            (void)qg_buf_printf(b, "\\u%04x", c);
+        }
+    }
+    (void)qg_buf_puts(b, "\"");
+}
+
 void qg_pipeline_push_event(qg_pipeline *p, const char *signal_id, const char *state,
                             const char *stage, const char *reason, int64_t at)
 {
-    cJSON *e = cJSON_CreateObject();
+    /* Everything but the sequence number is written outside the lock. */
     char iso[40];
     qg_time_format_iso(at, iso, sizeof iso);
+    qg_buf b;
+    qg_buf_init(&b, 64 * 1024);
+    (void)qg_buf_puts(&b, ",\"signal_id\":");
+    put_json_str(&b, signal_id);
+    (void)qg_buf_puts(&b, ",\"state\":");
+    put_json_str(&b, state);
+    (void)qg_buf_puts(&b, ",\"stage\":");
+    put_json_str(&b, stage);
+    (void)qg_buf_puts(&b, ",\"reason\":");
+    put_json_str(&b, reason);
+    (void)qg_buf_puts(&b, ",\"at\":");
+    put_json_str(&b, iso);
+    (void)qg_buf_puts(&b, "}");
+    size_t cap = b.len + 32;
+    char *json = qg_xmalloc(cap);
     pthread_mutex_lock(&p->ev_mu);
     uint64_t seq = ++p->ev_seq;
-    cJSON_AddNumberToObject(e, "seq", (double)seq);
-    cJSON_AddStringToObject(e, "signal_id", signal_id);
-    cJSON_AddStringToObject(e, "state", state);
-    if (stage)
-        cJSON_AddStringToObject(e, "stage", stage);
-    else
-        cJSON_AddNullToObject(e, "stage");
-    if (reason)
-        cJSON_AddStringToObject(e, "reason", reason);
-    else
-        cJSON_AddNullToObject(e, "reason");
-    cJSON_AddStringToObject(e, "at", iso);
-    char *s = cJSON_PrintUnformatted(e);
+    snprintf(json, cap, "{\"seq\":%" PRIu64 "%s", seq, b.data ? b.data : "}");
     qg_pevent *slot = &p->ring[seq % QG_PIPE_EVENTS_RING];
-    free(slot->json);
-    slot->json = s ? qg_xstrdup(s) : NULL;
+    char *old = slot->json;
+    slot->json = json;
     slot->seq = seq;
     pthread_mutex_unlock(&p->ev_mu);
-    cJSON_free(s);
-    cJSON_Delete(e);
+    free(old);
+    qg_buf_free(&b);
 }
 
 uint64_t qg_pipeline_events_since(qg_pipeline *p, uint64_t after, qg_buf *out, bool *lost)

@@ -60,6 +60,8 @@ typedef struct qg_pjob {
     bool has_score;
     double score;
     char *analysis;              /* JSON text or NULL (owned) */
+    cJSON *an_doc;               /* analysis parsed once (owned; NULL until needed; read
+                                    only once set, so plan steps may share it) */
     char *plan_result;           /* JSON text or NULL (owned) */
     bool analysis_new, plan_new; /* not yet handed to a write: the next state
                                     write carries them (once, not with every later one) */

@@ -50,8 +50,17 @@ void qg_pjob_free(qg_pjob *j)
 {
     if (!j) return;
     free(j->analysis);
+    cJSON_Delete(j->an_doc);
     free(j->plan_result);
     free(j);
+}
+
+/* The analysis as a document, parsed at most once per run (NULL when
+ * there is none). Called from the worker's own thread only. */
+static const cJSON *analysis_doc(qg_pjob *j)
+{
+    if (!j->an_doc && j->analysis) j->an_doc = cJSON_Parse(j->analysis);
+    return j->an_doc;
 }
 
 /* Per-run context: the targets already delivered (loaded on resume, grown
@@ -275,21 +284,49 @@ static void setup_text(const qg_pjob *j, qg_buf *b)
 }
 
 typedef struct outcome_row {
+    const char *signal_id; /* the candidate's (in the search arena) */
     char outcome[16];
     bool has_pnl;
     double pnl;
     bool found;
 } outcome_row;
 
+typedef struct outcome_batch {
+    outcome_row *rows;
+    int n;
+} outcome_batch;
+
 static qg_status outcome_cb(void *ud, const qg_row *row)
 {
-    outcome_row *o = ud;
-    o->found = true;
-    const char *oc = qg_row_text(row, 0);
-    snprintf(o->outcome, sizeof o->outcome, "%s", oc ? oc : "");
-    o->has_pnl = !qg_row_is_null(row, 1);
-    o->pnl = o->has_pnl ? qg_row_double(row, 1) : 0;
+    outcome_batch *b = ud;
+    const char *id = qg_row_text(row, 0);
+    for (int i = 0; id && i < b->n; i++) {
+        outcome_row *o = &b->rows[i];
+        if (o->found || strcmp(o->signal_id, id)) continue;
+        o->found = true;
+        const char *oc = qg_row_text(row, 1);
+        snprintf(o->outcome, sizeof o->outcome, "%s", oc ? oc : "");
+        o->has_pnl = !qg_row_is_null(row, 2);
+        o->pnl = o->has_pnl ? qg_row_double(row, 2) : 0;
+    }
     return QG_OK;
+}
+
+/* The outcomes of the n candidates in one query. */
+#define QG_SIMILAR_MAX QG_MEM_SEARCH_MAX
+static qg_status load_outcomes(qg_conn *c, outcome_row *rows, int n, qg_error *err)
+{
+    if (n <= 0) return QG_OK;
+    char sql[128 + QG_SIMILAR_MAX * 2];
+    qg_val v[QG_SIMILAR_MAX];
+    int len = snprintf(sql, sizeof sql, "SELECT id, outcome, pnl FROM signals WHERE id IN (");
+    for (int i = 0; i < n; i++) {
+        len += snprintf(sql + len, sizeof sql - (size_t)len, i ? ",?" : "?");
+        v[i] = QG_VTEXT(rows[i].signal_id);
+    }
+    snprintf(sql + len, sizeof sql - (size_t)len, ")");
+    outcome_batch b = {rows, n};
+    return qg_conn_query(c, sql, v, (size_t)n, outcome_cb, &b, err);
 }
 
 /* Up to n similar past setups, each with its outcome as the signals table
@@ -299,6 +336,7 @@ static qg_status similar_setups(qg_pipeline *p, qg_pjob *j, int n, cJSON **out, 
 {
     *out = cJSON_CreateArray();
     if (!p->cfg.memory || !p->owner_id || n <= 0) return QG_OK;
+    if (n > QG_SIMILAR_MAX - 1) n = QG_SIMILAR_MAX - 1;
     qg_conn *c = NULL;
     qg_status rc = with_conn(p, &c, err);
     if (rc) return rc;
@@ -314,31 +352,34 @@ static qg_status similar_setups(qg_pipeline *p, qg_pjob *j, int n, cJSON **out, 
                        .text = q.data ? q.data : "",
                        .n = (size_t)n + 1};
     rc = qg_memory_search(p->cfg.memory, c, &mq, &a, &items, &ni, err);
-    for (size_t i = 0; !rc && i < ni && cJSON_GetArraySize(*out) < n; i++) {
+    /* The candidates (not this signal itself), then their outcomes. */
+    outcome_row rows[QG_SIMILAR_MAX];
+    size_t which[QG_SIMILAR_MAX];
+    int nc = 0;
+    for (size_t i = 0; !rc && i < ni && nc < n; i++) {
         cJSON *meta = cJSON_Parse(items[i].meta_json ? items[i].meta_json : "{}");
         const cJSON *sid = cJSON_GetObjectItemCaseSensitive(meta, "signal_id");
-        if (!cJSON_IsString(sid) || !strcmp(sid->valuestring, j->sig.id)) {
-            cJSON_Delete(meta);
-            continue;
+        if (cJSON_IsString(sid) && strcmp(sid->valuestring, j->sig.id)) {
+            rows[nc] = (outcome_row){
+                .signal_id = qg_arena_strndup(&a, sid->valuestring, strlen(sid->valuestring))};
+            which[nc++] = i;
         }
+        cJSON_Delete(meta);
+    }
+    if (!rc) rc = load_outcomes(c, rows, nc, err);
+    for (int k = 0; !rc && k < nc; k++) {
+        const qg_mem_item *it = &items[which[k]];
+        const outcome_row *o = &rows[k];
         cJSON *e = cJSON_CreateObject();
-        cJSON_AddStringToObject(e, "signal_id", sid->valuestring);
-        cJSON_AddNumberToObject(e, "similarity", round(items[i].score * 1000.0) / 1000.0);
-        cJSON_AddStringToObject(e, "setup", items[i].text ? items[i].text : "");
-        outcome_row o = {0};
-        qg_val v[] = {QG_VTEXT(sid->valuestring)};
-        rc = qg_conn_query(c, "SELECT outcome, pnl FROM signals WHERE id = ?", v, 1, outcome_cb, &o,
-                           err);
-        if (o.found && o.outcome[0])
-            cJSON_AddStringToObject(e, "outcome", o.outcome);
-        else
-            cJSON_AddStringToObject(e, "outcome", "unknown");
-        if (o.has_pnl)
-            cJSON_AddNumberToObject(e, "pnl", o.pnl);
+        cJSON_AddStringToObject(e, "signal_id", o->signal_id);
+        cJSON_AddNumberToObject(e, "similarity", round(it->score * 1000.0) / 1000.0);
+        cJSON_AddStringToObject(e, "setup", it->text ? it->text : "");
+        cJSON_AddStringToObject(e, "outcome", o->found && o->outcome[0] ? o->outcome : "unknown");
+        if (o->has_pnl)
+            cJSON_AddNumberToObject(e, "pnl", o->pnl);
         else
             cJSON_AddNullToObject(e, "pnl");
         cJSON_AddItemToArray(*out, e);
-        cJSON_Delete(meta);
     }
     qg_arena_free(&a);
     qg_buf_free(&q);
@@ -507,8 +548,12 @@ static qg_status st_analyse(qg_pipeline *p, qg_pjob *j, flow *f, qg_error *err)
     qg_status rc = analyse_now(p, j, &doc, err);
     if (rc) return rc;
     char *s = cJSON_PrintUnformatted(doc);
-    cJSON_Delete(doc);
-    if (!s) return qg_error_set(err, QG_ENOMEM, "analysis: out of memory");
+    if (!s) {
+        cJSON_Delete(doc);
+        return qg_error_set(err, QG_ENOMEM, "analysis: out of memory");
+    }
+    cJSON_Delete(j->an_doc);
+    j->an_doc = doc; /* the later stages read it instead of parsing the text */
     j->analysis = qg_xstrdup(s);
     j->analysis_new = true;
     cJSON_free(s);
@@ -658,16 +703,16 @@ static qg_status st_notify(run_ctx *x, flow *f, qg_error *err)
     qg_pipeline *p = x->p;
     qg_pjob *j = x->j;
     if (!p->cfg.notify || qg_notify_targets(p->cfg.notify) == 0) return QG_OK;
-    cJSON *an = j->analysis ? cJSON_Parse(j->analysis) : NULL;
+    const cJSON *an = analysis_doc(j);
     qg_notify_msg m;
     fill_msg(j, an, &m);
     cJSON *extra = signal_input(j);
-    if (an) cJSON_AddItemReferenceToObject(extra, "analysis", an);
+    if (an) cJSON_AddItemReferenceToObject(extra, "analysis", (cJSON *)an);
     m.extra = extra;
     char summary[384];
     qg_status rc = send_all(x, &m, summary, sizeof summary, err);
     cJSON_Delete(extra);
-    cJSON_Delete(an);
+
     if (rc) return rc;
     atomic_fetch_add_explicit(&p->n_notified, 1, memory_order_relaxed);
     qg_pstate st = {
@@ -796,14 +841,13 @@ static qg_status op_notify(void *ud, const char *step, const cJSON *params, cJSO
                            qg_error *err)
 {
     run_ctx *x = ud;
-    cJSON *an = x->j->analysis ? cJSON_Parse(x->j->analysis) : NULL;
+    const cJSON *an = x->j->an_doc; /* parsed by st_plan before the steps run */
     qg_notify_msg m;
     fill_msg(x->j, an, &m);
     const cJSON *text = cJSON_GetObjectItemCaseSensitive(params, "text");
     if (cJSON_IsString(text)) m.text = text->valuestring;
     char summary[384];
     qg_status rc = send_all(x, &m, summary, sizeof summary, err);
-    cJSON_Delete(an);
     if (!rc) *result = cJSON_CreateString(summary);
     return rc;
 }
@@ -849,7 +893,10 @@ static qg_status st_plan(run_ctx *x, flow *f, qg_error *err)
     qg_pipeline *p = x->p;
     qg_pjob *j = x->j;
     if (j->plan_result) return QG_OK;
-    cJSON *an = j->analysis ? cJSON_Parse(j->analysis) : NULL;
+    /* Only a plan from the analysis needs it parsed. */
+    if (!p->plan_json && !(p->cfg.ai_plans && j->analysis && strstr(j->analysis, "\"plan\"")))
+        return QG_OK;
+    const cJSON *an = analysis_doc(j);
     const cJSON *plan = NULL;
     const char *from = NULL;
     const cJSON *ap = cJSON_GetObjectItemCaseSensitive(an, "plan");
@@ -860,10 +907,7 @@ static qg_status st_plan(run_ctx *x, flow *f, qg_error *err)
         plan = p->plan_json;
         from = "config";
     }
-    if (!plan) {
-        cJSON_Delete(an);
-        return QG_OK;
-    }
+    if (!plan) return QG_OK;
     qg_plan_ops ops = {.ops = plan_ops,
                        .n = (int)(sizeof plan_ops / sizeof plan_ops[0]),
                        .ud = x,
@@ -884,7 +928,6 @@ static qg_status st_plan(run_ctx *x, flow *f, qg_error *err)
             cJSON_AddStringToObject(report, "error", perr.msg);
     }
     qg_plan_free(pl);
-    cJSON_Delete(an);
     if (atomic_load(&p->stop)) {
         cJSON_Delete(report);
         return qg_error_set(err, QG_EAGAIN, "plan: shutting down");

@@ -556,3 +556,39 @@ Test(prompt, seeding_orders_partials_and_reports_bad_files)
     cr_assert_eq(rc, QG_ENOTFOUND);
     cr_assert(strstr(err.msg, "/nonexistent/prompts"), "%s", err.msg);
 }
+
+/* The render cache: the same text as an uncached render, and a save or a
+ * rollback (of the template or of a partial it includes) is seen by the
+ * very next cached render. */
+static const char *render_c(qg_prompt_cache *pc, const char *id, int version)
+{
+    qg_prompt_rendered r = {0};
+    qg_error err = {0};
+    qg_status rc = qg_prompt_render_cached(pc, conn, id, version, "{}", &arena, &r, &err);
+    cr_assert_eq(rc, QG_OK, "render %s: %s", id, err.msg);
+    return r.user;
+}
+
+Test(prompt, cache_follows_saves_and_rollbacks)
+{
+    qg_prompt_cache *pc = qg_prompt_cache_new();
+    save("pt", "partial", NULL, "P1", NULL);
+    save("t", "task", "", "T1 {{> pt}}", NULL);
+    cr_assert_str_eq(render_c(pc, "t", 0), "T1 P1");
+    cr_assert_str_eq(render_c(pc, "t", 0), render("t", 0, "{}").user);
+    save("pt", NULL, NULL, "P2", NULL);
+    cr_assert_str_eq(render_c(pc, "t", 0), "T1 P2", "a partial's new version");
+    save("t", NULL, "", "T2 {{> pt}}", NULL);
+    cr_assert_str_eq(render_c(pc, "t", 0), "T2 P2", "the template's new version");
+    cr_assert_str_eq(render_c(pc, "t", 1), "T1 P2", "an explicit older version");
+    qg_error err = {0};
+    cr_assert_eq(qg_prompt_rollback(conn, "t", 1, &err), QG_OK, "%s", err.msg);
+    cr_assert_str_eq(render_c(pc, "t", 0), "T1 P2", "rolled back");
+    /* unknown templates stay unknown until they are saved */
+    qg_prompt_rendered r = {0};
+    cr_assert_eq(qg_prompt_render_cached(pc, conn, "later", 0, "{}", &arena, &r, &err),
+                 QG_ENOTFOUND);
+    save("later", "task", "", "L", NULL);
+    cr_assert_str_eq(render_c(pc, "later", 0), "L");
+    qg_prompt_cache_free(pc);
+}

@@ -38,12 +38,13 @@ typedef qg_status (*qg_batch_apply_fn)(qg_conn *c, void *arg, qg_error *err);
 typedef void (*qg_batch_done_fn)(void *arg, qg_status rc, const qg_error *err);
 
 typedef struct qg_batcher_stats {
-    uint64_t ops;       /* ops applied */
-    uint64_t failed;    /* ops whose done got an error */
-    uint64_t batches;   /* transactions committed */
-    uint64_t commit_us; /* total time in COMMIT (the fsync) */
-    size_t queued;      /* ops waiting now */
-    size_t largest;     /* largest batch so far */
+    uint64_t ops;         /* ops applied */
+    uint64_t failed;      /* ops whose done got an error */
+    uint64_t batches;     /* transactions committed */
+    uint64_t commit_us;   /* total time in COMMIT (the fsync) */
+    uint64_t checkpoints; /* background PASSIVE checkpoints (SQLite) */
+    size_t queued;        /* ops waiting now */
+    size_t largest;       /* largest batch so far */
 } qg_batcher_stats;
 
 /* Starts the writer thread with its own connection from s. name shows in

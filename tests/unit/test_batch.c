@@ -195,3 +195,29 @@ Test(batch, queue_cap_pushes_back_and_free_commits_the_rest, .init = setup, .fin
     cr_assert_eq(atomic_load(&n), accepted);
     cr_assert_eq(rows(), accepted);
 }
+
+/* SQLite checkpoints in the background every few hundred writes, so the
+ * automatic checkpoint inside a commit finds little to copy. */
+Test(batch, checkpoints_run_in_the_background, .init = setup, .fini = teardown)
+{
+    qg_batcher *b = NULL;
+    qg_error err = {0};
+    cr_assert_eq(qg_batcher_new(store, "t-ckpt", 0, 0, &b, &err), QG_OK, "%s", err.msg);
+    static op ops[3000];
+    atomic_int n = 0;
+    for (int i = 0; i < 3000; i++) {
+        ops[i] = (op){.key = i, .done_count = &n};
+        cr_assert_eq(qg_batcher_submit(b, insert, done, &ops[i]), QG_OK);
+    }
+    while (atomic_load(&n) < 3000) usleep(1000);
+    qg_batcher_stats st;
+    for (int tries = 0; tries < 2000; tries++) {
+        qg_batcher_get_stats(b, &st);
+        if (st.checkpoints > 0) break;
+        usleep(1000);
+    }
+    cr_assert_gt(st.checkpoints, 0, "3000 writes and no background checkpoint");
+    cr_assert_eq(st.ops, 3000);
+    qg_batcher_free(b);
+    cr_assert_eq(rows(), 3000);
+}

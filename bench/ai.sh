@@ -18,7 +18,8 @@
 # and p99, and quantgate's own view per cell from /metrics, scraped before
 # and after the cell: qg_ai_request_overhead_seconds (arrival of the request
 # on the event loop to its reply handed back to it, minus the time spent
-# waiting on the provider; non-streaming) and qg_ai_overhead_seconds (the
+# waiting on the provider; non-streaming), qg_ai_stream_overhead_seconds
+# (the same for streams, to the last chunk), qg_ai_overhead_seconds (the
 # same inside the AI layer), and the calls by provider and outcome. Goal:
 # under 1 ms added at p99.
 #
@@ -176,7 +177,7 @@ run_cell() { # MODE TARGET URL CONNS [HEADER]
 }
 # quantgate's own histograms, scraped around each quantgate cell, so each
 # cell's server-side quantiles come from that cell's calls only.
-scrape() { curl -fsS "http://127.0.0.1:$qg_port/metrics" | grep -E '^qg_ai_(request_)?overhead_seconds_(bucket|count)' || true; }
+scrape() { curl -fsS "http://127.0.0.1:$qg_port/metrics" | grep -E '^qg_ai_(request_|stream_)?overhead_seconds_(bucket|count)' || true; }
 server="$tmp/server.tsv"
 : >"$server"
 for c in $conns_list; do
@@ -186,8 +187,10 @@ for c in $conns_list; do
         run_cell "$mode" quantgate "http://127.0.0.1:$qg_port/v1/chat/completions" "$c" \
             "Authorization: Bearer $token"
         after=$(scrape)
+        whole=qg_ai_request_overhead_seconds
+        [ "$mode" = stream ] && whole=qg_ai_stream_overhead_seconds
         printf '%s\t%s\t%s\t%s\n' "$mode" "$c" \
-            "$(hist_quantiles qg_ai_request_overhead_seconds "$before" "$after")" \
+            "$(hist_quantiles "$whole" "$before" "$after")" \
             "$(hist_quantiles qg_ai_overhead_seconds "$before" "$after")" >>"$server"
     done
 done
@@ -209,9 +212,9 @@ awk -F'\t' '{ k = $1 "\t" $3; if ($2 == "direct") { d50[k] = $5; d99[k] = $6 } e
         printf "| %s | %s | %.3f | %.3f |\n", p[1], p[2], q50[k] - d50[k], q99[k] - d99[k] } }' "$results"
 echo
 echo "quantgate's own view, per cell, from its /metrics histograms (bucket interpolation):"
-echo "request = arrival on the event loop to the reply handed back to it, minus provider time"
-echo "(qg_ai_request_overhead_seconds, non-streaming only); AI layer = the call inside the AI layer"
-echo "minus provider time (qg_ai_overhead_seconds)"
+echo "request = arrival on the event loop to the reply (a stream: its last chunk) handed back to it,"
+echo "minus provider time (qg_ai_request_overhead_seconds; qg_ai_stream_overhead_seconds for streams);"
+echo "AI layer = the call inside the AI layer minus provider time (qg_ai_overhead_seconds)"
 echo
 echo "| mode | connections | calls | request added p50 ms | request added p99 ms | AI layer p50 ms | AI layer p99 ms |"
 echo "|---|---:|---:|---:|---:|---:|---:|"

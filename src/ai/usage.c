@@ -107,6 +107,8 @@ static struct {
      * records them never waits on the lock */
     atomic_uint_fast64_t req[NOVH + 1];
     atomic_uint_fast64_t req_sum_us;
+    atomic_uint_fast64_t sreq[NOVH + 1]; /* the same for streams */
+    atomic_uint_fast64_t sreq_sum_us;
     atomic_uint_fast64_t refusals, soft_alerts;
 } M = {.mu = PTHREAD_MUTEX_INITIALIZER};
 
@@ -178,11 +180,13 @@ void qg_ai_metrics_observe(const qg_ai_call_record *r, int64_t overhead_us)
     pthread_mutex_unlock(&M.mu);
 }
 
-void qg_ai_metrics_observe_request(int64_t added_us)
+void qg_ai_metrics_observe_request(int64_t added_us, bool stream)
 {
     if (added_us < 0) added_us = 0;
-    atomic_fetch_add_explicit(&M.req[ovh_bucket(added_us)], 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&M.req_sum_us, (uint64_t)added_us, memory_order_relaxed);
+    atomic_uint_fast64_t *hist = stream ? M.sreq : M.req;
+    atomic_fetch_add_explicit(&hist[ovh_bucket(added_us)], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(stream ? &M.sreq_sum_us : &M.req_sum_us, (uint64_t)added_us,
+                              memory_order_relaxed);
 }
 
 void qg_ai_metrics_reset(void)
@@ -193,6 +197,8 @@ void qg_ai_metrics_reset(void)
     memset(M.ovh, 0, sizeof M.ovh);
     for (int b = 0; b <= NOVH; b++) atomic_store(&M.req[b], 0);
     atomic_store(&M.req_sum_us, 0);
+    for (int b = 0; b <= NOVH; b++) atomic_store(&M.sreq[b], 0);
+    atomic_store(&M.sreq_sum_us, 0);
     M.ncalls = M.nmodels = 0;
     M.ovh_sum_us = 0;
     atomic_store(&M.refusals, 0);
@@ -300,7 +306,7 @@ qg_status qg_ai_metrics_render(qg_buf *out)
         free(models);
         return QG_ENOMEM;
     }
-    uint64_t ovh[NOVH + 1], ovh_sum, req[NOVH + 1], req_sum;
+    uint64_t ovh[NOVH + 1], ovh_sum, req[NOVH + 1], req_sum, sreq[NOVH + 1], sreq_sum;
     pthread_mutex_lock(&M.mu);
     int nc = M.ncalls, nm = M.nmodels;
     memcpy(calls, M.calls, sizeof M.calls);
@@ -309,6 +315,9 @@ qg_status qg_ai_metrics_render(qg_buf *out)
     ovh_sum = M.ovh_sum_us;
     for (int b = 0; b <= NOVH; b++) req[b] = atomic_load_explicit(&M.req[b], memory_order_relaxed);
     req_sum = atomic_load_explicit(&M.req_sum_us, memory_order_relaxed);
+    for (int b = 0; b <= NOVH; b++)
+        sreq[b] = atomic_load_explicit(&M.sreq[b], memory_order_relaxed);
+    sreq_sum = atomic_load_explicit(&M.sreq_sum_us, memory_order_relaxed);
     pthread_mutex_unlock(&M.mu);
 
     mw w = {out, QG_OK};
@@ -328,6 +337,10 @@ qg_status qg_ai_metrics_render(qg_buf *out)
                "Time quantgate adds to a non-streaming /v1 request: arrival on the event loop to "
                "the reply handed back to it, minus provider time.",
                req, req_sum);
+    render_ovh(&w, "qg_ai_stream_overhead_seconds",
+               "Time quantgate adds to a streamed /v1 request: arrival on the event loop to the "
+               "last chunk handed back to it, minus provider time (request sent to last byte).",
+               sreq, sreq_sum);
     mw_head(&w, "qg_ai_budget_refusals_total", "counter",
             "Calls refused before sending because a budget was exhausted.");
     mw_printf(&w, "qg_ai_budget_refusals_total %" PRIu64 "\n",

@@ -146,10 +146,11 @@ qg_status qg_ai_usage_query_run(qg_conn *c, const qg_ai_usage_query *q,
 /* Counts one finished call: calls by model/provider/outcome, tokens and
  * cost by model, latency and quantgate's own overhead. Thread-safe. */
 void qg_ai_metrics_observe(const qg_ai_call_record *r, int64_t overhead_us);
-/* Counts what quantgate added to one non-streaming /v1 request: from its
- * arrival on the event loop to the reply handed back to it, minus the time
- * spent waiting on providers (qg_ai_request_overhead_seconds). */
-void qg_ai_metrics_observe_request(int64_t added_us);
+/* Counts what quantgate added to one /v1 request: from its arrival on the
+ * event loop to the reply (or a stream's last chunk) handed back to it,
+ * minus the time spent waiting on providers
+ * (qg_ai_request_overhead_seconds, qg_ai_stream_overhead_seconds). */
+void qg_ai_metrics_observe_request(int64_t added_us, bool stream);
 /* Appends the qg_ai_* families (Prometheus text 0.0.4) to out. */
 qg_status qg_ai_metrics_render(qg_buf *out);
 /* Zeroes everything (tests). */

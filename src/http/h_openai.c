@@ -427,8 +427,15 @@ static void complete_stream(qg_req *r, oa_call *c, const qg_ai_request *req)
     bool finished = c->finished;
     pthread_mutex_unlock(&c->mu);
     qg_reply_header(r, "cache-control", "no-cache");
-    if (finished) return;
+    if (finished) {
+        /* out is written before finished is set, under mu */
+        r->upstream_us = c->res.upstream_us;
+        r->upstream_stream = true;
+        return;
+    }
     atomic_fetch_add(&c->refs, 1); /* the stream's */
+    /* Read by the loop once oa_poll has seen finished (under mu). */
+    r->stream_upstream_us = &c->res.upstream_us;
     r->stream_poll = oa_poll;
     r->stream_free = oa_stream_free;
     r->stream_arg = c;

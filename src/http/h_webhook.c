@@ -167,9 +167,25 @@ static bool correlation_ok(const char *s)
     return true;
 }
 
+/* The common answer, formatted without building a tree: it is written on
+ * the signal writer's thread, which every accept waits for. Both ids are
+ * JSON-safe (generated, or checked by correlation_ok). */
+static void reply_received(qg_req *r, const qg_signal *s)
+{
+    char body[64 + 2 * QG_ID_MAX];
+    int n = snprintf(body, sizeof body,
+                     "{\"status\":\"received\",\"id\":\"%s\",\"correlation_id\":\"%s\"}", s->id,
+                     s->correlation_id);
+    qg_reply_raw(r, 202, "application/json", body, (size_t)n);
+}
+
 /* Writes the answer for an outcome into r. */
 static void reply_outcome(qg_req *r, const qg_ingest_outcome *o)
 {
+    if (o->result == QG_INGEST_ACCEPTED) {
+        reply_received(r, o->signal);
+        return;
+    }
     cJSON *body = cJSON_CreateObject();
     int status = 202;
     switch (o->result) {

@@ -189,6 +189,10 @@ struct qg_req {
     const char *error_code; /* set by qg_reply_error, for the access log */
     int64_t upstream_us;    /* time the handler waited on a provider (-1: none): the
                                loop then records what quantgate added to the request */
+    bool upstream_stream;   /* ... a streamed call that ended before its stream started */
+    const int64_t *stream_upstream_us; /* a live stream's provider time, final once its poll
+                                          reports done: the loop then records what quantgate
+                                          added to the whole stream */
 
     /* audit: what the request acted on, set by handlers that know it */
     const char *audit_target;

@@ -129,10 +129,12 @@ typedef struct stream {
     qg_stream_poll_fn poll;
     qg_stream_free_fn free_fn;
     void *arg;
-    qg_buf buf;             /* the chunk in flight; reused once h2o calls proceed */
-    bool sending;           /* a chunk is in flight */
-    bool wake_pending;      /* woken while sending: poll when the chunk is out */
-    qg_stream_waker *waker; /* the stream's reference, or NULL */
+    qg_buf buf;                 /* the chunk in flight; reused once h2o calls proceed */
+    bool sending;               /* a chunk is in flight */
+    bool wake_pending;          /* woken while sending: poll when the chunk is out */
+    qg_stream_waker *waker;     /* the stream's reference, or NULL */
+    const int64_t *upstream_us; /* the producer's provider time (see qg_req), or NULL */
+    int64_t t0_us;              /* the request's arrival on the loop */
 } stream;
 
 struct qg_stream_waker {
@@ -455,6 +457,8 @@ static bool stream_pump(stream *s)
     qg_buf_reset(&s->buf);
     bool done = s->poll(s->arg, &s->buf);
     if (done) {
+        if (s->upstream_us)
+            qg_ai_metrics_observe_request(qg_time_mono_us() - s->t0_us - *s->upstream_us, true);
         /* The last chunk must outlive the stream object: copy it into the
          * request's pool, which h2o frees after sending. */
         h2o_req_t *req = s->hreq;
@@ -514,9 +518,11 @@ static void on_wake(h2o_multithread_receiver_t *rx, h2o_linklist_t *messages)
     }
 }
 
-static void stream_start(qg_loop *L, h2o_req_t *req, qg_req *r)
+static void stream_start(qg_loop *L, h2o_req_t *req, qg_req *r, int64_t t0_us)
 {
     stream *s = qg_xcalloc(1, sizeof *s);
+    s->upstream_us = r->stream_upstream_us;
+    s->t0_us = t0_us;
     s->gen.proceed = stream_proceed;
     s->gen.stop = stream_stop;
     s->loop = L;
@@ -617,9 +623,10 @@ static void finish_pending(qg_loop *L, pending *p)
          * provider (recorded first, so a client that reads /metrics right
          * after the reply sees it) */
         if (r->upstream_us >= 0 && !r->stream_poll)
-            qg_ai_metrics_observe_request(qg_time_mono_us() - p->t0_us - r->upstream_us);
+            qg_ai_metrics_observe_request(qg_time_mono_us() - p->t0_us - r->upstream_us,
+                                          r->upstream_stream);
         if (r->stream_poll && r->status == 200)
-            stream_start(L, p->hreq, r);
+            stream_start(L, p->hreq, r, p->t0_us);
         else
             send_reply(L->srv, p->hreq, r);
         status = r->status;

@@ -362,16 +362,25 @@ class OpenAIEndpointTest(qgtest.ServerTest):
         self.assertGreaterEqual(float(r.getheader("x-quantgate-overhead-ms")), 0.0)
         self.assertEqual(body["object"], "chat.completion")
 
-    def request_overhead_count(self):
+    def overhead_series(self, name):
         r = self.srv.request("GET", "/metrics")
-        m = re.search(r"^qg_ai_request_overhead_seconds_count (\d+)$", r.text, re.M)
-        self.assertIsNotNone(m, "qg_ai_request_overhead_seconds is missing from /metrics")
-        return int(m.group(1))
+        count = re.search(r"^%s_count (\d+)$" % name, r.text, re.M)
+        total = re.search(r"^%s_sum ([0-9.eE+-]+)$" % name, r.text, re.M)
+        self.assertIsNotNone(count, "%s is missing from /metrics" % name)
+        return int(count.group(1)), float(total.group(1))
+
+    def request_overhead_count(self):
+        return self.overhead_series("qg_ai_request_overhead_seconds")[0]
+
+    def stream_overhead(self):
+        return self.overhead_series("qg_ai_stream_overhead_seconds")
 
     def test_request_overhead_histogram(self):
         """Each non-streaming call counts once in what quantgate added to the
-        request; streams are not in it."""
+        request; a stream counts in the stream histogram instead, whether it
+        ended before its first chunk (builtin) or streamed live."""
         before = self.request_overhead_count()
+        sbefore, _ = self.stream_overhead()
         r, c = self.raw({"model": "builtin", "messages": [{"role": "user", "content": "hi"}]})
         r.read()
         c.close()
@@ -383,6 +392,26 @@ class OpenAIEndpointTest(qgtest.ServerTest):
         c.close()
         self.assertEqual(r.status, 200)
         self.assertEqual(self.request_overhead_count(), before + 1)
+        self.assertEqual(self.stream_overhead()[0], sbefore + 1)
+
+    def test_stream_overhead_leaves_out_the_provider(self):
+        """A live stream from a slow provider (5 pieces 80 ms apart) counts
+        once, and what quantgate added is its own time, not the ~320 ms the
+        provider took."""
+        self.fake.script("*", {"text": "a b c d e", "chunks": 5, "chunk_delay_ms": 80})
+        n0, sum0 = self.stream_overhead()
+        t0 = time.monotonic()
+        r, c = self.raw({"model": "analyst", "stream": True,
+                         "messages": [{"role": "user", "content": "go"}]})
+        self.assertEqual(r.status, 200)
+        body = r.read()
+        c.close()
+        took = time.monotonic() - t0
+        self.assertIn(b"[DONE]", body)
+        self.assertGreater(took, 0.3)
+        n1, sum1 = self.stream_overhead()
+        self.assertEqual(n1, n0 + 1)
+        self.assertLess(sum1 - sum0, 0.15, "the provider's time was not subtracted")
 
     def test_tokens_are_pushed_not_polled(self):
         """Six pieces 60 ms apart: pushed through the stream waker they arrive

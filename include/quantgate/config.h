@@ -34,7 +34,7 @@ qg_status qg_config_double(const char *name, double def, double min, double max,
 qg_status qg_config_bool(const char *name, bool def, bool *out, qg_error *err);
 
 /* True when a variable name looks like it holds a secret (KEY, TOKEN,
- * SECRET, PASSWORD), so printers mask it. */
+ * SECRET, PASSWORD, WEBHOOK_URL), so printers mask it. */
 bool qg_config_is_secret(const char *name);
 /* Writes a masked form of a secret value into out ("sk-...a1b2"). */
 void qg_config_mask(const char *value, char *out, size_t cap);

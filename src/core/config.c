@@ -129,8 +129,9 @@ qg_status qg_config_bool(const char *name, bool def, bool *out, qg_error *err)
 
 bool qg_config_is_secret(const char *name)
 {
-    static const char *const marks[] = {"KEY", "TOKEN", "SECRET", "PASSWORD"};
-    for (size_t i = 0; i < 4; i++)
+    /* Slack, Discord and webhook URLs carry their credential in the path. */
+    static const char *const marks[] = {"KEY", "TOKEN", "SECRET", "PASSWORD", "WEBHOOK_URL"};
+    for (size_t i = 0; i < sizeof marks / sizeof marks[0]; i++)
         if (strcasestr(name, marks[i])) return true;
     return false;
 }

@@ -165,6 +165,7 @@ Test(core, dotenv_keeps_existing_environment)
     cr_assert_str_eq(m, "sk-...a1b2");
     cr_assert(qg_config_is_secret("OPENAI_API_KEY"));
     cr_assert(!qg_config_is_secret("QG_PORT"));
+    cr_assert(qg_config_is_secret("QG_SLACK_WEBHOOK_URL"), "a Slack URL carries its token");
 }
 
 static void count_job(void *ud, size_t i, int worker)

@@ -305,7 +305,7 @@ typedef struct walk {
     qg_vfilter_fn filter; /* NULL: every live node is accepted */
     void *ud;
     uint32_t self;  /* never accepted (a node being relinked); QG_VIX_NONE */
-    size_t budget;  /* distance computations allowed; 0: unlimited */
+    size_t budget;  /* refused nodes allowed; 0: unlimited */
     bool exhausted; /* the budget ran out */
 } walk;
 
@@ -322,7 +322,7 @@ static inline __attribute__((always_inline)) qg_status
 search_level(int l2, const struct qg_vindex *ix, qg_vctx *c, const float *q, uint32_t ep, float epd,
              int level, walk *w, size_t *nres)
 {
-    size_t nc = 0, nr = 0, ndist = 0, dim = ix->dim;
+    size_t nc = 0, nr = 0, nrefused = 0, dim = ix->dim;
     uint16_t ep_tag = c->epoch;
     uint16_t *tags = c->tags;
     if (!reserve(&c->res, &c->rcap, w->ef + 1) || !reserve(&c->cand, &c->ccap, 64))
@@ -347,20 +347,23 @@ search_level(int l2, const struct qg_vindex *ix, qg_vctx *c, const float *q, uin
             fresh[nf++] = id;
         }
         if (!reserve(&c->cand, &c->ccap, nc + nf)) return QG_ENOMEM;
-        ndist += nf;
         for (uint32_t j = 0; j < nf; j++) {
             uint32_t id = fresh[j];
             if (j + 1 < nf) prefetch_vec(ix, fresh[j + 1]);
             float d = dist(l2, q, qg_vix_vec(ix, id), dim);
+            bool ok = accepted(ix, w, id);
+            nrefused += !ok;
             if (nr < w->ef || d < c->res[0].d) {
                 minheap_push(c->cand, &nc, (qg_vcand){d, id});
-                if (accepted(ix, w, id)) {
+                if (ok) {
                     maxheap_push(c->res, &nr, (qg_vcand){d, id});
                     if (nr > w->ef) maxheap_pop(c->res, &nr);
                 }
             }
         }
-        if (w->budget && ndist > w->budget) {
+        /* Only refused nodes count: a walk whose nodes pass the filter
+         * costs what an unfiltered one does, however many it visits. */
+        if (w->budget && nrefused > w->budget) {
             w->exhausted = true;
             break;
         }
@@ -516,8 +519,8 @@ qg_status qg_hnsw_search(const struct qg_vindex *ix, const float *q, size_t k, s
     if (ix->entry == QG_VIX_NONE || ix->live == 0) return QG_OK;
     walk w = {.ef = ef, .filter = filter, .ud = ud, .self = QG_VIX_NONE};
     /* A walk that must pass many refused items to collect ef accepted ones
-     * costs more than scanning: past a quarter of the slots in distances,
-     * the exact scan of the accepted items takes over. */
+     * costs more than scanning: past a quarter of the slots refused, the
+     * exact scan of the accepted items takes over. */
     if (filter || ix->live < ix->n) w.budget = ix->n / 4 > ef ? ix->n / 4 : ef;
     qg_vctx *c = ctx_take(ix);
     if (!c) return QG_ENOMEM;

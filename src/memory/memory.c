@@ -305,6 +305,17 @@ static mem_coll *coll_find(qg_memory *m, const char *name)
     return c;
 }
 
+/* Writers first: with glibc's default (readers first) a steady stream of
+ * searches would keep an add waiting for its index change forever. */
+static void coll_lock_init(mem_coll *c)
+{
+    pthread_rwlockattr_t at;
+    pthread_rwlockattr_init(&at);
+    pthread_rwlockattr_setkind_np(&at, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+    pthread_rwlock_init(&c->lock, &at);
+    pthread_rwlockattr_destroy(&at);
+}
+
 static qg_status coll_lookup(qg_memory *m, const char *name, mem_coll **out, qg_error *err)
 {
     *out = coll_find(m, name);
@@ -550,7 +561,7 @@ static mem_coll *coll_new(qg_memory *m, const qg_row *row)
     c->snap_failed_gen = -1;
     c->created_at = qg_row_int(row, 7);
     c->idx = (uint16_t)(m->ncolls + 1);
-    pthread_rwlock_init(&c->lock, NULL);
+    coll_lock_init(c);
     pthread_mutex_init(&c->wmu, NULL);
     return c;
 }
@@ -1072,6 +1083,167 @@ qg_status qg_memory_add(qg_memory *m, qg_conn *conn, const qg_mem_add *in, char 
 out:
     qg_arena_free(&a);
     return rc;
+}
+
+/* ---------------------------------------------------------------- batched add */
+
+struct qg_mem_pending {
+    qg_memory *m;
+    mem_coll *c;
+    qg_arena a; /* the copies below */
+    const char *user_id, *text, *symbol, *timeframe, *signal_type, *session, *meta;
+    qg_mem_kind kind;
+    int64_t ts, now, expires;
+    float *v;
+    qg_buf vb; /* the encoded vector */
+    char id[QG_ID_MAX];
+    uint64_t seq;
+    mem_slot *slot;
+};
+
+static const char *arena_dup(qg_arena *a, const char *s)
+{
+    return s ? qg_arena_strndup(a, s, strlen(s)) : NULL;
+}
+
+qg_status qg_memory_add_prepare(qg_memory *m, const qg_mem_add *in, qg_mem_pending **out,
+                                char *id_out, qg_error *err)
+{
+    *out = NULL;
+    qg_status rc = check_add(in, err);
+    if (rc) return rc;
+    qg_mem_kind kind = in->kind == QG_MEM_ANY ? QG_MEM_LONG : in->kind;
+    const char *cname = in->collection         ? in->collection
+                        : kind == QG_MEM_SHORT ? "conversations"
+                                               : "facts";
+    mem_coll *c;
+    if ((rc = coll_lookup(m, cname, &c, err))) return rc;
+    size_t cdim = coll_dim(c);
+    if (!cdim) return qg_error_set(err, QG_EAGAIN, "collection '%s' has no dimension yet", c->name);
+    const char *signal_type =
+        in->signal_type ? in->signal_type : setup_str(in->setup, "signal_type");
+    const char *session = in->session ? in->session : setup_str(in->setup, "session");
+    if ((rc = check_field("setup.signal_type", signal_type, QG_MEM_FIELD_MAX, err)) ||
+        (rc = check_field("setup.session", session, QG_MEM_SESSION_MAX, err)))
+        return rc;
+    qg_mem_pending *pa = qg_xcalloc(1, sizeof *pa);
+    pa->m = m;
+    pa->c = c;
+    qg_arena_init(&pa->a, 0);
+    qg_buf_init(&pa->vb, cdim * 8 + 64);
+    pa->now = now_or(in->now_ms);
+    int64_t ttl = in->ttl_ms ? in->ttl_ms : kind == QG_MEM_SHORT ? m->short_ttl : 0;
+    pa->expires = ttl ? pa->now + ttl : 0;
+    pa->kind = kind;
+    pa->ts = in->ts;
+    size_t dim = 0;
+    embed_in ein = {.user_id = in->user_id,
+                    .token_id = in->token_id,
+                    .text = in->text,
+                    .setup = in->setup,
+                    .vector = in->vector};
+    if ((rc = normalise_meta(in->meta_json, m->meta_max, &pa->a, &pa->meta, err)) ||
+        (rc = embed_for(m, c, cdim, &ein, &pa->a, &pa->v, &dim, err)))
+        goto fail;
+    if (dim != cdim) {
+        rc = qg_error_set(err, QG_EINVAL, "vector: %zu dimensions; collection '%s' has %zu", dim,
+                          c->name, cdim);
+        goto fail;
+    }
+    if ((rc = qg_vec_encode(pa->v, dim, &pa->vb))) goto fail;
+    pa->user_id = arena_dup(&pa->a, in->user_id);
+    pa->text = arena_dup(&pa->a, in->text ? in->text : "");
+    pa->symbol = arena_dup(&pa->a, in->symbol);
+    pa->timeframe = arena_dup(&pa->a, in->timeframe);
+    pa->signal_type = arena_dup(&pa->a, signal_type);
+    pa->session = arena_dup(&pa->a, session);
+    if (in->vector) { /* the caller's vector: keep a copy */
+        float *v = qg_arena_alloc(&pa->a, dim * sizeof *v);
+        if (!v) {
+            rc = qg_error_set(err, QG_ENOMEM, "memory: out of memory");
+            goto fail;
+        }
+        memcpy(v, pa->v, dim * sizeof *v);
+        pa->v = v;
+    }
+    pa->seq = atomic_fetch_add(&m->next_seq, 1);
+    if ((rc = slot_make(m, pa->seq, &pa->slot, err))) goto fail;
+    qg_store_new_id("mem", pa->id, sizeof pa->id);
+    if (id_out) snprintf(id_out, QG_ID_MAX, "%s", pa->id);
+    *out = pa;
+    return QG_OK;
+fail:
+    qg_buf_free(&pa->vb);
+    qg_arena_free(&pa->a);
+    free(pa);
+    return rc;
+}
+
+qg_status qg_memory_add_write(qg_mem_pending *pa, qg_conn *conn, qg_error *err)
+{
+    qg_val p[] = {QG_VTEXT(pa->id),
+                  QG_VINT(pa->seq),
+                  QG_VTEXT(pa->user_id),
+                  QG_VTEXT(pa->c->name),
+                  QG_VTEXT(qg_mem_kind_name(pa->kind)),
+                  QG_VTEXT(pa->text),
+                  QG_VTEXT(pa->symbol),
+                  QG_VTEXT(pa->timeframe),
+                  QG_VTEXT(pa->signal_type),
+                  QG_VTEXT(pa->session),
+                  pa->ts ? QG_VINT(pa->ts) : QG_VNULL,
+                  QG_VTEXT(pa->meta),
+                  QG_VTEXT(pa->vb.data),
+                  QG_VINT(pa->now),
+                  QG_VINT(pa->now),
+                  pa->expires ? QG_VINT(pa->expires) : QG_VNULL};
+    qg_status rc =
+        qg_conn_exec(conn,
+                     "INSERT INTO memory_items (id, seq, user_id, collection, kind, text, symbol, "
+                     "timeframe, signal_type, session, ts, meta, vector, created_at, updated_at, "
+                     "expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                     p, 16, NULL, err);
+    if (!rc) rc = bump_generation(conn, pa->c, pa->now, err);
+    return rc;
+}
+
+void qg_memory_add_finish(qg_mem_pending *pa, bool committed)
+{
+    if (!pa) return;
+    qg_memory *m = pa->m;
+    mem_coll *c = pa->c;
+    bool snap = false;
+    if (committed) {
+        mem_slot fill = {
+            .user = intern(m, pa->user_id),
+            .symbol = intern(m, pa->symbol),
+            .timeframe = intern(m, pa->timeframe),
+            .signal_type = intern(m, pa->signal_type),
+            .session = intern(m, pa->session),
+            .coll = c->idx,
+            .kind = (uint8_t)pa->kind,
+            .live = 1,
+            .time = pa->ts ? pa->ts : pa->now,
+            .expires = pa->expires,
+        };
+        qg_error e = {0};
+        pthread_rwlock_wrlock(&c->lock);
+        *pa->slot = fill;
+        c->generation++;
+        c->count++;
+        if (qg_vindex_add(c->ix, pa->seq, pa->v, &e)) {
+            /* The row stays without its index entry: the counts then
+             * differ and the next start rebuilds the index. */
+            pa->slot->live = 0;
+            qg_err("memory: cannot index item %s (%s)", pa->id, e.msg);
+        }
+        snap = snap_due(m, c);
+        pthread_rwlock_unlock(&c->lock);
+    }
+    if (snap) snap_kick(m);
+    qg_buf_free(&pa->vb);
+    qg_arena_free(&pa->a);
+    free(pa);
 }
 
 /* ---------------------------------------------------------------- reading rows */
@@ -1889,7 +2061,7 @@ qg_status qg_memory_collection_create(qg_memory *m, qg_conn *conn, const char *n
     c->snap_failed_gen = -1;
     c->created_at = now;
     c->idx = (uint16_t)(m->ncolls + 1);
-    pthread_rwlock_init(&c->lock, NULL);
+    coll_lock_init(c);
     pthread_mutex_init(&c->wmu, NULL);
     if (dim && (rc = index_new(m, dim, c->metric, &c->ix, err))) {
         pthread_rwlock_destroy(&c->lock);

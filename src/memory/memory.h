@@ -153,6 +153,23 @@ typedef struct qg_mem_add {
 qg_status qg_memory_add(qg_memory *m, qg_conn *c, const qg_mem_add *in, char *id_out,
                         qg_error *err);
 
+/* The same add in three steps, for a writer that puts many rows into one
+ * transaction of its own (a group-commit batcher):
+ *   prepare  validates, embeds, takes the id and label (no database);
+ *   write    inserts the row inside the caller's open transaction;
+ *   finish   once that transaction has committed (committed true) indexes
+ *            the item, else drops it; frees pa either way.
+ * Searches find the item from finish on. QG_EAGAIN from prepare: the
+ * collection does not know its dimension yet (a model collection before
+ * its first item): use qg_memory_add. id_out (QG_ID_MAX bytes, may be
+ * NULL) gets the id at prepare. Any thread; finish may run on another
+ * thread than prepare. */
+typedef struct qg_mem_pending qg_mem_pending;
+qg_status qg_memory_add_prepare(qg_memory *m, const qg_mem_add *in, qg_mem_pending **out,
+                                char *id_out, qg_error *err);
+qg_status qg_memory_add_write(qg_mem_pending *pa, qg_conn *c, qg_error *err);
+void qg_memory_add_finish(qg_mem_pending *pa, bool committed);
+
 typedef struct qg_mem_query {
     const char *user_id;    /* required */
     const char *token_id;   /* for provider usage, or NULL */

@@ -39,11 +39,18 @@ typedef struct op {
     bool update_signal, dlq, dlq_delete;
     qg_delivery d;
     qg_pipeline *p;
+    /* a memory row written in the same transaction (remember) */
+    qg_mem_pending *mem;
+    bool mem_written;
+    qg_status apply_rc;
+    void (*cb)(void *ud, qg_mem_pending *pa, bool ok);
+    void *ud;
 } op;
 
 static void op_free(op *o)
 {
     if (!o) return;
+    qg_memory_add_finish(o->mem, false); /* never written: dropped */
     free(o->reason);
     free(o->detail);
     free(o->error);
@@ -60,6 +67,10 @@ static char *dup_or_null(const char *s)
 static qg_status apply_state(qg_conn *c, op *o, qg_error *err)
 {
     qg_status rc;
+    if (o->mem) {
+        if ((rc = qg_memory_add_write(o->mem, c, err))) return rc;
+        o->mem_written = true;
+    }
     if (o->update_signal) {
         qg_val u[] = {QG_VTEXT(o->state),
                       QG_VINT(o->at),
@@ -129,7 +140,8 @@ static qg_status apply_delivery(qg_conn *c, op *o, qg_error *err)
 static qg_status op_apply(qg_conn *c, void *arg, qg_error *err)
 {
     op *o = arg;
-    return o->kind == OP_STATE ? apply_state(c, o, err) : apply_delivery(c, o, err);
+    o->apply_rc = o->kind == OP_STATE ? apply_state(c, o, err) : apply_delivery(c, o, err);
+    return o->apply_rc;
 }
 
 static void op_done(void *arg, qg_status rc, const qg_error *err)
@@ -138,6 +150,19 @@ static void op_done(void *arg, qg_status rc, const qg_error *err)
     if (rc) {
         atomic_fetch_add_explicit(&o->p->n_write_errors, 1, memory_order_relaxed);
         qg_warn("signals: write for %s failed: %s", o->signal_id, err ? err->msg : "?");
+    }
+    if (o->mem) {
+        /* The memory row committed when it was written and the batch
+         * committed: a later statement of this op failing leaves the
+         * batch (and the row) committed, a failed commit fails every op
+         * with apply_rc still QG_OK. */
+        bool committed = o->mem_written && (rc == QG_OK || o->apply_rc != QG_OK);
+        /* Indexing is left to cb's thread: the writer only writes. */
+        if (o->cb)
+            o->cb(o->ud, o->mem, committed);
+        else
+            qg_memory_add_finish(o->mem, committed);
+        o->mem = NULL;
     }
     op_free(o);
 }
@@ -184,8 +209,7 @@ static char *event_detail(const qg_pstate *st)
     return out;
 }
 
-qg_status qg_pipeline_record(qg_pipeline *p, qg_pjob *j, const qg_pstate *st, bool wait,
-                             qg_error *err)
+static op *state_op(qg_pipeline *p, qg_pjob *j, const qg_pstate *st)
 {
     op *o = qg_xcalloc(1, sizeof *o);
     o->kind = OP_STATE;
@@ -213,7 +237,36 @@ qg_status qg_pipeline_record(qg_pipeline *p, qg_pjob *j, const qg_pstate *st, bo
         j->plan_new = false;
     }
     qg_pipeline_push_event(p, j->sig.id, st->state, o->stage, st->reason, o->at);
-    return op_submit(p, o, wait, err);
+    return o;
+}
+
+qg_status qg_pipeline_record(qg_pipeline *p, qg_pjob *j, const qg_pstate *st, bool wait,
+                             qg_error *err)
+{
+    return op_submit(p, state_op(p, j, st), wait, err);
+}
+
+qg_status qg_pipeline_record_memory(qg_pipeline *p, qg_pjob *j, const qg_pstate *st,
+                                    qg_mem_pending *pa,
+                                    void (*cb)(void *ud, qg_mem_pending *pa, bool ok), void *ud,
+                                    qg_error *err)
+{
+    op *o = state_op(p, j, st);
+    o->mem = pa;
+    o->cb = cb;
+    o->ud = ud;
+    o->p = p;
+    /* The batcher may be full for a while: this runs on the rememberer,
+     * which can wait (op_submit gives up after two seconds). */
+    for (;;) {
+        if (qg_batcher_submit(p->cfg.batcher, op_apply, op_done, o) == QG_OK) return QG_OK;
+        if (atomic_load(&p->stop)) break;
+        struct timespec ts = {0, 5 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    o->cb = NULL;
+    op_free(o);
+    return qg_error_set(err, QG_EAGAIN, "signals: the write queue is full (stopping)");
 }
 
 void qg_pipeline_record_delivery(qg_pipeline *p, const char *signal_id, const qg_delivery *d)

@@ -348,34 +348,74 @@ bool qg_pipeline_remember_later(qg_pipeline *p, const qg_pjob *j)
     return ok;
 }
 
+/* A memory row whose transaction has ended, for the rememberer to index
+ * (the writer thread only writes). */
+typedef struct qg_pfin {
+    qg_mem_pending *pa;
+    bool ok;
+    struct qg_pfin *next;
+} qg_pfin;
+
+/* After the remember op's commit (the writer thread). */
+static void remembered(void *ud, qg_mem_pending *pa, bool ok)
+{
+    qg_pipeline *p = ud;
+    atomic_fetch_add_explicit(ok ? &p->n_remembered : &p->n_remember_dropped, 1,
+                              memory_order_relaxed);
+    if (!pa) return;
+    qg_pfin *f = qg_xcalloc(1, sizeof *f);
+    f->pa = pa;
+    f->ok = ok;
+    pthread_mutex_lock(&p->rm_mu);
+    f->next = p->fin_head;
+    p->fin_head = f;
+    pthread_cond_signal(&p->rm_cv);
+    pthread_mutex_unlock(&p->rm_mu);
+}
+
+/* Indexes (or drops) the rows whose transactions ended. */
+static void finish_all(qg_pipeline *p)
+{
+    pthread_mutex_lock(&p->rm_mu);
+    qg_pfin *f = p->fin_head;
+    p->fin_head = NULL;
+    pthread_mutex_unlock(&p->rm_mu);
+    while (f) {
+        qg_pfin *n = f->next;
+        qg_memory_add_finish(f->pa, f->ok);
+        free(f);
+        f = n;
+    }
+}
+
 static void *rememberer_main(void *arg)
 {
     qg_pipeline *p = arg;
     pthread_setname_np(pthread_self(), "qg-sigmemory");
     for (;;) {
         pthread_mutex_lock(&p->rm_mu);
-        while (!atomic_load(&p->stop) && !p->rm_head) pthread_cond_wait(&p->rm_cv, &p->rm_mu);
+        while (!atomic_load(&p->stop) && !p->rm_head && !p->fin_head)
+            pthread_cond_wait(&p->rm_cv, &p->rm_mu);
         if (atomic_load(&p->stop)) {
             pthread_mutex_unlock(&p->rm_mu);
             break;
+        }
+        if (p->fin_head) {
+            pthread_mutex_unlock(&p->rm_mu);
+            finish_all(p);
+            continue;
         }
         qg_pjob *j = p->rm_head;
         p->rm_head = j->next;
         if (!p->rm_head) p->rm_tail = NULL;
         p->rm_n--;
         pthread_mutex_unlock(&p->rm_mu);
-        qg_conn *c = NULL;
+        /* The row goes to the batcher with the "remember" event: one
+         * group commit for many, instead of a transaction each. */
         qg_error err = {0};
-        qg_status rc = qg_store_acquire(p->cfg.store, &c, &err);
-        if (!rc) {
-            rc = qg_pipeline_remember(p, c, j, QG_SIG_ANALYSED, NULL, false, 0, &err);
-            qg_store_release(p->cfg.store, c);
-        }
-        if (rc) {
+        if (qg_pipeline_remember_async(p, j, remembered, p, &err)) {
             atomic_fetch_add_explicit(&p->n_remember_dropped, 1, memory_order_relaxed);
             qg_warn("signals: %s: not remembered: %s", j->sig.id, err.msg);
-        } else {
-            atomic_fetch_add_explicit(&p->n_remembered, 1, memory_order_relaxed);
         }
         qg_pjob_free(j);
     }
@@ -530,6 +570,7 @@ void qg_pipeline_free(qg_pipeline *p)
         qg_error err = {0};
         (void)qg_batcher_run(p->cfg.batcher, NULL, NULL, &err);
     }
+    finish_all(p); /* the memory rows committed since the rememberer stopped */
     for (qg_pjob *j = p->head, *n; j; j = n) {
         n = j->next;
         qg_pjob_free(j);

@@ -129,6 +129,7 @@ struct qg_pipeline {
     pthread_cond_t rm_cv;
     qg_pjob *rm_head, *rm_tail;
     size_t rm_n;
+    struct qg_pfin *fin_head; /* committed memory rows the rememberer indexes */
     pthread_t rememberer;
     bool rememberer_started;
     atomic_uint_fast64_t n_remembered, n_remember_dropped;
@@ -147,6 +148,10 @@ struct qg_pipeline {
     qg_pevent ring[QG_PIPE_EVENTS_RING];
     uint64_t ev_seq; /* last seq written */
 };
+
+/* Told after a remember op's transaction ended: pa (NULL when the row was
+ * written synchronously) is the caller's to qg_memory_add_finish. */
+typedef void (*qg_premember_fn)(void *ud, qg_mem_pending *pa, bool ok);
 
 /* ---- pipeline.c ---- */
 /* Queues a job (takes it); false when the queue is full or the id is
@@ -168,6 +173,14 @@ void qg_pipeline_run_job(qg_pipeline *p, qg_pjob *j);
  * id. */
 qg_status qg_pipeline_remember(qg_pipeline *p, qg_conn *c, qg_pjob *j, const char *state,
                                const char *outcome, bool has_pnl, double pnl, qg_error *err);
+/* The rememberer's form: the memory row and the "remember" event go to
+ * the batcher as one op (group-committed with the pipeline's other
+ * writes); cb (as for qg_pipeline_record_memory; pa NULL on the fall back)
+ * gets whether they committed, on the writer thread (or at once on the fall back to
+ * qg_pipeline_remember for a collection without its dimension yet). An error return means nothing
+ * was queued and cb is not called. j may be freed when this returns. */
+qg_status qg_pipeline_remember_async(qg_pipeline *p, qg_pjob *j, qg_premember_fn cb, void *ud,
+                                     qg_error *err);
 /* Policies: config ones then the enabled rows of signal_policies. */
 qg_status qg_pipeline_load_policies(qg_pipeline *p, qg_conn *c, qg_error *err);
 
@@ -189,6 +202,15 @@ typedef struct qg_pstate {
 } qg_pstate;
 qg_status qg_pipeline_record(qg_pipeline *p, qg_pjob *j, const qg_pstate *st, bool wait,
                              qg_error *err);
+/* The same as an async qg_pipeline_record that also writes the memory
+ * row pa (qg_memory_add_prepare) in the same transaction. After the
+ * commit (on the writer thread) cb gets pa and whether it committed, and
+ * must qg_memory_add_finish it (NULL cb: finished there). pa is consumed
+ * either way. Waits while the batcher is full (not for the workers: the
+ * rememberer). */
+qg_status qg_pipeline_record_memory(qg_pipeline *p, qg_pjob *j, const qg_pstate *st,
+                                    qg_mem_pending *pa, qg_premember_fn cb, void *ud,
+                                    qg_error *err);
 /* One delivery row (async, submitted right after the send). */
 void qg_pipeline_record_delivery(qg_pipeline *p, const char *signal_id, const qg_delivery *d);
 /* Pushes {"seq","signal_id","state","stage","reason","at"} into the ring. */

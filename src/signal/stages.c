@@ -749,13 +749,12 @@ static qg_status st_remember(qg_pipeline *p, qg_pjob *j, flow *f, qg_error *err)
     return QG_OK;
 }
 
-qg_status qg_pipeline_remember(qg_pipeline *p, qg_conn *c, qg_pjob *j, const char *state,
-                               const char *outcome, bool has_pnl, double pnl, qg_error *err)
+/* The text and meta a signal is remembered with (*mj: cJSON_free). */
+static void remember_input(qg_pjob *j, const char *outcome, bool has_pnl, double pnl, qg_buf *t,
+                           char **mj)
 {
-    qg_buf t;
-    qg_buf_init(&t, 16384);
-    setup_text(j, &t);
-    cJSON *an = j->analysis ? cJSON_Parse(j->analysis) : NULL;
+    setup_text(j, t);
+    const cJSON *an = analysis_doc(j);
     cJSON *meta = cJSON_CreateObject();
     cJSON_AddStringToObject(meta, "signal_id", j->sig.id);
     cJSON_AddStringToObject(meta, "correlation_id", j->sig.correlation_id);
@@ -765,38 +764,59 @@ qg_status qg_pipeline_remember(qg_pipeline *p, qg_conn *c, qg_pjob *j, const cha
         const cJSON *r = cJSON_GetObjectItemCaseSensitive(an, "risk");
         const cJSON *e = cJSON_GetObjectItemCaseSensitive(an, "explanation");
         if (num_of(cJSON_GetObjectItemCaseSensitive(an, "score"), &sc)) {
-            (void)qg_buf_printf(&t, ". Analysis score %g", sc);
+            (void)qg_buf_printf(t, ". Analysis score %g", sc);
             cJSON_AddNumberToObject(meta, "analysis_score", sc);
         }
         if (cJSON_IsString(r)) {
-            (void)qg_buf_printf(&t, ", risk %s", r->valuestring);
+            (void)qg_buf_printf(t, ", risk %s", r->valuestring);
             cJSON_AddStringToObject(meta, "risk", r->valuestring);
         }
         if (cJSON_IsString(e) && e->valuestring[0])
-            (void)qg_buf_printf(&t, ". %.1500s", e->valuestring);
+            (void)qg_buf_printf(t, ". %.1500s", e->valuestring);
     }
     if (outcome) {
-        (void)qg_buf_printf(&t, ". Outcome: %s", outcome);
+        (void)qg_buf_printf(t, ". Outcome: %s", outcome);
         cJSON_AddStringToObject(meta, "outcome", outcome);
         if (has_pnl) {
-            (void)qg_buf_printf(&t, ", pnl %g", pnl);
+            (void)qg_buf_printf(t, ", pnl %g", pnl);
             cJSON_AddNumberToObject(meta, "pnl", pnl);
         }
     }
-    char *mj = cJSON_PrintUnformatted(meta);
+    *mj = cJSON_PrintUnformatted(meta);
     cJSON_Delete(meta);
-    cJSON_Delete(an);
+}
+
+static qg_mem_add remember_add(qg_pipeline *p, const qg_pjob *j, const qg_buf *t, const char *mj)
+{
+    return (qg_mem_add){.user_id = p->owner_id,
+                        .collection = "analyses",
+                        .kind = QG_MEM_LONG,
+                        .text = t->data ? t->data : "",
+                        .symbol = j->sig.symbol,
+                        .timeframe = j->sig.timeframe,
+                        .signal_type = j->sig.signal_type,
+                        .session = j->session[0] ? j->session : NULL,
+                        .ts = j->sig.ts_ms,
+                        .meta_json = mj};
+}
+
+static qg_pstate remember_state(const char *state, const char *outcome, const char *detail)
+{
+    return (qg_pstate){.state = state,
+                       .stage = ST_REMEMBER,
+                       .reason = outcome ? "outcome remembered" : "analysis remembered",
+                       .detail = detail};
+}
+
+qg_status qg_pipeline_remember(qg_pipeline *p, qg_conn *c, qg_pjob *j, const char *state,
+                               const char *outcome, bool has_pnl, double pnl, qg_error *err)
+{
+    qg_buf t;
+    qg_buf_init(&t, 16384);
+    char *mj = NULL;
+    remember_input(j, outcome, has_pnl, pnl, &t, &mj);
     char mem_id[QG_ID_MAX] = "";
-    qg_mem_add in = {.user_id = p->owner_id,
-                     .collection = "analyses",
-                     .kind = QG_MEM_LONG,
-                     .text = t.data ? t.data : "",
-                     .symbol = j->sig.symbol,
-                     .timeframe = j->sig.timeframe,
-                     .signal_type = j->sig.signal_type,
-                     .session = j->session[0] ? j->session : NULL,
-                     .ts = j->sig.ts_ms,
-                     .meta_json = mj};
+    qg_mem_add in = remember_add(p, j, &t, mj);
     qg_status rc = qg_memory_add(p->cfg.memory, c, &in, mem_id, err);
     cJSON_free(mj);
     qg_buf_free(&t);
@@ -806,11 +826,42 @@ qg_status qg_pipeline_remember(qg_pipeline *p, qg_conn *c, qg_pjob *j, const cha
     }
     char detail[128];
     snprintf(detail, sizeof detail, "{\"memory_id\":\"%s\"}", mem_id);
-    qg_pstate st = {.state = state,
-                    .stage = ST_REMEMBER,
-                    .reason = outcome ? "outcome remembered" : "analysis remembered",
-                    .detail = detail};
+    qg_pstate st = remember_state(state, outcome, detail);
     return qg_pipeline_record(p, j, &st, false, err);
+}
+
+qg_status qg_pipeline_remember_async(qg_pipeline *p, qg_pjob *j, qg_premember_fn cb, void *ud,
+                                     qg_error *err)
+{
+    qg_buf t;
+    qg_buf_init(&t, 16384);
+    char *mj = NULL;
+    remember_input(j, NULL, false, 0, &t, &mj);
+    char mem_id[QG_ID_MAX] = "";
+    qg_mem_add in = remember_add(p, j, &t, mj);
+    qg_mem_pending *pa = NULL;
+    qg_status rc = qg_memory_add_prepare(p->cfg.memory, &in, &pa, mem_id, err);
+    cJSON_free(mj);
+    qg_buf_free(&t);
+    if (rc == QG_EAGAIN) { /* a collection without its dimension yet */
+        qg_conn *c = NULL;
+        qg_error_clear(err);
+        if (!(rc = qg_store_acquire(p->cfg.store, &c, err))) {
+            rc = qg_pipeline_remember(p, c, j, QG_SIG_ANALYSED, NULL, false, 0, err);
+            qg_store_release(p->cfg.store, c);
+        }
+        if (rc) qg_warn("signals: %s: not remembered: %s", j->sig.id, err->msg);
+        if (cb) cb(ud, NULL, rc == QG_OK);
+        return QG_OK; /* told through cb */
+    }
+    if (rc) {
+        qg_error_prefix(err, "remember: ");
+        return rc;
+    }
+    char detail[128];
+    snprintf(detail, sizeof detail, "{\"memory_id\":\"%s\"}", mem_id);
+    qg_pstate st = remember_state(QG_SIG_ANALYSED, NULL, detail);
+    return qg_pipeline_record_memory(p, j, &st, pa, cb, ud, err);
 }
 
 /* ---- plans ---- */

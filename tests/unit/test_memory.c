@@ -999,3 +999,61 @@ Test(memory, background_snapshot, .timeout = 120)
     qg_vindex_free(ix);
     teardown_fx(&f);
 }
+
+static qg_status count_cb(void *ud, const qg_row *row)
+{
+    *(int64_t *)ud = qg_row_int(row, 0);
+    return QG_OK;
+}
+
+/* The batched add: nothing is found before finish; a committed write is
+ * found (row and index) after it, in search order with items added the
+ * usual way; a finish without commit leaves neither row nor index entry. */
+Test(memory, batched_add_prepare_write_finish)
+{
+    fx f;
+    setup_fx(&f);
+    qg_error err = {0};
+    char plain[QG_ID_MAX], id[QG_ID_MAX], gone[QG_ID_MAX];
+    add(&f,
+        &(qg_mem_add){.user_id = "usr_a",
+                      .collection = "analyses",
+                      .kind = QG_MEM_LONG,
+                      .text = "silver swept the london low and reversed",
+                      .symbol = "XAGUSD"},
+        plain);
+    qg_mem_pending *pa = NULL;
+    qg_mem_add in = {.user_id = "usr_a",
+                     .collection = "analyses",
+                     .kind = QG_MEM_LONG,
+                     .text = "gold swept the asian low and rallied into new york",
+                     .symbol = "XAUUSD",
+                     .meta_json = "{\"signal_id\":\"sig_1\"}"};
+    cr_assert_eq(qg_memory_add_prepare(f.m, &in, &pa, id, &err), QG_OK, "%s", err.msg);
+    cr_assert(!strncmp(id, "mem_", 4), "%s", id);
+    qg_mem_query q = {.user_id = "usr_a", .collection = "analyses", .text = "gold asian low"};
+    qg_mem_item *items = NULL;
+    cr_assert_eq(search(&f, q, &items), 1, "not searchable before finish");
+    cr_assert_eq(qg_conn_begin(f.c, &err), QG_OK);
+    cr_assert_eq(qg_memory_add_write(pa, f.c, &err), QG_OK, "%s", err.msg);
+    cr_assert_eq(qg_conn_commit(f.c, &err), QG_OK);
+    qg_memory_add_finish(pa, true);
+    size_t n = search(&f, q, &items);
+    cr_assert_eq(n, 2);
+    cr_assert_str_eq(items[0].id, id, "the gold item ranks first");
+    cr_assert_str_eq(items[0].symbol, "XAUUSD");
+    cr_assert_str_eq(items[0].meta_json, "{\"signal_id\":\"sig_1\"}");
+    cr_assert_str_eq(items[1].id, plain);
+    /* prepared, never written: dropped */
+    in.text = "gold again";
+    cr_assert_eq(qg_memory_add_prepare(f.m, &in, &pa, gone, &err), QG_OK, "%s", err.msg);
+    qg_memory_add_finish(pa, false);
+    cr_assert_eq(search(&f, q, &items), 2);
+    int64_t rows = -1;
+    qg_val v[] = {QG_VTEXT(gone)};
+    cr_assert_eq(qg_conn_query(f.c, "SELECT COUNT(*) FROM memory_items WHERE id = ?", v, 1,
+                               count_cb, &rows, &err),
+                 QG_OK);
+    cr_assert_eq(rows, 0);
+    teardown_fx(&f);
+}

@@ -1207,43 +1207,80 @@ qg_status qg_memory_add_write(qg_mem_pending *pa, qg_conn *conn, qg_error *err)
     return rc;
 }
 
-void qg_memory_add_finish(qg_mem_pending *pa, bool committed)
+static void pending_free(qg_mem_pending *pa)
 {
-    if (!pa) return;
-    qg_memory *m = pa->m;
-    mem_coll *c = pa->c;
-    bool snap = false;
-    if (committed) {
-        mem_slot fill = {
-            .user = intern(m, pa->user_id),
-            .symbol = intern(m, pa->symbol),
-            .timeframe = intern(m, pa->timeframe),
-            .signal_type = intern(m, pa->signal_type),
-            .session = intern(m, pa->session),
-            .coll = c->idx,
-            .kind = (uint8_t)pa->kind,
-            .live = 1,
-            .time = pa->ts ? pa->ts : pa->now,
-            .expires = pa->expires,
-        };
-        qg_error e = {0};
-        pthread_rwlock_wrlock(&c->lock);
-        *pa->slot = fill;
-        c->generation++;
-        c->count++;
-        if (qg_vindex_add(c->ix, pa->seq, pa->v, &e)) {
-            /* The row stays without its index entry: the counts then
-             * differ and the next start rebuilds the index. */
-            pa->slot->live = 0;
-            qg_err("memory: cannot index item %s (%s)", pa->id, e.msg);
-        }
-        snap = snap_due(m, c);
-        pthread_rwlock_unlock(&c->lock);
-    }
-    if (snap) snap_kick(m);
     qg_buf_free(&pa->vb);
     qg_arena_free(&pa->a);
     free(pa);
+}
+
+static mem_slot pending_slot(qg_mem_pending *pa)
+{
+    qg_memory *m = pa->m;
+    return (mem_slot){
+        .user = intern(m, pa->user_id),
+        .symbol = intern(m, pa->symbol),
+        .timeframe = intern(m, pa->timeframe),
+        .signal_type = intern(m, pa->signal_type),
+        .session = intern(m, pa->session),
+        .coll = pa->c->idx,
+        .kind = (uint8_t)pa->kind,
+        .live = 1,
+        .time = pa->ts ? pa->ts : pa->now,
+        .expires = pa->expires,
+    };
+}
+
+/* Indexes pa; caller holds its collection's write lock. */
+static void pending_index_locked(qg_mem_pending *pa, const mem_slot *fill)
+{
+    mem_coll *c = pa->c;
+    qg_error e = {0};
+    *pa->slot = *fill;
+    c->generation++;
+    c->count++;
+    if (qg_vindex_add(c->ix, pa->seq, pa->v, &e)) {
+        /* The row stays without its index entry: the counts then differ
+         * and the next start rebuilds the index. */
+        pa->slot->live = 0;
+        qg_err("memory: cannot index item %s (%s)", pa->id, e.msg);
+    }
+}
+
+void qg_memory_add_finish(qg_mem_pending *pa, bool committed)
+{
+    if (!pa) return;
+    qg_memory_add_finish_many(&pa, &committed, 1);
+}
+
+void qg_memory_add_finish_many(qg_mem_pending **pa, const bool *committed, size_t n)
+{
+    /* Consecutive items of one collection share one write-lock hold: one
+     * wait for the searches in flight instead of one per item. */
+    for (size_t i = 0; i < n;) {
+        mem_coll *c = pa[i]->c;
+        qg_memory *m = pa[i]->m;
+        size_t k = i;
+        while (k < n && pa[k]->c == c && pa[k]->m == m && k - i < 64) k++;
+        mem_slot fills[64];
+        bool any = false;
+        for (size_t x = i; x < k; x++)
+            if (committed[x]) {
+                fills[x - i] = pending_slot(pa[x]);
+                any = true;
+            }
+        bool snap = false;
+        if (any) {
+            pthread_rwlock_wrlock(&c->lock);
+            for (size_t x = i; x < k; x++)
+                if (committed[x]) pending_index_locked(pa[x], &fills[x - i]);
+            snap = snap_due(m, c);
+            pthread_rwlock_unlock(&c->lock);
+        }
+        if (snap) snap_kick(m);
+        for (size_t x = i; x < k; x++) pending_free(pa[x]);
+        i = k;
+    }
 }
 
 /* ---------------------------------------------------------------- reading rows */

@@ -169,6 +169,9 @@ qg_status qg_memory_add_prepare(qg_memory *m, const qg_mem_add *in, qg_mem_pendi
                                 char *id_out, qg_error *err);
 qg_status qg_memory_add_write(qg_mem_pending *pa, qg_conn *c, qg_error *err);
 void qg_memory_add_finish(qg_mem_pending *pa, bool committed);
+/* finish for n items at once (committed[i] for pa[i]): consecutive items
+ * of one collection are indexed under one hold of its write lock. */
+void qg_memory_add_finish_many(qg_mem_pending **pa, const bool *committed, size_t n);
 
 typedef struct qg_mem_query {
     const char *user_id;    /* required */

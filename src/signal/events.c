@@ -188,8 +188,28 @@ static qg_status op_submit(qg_pipeline *p, op *o, bool wait, qg_error *err)
     return qg_error_set(err, QG_EAGAIN, "signals: the write queue is full");
 }
 
+static void put_json_str(qg_buf *b, const char *s);
+
 static char *event_detail(const qg_pstate *st)
 {
+    if (!st->detail) { /* the common case, written without a document */
+        if (!st->reason && !st->error) return NULL;
+        qg_buf b;
+        qg_buf_init(&b, 64 * 1024);
+        const char *sep = "{";
+        if (st->reason) {
+            (void)qg_buf_puts(&b, "{\"reason\":");
+            put_json_str(&b, st->reason);
+            sep = ",";
+        }
+        if (st->error) {
+            (void)qg_buf_printf(&b, "%s\"error\":", sep);
+            put_json_str(&b, st->error);
+            (void)qg_buf_printf(&b, ",\"attempts\":%d", st->attempts);
+        }
+        (void)qg_buf_puts(&b, "}");
+        return b.data; /* owned by the caller now */
+    }
     cJSON *d = st->detail ? cJSON_Parse(st->detail) : NULL;
     if (!cJSON_IsObject(d)) {
         cJSON_Delete(d);

@@ -380,11 +380,27 @@ static void finish_all(qg_pipeline *p)
     qg_pfin *f = p->fin_head;
     p->fin_head = NULL;
     pthread_mutex_unlock(&p->rm_mu);
+    /* The list is newest first: index in commit order, in groups. */
+    qg_mem_pending *pa[64];
+    bool ok[64];
+    size_t n = 0;
+    qg_pfin *rev = NULL;
     while (f) {
-        qg_pfin *n = f->next;
-        qg_memory_add_finish(f->pa, f->ok);
-        free(f);
-        f = n;
+        qg_pfin *nx = f->next;
+        f->next = rev;
+        rev = f;
+        f = nx;
+    }
+    while (rev) {
+        qg_pfin *nx = rev->next;
+        pa[n] = rev->pa;
+        ok[n++] = rev->ok;
+        free(rev);
+        rev = nx;
+        if (n == 64 || !rev) {
+            qg_memory_add_finish_many(pa, ok, n);
+            n = 0;
+        }
     }
 }
 

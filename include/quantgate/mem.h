@@ -62,6 +62,8 @@ qg_status qg_buf_printf(qg_buf *b, const char *fmt, ...) __attribute__((format(p
 qg_status qg_buf_vprintf(qg_buf *b, const char *fmt, va_list ap);
 /* Appends s with HTML special characters escaped. */
 qg_status qg_buf_html(qg_buf *b, const char *s);
+/* Appends s as a JSON string, quotes included ("null" for NULL). */
+qg_status qg_buf_json_str(qg_buf *b, const char *s);
 void qg_buf_reset(qg_buf *b);
 void qg_buf_free(qg_buf *b);
 

@@ -190,6 +190,47 @@ qg_status qg_buf_printf(qg_buf *b, const char *fmt, ...)
     return rc;
 }
 
+/* Escapes as cJSON does (quote, backslash, control characters; UTF-8 as
+ * is), so text written here reads back like a cJSON_Print. */
+static const char *json_escape_of(unsigned char c)
+{
+    switch (c) {
+    case '"':
+        return "\\\"";
+    case '\\':
+        return "\\\\";
+    case '\n':
+        return "\\n";
+    case '\r':
+        return "\\r";
+    case '\t':
+        return "\\t";
+    case '\b':
+        return "\\b";
+    case '\f':
+        return "\\f";
+    default:
+        return NULL;
+    }
+}
+
+qg_status qg_buf_json_str(qg_buf *b, const char *s)
+{
+    if (!s) return qg_buf_puts(b, "null");
+    qg_status rc = qg_buf_puts(b, "\"");
+    for (const char *p = s; *p && !rc;) {
+        size_t n = 0;
+        while (p[n] && p[n] != '"' && p[n] != '\\' && (unsigned char)p[n] >= 0x20) n++;
+        if (n) rc = qg_buf_append(b, p, n);
+        p += n;
+        if (!*p || rc) break;
+        unsigned char c = (unsigned char)*p++;
+        const char *e = json_escape_of(c);
+        rc = e ? qg_buf_puts(b, e) : qg_buf_printf(b, "\\u%04x", c);
+    }
+    return rc ? rc : qg_buf_puts(b, "\"");
+}
+
 qg_status qg_buf_html(qg_buf *b, const char *s)
 {
     qg_status rc = QG_OK;

@@ -926,6 +926,64 @@ static const char *setup_str(const cJSON *setup, const char *name)
     return cJSON_IsString(j) && j->valuestring[0] ? j->valuestring : NULL;
 }
 
+/* One memory_items row as written, for the direct and the batched add. */
+typedef struct item_row {
+    const char *id;
+    uint64_t seq;
+    const char *user_id, *text, *symbol, *timeframe, *signal_type, *session, *meta;
+    const char *vector; /* encoded */
+    qg_mem_kind kind;
+    int64_t ts, now, expires;
+} item_row;
+
+/* The row and its collection's new generation (inside the caller's
+ * transaction). */
+static qg_status insert_row(qg_conn *conn, mem_coll *c, const item_row *r, qg_error *err)
+{
+    qg_val p[] = {QG_VTEXT(r->id),
+                  QG_VINT(r->seq),
+                  QG_VTEXT(r->user_id),
+                  QG_VTEXT(c->name),
+                  QG_VTEXT(qg_mem_kind_name(r->kind)),
+                  QG_VTEXT(r->text),
+                  QG_VTEXT(r->symbol),
+                  QG_VTEXT(r->timeframe),
+                  QG_VTEXT(r->signal_type),
+                  QG_VTEXT(r->session),
+                  r->ts ? QG_VINT(r->ts) : QG_VNULL,
+                  QG_VTEXT(r->meta),
+                  QG_VTEXT(r->vector),
+                  QG_VINT(r->now),
+                  QG_VINT(r->now),
+                  r->expires ? QG_VINT(r->expires) : QG_VNULL};
+    qg_status rc =
+        qg_conn_exec(conn,
+                     "INSERT INTO memory_items (id, seq, user_id, collection, kind, text, symbol, "
+                     "timeframe, signal_type, session, ts, meta, vector, created_at, updated_at, "
+                     "expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                     p, 16, NULL, err);
+    if (!rc) rc = bump_generation(conn, c, r->now, err);
+    return rc;
+}
+
+/* The slot of a committed row. Interned outside the write lock (the
+ * intern table has its own). */
+static mem_slot slot_of(qg_memory *m, const mem_coll *c, const item_row *r)
+{
+    return (mem_slot){
+        .user = intern(m, r->user_id),
+        .symbol = intern(m, r->symbol),
+        .timeframe = intern(m, r->timeframe),
+        .signal_type = intern(m, r->signal_type),
+        .session = intern(m, r->session),
+        .coll = c->idx,
+        .kind = (uint8_t)r->kind,
+        .live = 1,
+        .time = r->ts ? r->ts : r->now,
+        .expires = r->expires,
+    };
+}
+
 /* The row and the index entry. Caller holds c->wmu (so c->dim and c->ix
  * change only here); the database transaction runs without c->lock, which
  * is taken for the in-memory change only. */
@@ -951,28 +1009,21 @@ static qg_status add_locked(qg_memory *m, qg_conn *conn, mem_coll *c, const qg_m
     mem_slot *slot;
     if ((rc = slot_make(m, seq, &slot, err))) goto out;
     if ((rc = qg_conn_begin(conn, err))) goto out;
-    qg_val p[] = {QG_VTEXT(id),
-                  QG_VINT(seq),
-                  QG_VTEXT(in->user_id),
-                  QG_VTEXT(c->name),
-                  QG_VTEXT(qg_mem_kind_name(in->kind)),
-                  QG_VTEXT(in->text ? in->text : ""),
-                  QG_VTEXT(in->symbol),
-                  QG_VTEXT(in->timeframe),
-                  QG_VTEXT(signal_type),
-                  QG_VTEXT(session),
-                  in->ts ? QG_VINT(in->ts) : QG_VNULL,
-                  QG_VTEXT(meta),
-                  QG_VTEXT(vb.data),
-                  QG_VINT(now),
-                  QG_VINT(now),
-                  expires ? QG_VINT(expires) : QG_VNULL};
-    rc = qg_conn_exec(conn,
-                      "INSERT INTO memory_items (id, seq, user_id, collection, kind, text, symbol, "
-                      "timeframe, signal_type, session, ts, meta, vector, created_at, updated_at, "
-                      "expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                      p, 16, NULL, err);
-    if (!rc) rc = bump_generation(conn, c, now, err);
+    item_row row = {.id = id,
+                    .seq = seq,
+                    .user_id = in->user_id,
+                    .text = in->text ? in->text : "",
+                    .symbol = in->symbol,
+                    .timeframe = in->timeframe,
+                    .signal_type = signal_type,
+                    .session = session,
+                    .meta = meta,
+                    .vector = vb.data,
+                    .kind = in->kind,
+                    .ts = in->ts,
+                    .now = now,
+                    .expires = expires};
+    rc = insert_row(conn, c, &row, err);
     if (!rc && learned) {
         qg_val d[] = {QG_VINT(dim), QG_VTEXT(c->name)};
         rc = qg_conn_exec(conn, "UPDATE memory_collections SET dim = ? WHERE name = ?", d, 2, NULL,
@@ -983,19 +1034,7 @@ static qg_status add_locked(qg_memory *m, qg_conn *conn, mem_coll *c, const qg_m
         goto out;
     }
     if ((rc = qg_conn_commit(conn, err))) goto out;
-    /* Interned outside the write lock (the intern table has its own). */
-    mem_slot fill = {
-        .user = intern(m, in->user_id),
-        .symbol = intern(m, in->symbol),
-        .timeframe = intern(m, in->timeframe),
-        .signal_type = intern(m, signal_type),
-        .session = intern(m, session),
-        .coll = c->idx,
-        .kind = (uint8_t)in->kind,
-        .live = 1,
-        .time = in->ts ? in->ts : now,
-        .expires = expires,
-    };
+    mem_slot fill = slot_of(m, c, &row);
     pthread_rwlock_wrlock(&c->lock);
     if (learned) {
         c->dim = dim;
@@ -1090,16 +1129,20 @@ out:
 struct qg_mem_pending {
     qg_memory *m;
     mem_coll *c;
-    qg_arena a; /* the copies below */
-    const char *user_id, *text, *symbol, *timeframe, *signal_type, *session, *meta;
-    qg_mem_kind kind;
-    int64_t ts, now, expires;
+    qg_arena a;   /* the row's strings */
+    item_row row; /* its id is id[], its vector vb */
     float *v;
     qg_buf vb; /* the encoded vector */
     char id[QG_ID_MAX];
-    uint64_t seq;
     mem_slot *slot;
 };
+
+static void pending_free(qg_mem_pending *pa)
+{
+    qg_buf_free(&pa->vb);
+    qg_arena_free(&pa->a);
+    free(pa);
+}
 
 static const char *arena_dup(qg_arena *a, const char *s)
 {
@@ -1131,18 +1174,19 @@ qg_status qg_memory_add_prepare(qg_memory *m, const qg_mem_add *in, qg_mem_pendi
     pa->c = c;
     qg_arena_init(&pa->a, 0);
     qg_buf_init(&pa->vb, cdim * 8 + 64);
-    pa->now = now_or(in->now_ms);
+    item_row *r = &pa->row;
+    r->now = now_or(in->now_ms);
     int64_t ttl = in->ttl_ms ? in->ttl_ms : kind == QG_MEM_SHORT ? m->short_ttl : 0;
-    pa->expires = ttl ? pa->now + ttl : 0;
-    pa->kind = kind;
-    pa->ts = in->ts;
+    r->expires = ttl ? r->now + ttl : 0;
+    r->kind = kind;
+    r->ts = in->ts;
     size_t dim = 0;
     embed_in ein = {.user_id = in->user_id,
                     .token_id = in->token_id,
                     .text = in->text,
                     .setup = in->setup,
                     .vector = in->vector};
-    if ((rc = normalise_meta(in->meta_json, m->meta_max, &pa->a, &pa->meta, err)) ||
+    if ((rc = normalise_meta(in->meta_json, m->meta_max, &pa->a, &r->meta, err)) ||
         (rc = embed_for(m, c, cdim, &ein, &pa->a, &pa->v, &dim, err)))
         goto fail;
     if (dim != cdim) {
@@ -1151,12 +1195,13 @@ qg_status qg_memory_add_prepare(qg_memory *m, const qg_mem_add *in, qg_mem_pendi
         goto fail;
     }
     if ((rc = qg_vec_encode(pa->v, dim, &pa->vb))) goto fail;
-    pa->user_id = arena_dup(&pa->a, in->user_id);
-    pa->text = arena_dup(&pa->a, in->text ? in->text : "");
-    pa->symbol = arena_dup(&pa->a, in->symbol);
-    pa->timeframe = arena_dup(&pa->a, in->timeframe);
-    pa->signal_type = arena_dup(&pa->a, signal_type);
-    pa->session = arena_dup(&pa->a, session);
+    r->vector = pa->vb.data;
+    r->user_id = arena_dup(&pa->a, in->user_id);
+    r->text = arena_dup(&pa->a, in->text ? in->text : "");
+    r->symbol = arena_dup(&pa->a, in->symbol);
+    r->timeframe = arena_dup(&pa->a, in->timeframe);
+    r->signal_type = arena_dup(&pa->a, signal_type);
+    r->session = arena_dup(&pa->a, session);
     if (in->vector) { /* the caller's vector: keep a copy */
         float *v = qg_arena_alloc(&pa->a, dim * sizeof *v);
         if (!v) {
@@ -1166,69 +1211,21 @@ qg_status qg_memory_add_prepare(qg_memory *m, const qg_mem_add *in, qg_mem_pendi
         memcpy(v, pa->v, dim * sizeof *v);
         pa->v = v;
     }
-    pa->seq = atomic_fetch_add(&m->next_seq, 1);
-    if ((rc = slot_make(m, pa->seq, &pa->slot, err))) goto fail;
+    r->seq = atomic_fetch_add(&m->next_seq, 1);
+    if ((rc = slot_make(m, r->seq, &pa->slot, err))) goto fail;
     qg_store_new_id("mem", pa->id, sizeof pa->id);
+    r->id = pa->id;
     if (id_out) snprintf(id_out, QG_ID_MAX, "%s", pa->id);
     *out = pa;
     return QG_OK;
 fail:
-    qg_buf_free(&pa->vb);
-    qg_arena_free(&pa->a);
-    free(pa);
+    pending_free(pa);
     return rc;
 }
 
 qg_status qg_memory_add_write(qg_mem_pending *pa, qg_conn *conn, qg_error *err)
 {
-    qg_val p[] = {QG_VTEXT(pa->id),
-                  QG_VINT(pa->seq),
-                  QG_VTEXT(pa->user_id),
-                  QG_VTEXT(pa->c->name),
-                  QG_VTEXT(qg_mem_kind_name(pa->kind)),
-                  QG_VTEXT(pa->text),
-                  QG_VTEXT(pa->symbol),
-                  QG_VTEXT(pa->timeframe),
-                  QG_VTEXT(pa->signal_type),
-                  QG_VTEXT(pa->session),
-                  pa->ts ? QG_VINT(pa->ts) : QG_VNULL,
-                  QG_VTEXT(pa->meta),
-                  QG_VTEXT(pa->vb.data),
-                  QG_VINT(pa->now),
-                  QG_VINT(pa->now),
-                  pa->expires ? QG_VINT(pa->expires) : QG_VNULL};
-    qg_status rc =
-        qg_conn_exec(conn,
-                     "INSERT INTO memory_items (id, seq, user_id, collection, kind, text, symbol, "
-                     "timeframe, signal_type, session, ts, meta, vector, created_at, updated_at, "
-                     "expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                     p, 16, NULL, err);
-    if (!rc) rc = bump_generation(conn, pa->c, pa->now, err);
-    return rc;
-}
-
-static void pending_free(qg_mem_pending *pa)
-{
-    qg_buf_free(&pa->vb);
-    qg_arena_free(&pa->a);
-    free(pa);
-}
-
-static mem_slot pending_slot(qg_mem_pending *pa)
-{
-    qg_memory *m = pa->m;
-    return (mem_slot){
-        .user = intern(m, pa->user_id),
-        .symbol = intern(m, pa->symbol),
-        .timeframe = intern(m, pa->timeframe),
-        .signal_type = intern(m, pa->signal_type),
-        .session = intern(m, pa->session),
-        .coll = pa->c->idx,
-        .kind = (uint8_t)pa->kind,
-        .live = 1,
-        .time = pa->ts ? pa->ts : pa->now,
-        .expires = pa->expires,
-    };
+    return insert_row(conn, pa->c, &pa->row, err);
 }
 
 /* Indexes pa; caller holds its collection's write lock. */
@@ -1239,7 +1236,7 @@ static void pending_index_locked(qg_mem_pending *pa, const mem_slot *fill)
     *pa->slot = *fill;
     c->generation++;
     c->count++;
-    if (qg_vindex_add(c->ix, pa->seq, pa->v, &e)) {
+    if (qg_vindex_add(c->ix, pa->row.seq, pa->v, &e)) {
         /* The row stays without its index entry: the counts then differ
          * and the next start rebuilds the index. */
         pa->slot->live = 0;
@@ -1266,7 +1263,7 @@ void qg_memory_add_finish_many(qg_mem_pending **pa, const bool *committed, size_
         bool any = false;
         for (size_t x = i; x < k; x++)
             if (committed[x]) {
-                fills[x - i] = pending_slot(pa[x]);
+                fills[x - i] = slot_of(m, c, &pa[x]->row);
                 any = true;
             }
         bool snap = false;

@@ -43,7 +43,7 @@ typedef struct op {
     qg_mem_pending *mem;
     bool mem_written;
     qg_status apply_rc;
-    void (*cb)(void *ud, qg_mem_pending *pa, bool ok);
+    qg_premember_fn cb;
     void *ud;
 } op;
 
@@ -188,8 +188,6 @@ static qg_status op_submit(qg_pipeline *p, op *o, bool wait, qg_error *err)
     return qg_error_set(err, QG_EAGAIN, "signals: the write queue is full");
 }
 
-static void put_json_str(qg_buf *b, const char *s);
-
 static char *event_detail(const qg_pstate *st)
 {
     if (!st->detail) { /* the common case, written without a document */
@@ -199,12 +197,12 @@ static char *event_detail(const qg_pstate *st)
         const char *sep = "{";
         if (st->reason) {
             (void)qg_buf_puts(&b, "{\"reason\":");
-            put_json_str(&b, st->reason);
+            (void)qg_buf_json_str(&b, st->reason);
             sep = ",";
         }
         if (st->error) {
             (void)qg_buf_printf(&b, "%s\"error\":", sep);
-            put_json_str(&b, st->error);
+            (void)qg_buf_json_str(&b, st->error);
             (void)qg_buf_printf(&b, ",\"attempts\":%d", st->attempts);
         }
         (void)qg_buf_puts(&b, "}");
@@ -267,9 +265,7 @@ qg_status qg_pipeline_record(qg_pipeline *p, qg_pjob *j, const qg_pstate *st, bo
 }
 
 qg_status qg_pipeline_record_memory(qg_pipeline *p, qg_pjob *j, const qg_pstate *st,
-                                    qg_mem_pending *pa,
-                                    void (*cb)(void *ud, qg_mem_pending *pa, bool ok), void *ud,
-                                    qg_error *err)
+                                    qg_mem_pending *pa, qg_premember_fn cb, void *ud, qg_error *err)
 {
     op *o = state_op(p, j, st);
     o->mem = pa;
@@ -303,51 +299,6 @@ void qg_pipeline_record_delivery(qg_pipeline *p, const char *signal_id, const qg
 
 /* ---- the ring ---- */
 
-/* s as a JSON string (quotes included), or null for NULL; escapes as
- * cJSON does (quote, backslash, control characters; UTF-8 as is). */
-static void put_json_str(qg_buf *b, const char *s)
-{
-    if (!s) {
-        (void)qg_buf_puts(b, "null");
-        return;
-    }
-    (void)qg_buf_puts(b, "\"");
-    for (const char *p = s; *p;) {
-        size_t n = 0;
-        while (p[n] && p[n] != '"' && p[n] != '\\' && (unsigned char)p[n] >= 0x20) n++;
-        if (n) (void)qg_buf_append(b, p, n);
-        p += n;
-        if (!*p) break;
-        unsigned char c = (unsigned char)*p++;
-        switch (c) {
-        case '"':
-            (void)qg_buf_puts(b, "\\\"");
-            break;
-        case '\\':
-            (void)qg_buf_puts(b, "\\\\");
-            break;
-        case '\n':
-            (void)qg_buf_puts(b, "\\n");
-            break;
-        case '\r':
-            (void)qg_buf_puts(b, "\\r");
-            break;
-        case '\t':
-            (void)qg_buf_puts(b, "\\t");
-            break;
-        case '\b':
-            (void)qg_buf_puts(b, "\\b");
-            break;
-        case '\f':
-            (void)qg_buf_puts(b, "\\f");
-            break;
-        default:
-            (void)qg_buf_printf(b, "\\u%04x", c);
-        }
-    }
-    (void)qg_buf_puts(b, "\"");
-}
-
 void qg_pipeline_push_event(qg_pipeline *p, const char *signal_id, const char *state,
                             const char *stage, const char *reason, int64_t at)
 {
@@ -357,15 +308,15 @@ void qg_pipeline_push_event(qg_pipeline *p, const char *signal_id, const char *s
     qg_buf b;
     qg_buf_init(&b, 64 * 1024);
     (void)qg_buf_puts(&b, ",\"signal_id\":");
-    put_json_str(&b, signal_id);
+    (void)qg_buf_json_str(&b, signal_id);
     (void)qg_buf_puts(&b, ",\"state\":");
-    put_json_str(&b, state);
+    (void)qg_buf_json_str(&b, state);
     (void)qg_buf_puts(&b, ",\"stage\":");
-    put_json_str(&b, stage);
+    (void)qg_buf_json_str(&b, stage);
     (void)qg_buf_puts(&b, ",\"reason\":");
-    put_json_str(&b, reason);
+    (void)qg_buf_json_str(&b, reason);
     (void)qg_buf_puts(&b, ",\"at\":");
-    put_json_str(&b, iso);
+    (void)qg_buf_json_str(&b, iso);
     (void)qg_buf_puts(&b, "}");
     size_t cap = b.len + 32;
     char *json = qg_xmalloc(cap);

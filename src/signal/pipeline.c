@@ -32,33 +32,41 @@ static void idset_init(qg_pipeline *p)
     p->ids = qg_xcalloc(p->nid_slots, sizeof *p->ids);
 }
 
+/* The chain of hash h. */
+static qg_pid_node **idset_chain(qg_pipeline *p, uint64_t h)
+{
+    return &p->ids[h & (p->nid_slots - 1)];
+}
+
 static void idset_grow(qg_pipeline *p)
 {
-    size_t nslots = p->nid_slots * 2;
-    qg_pid_node **slots = qg_xcalloc(nslots, sizeof *slots);
-    for (size_t i = 0; i < p->nid_slots; i++)
-        for (qg_pid_node *n = p->ids[i], *nx; n; n = nx) {
+    qg_pid_node **old = p->ids;
+    size_t nold = p->nid_slots;
+    p->nid_slots *= 2;
+    p->ids = qg_xcalloc(p->nid_slots, sizeof *p->ids);
+    for (size_t i = 0; i < nold; i++)
+        for (qg_pid_node *n = old[i], *nx; n; n = nx) {
             nx = n->next;
-            n->next = slots[n->hash & (nslots - 1)];
-            slots[n->hash & (nslots - 1)] = n;
+            qg_pid_node **chain = idset_chain(p, n->hash);
+            n->next = *chain;
+            *chain = n;
         }
-    free(p->ids);
-    p->ids = slots;
-    p->nid_slots = nslots;
+    free(old);
 }
 
 /* Under p->mu. false when already there. */
 static bool idset_add(qg_pipeline *p, const char *id)
 {
     uint64_t h = qg_fnv1a_str(QG_FNV1A_BASIS, id);
-    for (qg_pid_node *n = p->ids[h & (p->nid_slots - 1)]; n; n = n->next)
+    for (qg_pid_node *n = *idset_chain(p, h); n; n = n->next)
         if (n->hash == h && !strcmp(n->id, id)) return false;
     if (p->nids >= p->nid_slots) idset_grow(p);
     qg_pid_node *n = qg_xcalloc(1, sizeof *n);
     snprintf(n->id, sizeof n->id, "%s", id);
     n->hash = h;
-    n->next = p->ids[h & (p->nid_slots - 1)];
-    p->ids[h & (p->nid_slots - 1)] = n;
+    qg_pid_node **chain = idset_chain(p, h);
+    n->next = *chain;
+    *chain = n;
     p->nids++;
     return true;
 }
@@ -67,7 +75,7 @@ static void idset_remove(qg_pipeline *p, const char *id)
 {
     uint64_t h = qg_fnv1a_str(QG_FNV1A_BASIS, id);
     pthread_mutex_lock(&p->mu);
-    qg_pid_node **pp = &p->ids[h & (p->nid_slots - 1)];
+    qg_pid_node **pp = idset_chain(p, h);
     while (*pp && ((*pp)->hash != h || strcmp((*pp)->id, id))) pp = &(*pp)->next;
     if (*pp) {
         qg_pid_node *n = *pp;
@@ -367,8 +375,11 @@ static void remembered(void *ud, qg_mem_pending *pa, bool ok)
     f->pa = pa;
     f->ok = ok;
     pthread_mutex_lock(&p->rm_mu);
-    f->next = p->fin_head;
-    p->fin_head = f;
+    if (p->fin_tail)
+        p->fin_tail->next = f;
+    else
+        p->fin_head = f;
+    p->fin_tail = f;
     pthread_cond_signal(&p->rm_cv);
     pthread_mutex_unlock(&p->rm_mu);
 }
@@ -378,26 +389,19 @@ static void finish_all(qg_pipeline *p)
 {
     pthread_mutex_lock(&p->rm_mu);
     qg_pfin *f = p->fin_head;
-    p->fin_head = NULL;
+    p->fin_head = p->fin_tail = NULL;
     pthread_mutex_unlock(&p->rm_mu);
-    /* The list is newest first: index in commit order, in groups. */
+    /* In commit order, in groups. */
     qg_mem_pending *pa[64];
     bool ok[64];
     size_t n = 0;
-    qg_pfin *rev = NULL;
     while (f) {
         qg_pfin *nx = f->next;
-        f->next = rev;
-        rev = f;
+        pa[n] = f->pa;
+        ok[n++] = f->ok;
+        free(f);
         f = nx;
-    }
-    while (rev) {
-        qg_pfin *nx = rev->next;
-        pa[n] = rev->pa;
-        ok[n++] = rev->ok;
-        free(rev);
-        rev = nx;
-        if (n == 64 || !rev) {
+        if (n == 64 || !f) {
             qg_memory_add_finish_many(pa, ok, n);
             n = 0;
         }

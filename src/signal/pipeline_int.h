@@ -129,7 +129,7 @@ struct qg_pipeline {
     pthread_cond_t rm_cv;
     qg_pjob *rm_head, *rm_tail;
     size_t rm_n;
-    struct qg_pfin *fin_head; /* committed memory rows the rememberer indexes */
+    struct qg_pfin *fin_head, *fin_tail; /* committed memory rows the rememberer indexes, FIFO */
     pthread_t rememberer;
     bool rememberer_started;
     atomic_uint_fast64_t n_remembered, n_remember_dropped;

@@ -60,8 +60,8 @@ static qg_status resolve_owner(qg_store *store, const char *fallback, char *out,
     out[0] = 0;
     if (*email) {
         qg_val p[] = {QG_VTEXT(email)};
-        rc = qg_conn_query(c, "SELECT id FROM users WHERE email = ?", p, 1, qg_row_take_id,
-                           out, err);
+        rc = qg_conn_query(c, "SELECT id FROM users WHERE email = ?", p, 1, qg_row_take_id, out,
+                           err);
         if (!rc && !out[0])
             rc = qg_error_set(err, QG_EINVAL, "QG_SIGNAL_OWNER: no account '%.100s'", email);
     } else {

@@ -712,7 +712,6 @@ static qg_status st_notify(run_ctx *x, flow *f, qg_error *err)
     char summary[384];
     qg_status rc = send_all(x, &m, summary, sizeof summary, err);
     cJSON_Delete(extra);
-
     if (rc) return rc;
     atomic_fetch_add_explicit(&p->n_notified, 1, memory_order_relaxed);
     qg_pstate st = {

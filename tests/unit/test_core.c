@@ -2,6 +2,7 @@
  * test_core.c - status/error, arena, capped buffer, time, numbers, config.
  */
 #include <criterion/criterion.h>
+#include <cjson/cJSON.h>
 #include <criterion/redirect.h>
 
 #include <quantgate/config.h>
@@ -56,6 +57,23 @@ Test(core, buffer_cap_is_hard)
     qg_buf_init(&b, 100);
     cr_assert_eq(qg_buf_html(&b, "<a&'>"), QG_OK);
     cr_assert_str_eq(b.data, "&lt;a&amp;&#39;&gt;");
+    qg_buf_free(&b);
+}
+
+Test(core, buffer_json_strings_read_back)
+{
+    qg_buf b;
+    qg_buf_init(&b, 256);
+    cr_assert_eq(qg_buf_json_str(&b, "a\"b\\c\n\x01\xc3\xa9"), QG_OK);
+    cr_assert_eq(qg_buf_puts(&b, ","), QG_OK);
+    cr_assert_eq(qg_buf_json_str(&b, NULL), QG_OK);
+    cr_assert_str_eq(b.data, "\"a\\\"b\\\\c\\n\\u0001\xc3\xa9\",null");
+    qg_buf_reset(&b);
+    cr_assert_eq(qg_buf_json_str(&b, "x\ty"), QG_OK);
+    cJSON *j = cJSON_Parse(b.data);
+    cr_assert(cJSON_IsString(j));
+    cr_assert_str_eq(j->valuestring, "x\ty");
+    cJSON_Delete(j);
     qg_buf_free(&b);
 }
 

@@ -272,11 +272,18 @@ void qg_h_signals_get(qg_req *r)
     qg_status rc = qg_conn_query(db, "SELECT " SIGNAL_COLS " FROM signals WHERE id = ?", v, 1,
                                  one_signal, &o, &err);
     if (!rc && !o) rc = qg_error_set(&err, QG_ENOTFOUND, "signal '%s' not found", id);
+    /* An accepted signal's "received" event is not stored (ingest.c): it
+     * comes from the row, with the signal's ULID under the event prefix so
+     * it sorts first. Rows written before that keep their stored one. */
+    qg_val v3[] = {QG_VTEXT(id), QG_VTEXT(id), QG_VTEXT(id)};
     if (!rc)
         rc = qg_conn_query(db,
                            "SELECT id, at, state, stage, detail FROM signal_events WHERE "
-                           "signal_id = ? ORDER BY id",
-                           v, 1, event_row, events, &err);
+                           "signal_id = ? UNION ALL SELECT 'evt_' || substr(id, 5), received_at, "
+                           "'received', 'ingest', NULL FROM signals WHERE id = ? AND NOT EXISTS "
+                           "(SELECT 1 FROM signal_events WHERE signal_id = ? AND stage IN "
+                           "('ingest', 'confidence')) ORDER BY id",
+                           v3, 3, event_row, events, &err);
     if (!rc)
         rc = qg_conn_query(db,
                            "SELECT id, channel, target, status, attempts, http_status, error, at "

@@ -220,6 +220,23 @@ class WebhookTest(qgtest.ServerTest):
         rows = db_rows(self.srv, "SELECT state, reason FROM signals WHERE id = ?", (r.json["id"],))
         self.assertEqual(rows[0][0], "filtered")
         self.assertIn("40", rows[0][1])
+        # its one event is the filter, with the reason
+        s = self.srv.request("GET", "/api/signals/" + r.json["id"], token=self.srv.admin_token()).json
+        self.assertEqual([(e["state"], e["stage"]) for e in s["events"]], [("filtered", "confidence")], s)
+        self.assertIn("MIN_CONFIDENCE_SCORE", s["events"][0]["reason"], s["events"])
+
+    def test_history_starts_with_received_from_the_row(self):
+        r = self.send(unique())
+        self.assertReceived(r)
+        sid = r.json["id"]
+        # the accept stores the signal row only (the pipeline is paused here)
+        self.assertEqual(db_rows(self.srv, "SELECT COUNT(*) FROM signal_events WHERE signal_id = ?", (sid,)), [(0,)])
+        s = self.srv.request("GET", "/api/signals/" + sid, token=self.srv.admin_token()).json
+        self.assertEqual(len(s["events"]), 1, s)
+        e = s["events"][0]
+        self.assertEqual((e["state"], e["stage"], e["detail"]), ("received", "ingest", None), e)
+        self.assertEqual(e["at"], s["received_at"], s)
+        self.assertEqual(e["id"], "evt_" + sid[4:], e)
 
     def test_correlation_id_header(self):
         r = self.send(unique(), headers={"X-Webhook-Secret": SECRET, "X-Correlation-Id": "tv-alert-42"})

@@ -21,12 +21,14 @@
  */
 #include "signal/signal.h"
 
+#include <quantgate/json.h>
 #include <quantgate/num.h>
 #include <quantgate/time.h>
 
 #include <ctype.h>
 #include <math.h>
 #include <sodium.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -551,22 +553,29 @@ qg_status qg_signal_parse(const char *json, size_t len, int64_t now_ms, qg_signa
     /* A NUL inside the body would end the parse early and hide the rest. */
     size_t text_len = strnlen(json, len);
     if (text_len < len) return syntax_error(json, json + text_len, field_out, err);
+    /* A webhook payload's ~40 nodes and strings fit; a bigger body spills
+     * to malloc. The document never leaves this function. */
+    _Alignas(max_align_t) char scratch[8192];
+    qg_json_scratch_begin(scratch, sizeof scratch);
     const char *end = NULL;
+    qg_status rc;
     cJSON *doc = cJSON_ParseWithLengthOpts(json, len, &end, false);
     if (!doc) {
         const char *at = cJSON_GetErrorPtr();
         if (!end || end < json || end > json + len) end = at;
         if (!end || end < json || end > json + len) end = json + len;
-        return syntax_error(json, end, field_out, err);
+        rc = syntax_error(json, end, field_out, err);
+        goto out;
     }
     const char *p = end;
     while (p < json + len && strchr(" \t\r\n", *p)) p++;
-    if (p < json + len) {
-        cJSON_Delete(doc);
-        return syntax_error(json, p, field_out, err);
-    }
-    qg_status rc = qg_signal_from_json(doc, now_ms, out, field_out, err);
+    if (p < json + len)
+        rc = syntax_error(json, p, field_out, err);
+    else
+        rc = qg_signal_from_json(doc, now_ms, out, field_out, err);
+out:
     cJSON_Delete(doc);
+    qg_json_scratch_end();
     return rc;
 }
 

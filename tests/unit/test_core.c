@@ -6,6 +6,7 @@
 #include <criterion/redirect.h>
 
 #include <quantgate/config.h>
+#include <quantgate/json.h>
 #include <quantgate/log.h>
 #include <quantgate/mem.h>
 #include <quantgate/num.h>
@@ -13,6 +14,8 @@
 #include <quantgate/time.h>
 
 #include <math.h>
+#include <pthread.h>
+#include <stdint.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -217,4 +220,56 @@ Test(core, log_levels_filter_and_format, .init = cr_redirect_stderr)
     cr_assert(strstr(buf, "ERROR also shown\n"), "%s", buf);
     cr_assert_null(strstr(buf, "hidden"));
     cr_assert(buf[4] == '-' && buf[10] == 'T', "timestamp first: %s", buf);
+}
+
+/* ---- the cJSON scratch scope ---- */
+
+static bool inside(const void *p, const void *buf, size_t cap)
+{
+    uintptr_t a = (uintptr_t)p, b = (uintptr_t)buf;
+    return a >= b && a < b + cap;
+}
+
+static void *parse_elsewhere(void *buf)
+{
+    cJSON *d = cJSON_Parse("{\"k\":\"v\"}");
+    bool ok = d && !inside(d, buf, 4096) && !strcmp(d->child->valuestring, "v");
+    cJSON_Delete(d);
+    return ok ? buf : NULL;
+}
+
+Test(core, json_scratch_serves_this_thread_only_and_spills_when_full)
+{
+    _Alignas(max_align_t) static char buf[4096];
+    qg_json_scratch_begin(buf, sizeof buf);
+    cJSON *d = cJSON_Parse("{\"symbol\":\"EURUSD\",\"c\":[1,2,3]}");
+    cr_assert_not_null(d);
+    cr_assert_str_eq(cJSON_GetObjectItem(d, "symbol")->valuestring, "EURUSD");
+    cr_assert_eq(cJSON_GetArraySize(cJSON_GetObjectItem(d, "c")), 3);
+    cr_assert_eq(inside(d, buf, sizeof buf), QG_JSON_SCRATCH == 1);
+    cr_assert_eq((uintptr_t)d % _Alignof(max_align_t), 0);
+    /* another thread keeps malloc meanwhile */
+    pthread_t t;
+    void *res = NULL;
+    cr_assert_eq(pthread_create(&t, NULL, parse_elsewhere, buf), 0);
+    pthread_join(t, &res);
+    cr_assert_eq(res, buf);
+    cJSON_Delete(d);
+    /* more than the buffer holds: the rest comes from malloc, all correct */
+    char big[16384];
+    size_t n = 0;
+    n += (size_t)snprintf(big + n, sizeof big - n, "[");
+    for (int i = 0; i < 500; i++)
+        n += (size_t)snprintf(big + n, sizeof big - n, "%s\"s%d\"", i ? "," : "", i);
+    snprintf(big + n, sizeof big - n, "]");
+    cJSON *a = cJSON_Parse(big);
+    cr_assert_eq(cJSON_GetArraySize(a), 500);
+    cr_assert_str_eq(cJSON_GetArrayItem(a, 499)->valuestring, "s499");
+    cr_assert_not(inside(cJSON_GetArrayItem(a, 499), buf, sizeof buf));
+    cJSON_Delete(a);
+    qg_json_scratch_end();
+    /* after the scope: malloc again */
+    cJSON *after = cJSON_Parse("[true]");
+    cr_assert_not(inside(after, buf, sizeof buf));
+    cJSON_Delete(after);
 }

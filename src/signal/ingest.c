@@ -24,11 +24,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define DEDUP_KEY_MAX   (2 + QG_SIGNAL_FINGERPRINT_LEN + 1)
-#define DEDUP_MAX       (1u << 20) /* entries kept at most, whatever the window */
-#define SYMBOL_SLOTS    4096
-#define SYMBOLS_MAX     65536 /* per-symbol buckets kept; past it they all start full again */
-#define PAYLOAD_INITIAL 512
+#define DEDUP_KEY_MAX (2 + QG_SIGNAL_FINGERPRINT_LEN + 1)
+#define DEDUP_MAX     (1u << 20) /* entries kept at most, whatever the window */
+#define SYMBOL_SLOTS  4096
+#define SYMBOLS_MAX   65536 /* per-symbol buckets kept; past it they all start full again */
+#define SPARE_OPS_MAX 256   /* finished ops kept for reuse (about 1.4 MB at most) */
 
 /* ---- the duplicate table ---- */
 
@@ -161,21 +161,59 @@ struct qg_ingest {
     bucket global;
     symbol_bucket **symbols;
     size_t nsymbols;
+
+    /* Finished ops for reuse: an op is made on an event loop and finished
+     * on the writer thread, and that cross-thread malloc/free of 5 KB was
+     * a tenth of the loop's time per webhook. */
+    pthread_mutex_t spare_mu;
+    struct ingest_op *spare; /* linked through next */
+    size_t nspare;
 };
 
-/* One submitted signal on its way through the batcher. */
+/* One submitted signal on its way through the batcher. Everything before
+ * sig is zeroed for each use; sig and payload are written whole. */
 typedef struct ingest_op {
+    struct ingest_op *next; /* in the spare list */
     qg_ingest *g;
-    qg_signal sig;
     char owner[QG_ID_MAX];
     char fingerprint[QG_SIGNAL_FINGERPRINT_LEN + 1];
     int64_t now_ms;
     qg_ingest_outcome out;
     bool client_dup; /* the insert hit the client id's unique index */
-    qg_buf payload;
     qg_ingest_done_fn done;
     void *ud;
+    qg_signal sig;
+    char payload[QG_SIGNAL_JSON_MAX]; /* the canonical JSON stored in signals.payload */
 } ingest_op;
+
+static ingest_op *op_new(qg_ingest *g)
+{
+    pthread_mutex_lock(&g->spare_mu);
+    ingest_op *op = g->spare;
+    if (op) {
+        g->spare = op->next;
+        g->nspare--;
+    }
+    pthread_mutex_unlock(&g->spare_mu);
+    if (!op) op = qg_xmalloc(sizeof *op);
+    memset(op, 0, offsetof(ingest_op, sig));
+    op->g = g;
+    return op;
+}
+
+static void op_release(ingest_op *op)
+{
+    qg_ingest *g = op->g;
+    pthread_mutex_lock(&g->spare_mu);
+    bool keep = g->nspare < SPARE_OPS_MAX;
+    if (keep) {
+        op->next = g->spare;
+        g->spare = op;
+        g->nspare++;
+    }
+    pthread_mutex_unlock(&g->spare_mu);
+    if (!keep) free(op);
+}
 
 static const char *owner_or_null(const ingest_op *op)
 {
@@ -229,7 +267,7 @@ static qg_status apply_insert(qg_conn *c, void *arg, qg_error *err)
                   QG_VTEXT(s->signal_type),
                   QG_VDBL(s->confidence),
                   QG_VINT(s->ts_ms),
-                  QG_VTEXT(op->payload.data),
+                  QG_VTEXT(op->payload),
                   QG_VINT(op->now_ms),
                   QG_VTEXT(state),
                   QG_VINT(op->now_ms),
@@ -284,8 +322,7 @@ static void count(qg_ingest *g, qg_pipe_count what)
 static void op_finish(ingest_op *op)
 {
     op->done(op->ud, &op->out);
-    qg_buf_free(&op->payload);
-    free(op);
+    op_release(op);
 }
 
 static void done_insert(void *arg, qg_status rc, const qg_error *err)
@@ -427,19 +464,17 @@ static void submit_duplicate(qg_ingest *g, ingest_op *op)
 void qg_ingest_submit(qg_ingest *g, const qg_signal *s, const char *owner_id, int64_t now_ms,
                       qg_ingest_done_fn done, void *ud)
 {
-    ingest_op *op = qg_xcalloc(1, sizeof *op);
-    op->g = g;
+    ingest_op *op = op_new(g);
     op->sig = *s;
     op->done = done;
     op->ud = ud;
     op->now_ms = now_ms ? now_ms : qg_time_now_ms();
     op->out.signal = &op->sig;
     snprintf(op->owner, sizeof op->owner, "%s", owner_id ? owner_id : "");
-    qg_buf_init(&op->payload, (size_t)64 << 10);
     if (!op->sig.id[0]) qg_store_new_id("sig", op->sig.id, sizeof op->sig.id);
     if (!op->sig.correlation_id[0])
         qg_store_new_id("cor", op->sig.correlation_id, sizeof op->sig.correlation_id);
-    qg_signal_fingerprint(&op->sig, op->fingerprint);
+    (void)qg_signal_canonical(&op->sig, op->payload, op->fingerprint);
     count(g, QG_PIPE_COUNT_RECEIVED);
 
     /* A retried alert must not eat the rate budget, so duplicates first. */
@@ -465,8 +500,7 @@ void qg_ingest_submit(qg_ingest *g, const qg_signal *s, const char *owner_id, in
                  "confidence %g is below MIN_CONFIDENCE_SCORE %g", op->sig.confidence,
                  g->cfg.min_confidence);
     }
-    qg_status rc = qg_signal_to_json(&op->sig, &op->payload);
-    if (!rc) rc = qg_batcher_submit(g->cfg.batcher, apply_insert, done_insert, op);
+    qg_status rc = qg_batcher_submit(g->cfg.batcher, apply_insert, done_insert, op);
     if (rc) {
         static const qg_error busy = {.code = QG_EAGAIN,
                                       .msg = "the signal writer is full or stopping"};
@@ -577,6 +611,7 @@ qg_status qg_ingest_new(const qg_ingest_config *cfg, qg_ingest **out, qg_error *
     g->cfg = *cfg;
     pthread_mutex_init(&g->dedup_mu, NULL);
     pthread_mutex_init(&g->rate_mu, NULL);
+    pthread_mutex_init(&g->spare_mu, NULL);
     g->dedup.nslots = 1u << 12;
     g->dedup.slots = qg_xcalloc(g->dedup.nslots, sizeof *g->dedup.slots);
     g->symbols = qg_xcalloc(SYMBOL_SLOTS, sizeof *g->symbols);
@@ -598,5 +633,11 @@ void qg_ingest_free(qg_ingest *g)
     free(g->symbols);
     pthread_mutex_destroy(&g->dedup_mu);
     pthread_mutex_destroy(&g->rate_mu);
+    while (g->spare) {
+        ingest_op *next = g->spare->next;
+        free(g->spare);
+        g->spare = next;
+    }
+    pthread_mutex_destroy(&g->spare_mu);
     free(g);
 }

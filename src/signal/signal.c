@@ -36,7 +36,7 @@
 
 /* Big enough for the largest signal the limits allow (16 confluences of 48
  * characters, every one escaped, plus a 64-character id escaped). */
-#define CANON_MAX 4096
+#define CANON_MAX QG_SIGNAL_JSON_MAX
 
 /* Timestamps later than this are nonsense (year 9999). */
 #define TS_MAX_MS 253402300799999LL
@@ -689,20 +689,41 @@ cJSON *qg_signal_json(const qg_signal *s)
     return cJSON_ParseWithLength(tmp, w.n);
 }
 
-void qg_signal_fingerprint(const qg_signal *s, char *out)
+static void fingerprint_of(const char *canon, size_t n, char *out)
 {
-    char tmp[CANON_MAX];
-    wbuf w = {tmp, 0, sizeof tmp};
-    tmp[0] = 0;
-    canonical(s, false, &w);
     unsigned char h[crypto_hash_sha256_BYTES];
-    crypto_hash_sha256(h, (const unsigned char *)tmp, w.n);
+    crypto_hash_sha256(h, (const unsigned char *)canon, n);
     static const char hex[] = "0123456789abcdef";
     for (size_t i = 0; i < sizeof h; i++) {
         out[2 * i] = hex[h[i] >> 4];
         out[2 * i + 1] = hex[h[i] & 15];
     }
     out[QG_SIGNAL_FINGERPRINT_LEN] = 0;
+}
+
+void qg_signal_fingerprint(const qg_signal *s, char *out)
+{
+    char tmp[CANON_MAX];
+    wbuf w = {tmp, 0, sizeof tmp};
+    tmp[0] = 0;
+    canonical(s, false, &w);
+    fingerprint_of(tmp, w.n, out);
+}
+
+size_t qg_signal_canonical(const qg_signal *s, char out[QG_SIGNAL_JSON_MAX],
+                           char fingerprint[QG_SIGNAL_FINGERPRINT_LEN + 1])
+{
+    wbuf w = {out, 0, QG_SIGNAL_JSON_MAX};
+    out[0] = 0;
+    canonical(s, false, &w);
+    fingerprint_of(out, w.n, fingerprint);
+    if (s->client_id[0]) { /* canonical(s, true) differs only by the id before the last } */
+        w.n--;
+        w_str(&w, ",\"id\":");
+        w_json_str(&w, s->client_id);
+        w_str(&w, "}");
+    }
+    return w.n;
 }
 
 /* ---- small helpers ---- */

@@ -72,6 +72,15 @@ qg_status qg_signal_from_json(const cJSON *obj, int64_t now_ms, qg_signal *out,
 qg_status qg_signal_parse(const char *json, size_t len, int64_t now_ms, qg_signal *out,
                           const char **field_out, qg_error *err);
 
+/* Room for the canonical JSON of any valid signal, NUL included. */
+#define QG_SIGNAL_JSON_MAX 4096
+
+/* Renders the canonical JSON of s (with the client "id", as
+ * qg_signal_to_json) into out and its fingerprint (as
+ * qg_signal_fingerprint) from that one rendering; returns the length. */
+size_t qg_signal_canonical(const qg_signal *s, char out[QG_SIGNAL_JSON_MAX],
+                           char fingerprint[QG_SIGNAL_FINGERPRINT_LEN + 1]);
+
 /* Appends the canonical JSON of s to out (the payload fields only: no id,
  * correlation id, source or state; includes the client "id" when set). */
 qg_status qg_signal_to_json(const qg_signal *s, qg_buf *out);

@@ -332,6 +332,28 @@ Test(signal, fingerprint)
     cr_assert_str_eq(fa, fd);
 }
 
+Test(signal, one_rendering_gives_the_payload_and_the_fingerprint)
+{
+    qg_signal with_id, without;
+    accept("{" GOOD_HEAD ",\"confluences\":[\"fvg\",\"o\\\"b\"],\"id\":\"a\\\"1\"}", &with_id);
+    without = with_id;
+    strcpy(without.client_id, "");
+    for (int i = 0; i < 2; i++) {
+        const qg_signal *s = i ? &without : &with_id;
+        char json[QG_SIGNAL_JSON_MAX], fp[QG_SIGNAL_FINGERPRINT_LEN + 1],
+            fp_ref[QG_SIGNAL_FINGERPRINT_LEN + 1];
+        size_t n = qg_signal_canonical(s, json, fp);
+        qg_buf ref;
+        qg_buf_init(&ref, 1 << 16);
+        cr_assert_eq(qg_signal_to_json(s, &ref), QG_OK);
+        cr_assert_eq(n, ref.len);
+        cr_assert_str_eq(json, ref.data);
+        qg_signal_fingerprint(s, fp_ref);
+        cr_assert_str_eq(fp, fp_ref);
+        qg_buf_free(&ref);
+    }
+}
+
 Test(signal, structure_break_and_source_names)
 {
     qg_signal s = {0};

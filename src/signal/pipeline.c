@@ -922,8 +922,12 @@ static qg_status metrics_writer(qg_batcher *b, qg_buf *out)
         "quantgate_signal_writer_queued %zu\n"
         "# HELP quantgate_signal_writer_largest_batch Most writes one transaction has carried.\n"
         "# TYPE quantgate_signal_writer_largest_batch gauge\n"
-        "quantgate_signal_writer_largest_batch %zu\n",
-        w.ops, w.failed, w.batches, (double)w.commit_us / 1e6, w.queued, w.largest);
+        "quantgate_signal_writer_largest_batch %zu\n"
+        "# HELP quantgate_signal_writer_checkpoints_total Background WAL checkpoints (SQLite).\n"
+        "# TYPE quantgate_signal_writer_checkpoints_total counter\n"
+        "quantgate_signal_writer_checkpoints_total %" PRIu64 "\n",
+        w.ops, w.failed, w.batches, (double)w.commit_us / 1e6, w.queued, w.largest,
+        w.checkpoints);
 }
 
 qg_status qg_pipeline_render_metrics(qg_pipeline *p, qg_buf *out)

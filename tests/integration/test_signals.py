@@ -429,6 +429,10 @@ class SignalsTest(qgtest.ServerTest):
         self.assertGreaterEqual(val('quantgate_signal_stage_seconds_count{stage="analyse"}'), 1)
         self.assertIn('quantgate_signal_stage_seconds_bucket{stage="notify",le="+Inf"}', t)
         self.assertIn("quantgate_signals_dlq ", t)
+        # the group-commit writer: every accept and state change went through it
+        self.assertGreaterEqual(val("quantgate_signal_writer_ops_total"), 2)
+        self.assertGreaterEqual(val("quantgate_signal_writer_commits_total"), 1)
+        self.assertGreaterEqual(val("quantgate_signal_writer_checkpoints_total"), 0)
 
 
 if __name__ == "__main__":

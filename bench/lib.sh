@@ -67,3 +67,15 @@ hist_quantiles() { # NAME BEFORE AFTER
         END { if (n && cum[n] > 0) printf "%d\t%s\t%s", cum[n], q(0.5), q(0.99); else printf "0\t-\t-" }' \
         <(printf '%s\n' "$2") <(printf '%s\n' "$3")
 }
+
+# The machine's aggregate CPU counters (the "cpu" line of /proc/stat).
+cpu_snapshot() {
+    head -1 /proc/stat
+}
+
+steal_pct() { # BEFORE AFTER: the share of CPU time the hypervisor took between them
+    awk -v a="$1" -v b="$2" 'BEGIN {
+        n = split(a, x, " "); split(b, y, " "); t = 0
+        for (i = 2; i <= 9 && i <= n; i++) t += y[i] - x[i] # guest time is inside user
+        printf "%.1f", (t > 0 ? 100 * (y[9] - x[9]) / t : 0) }'
+}

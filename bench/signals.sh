@@ -16,13 +16,17 @@
 #    percentiles instead of slowing the sender down as it does in wrk).
 # 3. End to end: the signals accepted above (all pass every filter: London
 #    killzone, 3 confluences, score 100) are processed once the pipeline is
-#    resumed (for QG_BENCH_SIG_E2E_SECONDS, default 20, or until all are done): builtin reasoner, similar setups from memory, the analysis
+#    resumed (for QG_BENCH_SIG_E2E_SECONDS, default 20, or until all are
+#    done): builtin reasoner, similar setups from memory, the analysis
 #    remembered, a Telegram sendMessage to a local receiver (nginx answering
 #    the Bot API's {"ok":true,...}), every state change recorded. Prints
 #    signals processed per second from resume to the last one done.
 #
 # wrk, nginx and quantgate share the machine's cores: the figures compare
 # runs on one machine; they are not the capacity of a dedicated server.
+# "steal %" is the share of CPU time the hypervisor gave to other guests
+# during the cell (/proc/stat): on a shared VM it swings from 0 to 40% and
+# moves every figure with it, so compare runs with low steal only.
 set -euo pipefail
 build=${1:-build-bench}
 secs=${QG_BENCH_SIG_SECONDS:-10}
@@ -143,8 +147,9 @@ run_cell() { # LABEL CONNS [DELAY_MS]
     local script="$tmp/cell.lua"
     { printf 'run_id = "%s"\n' "$label-$conns"; cat "$tmp/alert.lua"; } >"$script"
     [ $# -ge 3 ] && printf 'function delay() return %s end\n' "$3" >>"$script"
-    local before after out
+    local before after out cpu0
     before=$(scrape)
+    cpu0=$(cpu_snapshot)
     out=$(wrk -t"$threads" -c"$conns" -d"${secs}s" --latency -s "$script" \
         "http://127.0.0.1:$qg_port/api/webhook/receive") || {
         echo "$bench_name: wrk failed: $out" >&2
@@ -152,24 +157,27 @@ run_cell() { # LABEL CONNS [DELAY_MS]
         exit 1
     }
     after=$(scrape)
+    local steal
+    steal=$(steal_pct "$cpu0" "$(cpu_snapshot)")
     local rps p50 p99 bad
     rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
     p50=$(awk '$1 == "50%" {print $2}' <<<"$out")
     p99=$(awk '$1 == "99%" {print $2}' <<<"$out")
     bad=$(awk '/Non-2xx or 3xx responses:/ {print $NF}' <<<"$out")
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$label" "$conns" "$rps" "$(to_ms "$p50")" \
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$label" "$conns" "$rps" "$(to_ms "$p50")" \
         "$(to_ms "$p99")" "${bad:-0}" \
-        "$(hist_quantiles quantgate_http_request_duration_seconds "$before" "$after")" >>"$results"
+        "$(hist_quantiles quantgate_http_request_duration_seconds "$before" "$after")" "$steal" >>"$results"
 }
 
 run_paced() { # CONNS
-    local conns=$1 before after out
+    local conns=$1 before after out cpu0
     # The alert of alert.lua, each request its own client id.
     printf '%s' '{"id":"paced-%ID%","symbol":"EURUSD","timeframe":"15m","signal_type":"CHoCH",' \
         '"confidence":85,"timestamp":"2026-03-10T08:15:00Z","price_data":{"open":1.085,' \
         '"high":1.0875,"low":1.0825,"close":1.0865},"sl":1.08,"tp":1.092,"multi_tf":true,' \
         '"confluences":["HTF_BIAS_BULL","DAILY_ABOVE_MID","4H_SUPPORT"]}' >"$tmp/paced.json"
     before=$(scrape)
+    cpu0=$(cpu_snapshot)
     out=$("$build/bench_rate" -p "$qg_port" -P /api/webhook/receive -r "$rate" -c "$conns" \
         -d "$secs" -H "Content-Type: application/json" -H "X-Webhook-Secret: $secret" \
         -b "$tmp/paced.json") || {
@@ -178,10 +186,12 @@ run_paced() { # CONNS
         exit 1
     }
     after=$(scrape)
+    local steal
+    steal=$(steal_pct "$cpu0" "$(cpu_snapshot)")
     field() { tr ' ' '\n' <<<"$out" | awk -F= -v k="$1" '$1 == k {print $2}'; }
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' paced "$conns" "$(field rate)" "$(field p50)" \
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' paced "$conns" "$(field rate)" "$(field p50)" \
         "$(field p99)" "$(($(field other) + $(field errors)))" \
-        "$(hist_quantiles quantgate_http_request_duration_seconds "$before" "$after")" >>"$results"
+        "$(hist_quantiles quantgate_http_request_duration_seconds "$before" "$after")" "$steal" >>"$results"
 }
 
 for c in $conns_list; do run_cell accept "$c"; done
@@ -193,6 +203,7 @@ status_field() { # FIELD: from GET /api/signals/status
 accepted=$(status_field accepted)
 e2e_secs=${QG_BENCH_SIG_E2E_SECONDS:-20}
 t0=$(date +%s.%N)
+e2e_cpu0=$(cpu_snapshot)
 api POST /api/signals/resume >/dev/null
 # The rate over a backlog: until every accepted signal is done, or for
 # QG_BENCH_SIG_E2E_SECONDS (default 20) when the backlog is longer.
@@ -204,6 +215,7 @@ while :; do
     kill -0 "$qg_pid" 2>/dev/null || { echo "$bench_name: quantgate is gone" >&2; tail -20 "$qd/stderr.log" >&2; exit 1; }
     sleep 0.2
 done
+e2e_steal=$(steal_pct "$e2e_cpu0" "$(cpu_snapshot)")
 failed=$(status_field failed)
 filtered=$(status_field filtered)
 threads=$(awk '/^Threads/ {print $2}' "/proc/$qg_pid/status")
@@ -212,14 +224,14 @@ echo
 echo "Signal accepts: wrk ${secs}s per cell, POST /api/webhook/receive (202 after the group commit)," \
     "$(nproc) cores shared by wrk and quantgate ($threads threads); the pipeline paused"
 echo
-echo "| cell | connections | accepts/s | p50 ms | p99 ms | non-2xx | server p50 ms | server p99 ms |"
-echo "|---|---:|---:|---:|---:|---:|---:|---:|"
-awk -F'\t' '{ printf "| %s | %s | %.0f | %.3f | %.3f | %s | %s | %s |\n", $1 == "paced" ? "paced ('"$rate"'/s, open loop)" : $1, $2, $3, $4, $5, $6, $8, $9 }' "$results"
+echo "| cell | connections | accepts/s | p50 ms | p99 ms | non-2xx | server p50 ms | server p99 ms | steal % |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+awk -F'\t' '{ printf "| %s | %s | %.0f | %.3f | %.3f | %s | %s | %s | %s |\n", $1 == "paced" ? "paced ('"$rate"'/s, open loop)" : $1, $2, $3, $4, $5, $6, $8, $9, $10 }' "$results"
 echo
 echo "End to end: $accepted accepted signals queued, the pipeline resumed (builtin reasoner, similar setups from memory,"
 echo "the analysis remembered, Telegram to a local receiver); signals done per second over the backlog"
-awk -v q="$accepted" -v n="$done_n" -v a="$t0" -v b="$t1" -v f="$failed" -v fl="$filtered" \
-    'BEGIN { printf "| backlog | done | seconds | processed/s | failed | filtered |\n|---:|---:|---:|---:|---:|---:|\n| %d | %d | %.2f | %.0f | %d | %d |\n", q, n, b - a, n / (b - a), f, fl }'
+awk -v q="$accepted" -v n="$done_n" -v a="$t0" -v b="$t1" -v f="$failed" -v fl="$filtered" -v st="$e2e_steal" \
+    'BEGIN { printf "| backlog | done | seconds | processed/s | failed | filtered | steal %% |\n|---:|---:|---:|---:|---:|---:|---:|\n| %d | %d | %.2f | %.0f | %d | %d | %s |\n", q, n, b - a, n / (b - a), f, fl, st }'
 curl -fsS "http://127.0.0.1:$qg_port/metrics" | grep -E '^quantgate_(signal|notify)' | grep -v _bucket | sed 's/^/  /' | head -40 || true
 
 kill -TERM "$qg_pid"

@@ -7,8 +7,8 @@
  * token buckets. The database part is one op on the shared batcher that
  * inserts the signal row (and, for a signal ignored at ingest, its only
  * event); its done callback reports the outcome and hands accepted signals
- * to the pipeline. Nothing here blocks
- * on I/O, so a webhook handler can submit from any thread and return.
+ * to the pipeline. Nothing here blocks on I/O, so a webhook handler can
+ * submit from any thread and return.
  */
 #include "signal/ingest.h"
 
@@ -220,9 +220,10 @@ static const char *owner_or_null(const ingest_op *op)
     return op->owner[0] ? op->owner : NULL;
 }
 
-/* The "filtered" event of a signal below the minimum confidence, with the
- * reason in its detail as every pipeline event has it. */
-static qg_status insert_ignored_event(qg_conn *c, const ingest_op *op, qg_error *err)
+/* The event of a signal ignored at ingest (state and stage as in its row),
+ * with the reason in its detail as every pipeline event has it. */
+static qg_status insert_ignored_event(qg_conn *c, const ingest_op *op, const char *state,
+                                      const char *stage, qg_error *err)
 {
     char evt[QG_ID_MAX];
     qg_store_new_id("evt", evt, sizeof evt);
@@ -231,8 +232,8 @@ static qg_status insert_ignored_event(qg_conn *c, const ingest_op *op, qg_error 
     (void)qg_buf_puts(&detail, "{\"reason\":");
     (void)qg_buf_json_str(&detail, op->out.reason);
     (void)qg_buf_puts(&detail, "}");
-    qg_val e[] = {QG_VTEXT(evt),        QG_VTEXT(op->sig.id),   QG_VINT(op->now_ms),
-                  QG_VTEXT("filtered"), QG_VTEXT("confidence"), QG_VTEXT(detail.data)};
+    qg_val e[] = {QG_VTEXT(evt),   QG_VTEXT(op->sig.id), QG_VINT(op->now_ms),
+                  QG_VTEXT(state), QG_VTEXT(stage),      QG_VTEXT(detail.data)};
     qg_status rc = qg_conn_exec(c,
                                 "INSERT INTO signal_events (id, signal_id, at, state, stage, "
                                 "detail) VALUES (?,?,?,?,?,?)",
@@ -284,7 +285,7 @@ static qg_status apply_insert(qg_conn *c, void *arg, qg_error *err)
         return QG_OK;
     }
     if (rc || !ignored) return rc;
-    return insert_ignored_event(c, op, err);
+    return insert_ignored_event(c, op, state, stage, err);
 }
 
 /* Looks up the stored signal behind a client id (on the writer's thread,

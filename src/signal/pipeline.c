@@ -926,8 +926,7 @@ static qg_status metrics_writer(qg_batcher *b, qg_buf *out)
         "# HELP quantgate_signal_writer_checkpoints_total Background WAL checkpoints (SQLite).\n"
         "# TYPE quantgate_signal_writer_checkpoints_total counter\n"
         "quantgate_signal_writer_checkpoints_total %" PRIu64 "\n",
-        w.ops, w.failed, w.batches, (double)w.commit_us / 1e6, w.queued, w.largest,
-        w.checkpoints);
+        w.ops, w.failed, w.batches, (double)w.commit_us / 1e6, w.queued, w.largest, w.checkpoints);
 }
 
 qg_status qg_pipeline_render_metrics(qg_pipeline *p, qg_buf *out)

@@ -634,7 +634,8 @@ static void w_key_num(wbuf *w, const char *key, double v)
     w_num(w, v);
 }
 
-static void canonical(const qg_signal *s, bool with_id, wbuf *w)
+/* Every field but the client id, the object left open. */
+static void canonical_fields(const qg_signal *s, wbuf *w)
 {
     char iso[40];
     w_str(w, "{\"symbol\":");
@@ -663,11 +664,22 @@ static void canonical(const qg_signal *s, bool with_id, wbuf *w)
         w_json_str(w, s->confluences[i]);
     }
     w_str(w, "]");
+}
+
+/* The client id when asked for and set, then the closing brace. */
+static void canonical_end(const qg_signal *s, bool with_id, wbuf *w)
+{
     if (with_id && s->client_id[0]) {
         w_str(w, ",\"id\":");
         w_json_str(w, s->client_id);
     }
     w_str(w, "}");
+}
+
+static void canonical(const qg_signal *s, bool with_id, wbuf *w)
+{
+    canonical_fields(s, w);
+    canonical_end(s, with_id, w);
 }
 
 qg_status qg_signal_to_json(const qg_signal *s, qg_buf *out)
@@ -715,14 +727,12 @@ size_t qg_signal_canonical(const qg_signal *s, char out[QG_SIGNAL_JSON_MAX],
 {
     wbuf w = {out, 0, QG_SIGNAL_JSON_MAX};
     out[0] = 0;
-    canonical(s, false, &w);
+    canonical_fields(s, &w);
+    size_t fields = w.n;
+    canonical_end(s, false, &w);
     fingerprint_of(out, w.n, fingerprint);
-    if (s->client_id[0]) { /* canonical(s, true) differs only by the id before the last } */
-        w.n--;
-        w_str(&w, ",\"id\":");
-        w_json_str(&w, s->client_id);
-        w_str(&w, "}");
-    }
+    w.n = fields; /* reopen the object for the id */
+    canonical_end(s, true, &w);
     return w.n;
 }
 

@@ -11,11 +11,12 @@
  *                       random directions plus small noise, like real embeddings
  *                       whose intrinsic dimension is far below dim (16)
  *   QG_BENCH_VEC_FLAT_N vectors in the exact-search run (1000000; 0 skips it)
+ *   QG_BENCH_VEC_EFC    ef_construction of the HNSW build (200)
  *
  * Data: 100 clusters with centres drawn from N(0, 1) per coordinate, points
  * around them (see RANK), from a fixed seed; queries come from the same
- * distribution but are not in the index. HNSW: M=16, ef_construction=200,
- * L2. Recall@10 is measured against the flat index's exact answer.
+ * distribution but are not in the index. HNSW: M=16, L2. Recall@10 is measured against the flat
+ * index's exact answer.
  */
 #include "memory/vindex.h"
 
@@ -103,7 +104,7 @@ static long rss_kb(void)
     return res * (sysconf(_SC_PAGESIZE) / 1024);
 }
 
-static qg_vindex *new_index(qg_vindex_kind kind, size_t dim)
+static qg_vindex *new_index(qg_vindex_kind kind, size_t dim, size_t efc)
 {
     qg_vindex *ix;
     qg_error err = {0};
@@ -111,7 +112,7 @@ static qg_vindex *new_index(qg_vindex_kind kind, size_t dim)
                           .metric = QG_VMETRIC_L2,
                           .dim = dim,
                           .M = 16,
-                          .ef_construction = 200,
+                          .ef_construction = (int)efc,
                           .ef_search = 64,
                           .seed = 42};
     if (qg_vindex_new(&p, &ix, &err)) {
@@ -130,7 +131,7 @@ static void add_or_die(qg_vindex *ix, uint64_t label, const float *v)
     }
 }
 
-static void hnsw_bench(size_t n, size_t dim, size_t nq, size_t rank)
+static void hnsw_bench(size_t n, size_t dim, size_t nq, size_t rank, size_t efc)
 {
     uint64_t s = 20240501;
     model m;
@@ -140,7 +141,7 @@ static void hnsw_bench(size_t n, size_t dim, size_t nq, size_t rank)
     for (size_t i = 0; i < nq; i++) model_draw(&m, &s, qs + i * dim);
 
     long rss0 = rss_kb();
-    qg_vindex *ix = new_index(QG_VINDEX_HNSW, dim);
+    qg_vindex *ix = new_index(QG_VINDEX_HNSW, dim, efc);
     double t0 = now_s();
     for (size_t i = 0; i < n; i++) add_or_die(ix, i, data + i * dim);
     double build = now_s() - t0;
@@ -148,7 +149,7 @@ static void hnsw_bench(size_t n, size_t dim, size_t nq, size_t rank)
 
     /* Exact answers for the recall queries. */
     size_t nr = nq < RECALL_Q ? nq : RECALL_Q;
-    qg_vindex *flat = new_index(QG_VINDEX_FLAT, dim);
+    qg_vindex *flat = new_index(QG_VINDEX_FLAT, dim, efc);
     for (size_t i = 0; i < n; i++) add_or_die(flat, i, data + i * dim);
     uint64_t *truth = malloc(nr * K * sizeof *truth);
     qg_vhit hits[K];
@@ -159,8 +160,8 @@ static void hnsw_bench(size_t n, size_t dim, size_t nq, size_t rank)
     }
     qg_vindex_free(flat);
 
-    printf("HNSW: %zu vectors, dim %zu, %s, M=16, ef_construction=200, L2, 1 thread\n", n, dim,
-           rank ? "low-rank clusters" : "isotropic clusters");
+    printf("HNSW: %zu vectors, dim %zu, %s, M=16, ef_construction=%zu, L2, 1 thread\n", n, dim,
+           rank ? "low-rank clusters" : "isotropic clusters", efc);
     if (rank) printf("  (100 clusters, each spanning %zu directions + noise)\n", rank);
     printf("  build %.2f s (%.0f inserts/s); memory %.1f MB (index), RSS +%.1f MB\n\n", build,
            (double)n / build, (double)qg_vindex_memory(ix) / 1048576.0,
@@ -216,7 +217,7 @@ static void flat_bench(size_t n, size_t dim)
     uint64_t s = 7;
     model m;
     model_init(&m, dim, 0, &s);
-    qg_vindex *ix = new_index(QG_VINDEX_FLAT, dim);
+    qg_vindex *ix = new_index(QG_VINDEX_FLAT, dim, 0);
     float *data = malloc(n * dim * sizeof(float));
     for (size_t i = 0; i < n; i++) {
         model_draw(&m, &s, data + i * dim);
@@ -259,12 +260,13 @@ int main(void)
     size_t n = env_size("QG_BENCH_VEC_N", 100000), dim = env_size("QG_BENCH_VEC_DIM", 128);
     size_t nq = env_size("QG_BENCH_VEC_Q", 10000), rank = env_size("QG_BENCH_VEC_RANK", 16);
     size_t flat_n = env_size("QG_BENCH_VEC_FLAT_N", 1000000);
-    if (!n || !dim || dim > 4096 || !nq) {
+    size_t efc = env_size("QG_BENCH_VEC_EFC", 200);
+    if (!n || !dim || dim > 4096 || !nq || !efc || efc > 4096) {
         fprintf(stderr, "bench_vindex: bad sizes\n");
         return 1;
     }
     printf("vector index benchmark\n\n");
-    hnsw_bench(n, dim, nq, rank);
+    hnsw_bench(n, dim, nq, rank, efc);
     if (flat_n) flat_bench(flat_n, dim);
     return 0;
 }

@@ -81,6 +81,9 @@ static const setting settings[] = {
      "memory: lifetime of working-memory entries, seconds (0: never)"},
     {"QG_MEMORY_META_MAX", "4096", "memory: largest meta object of a memory, bytes of JSON"},
     {"QG_MEMORY_INDEX", "hnsw", "memory: index of each collection: hnsw or flat"},
+    {"QG_MEMORY_HNSW_M", "16", "memory: links per HNSW node (twice that on the bottom level)"},
+    {"QG_MEMORY_HNSW_EF_CONSTRUCTION", "200", "memory: HNSW candidate list while inserting"},
+    {"QG_MEMORY_HNSW_EF_SEARCH", "64", "memory: HNSW candidate list while searching (at least n)"},
     {"QG_MEMORY_SNAPSHOT_CHANGES", "1000",
      "memory: rewrite a collection's snapshot in the background after this many changes (0: only "
      "at shutdown)"},
@@ -114,6 +117,8 @@ static const setting settings[] = {
     {"QG_SIGNAL_MODEL", "builtin", "named model analysing signals (off: no analysis)"},
     {"QG_SIGNAL_SIMILAR", "5", "similar past setups given to the analysis (0: none)"},
     {"QG_SIGNAL_REMEMBER", "true", "write each analysis into the memory collection analyses"},
+    {"QG_SIGNAL_REMEMBER_QUEUE", "10000",
+     "analyses waiting for the rememberer before the workers wait for it"},
     {"QG_SIGNAL_AI_PLANS", "true", "run the plan an analysis returns"},
     {"QG_SIGNAL_PLAN", "", "JSON plan run for every signal when the analysis has none"},
     {"QG_ZONEINFO_DIR", "/usr/share/zoneinfo", "where the TZif time-zone files are"},

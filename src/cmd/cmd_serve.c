@@ -265,7 +265,7 @@ static qg_status open_docs(qg_app *app, qg_error *err)
  * snapshots under <data dir>/memory or rebuilt from the database. */
 static qg_status open_memory(qg_app *app, qg_error *err)
 {
-    int64_t short_ttl, working_ttl, meta_max, snap_changes;
+    int64_t short_ttl, working_ttl, meta_max, snap_changes, hnsw_m, hnsw_efc, hnsw_efs;
     qg_status rc;
     if ((rc = qg_config_int_range("QG_MEMORY_SNAPSHOT_CHANGES", QG_MEMORY_SNAPSHOT_CHANGES_DEFAULT,
                                   0, 100000000, &snap_changes, err)) ||
@@ -273,7 +273,11 @@ static qg_status open_memory(qg_app *app, qg_error *err)
              qg_config_int_range("QG_MEMORY_SHORT_TTL", 86400, 60, 365 * 86400, &short_ttl, err)) ||
         (rc = qg_config_int_range("QG_MEMORY_WORKING_TTL", 7 * 86400, 0, 3650LL * 86400,
                                   &working_ttl, err)) ||
-        (rc = qg_config_int_range("QG_MEMORY_META_MAX", 4096, 256, 65536, &meta_max, err)))
+        (rc = qg_config_int_range("QG_MEMORY_META_MAX", 4096, 256, 65536, &meta_max, err)) ||
+        (rc = qg_config_int_range("QG_MEMORY_HNSW_M", 16, 2, 64, &hnsw_m, err)) ||
+        (rc =
+             qg_config_int_range("QG_MEMORY_HNSW_EF_CONSTRUCTION", 200, 8, 4096, &hnsw_efc, err)) ||
+        (rc = qg_config_int_range("QG_MEMORY_HNSW_EF_SEARCH", 64, 1, 4096, &hnsw_efs, err)))
         return rc;
     const char *index = qg_config_str("QG_MEMORY_INDEX", "hnsw");
     if (strcmp(index, "hnsw") != 0 && strcmp(index, "flat") != 0)
@@ -289,6 +293,9 @@ static qg_status open_memory(qg_app *app, qg_error *err)
         .meta_max = (size_t)meta_max,
         .index_kind = strcmp(index, "flat") == 0 ? QG_VINDEX_FLAT : QG_VINDEX_HNSW,
         .snapshot_changes = snap_changes ? snap_changes : -1, /* 0: only at shutdown */
+        .hnsw_m = (int)hnsw_m,
+        .hnsw_ef_construction = (int)hnsw_efc,
+        .hnsw_ef_search = (int)hnsw_efs,
     };
     return qg_memory_open(&cfg, &app->memory, err);
 }

@@ -72,11 +72,39 @@ typedef struct feat {
 typedef struct ftab {
     feat *slots;
     size_t cap, n; /* cap is a power of two; n < cap / 2 */
+    feat *stack;   /* the caller's first table, not freed here */
 } ftab;
+
+/* Slots of the table on the caller's stack (48 KiB): a text of up to about
+ * 500 bytes never touches the heap. */
+#define FTAB_STACK 2048
+
+/* A text yields about two features per byte (a word of n letters gives n
+ * trigrams, n - 1 quadgrams, itself and a bigram), fewer once they repeat:
+ * sized for that, the table rarely grows. */
+static void ftab_init(ftab *t, feat *stack, size_t len)
+{
+    size_t want = 256;
+    while (want < 4 * len && want < ((size_t)1 << 20)) want *= 2;
+    t->n = 0;
+    t->stack = stack;
+    t->cap = want;
+    if (want <= FTAB_STACK) {
+        t->slots = stack;
+        memset(stack, 0, want * sizeof *stack);
+    } else {
+        t->slots = qg_xcalloc(want, sizeof *t->slots);
+    }
+}
+
+static void ftab_free(ftab *t)
+{
+    if (t->slots != t->stack) free(t->slots);
+}
 
 static void ftab_grow(ftab *t)
 {
-    size_t ncap = t->cap ? t->cap * 2 : 256;
+    size_t ncap = t->cap * 2;
     feat *ns = qg_xcalloc(ncap, sizeof *ns);
     for (size_t i = 0; i < t->cap; i++) {
         if (!t->slots[i].tf) continue;
@@ -84,7 +112,7 @@ static void ftab_grow(ftab *t)
         while (ns[j].tf) j = (j + 1) & (ncap - 1);
         ns[j] = t->slots[i];
     }
-    free(t->slots);
+    ftab_free(t);
     t->slots = ns;
     t->cap = ncap;
 }
@@ -146,7 +174,9 @@ static void add_ngrams(ftab *t, const char *w, size_t n, size_t g, const char *p
 void qg_embed_text(const char *text, size_t len, float *out)
 {
     double acc[QG_EMBED_TEXT_DIM] = {0};
-    ftab t = {0};
+    feat stack[FTAB_STACK];
+    ftab t;
+    ftab_init(&t, stack, text ? len : 0);
     char prev[WORD_MAX];
     size_t prev_n = 0;
     size_t i = 0;
@@ -181,7 +211,7 @@ void qg_embed_text(const char *text, size_t len, float *out)
         double v = f->wsum / f->tf * (1.0 + log((double)f->tf));
         acc[f->h & (QG_EMBED_TEXT_DIM - 1)] += (f->h >> 63) ? -v : v;
     }
-    free(t.slots);
+    ftab_free(&t);
     double norm = 0;
     for (size_t j = 0; j < QG_EMBED_TEXT_DIM; j++) norm += acc[j] * acc[j];
     norm = norm > 0 ? 1.0 / sqrt(norm) : 0.0;

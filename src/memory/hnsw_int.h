@@ -28,24 +28,127 @@
 #define QG_VIX_MAX_ITEMS ((size_t)UINT32_MAX - 1)
 
 /* ---- kernels (inline here so the graph walk inlines them) ----
- * Plain loops over an array of independent accumulators: a float sum may not
- * be reordered by the compiler (no -ffast-math), so one accumulator would stay
- * scalar; independent lanes let GCC -O3 turn the inner loop into vector
- * multiply-adds of whatever width the target has. */
+ * With AVX-512 or AVX2+FMA (a -march=native build): four independent
+ * accumulator registers hide the multiply-add latency and one tree
+ * reduction ends the sum. A vector's distances are then a few dozen cycles
+ * at the 256 dimensions of the text embedder, and most of an HNSW insert is
+ * distances (the neighbour-pruning heuristic compares candidates pairwise).
+ * Without them: plain loops over an array of independent lanes, which GCC
+ * -O3 turns into multiply-adds of whatever width the target has (a float sum
+ * may not be reordered without -ffast-math, so one accumulator would stay
+ * scalar). The two paths sum in different orders: results differ in the
+ * last bits between builds, never within one. */
+#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
+#include <immintrin.h>
+#endif
+
 #ifdef __FMA__
 #define QG_MADD(a, b, c) fmaf((a), (b), (c))
 #else
 #define QG_MADD(a, b, c) ((a) * (b) + (c))
 #endif
+
+#if defined(__AVX512F__)
+
+static inline __m512 vix_load(const float *p, size_t left)
+{
+    return left >= 16 ? _mm512_loadu_ps(p)
+                      : _mm512_maskz_loadu_ps((__mmask16)((1u << left) - 1u), p);
+}
+
+static inline float vix_dot(const float *restrict a, const float *restrict b, size_t dim)
+{
+    __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    size_t i = 0;
+    for (; i + 64 <= dim; i += 64) {
+        s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), s0);
+        s1 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 16), _mm512_loadu_ps(b + i + 16), s1);
+        s2 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 32), _mm512_loadu_ps(b + i + 32), s2);
+        s3 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 48), _mm512_loadu_ps(b + i + 48), s3);
+    }
+    for (; i < dim; i += 16)
+        s0 = _mm512_fmadd_ps(vix_load(a + i, dim - i), vix_load(b + i, dim - i), s0);
+    return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3)));
+}
+
+static inline float vix_l2(const float *restrict a, const float *restrict b, size_t dim)
+{
+    __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0, t;
+    size_t i = 0;
+    for (; i + 64 <= dim; i += 64) {
+        t = _mm512_sub_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i));
+        s0 = _mm512_fmadd_ps(t, t, s0);
+        t = _mm512_sub_ps(_mm512_loadu_ps(a + i + 16), _mm512_loadu_ps(b + i + 16));
+        s1 = _mm512_fmadd_ps(t, t, s1);
+        t = _mm512_sub_ps(_mm512_loadu_ps(a + i + 32), _mm512_loadu_ps(b + i + 32));
+        s2 = _mm512_fmadd_ps(t, t, s2);
+        t = _mm512_sub_ps(_mm512_loadu_ps(a + i + 48), _mm512_loadu_ps(b + i + 48));
+        s3 = _mm512_fmadd_ps(t, t, s3);
+    }
+    for (; i < dim; i += 16) {
+        t = _mm512_sub_ps(vix_load(a + i, dim - i), vix_load(b + i, dim - i));
+        s0 = _mm512_fmadd_ps(t, t, s0);
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3)));
+}
+
+#elif defined(__AVX2__) && defined(__FMA__)
+
+static inline float vix_hsum256(__m256 v)
+{
+    __m128 x = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    x = _mm_add_ps(x, _mm_movehl_ps(x, x));
+    x = _mm_add_ss(x, _mm_movehdup_ps(x));
+    return _mm_cvtss_f32(x);
+}
+
+static inline float vix_dot(const float *restrict a, const float *restrict b, size_t dim)
+{
+    __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    size_t i = 0;
+    for (; i + 32 <= dim; i += 32) {
+        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
+        s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), s1);
+        s2 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 16), _mm256_loadu_ps(b + i + 16), s2);
+        s3 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 24), _mm256_loadu_ps(b + i + 24), s3);
+    }
+    for (; i + 8 <= dim; i += 8)
+        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
+    float s = vix_hsum256(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
+    for (; i < dim; i++) s = fmaf(a[i], b[i], s);
+    return s;
+}
+
+static inline float vix_l2(const float *restrict a, const float *restrict b, size_t dim)
+{
+    __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0, t;
+    size_t i = 0;
+    for (; i + 32 <= dim; i += 32) {
+        t = _mm256_sub_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i));
+        s0 = _mm256_fmadd_ps(t, t, s0);
+        t = _mm256_sub_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8));
+        s1 = _mm256_fmadd_ps(t, t, s1);
+        t = _mm256_sub_ps(_mm256_loadu_ps(a + i + 16), _mm256_loadu_ps(b + i + 16));
+        s2 = _mm256_fmadd_ps(t, t, s2);
+        t = _mm256_sub_ps(_mm256_loadu_ps(a + i + 24), _mm256_loadu_ps(b + i + 24));
+        s3 = _mm256_fmadd_ps(t, t, s3);
+    }
+    for (; i + 8 <= dim; i += 8) {
+        t = _mm256_sub_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i));
+        s0 = _mm256_fmadd_ps(t, t, s0);
+    }
+    float s = vix_hsum256(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
+    for (; i < dim; i++) {
+        float d = a[i] - b[i];
+        s = fmaf(d, d, s);
+    }
+    return s;
+}
+
+#else
 
 /* 32 lanes: two AVX-512 (four AVX2) accumulator chains hide the FMA latency. */
 #define QG_VLANES 32
-
-#ifdef __FMA__
-#define QG_MADD(a, b, c) fmaf((a), (b), (c))
-#else
-#define QG_MADD(a, b, c) ((a) * (b) + (c))
-#endif
 
 /* Pairwise halving, which the compiler also vectorises. */
 static inline float vix_reduce(float *acc)
@@ -94,6 +197,8 @@ static inline float vix_l2(const float *restrict a, const float *restrict b, siz
     }
     return s + vix_reduce(acc);
 }
+
+#endif
 
 static inline float vix_negdot(const float *restrict a, const float *restrict b, size_t dim)
 {

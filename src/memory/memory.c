@@ -504,6 +504,12 @@ static bool snapshot_fits(qg_memory *m, const mem_coll *c, const qg_vindex *ix, 
     const qg_vindex_params *p = qg_vindex_get_params(ix);
     if (p->dim != c->dim || p->metric != c->metric) return *why = "dimension or metric", false;
     if (p->kind != m->index_kind) return *why = "index kind", false;
+    qg_vindex_params want = qg_vindex_resolve_params(&(qg_vindex_params){
+        .M = m->hnsw_m, .ef_construction = m->hnsw_efc, .ef_search = m->hnsw_efs});
+    if (p->kind == QG_VINDEX_HNSW &&
+        (p->M != want.M || p->ef_construction != want.ef_construction ||
+         p->ef_search != want.ef_search))
+        return *why = "HNSW settings", false;
     if ((int64_t)qg_vindex_count(ix) != c->count) return *why = "item count", false;
     uint64_t top = atomic_load(&m->next_seq);
     for (uint64_t l = 1; l < top; l++) {

@@ -348,6 +348,15 @@ static qg_status check_params(const qg_vindex_params *p, qg_error *err)
     return QG_OK;
 }
 
+qg_vindex_params qg_vindex_resolve_params(const qg_vindex_params *p)
+{
+    qg_vindex_params r = *p;
+    if (!r.M) r.M = 16;
+    if (!r.ef_construction) r.ef_construction = 200;
+    if (!r.ef_search) r.ef_search = 64;
+    return r;
+}
+
 qg_status qg_vindex_new(const qg_vindex_params *p, qg_vindex **out, qg_error *err)
 {
     *out = NULL;
@@ -355,10 +364,7 @@ qg_status qg_vindex_new(const qg_vindex_params *p, qg_vindex **out, qg_error *er
     if (rc) return rc;
     struct qg_vindex *ix = calloc(1, sizeof *ix);
     if (!ix) return qg_error_set(err, QG_ENOMEM, "vector index: out of memory");
-    ix->p = *p;
-    if (!ix->p.M) ix->p.M = 16;
-    if (!ix->p.ef_construction) ix->p.ef_construction = 200;
-    if (!ix->p.ef_search) ix->p.ef_search = 64;
+    ix->p = qg_vindex_resolve_params(p);
     ix->dim = p->dim;
     if (ix->p.kind == QG_VINDEX_HNSW) {
         ix->voff = ((size_t)(1 + 2 * ix->p.M) + 15) / 16 * 16;

@@ -336,7 +336,9 @@ static void *sweeper_main(void *arg)
 bool qg_pipeline_remember_later(qg_pipeline *p, const qg_pjob *j)
 {
     pthread_mutex_lock(&p->rm_mu);
-    bool ok = p->rm_n < QG_PIPE_REMEMBER_QUEUE && !atomic_load(&p->stop);
+    while (p->rm_n >= p->cfg.remember_queue && !atomic_load(&p->stop))
+        pthread_cond_wait(&p->rm_room_cv, &p->rm_mu);
+    bool ok = !atomic_load(&p->stop);
     if (ok) {
         qg_pjob *c = qg_xcalloc(1, sizeof *c);
         c->sig = j->sig;
@@ -384,6 +386,14 @@ static void remembered(void *ud, qg_mem_pending *pa, bool ok)
     pthread_mutex_unlock(&p->rm_mu);
 }
 
+static size_t remember_queued(qg_pipeline *p)
+{
+    pthread_mutex_lock(&p->rm_mu);
+    size_t n = p->rm_n;
+    pthread_mutex_unlock(&p->rm_mu);
+    return n;
+}
+
 /* Indexes (or drops) the rows whose transactions ended. */
 static void finish_all(qg_pipeline *p)
 {
@@ -408,28 +418,43 @@ static void finish_all(qg_pipeline *p)
     }
 }
 
+/* The next job to remember, or NULL to end: at shutdown the queue is still
+ * worked through for QG_PIPE_REMEMBER_DRAIN_MS, since a signal whose
+ * analysis is queued is already done and a restart would not remember it.
+ * Committed rows are indexed first. Called with rm_mu held. */
+static qg_pjob *next_to_remember(qg_pipeline *p, int64_t *drain_until)
+{
+    for (;;) {
+        while (!atomic_load(&p->stop) && !p->rm_head && !p->fin_head)
+            pthread_cond_wait(&p->rm_cv, &p->rm_mu);
+        if (atomic_load(&p->stop)) {
+            int64_t now = qg_time_now_ms();
+            if (!*drain_until) *drain_until = now + QG_PIPE_REMEMBER_DRAIN_MS;
+            if (!p->rm_head || now > *drain_until) return NULL;
+        }
+        if (!p->fin_head) break;
+        pthread_mutex_unlock(&p->rm_mu);
+        finish_all(p);
+        pthread_mutex_lock(&p->rm_mu);
+    }
+    qg_pjob *j = p->rm_head;
+    p->rm_head = j->next;
+    if (!p->rm_head) p->rm_tail = NULL;
+    p->rm_n--;
+    pthread_cond_signal(&p->rm_room_cv);
+    return j;
+}
+
 static void *rememberer_main(void *arg)
 {
     qg_pipeline *p = arg;
     pthread_setname_np(pthread_self(), "qg-sigmemory");
+    int64_t drain_until = 0;
     for (;;) {
         pthread_mutex_lock(&p->rm_mu);
-        while (!atomic_load(&p->stop) && !p->rm_head && !p->fin_head)
-            pthread_cond_wait(&p->rm_cv, &p->rm_mu);
-        if (atomic_load(&p->stop)) {
-            pthread_mutex_unlock(&p->rm_mu);
-            break;
-        }
-        if (p->fin_head) {
-            pthread_mutex_unlock(&p->rm_mu);
-            finish_all(p);
-            continue;
-        }
-        qg_pjob *j = p->rm_head;
-        p->rm_head = j->next;
-        if (!p->rm_head) p->rm_tail = NULL;
-        p->rm_n--;
+        qg_pjob *j = next_to_remember(p, &drain_until);
         pthread_mutex_unlock(&p->rm_mu);
+        if (!j) break;
         /* The row goes to the batcher with the "remember" event: one
          * group commit for many, instead of a transaction each. */
         qg_error err = {0};
@@ -518,6 +543,7 @@ qg_status qg_pipeline_new(const qg_pipeline_config *cfg, qg_pipeline **out, qg_e
 
     qg_pipeline *p = qg_xcalloc(1, sizeof *p);
     p->cfg = *cfg;
+    if (!p->cfg.remember_queue) p->cfg.remember_queue = QG_PIPE_REMEMBER_QUEUE;
     p->owner_id = cfg->owner_id && *cfg->owner_id ? qg_xstrdup(cfg->owner_id) : NULL;
     p->model = qg_xstrdup(cfg->model ? cfg->model : "off");
     p->analyse_on = strcmp(p->model, "off") != 0 && strcmp(p->model, "none") != 0;
@@ -536,6 +562,7 @@ qg_status qg_pipeline_new(const qg_pipeline_config *cfg, qg_pipeline **out, qg_e
     pthread_mutex_init(&p->ev_mu, NULL);
     pthread_mutex_init(&p->rm_mu, NULL);
     pthread_cond_init(&p->rm_cv, NULL);
+    pthread_cond_init(&p->rm_room_cv, NULL);
     if ((rc = load_state(p, err))) {
         qg_pipeline_free(p);
         return rc;
@@ -572,6 +599,9 @@ void qg_pipeline_free(qg_pipeline *p)
     pthread_cond_broadcast(&p->cv);
     pthread_cond_broadcast(&p->stop_cv);
     pthread_mutex_unlock(&p->mu);
+    pthread_mutex_lock(&p->rm_mu); /* workers waiting for room in the remember queue */
+    pthread_cond_broadcast(&p->rm_room_cv);
+    pthread_mutex_unlock(&p->rm_mu);
     for (int i = 0; i < p->nthreads; i++) pthread_join(p->threads[i], NULL);
     if (p->sweeper_started) pthread_join(p->sweeper, NULL);
     pthread_mutex_lock(&p->rm_mu);
@@ -583,7 +613,10 @@ void qg_pipeline_free(qg_pipeline *p)
         n = j->next;
         qg_pjob_free(j);
     }
-    if (unremembered) qg_warn("signals: %zu analyses not remembered at shutdown", unremembered);
+    if (unremembered) {
+        atomic_fetch_add_explicit(&p->n_remember_dropped, unremembered, memory_order_relaxed);
+        qg_warn("signals: %zu analyses not remembered at shutdown", unremembered);
+    }
     /* The workers' last writes and id releases run on the batcher: wait for
      * them before the memory they point to goes. */
     if (p->cfg.batcher) {
@@ -606,6 +639,7 @@ void qg_pipeline_free(qg_pipeline *p)
     pthread_mutex_destroy(&p->ev_mu);
     pthread_mutex_destroy(&p->rm_mu);
     pthread_cond_destroy(&p->rm_cv);
+    pthread_cond_destroy(&p->rm_room_cv);
     cJSON_Delete(p->plan_json);
     free(p->threads);
     free(p->owner_id);
@@ -956,7 +990,9 @@ qg_status qg_pipeline_render_metrics(qg_pipeline *p, qg_buf *out)
         {"replayed", "signals replayed from the dead-letter queue", LD(p->n_replayed)},
         {"write_errors", "pipeline writes that failed", LD(p->n_write_errors)},
         {"remembered", "analyses written to memory", LD(p->n_remembered)},
-        {"remember_dropped", "analyses not written to memory (queue full, error, shutdown)",
+        {"remember_dropped",
+         "analyses not written to memory (an error, or still queued 10 s "
+         "into a shutdown)",
          LD(p->n_remember_dropped)},
     };
     qg_status rc = QG_OK;
@@ -983,8 +1019,12 @@ qg_status qg_pipeline_render_metrics(qg_pipeline *p, qg_buf *out)
             "# HELP quantgate_signals_dlq Signals parked in the dead-letter queue.\n"
             "# TYPE quantgate_signals_dlq gauge\nquantgate_signals_dlq %zu\n"
             "# HELP quantgate_signals_paused 1 while the pipeline is paused.\n"
-            "# TYPE quantgate_signals_paused gauge\nquantgate_signals_paused %d\n",
-            s.queued, s.in_flight, s.dlq, s.paused ? 1 : 0);
+            "# TYPE quantgate_signals_paused gauge\nquantgate_signals_paused %d\n"
+            "# HELP quantgate_signals_remember_queued Analyses waiting for the rememberer (at "
+            "QG_SIGNAL_REMEMBER_QUEUE the workers wait).\n"
+            "# TYPE quantgate_signals_remember_queued gauge\nquantgate_signals_remember_queued "
+            "%zu\n",
+            s.queued, s.in_flight, s.dlq, s.paused ? 1 : 0, remember_queued(p));
     if (!rc) rc = metrics_writer(p->cfg.batcher, out);
     if (!rc)
         rc = qg_buf_puts(out, "# HELP quantgate_signal_stage_seconds Time a signal spends in "

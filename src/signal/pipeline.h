@@ -51,6 +51,9 @@ typedef struct qg_pipeline qg_pipeline;
 #define QG_SIG_ESCALATED "escalated"
 #define QG_SIG_FAILED    "failed"
 
+/* Analyses queued for the rememberer by default (QG_SIGNAL_REMEMBER_QUEUE). */
+#define QG_PIPE_REMEMBER_QUEUE 10000
+
 typedef struct qg_pipeline_config {
     qg_store *store;
     qg_batcher *batcher;  /* shared with ingest; not owned */
@@ -73,11 +76,13 @@ typedef struct qg_pipeline_config {
     double score_threshold;       /* QG_SIGNAL_SCORE_THRESHOLD, default 70 */
 
     /* analysis */
-    const char *model;  /* QG_SIGNAL_MODEL: a named model, default "builtin" */
-    int similar_setups; /* QG_SIGNAL_SIMILAR, default 5 (0 = no memory lookup) */
-    bool remember;      /* QG_SIGNAL_REMEMBER, default true */
-    const cJSON *plan;  /* QG_SIGNAL_PLAN (JSON) or NULL */
-    bool ai_plans;      /* QG_SIGNAL_AI_PLANS: run a "plan" from the analysis, default true */
+    const char *model;     /* QG_SIGNAL_MODEL: a named model, default "builtin" */
+    int similar_setups;    /* QG_SIGNAL_SIMILAR, default 5 (0 = no memory lookup) */
+    bool remember;         /* QG_SIGNAL_REMEMBER, default true */
+    size_t remember_queue; /* QG_SIGNAL_REMEMBER_QUEUE: analyses waiting for the rememberer
+                              before the workers wait too; 0: 10000 */
+    const cJSON *plan;     /* QG_SIGNAL_PLAN (JSON) or NULL */
+    bool ai_plans;         /* QG_SIGNAL_AI_PLANS: run a "plan" from the analysis, default true */
 
     /* retries and the dead-letter queue */
     int stage_retries;           /* QG_SIGNAL_RETRIES, default 3 */

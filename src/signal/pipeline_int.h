@@ -124,9 +124,10 @@ struct qg_pipeline {
     bool sweeper_started;
 
     /* remembering runs on its own thread (memory writes are slow and
-     * serialised per collection): the remember stage only queues a copy */
+     * serialised per collection): the remember stage only queues a copy,
+     * and waits on rm_room_cv while the queue is full */
     pthread_mutex_t rm_mu;
-    pthread_cond_t rm_cv;
+    pthread_cond_t rm_cv, rm_room_cv;
     qg_pjob *rm_head, *rm_tail;
     size_t rm_n;
     struct qg_pfin *fin_head, *fin_tail; /* committed memory rows the rememberer indexes, FIFO */
@@ -160,9 +161,12 @@ bool qg_pipeline_push(qg_pipeline *p, qg_pjob *j);
 /* Waits ms or until stopping; true when stopping. */
 bool qg_pipeline_sleep(qg_pipeline *p, int64_t ms);
 
-/* Queues a copy of j for the rememberer (false when its queue is full). */
+/* Queues a copy of j for the rememberer, waiting while its queue is full
+ * (the workers then go at the rememberer's pace instead of dropping
+ * analyses); false only when the pipeline is stopping. */
 bool qg_pipeline_remember_later(qg_pipeline *p, const qg_pjob *j);
-#define QG_PIPE_REMEMBER_QUEUE 10000
+/* At shutdown the rememberer goes on with its queue for this long. */
+#define QG_PIPE_REMEMBER_DRAIN_MS 10000
 
 /* ---- stages.c ---- */
 /* Runs one job from its start stage to an end (done, filtered, deferred,

@@ -137,7 +137,7 @@ static qg_status open_rules(qg_signals *s, qg_pipeline_config *pc, qg_error *err
 
 static qg_status open_pipeline_config(qg_pipeline_config *pc, qg_error *err)
 {
-    int64_t workers, queue_max, min_conf, cooldown_s, similar, retries, retry_base;
+    int64_t workers, queue_max, min_conf, cooldown_s, similar, retries, retry_base, rm_queue;
     bool killzone, remember, ai_plans;
     qg_status rc;
     if ((rc = qg_config_int_range("QG_SIGNAL_WORKERS", 8, 1, 256, &workers, err)) ||
@@ -150,6 +150,8 @@ static qg_status open_pipeline_config(qg_pipeline_config *pc, qg_error *err)
         (rc = qg_config_int_range("QG_SIGNAL_RETRY_BASE_MS", 200, 1, 600000, &retry_base, err)) ||
         (rc = qg_config_bool("QG_SIGNAL_KILLZONE_REQUIRED", true, &killzone, err)) ||
         (rc = qg_config_bool("QG_SIGNAL_REMEMBER", true, &remember, err)) ||
+        (rc = qg_config_int_range("QG_SIGNAL_REMEMBER_QUEUE", QG_PIPE_REMEMBER_QUEUE, 1, 10000000,
+                                  &rm_queue, err)) ||
         (rc = qg_config_bool("QG_SIGNAL_AI_PLANS", true, &ai_plans, err)) ||
         (rc = qg_config_double("QG_SIGNAL_SCORE_THRESHOLD", 70, 0, 100, &pc->score_threshold, err)))
         return rc;
@@ -162,6 +164,7 @@ static qg_status open_pipeline_config(qg_pipeline_config *pc, qg_error *err)
     pc->stage_retry_base_ms = retry_base;
     pc->killzone_required = killzone;
     pc->remember = remember;
+    pc->remember_queue = (size_t)rm_queue;
     pc->ai_plans = ai_plans;
     pc->model = qg_config_str("QG_SIGNAL_MODEL", "builtin");
     return QG_OK;

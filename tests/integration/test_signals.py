@@ -10,7 +10,9 @@ with its reason in the history; the score values; the dead-letter queue
 (notifications failing for good -> parked with the error; replay after the
 receiver is fixed -> done with exactly one message; discard); outcomes and
 /api/stats (win rate, expectancy) and similar past setups with their
-outcomes in a later analysis; pause and resume; the SSE stream; /metrics.
+outcomes in a later analysis; pause and resume; the SSE stream; /metrics;
+with a remember queue of one analysis, the workers wait for the rememberer
+instead of dropping: every analysis is in memory.
 """
 
 import json
@@ -433,6 +435,50 @@ class SignalsTest(qgtest.ServerTest):
         self.assertGreaterEqual(val("quantgate_signal_writer_ops_total"), 2)
         self.assertGreaterEqual(val("quantgate_signal_writer_commits_total"), 1)
         self.assertGreaterEqual(val("quantgate_signal_writer_checkpoints_total"), 0)
+
+
+class RememberQueueTest(qgtest.ServerTest):
+    """A remember queue of one: the workers outrun the rememberer at once."""
+
+    SERVER_ENV = {
+        "WEBHOOK_SECRET": SECRET,
+        "QG_SIGNAL_WORKERS": "4",
+        "QG_SIGNAL_REMEMBER_QUEUE": "1",
+    }
+
+    def metric(self, name):
+        r = self.srv.request("GET", "/metrics")
+        self.assertEqual(r.status, 200, r)
+        for line in r.text.splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[-1])
+        self.fail("%s not in /metrics" % name)
+
+    def test_a_full_remember_queue_holds_the_workers_back_and_drops_nothing(self):
+        self.srv.secret(SECRET)
+        admin = self.srv.admin_token()
+        self.assertEqual(self.srv.request("POST", "/api/signals/pause", token=admin).status, 200)
+        ids = []
+        for _ in range(40):
+            r = self.srv.request("POST", "/api/webhook/receive", payload(sym("R")), headers={"X-Webhook-Secret": SECRET})
+            self.assertEqual(r.status, 202, r)
+            ids.append(r.json["id"])
+        self.assertEqual(self.srv.request("POST", "/api/signals/resume", token=admin).status, 200)
+        deadline = time.time() + 60
+        while self.metric("quantgate_signals_remembered_total") < len(ids) or self.metric("quantgate_signals_done_total") < len(ids):
+            self.assertLess(time.time(), deadline, "not all done and remembered")
+            time.sleep(0.1)
+        self.assertEqual(self.metric("quantgate_signals_remember_dropped_total"), 0)
+        self.assertEqual(self.metric("quantgate_signals_remember_queued"), 0)
+        for sid in ids:
+            r = self.srv.request("GET", "/api/signals/" + sid, token=admin)
+            self.assertEqual(r.json["state"], "done", r)
+            rem = [e for e in r.json["events"] if e["stage"] == "remember"]
+            self.assertEqual(len(rem), 1, r.json["events"])
+            self.assertTrue(rem[0]["detail"]["memory_id"].startswith("mem_"), rem)
+        items = self.srv.request("GET", "/api/memory", token=admin, query={"collection": "analyses", "limit": 100})
+        self.assertEqual(items.status, 200, items)
+        self.assertEqual(len(items.json["items"]), len(ids), items.json)
 
 
 if __name__ == "__main__":

@@ -788,6 +788,27 @@ Test(memory, persistence, .timeout = 120)
                  err.msg);
     qg_vindex_free(ix);
 
+    /* 3b. other HNSW settings than the snapshot's: rebuilt with them, and
+     * rebuilt again when they go back */
+    qg_memory_free(f.m);
+    qg_memory_config cfg = {.store = f.store,
+                            .snapshot_dir = f.snaps,
+                            .index_kind = QG_VINDEX_HNSW,
+                            .hnsw_ef_construction = 100};
+    cr_assert_eq(qg_memory_open(&cfg, &f.m, &err), QG_OK, "%s", err.msg);
+    run_queries(&f, after);
+    cr_assert_eq(after[0].n, 10);
+    cr_assert_eq(qg_vindex_load(path, &ix, &err), QG_OK, "%s", err.msg);
+    cr_assert_eq(qg_vindex_get_params(ix)->ef_construction, 100, "rebuilt with the new setting");
+    qg_vindex_free(ix);
+    qg_memory_free(f.m);
+    mem_open(&f, QG_VINDEX_HNSW);
+    cr_assert_eq(qg_vindex_load(path, &ix, &err), QG_OK, "%s", err.msg);
+    cr_assert_eq(qg_vindex_get_params(ix)->ef_construction, 200, "rebuilt with the default");
+    qg_vindex_free(ix);
+    run_queries(&f, after);
+    same_results(before, after);
+
     /* 4. a change the snapshot does not know (rows written behind its back) */
     qg_memory_free(f.m);
     cr_assert_eq(qg_conn_exec(f.c,

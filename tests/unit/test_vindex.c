@@ -79,7 +79,8 @@ static double ref_dist(qg_vmetric m, const float *a, const float *b, size_t dim)
 Test(vindex, kernels_match_double_reference)
 {
     uint64_t s = 7;
-    size_t dims[] = {1, 3, 15, 16, 17, 31, 32, 33, 64, 100, 128, 255, 1536};
+    size_t dims[] = {1,  3,  7,  8,  9,  15,  16,  17,  31,  32,  33,
+                     48, 63, 64, 65, 72, 100, 128, 255, 256, 1536};
     float *a = malloc(1536 * sizeof *a), *b = malloc(1536 * sizeof *b);
     for (size_t t = 0; t < sizeof dims / sizeof *dims; t++) {
         size_t d = dims[t];

@@ -27,6 +27,7 @@
 #include "ai/usage.h"
 #include "store/store.h"
 
+#include <quantgate/json.h>
 #include <quantgate/log.h>
 #include <quantgate/pool.h>
 #include <quantgate/time.h>
@@ -37,6 +38,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+/* Bytes of cJSON scratch for a template render (a signal analysis with five
+ * similar setups takes about 25 KB); beyond it, malloc. */
+#define QG_AI_RENDER_SCRATCH 65536
 
 struct qg_ai {
     qg_store *store;
@@ -521,8 +526,15 @@ qg_status qg_ai_complete(qg_ai *ai, const qg_ai_call *call, qg_arena *a, qg_ai_r
         out->resp.error.kind = QG_AI_EBUDGET;
         snprintf(out->resp.error.message, sizeof out->resp.error.message, "%s", err->msg);
     } else if (!rc && call->template_id) {
+        /* The render parses the params and the declarations and prints
+         * values: hundreds of short-lived cJSON nodes, carved from this
+         * stack buffer instead of malloc (json.h). What it returns is in
+         * the arena. */
+        char scratch[QG_AI_RENDER_SCRATCH];
+        qg_json_scratch_begin(scratch, sizeof scratch);
         rc = qg_prompt_render_cached(ai->prompts, c, call->template_id, 0, call->params_json, a,
                                      &tpl, err);
+        qg_json_scratch_end();
         out->template_version = tpl.version;
     }
     qg_store_release(ai->store, c);

@@ -147,7 +147,8 @@ static inline float vix_l2(const float *restrict a, const float *restrict b, siz
 
 #else
 
-/* 32 lanes: two AVX-512 (four AVX2) accumulator chains hide the FMA latency. */
+/* 32 lanes: enough independent accumulator chains to hide the multiply-add
+ * latency at whatever vector width the compiler picks. */
 #define QG_VLANES 32
 
 /* Pairwise halving, which the compiler also vectorises. */

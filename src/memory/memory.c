@@ -87,7 +87,7 @@ struct qg_memory {
     int64_t short_ttl, working_ttl;
     size_t meta_max;
     qg_vindex_kind index_kind;
-    int hnsw_m, hnsw_efc, hnsw_efs;
+    int hnsw_m, hnsw_efc, hnsw_efs; /* resolved (never 0) */
 
     pthread_rwlock_t colls_lock; /* the list; each collection has its own lock */
     mem_coll *colls[QG_MEM_COLLECTIONS];
@@ -504,11 +504,8 @@ static bool snapshot_fits(qg_memory *m, const mem_coll *c, const qg_vindex *ix, 
     const qg_vindex_params *p = qg_vindex_get_params(ix);
     if (p->dim != c->dim || p->metric != c->metric) return *why = "dimension or metric", false;
     if (p->kind != m->index_kind) return *why = "index kind", false;
-    qg_vindex_params want = qg_vindex_resolve_params(&(qg_vindex_params){
-        .M = m->hnsw_m, .ef_construction = m->hnsw_efc, .ef_search = m->hnsw_efs});
     if (p->kind == QG_VINDEX_HNSW &&
-        (p->M != want.M || p->ef_construction != want.ef_construction ||
-         p->ef_search != want.ef_search))
+        (p->M != m->hnsw_m || p->ef_construction != m->hnsw_efc || p->ef_search != m->hnsw_efs))
         return *why = "HNSW settings", false;
     if ((int64_t)qg_vindex_count(ix) != c->count) return *why = "item count", false;
     uint64_t top = atomic_load(&m->next_seq);
@@ -662,9 +659,14 @@ qg_status qg_memory_open(const qg_memory_config *cfg, qg_memory **out, qg_error 
     m->working_ttl = cfg->working_ttl_ms ? cfg->working_ttl_ms : DEFAULT_WORKING_TTL;
     m->meta_max = cfg->meta_max ? cfg->meta_max : 4096;
     m->index_kind = cfg->index_kind;
-    m->hnsw_m = cfg->hnsw_m;
-    m->hnsw_efc = cfg->hnsw_ef_construction;
-    m->hnsw_efs = cfg->hnsw_ef_search;
+    /* Resolved once: new indexes get them, and a snapshot must match them. */
+    qg_vindex_params hp =
+        qg_vindex_resolve_params(&(qg_vindex_params){.M = cfg->hnsw_m,
+                                                     .ef_construction = cfg->hnsw_ef_construction,
+                                                     .ef_search = cfg->hnsw_ef_search});
+    m->hnsw_m = hp.M;
+    m->hnsw_efc = hp.ef_construction;
+    m->hnsw_efs = hp.ef_search;
     pthread_rwlock_init(&m->colls_lock, NULL);
     pthread_mutex_init(&m->page_mu, NULL);
     pthread_mutex_init(&m->intern_mu, NULL);

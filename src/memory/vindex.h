@@ -59,8 +59,7 @@ typedef struct qg_vindex_params {
     int M;               /* HNSW: links per node on upper layers (2*M on layer 0); 0: 16 */
     int ef_construction; /* HNSW: candidate list while inserting; 0: 200 */
     int ef_search;       /* HNSW: default candidate list while searching; 0: 64 */
-    /* (qg_vindex_resolve_params fills in the defaults) */
-    uint64_t seed; /* HNSW: level generator seed, so builds are reproducible */
+    uint64_t seed;       /* HNSW: level generator seed, so builds are reproducible */
 } qg_vindex_params;
 
 /* p with every 0 HNSW setting replaced by its default: what an index made

@@ -138,6 +138,9 @@ static const setting settings[] = {
     {"QG_NOTIFY_RETRY_MAX_MS", "30000", "cap of one notification backoff"},
     {"QG_NOTIFY_RETRY_AFTER_MAX_S", "60", "cap of a wait a 429 asks for, seconds"},
     {"QG_NOTIFY_TIMEOUT_MS", "10000", "one notification attempt's time limit"},
+    {"QG_NOTIFY_MERGE_MAX", "20",
+     "most alerts one chat message carries when they queue for a busy target (1 = every alert "
+     "its own message)"},
     {"QG_ARGON2_FAST", "", "1: cheap password hashing, for tests only"},
 };
 

@@ -49,6 +49,7 @@ static void discord_classify(int status, const char *body, const char *retry_aft
 const qg_notify_backend qg_notify_discord = {
     .channel = "discord",
     .max_text = QG_DISCORD_TEXT_MAX,
+    .merges = true,
     .build = discord_build,
     .classify = discord_classify,
 };

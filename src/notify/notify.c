@@ -12,6 +12,19 @@
  * outage do not hit the receiver in lockstep. A 429's retry_after replaces
  * the backoff (capped at retry_after_max_s).
  *
+ * Merging: each chat target (Telegram, Slack, Discord) has a lane. While a
+ * send to the target waits to retry (a 429's retry_after, a 5xx's
+ * backoff), the lane is held: alerts for that target queue on it instead
+ * of each going out and hitting the same limit. When the hold ends, the
+ * caller of the oldest queued alert sends the queue as few messages as it
+ * takes (as many texts as fit the platform's limit and QG_NOTIFY_MERGE_MAX,
+ * joined by a blank line, one batch at a time, in order); the callers of
+ * the other texts wait for that message's outcome, which becomes their
+ * delivery record. Otherwise every alert is sent at once on its own, as
+ * before: waiting to merge when nothing holds the target would only idle
+ * the workers. The generic webhook carries one signal object per request,
+ * so it never merges.
+ *
  * Handles: each calling thread gets its own multi handle and easy handles
  * (a qg_notify_tctx, made on the thread's first send and kept on the
  * notifier's list, freed with it), so connections stay in that multi
@@ -82,6 +95,7 @@ void qg_notify_config_from_env(qg_notify_config *c)
     c->retry_max_ms = env_int("QG_NOTIFY_RETRY_MAX_MS", 30000);
     c->retry_after_max_s = env_int("QG_NOTIFY_RETRY_AFTER_MAX_S", 60);
     c->timeout_ms = env_int("QG_NOTIFY_TIMEOUT_MS", 10000);
+    c->merge_max = (int)env_int("QG_NOTIFY_MERGE_MAX", QG_NOTIFY_MERGE_DEFAULT);
 }
 
 /* http:// or https:// followed by a host. */
@@ -225,6 +239,8 @@ qg_status qg_notify_new(const qg_notify_config *cfg, qg_notify **out, qg_error *
 
     qg_notify *n = qg_xcalloc(1, sizeof *n);
     pthread_mutex_init(&n->lock, NULL);
+    pthread_mutex_init(&n->lane_mu, NULL);
+    n->merge_max = cfg->merge_max ? cfg->merge_max : QG_NOTIFY_MERGE_DEFAULT;
     n->gen = atomic_fetch_add(&next_gen, 1);
     n->retries = cfg->retries;
     n->retry_base_ms = cfg->retry_base_ms;
@@ -245,6 +261,13 @@ qg_status qg_notify_new(const qg_notify_config *cfg, qg_notify **out, qg_error *
     }
     if (n->retry_after_max_s < 0) {
         rc = qg_error_set(err, QG_EINVAL, "QG_NOTIFY_RETRY_AFTER_MAX_S: must not be negative");
+        goto out;
+    }
+    if (n->merge_max < 1 || n->merge_max > QG_NOTIFY_MERGE_MAX_LIMIT) {
+        rc = qg_error_set(err, QG_EINVAL,
+                          "QG_NOTIFY_MERGE_MAX: %d is out of range (1..%d; 1 sends every alert "
+                          "on its own)",
+                          n->merge_max, QG_NOTIFY_MERGE_MAX_LIMIT);
         goto out;
     }
     if (n->timeout_ms < 100) {
@@ -360,6 +383,7 @@ void qg_notify_free(qg_notify *n)
     free(n->tg_api);
     free(n->tg_parse_mode);
     pthread_mutex_destroy(&n->lock);
+    pthread_mutex_destroy(&n->lane_mu);
     free(n);
 }
 
@@ -499,6 +523,9 @@ typedef struct job {
     char retry_after[64];
     bool in_flight, done;
     int64_t next_at;
+    size_t alerts;        /* alerts this message carries (merged ones), for the counters */
+    qg_notify_lane *lane; /* the target's lane when it merges, else NULL */
+    bool holding;         /* this job's retry wait holds the lane */
     qg_delivery *rec;
 } job;
 
@@ -571,19 +598,23 @@ static void job_start(qg_notify *n, CURLM *multi, struct curl_slist *hdrs, job *
     curl_multi_add_handle(multi, e);
 }
 
+static void lane_hold(qg_notify *n, job *j, bool hold);
+
 static void job_finish(qg_notify *n, job *j, bool ok, const char *error)
 {
     j->done = true;
+    if (j->holding) lane_hold(n, j, false);
     j->rec->ok = ok;
     j->rec->at_ms = qg_time_now_ms();
+    if (j->alerts > 1) atomic_fetch_add(&n->merged[j->chan], j->alerts);
     if (ok) {
         j->rec->error[0] = '\0';
-        atomic_fetch_add(&n->delivered[j->chan], 1);
+        atomic_fetch_add(&n->delivered[j->chan], j->alerts);
         return;
     }
     snprintf(j->rec->error, sizeof j->rec->error, "%s", error);
     scrub(n, j->rec->error, sizeof j->rec->error);
-    atomic_fetch_add(&n->failed[j->chan], 1);
+    atomic_fetch_add(&n->failed[j->chan], j->alerts);
     qg_warn("notify: %s %s failed after %d attempt(s): %s", j->rec->channel, j->rec->target,
             j->rec->attempts, j->rec->error);
 }
@@ -620,6 +651,7 @@ static void job_done(qg_notify *n, job *j, CURLcode res)
         wait = backoff_ms(n, j->rec->attempts);
     }
     j->next_at = qg_time_now_ms() + wait;
+    if (j->lane && !j->holding) lane_hold(n, j, true);
     /* Kept so a final "shutting down" still says what went wrong. */
     snprintf(j->rec->error, sizeof j->rec->error, "%s", v.error);
     scrub(n, j->rec->error, sizeof j->rec->error);
@@ -635,15 +667,24 @@ static void record_init(qg_delivery *d, const qg_notify_target *t)
     snprintf(d->key, sizeof d->key, "%s", t->key);
 }
 
-/* Runs jobs[0..nj) to the end (or until *stop). Returns QG_OK when all
- * were delivered. */
-static qg_status run_jobs(qg_notify *n, const qg_notify_target *const *tg, size_t nj,
-                          const qg_notify_msg *m, atomic_bool *stop, qg_delivery *out)
+/* One message to one target for run_jobs. */
+typedef struct send_item {
+    const qg_notify_target *t;
+    const char *text;       /* capped for t's backend */
+    const qg_notify_msg *m; /* what the backend builds from besides the text
+                               (the generic webhook's signal object) */
+    size_t alerts;          /* alerts merged into text (1 when alone) */
+    qg_notify_lane *lane;   /* t's lane when t merges, else NULL */
+    qg_delivery *rec;       /* filled with the outcome */
+} send_item;
+
+/* Runs items[0..nj) to the end (or until *stop), in parallel. Returns
+ * QG_OK when all were delivered. */
+static qg_status run_jobs(qg_notify *n, const send_item *items, size_t nj, atomic_bool *stop)
 {
     qg_notify_tctx *ctx = tctx_get(n);
     job jobs[QG_NOTIFY_TARGETS_MAX];
     memset(jobs, 0, sizeof jobs);
-    char *text = qg_notify_format(m);
     struct curl_slist *hdrs = curl_slist_append(NULL, "Content-Type: application/json");
     hdrs = curl_slist_append(hdrs, "Expect:");
     size_t pending = 0;
@@ -651,17 +692,19 @@ static qg_status run_jobs(qg_notify *n, const qg_notify_target *const *tg, size_
 
     for (size_t i = 0; i < nj; i++) {
         job *j = &jobs[i];
-        j->chan = tg[i]->chan;
-        j->dest = tg[i]->dest;
-        j->rec = &out[i];
-        record_init(j->rec, tg[i]);
+        j->chan = items[i].t->chan;
+        j->dest = items[i].t->dest;
+        j->alerts = items[i].alerts;
+        j->lane = items[i].lane;
+        j->rec = items[i].rec;
+        record_init(j->rec, items[i].t);
         qg_buf_init(&j->resp, QG_NOTIFY_RESP_MAX + 1);
         if (!ctx->easy[i]) ctx->easy[i] = curl_easy_init();
         j->easy = ctx->easy[i];
         const qg_notify_backend *be = backends[j->chan];
-        char *capped = qg_notify_cap_text(text, be->max_text);
-        qg_status brc = j->easy ? be->build(n, j->dest, capped, m, &j->url, &j->body) : QG_ENOMEM;
-        free(capped);
+        qg_status brc = j->easy
+                            ? be->build(n, j->dest, items[i].text, items[i].m, &j->url, &j->body)
+                            : QG_ENOMEM;
         if (brc) {
             job_finish(n, j, false,
                        brc == QG_EINVAL ? "TELEGRAM_BOT_TOKEN is not set" : "out of memory");
@@ -723,8 +766,203 @@ static qg_status run_jobs(qg_notify *n, const qg_notify_target *const *tg, size_
         qg_buf_free(&jobs[i].resp);
     }
     curl_slist_free_all(hdrs);
-    free(text);
     return rc;
+}
+
+/* ----------------------------------------------------------------- lanes */
+
+#define MERGE_SEP       "\n\n"
+#define MERGE_SEP_UNITS 2
+
+struct qg_notify_wait {
+    qg_notify_wait *next;
+    size_t target; /* index in n->targets */
+    char *text;    /* capped for the target's backend (owned by the caller) */
+    size_t units;  /* its length in UTF-16 units */
+    qg_delivery *rec;
+    pthread_cond_t *wake; /* the caller's: signalled when this is done or
+                             may be sent */
+    bool taken;           /* in a sender's batch: only that sender finishes it */
+    bool done;            /* rec holds the outcome */
+};
+
+/* Length in UTF-16 units, as the platforms count (see qg_notify_cap_text). */
+static size_t utf16_units(const char *text)
+{
+    size_t units = 0;
+    for (const unsigned char *s = (const unsigned char *)text; *s; s++)
+        if ((*s & 0xC0) != 0x80) units += *s >= 0xF0 ? 2 : 1;
+    return units;
+}
+
+static bool merges(const qg_notify *n, const qg_notify_target *t)
+{
+    return n->merge_max > 1 && backends[t->chan]->merges;
+}
+
+/* Under lane_mu: the lane's queue may be sent now (nothing holds the
+ * target and no batch of it is on its way). */
+static bool lane_free(const qg_notify_lane *l)
+{
+    return l->held == 0 && l->senders == 0;
+}
+
+/* A job of a merging target entered (hold) or left (release) a retry
+ * wait. When the last hold goes, the caller of the first queued text is
+ * woken to send the queue. Called without lane_mu. */
+static void lane_hold(qg_notify *n, job *j, bool hold)
+{
+    pthread_mutex_lock(&n->lane_mu);
+    qg_notify_lane *l = j->lane;
+    l->held += hold ? 1 : -1;
+    j->holding = hold;
+    if (lane_free(l) && l->head) pthread_cond_signal(l->head->wake);
+    pthread_mutex_unlock(&n->lane_mu);
+}
+
+/* A sender's share of one lane: the waits it took, oldest first. */
+typedef struct lane_batch {
+    size_t target;
+    qg_notify_wait *w[QG_NOTIFY_MERGE_MAX_LIMIT];
+    size_t k;
+    char *text; /* the texts joined (owned; NULL when k == 1) */
+    qg_delivery rec;
+} lane_batch;
+
+/* Under lane_mu: takes the queued waits that fit one message. */
+static void take_batch(qg_notify *n, size_t target, lane_batch *b)
+{
+    qg_notify_lane *l = &n->lanes[target];
+    size_t max = backends[n->targets[target].chan]->max_text, units = 0;
+    b->target = target;
+    b->k = 0;
+    b->text = NULL;
+    while (l->head && b->k < (size_t)n->merge_max) {
+        qg_notify_wait *w = l->head;
+        size_t add = w->units + (b->k ? MERGE_SEP_UNITS : 0);
+        if (b->k && units + add > max) break;
+        units += add;
+        w->taken = true;
+        b->w[b->k++] = w;
+        l->head = w->next;
+    }
+    if (!l->head) l->tail = NULL;
+    l->senders++;
+}
+
+/* Outside the lock: the batch's one text (the waits' texts stay theirs
+ * until they are done, so reading them needs no lock). */
+static const char *batch_text(lane_batch *b)
+{
+    if (b->k == 1) return b->w[0]->text;
+    size_t len = 0;
+    for (size_t i = 0; i < b->k; i++) len += strlen(b->w[i]->text) + sizeof MERGE_SEP - 1;
+    char *t = qg_xmalloc(len + 1), *p = t;
+    for (size_t i = 0; i < b->k; i++) {
+        if (i) p = stpcpy(p, MERGE_SEP);
+        p = stpcpy(p, b->w[i]->text);
+    }
+    b->text = t;
+    return t;
+}
+
+/* Under lane_mu: hands the outcome to every wait of the batch and wakes
+ * the caller of the next queued text, if any, to send the rest. Each
+ * caller is woken only when there is something for it to do. */
+static void finish_batch(qg_notify *n, lane_batch *b)
+{
+    for (size_t i = 0; i < b->k; i++) {
+        *b->w[i]->rec = b->rec;
+        b->w[i]->done = true;
+        pthread_cond_signal(b->w[i]->wake);
+    }
+    qg_notify_lane *l = &n->lanes[b->target];
+    l->senders--;
+    if (lane_free(l) && l->head) pthread_cond_signal(l->head->wake);
+    free(b->text);
+    b->text = NULL;
+}
+
+/* Under lane_mu, when stopping: a wait no sender took fails here. */
+static void abandon_wait(qg_notify *n, qg_notify_wait *w)
+{
+    qg_notify_lane *l = &n->lanes[w->target];
+    qg_notify_wait *prev = NULL;
+    for (qg_notify_wait *x = l->head; x; prev = x, x = x->next) {
+        if (x != w) continue;
+        if (prev)
+            prev->next = w->next;
+        else
+            l->head = w->next;
+        if (l->tail == w) l->tail = prev;
+        break;
+    }
+    record_init(w->rec, &n->targets[w->target]);
+    snprintf(w->rec->error, sizeof w->rec->error, "shutting down");
+    w->rec->at_ms = qg_time_now_ms();
+    atomic_fetch_add(&n->failed[n->targets[w->target].chan], 1);
+    w->done = true;
+}
+
+/* Sends the direct items, then sends or waits for the caller's queued
+ * texts: it sends a lane's queue itself when the lane is free, else waits
+ * until its texts went out in another caller's batch or it is woken to
+ * send. Returns once every text is done. */
+static void run_lanes(qg_notify *n, const send_item *direct, size_t nd, qg_notify_wait *waits,
+                      size_t nw, pthread_cond_t *wake, atomic_bool *stop)
+{
+    if (nd) (void)run_jobs(n, direct, nd, stop);
+    pthread_mutex_lock(&n->lane_mu);
+    for (;;) {
+        lane_batch batches[QG_NOTIFY_TARGETS_MAX];
+        size_t nb = 0;
+        bool all_done = true;
+        for (size_t i = 0; i < nw; i++) {
+            qg_notify_wait *w = &waits[i];
+            if (w->done) continue;
+            all_done = false;
+            if (!w->taken && lane_free(&n->lanes[w->target]))
+                take_batch(n, w->target, &batches[nb++]);
+        }
+        if (nb) {
+            pthread_mutex_unlock(&n->lane_mu);
+            /* The chat backends build from the text alone: a merged
+             * one carries several signals. */
+            static const qg_notify_msg text_only = {.text = ""};
+            send_item items[QG_NOTIFY_TARGETS_MAX];
+            for (size_t i = 0; i < nb; i++)
+                items[i] = (send_item){.t = &n->targets[batches[i].target],
+                                       .text = batch_text(&batches[i]),
+                                       .m = &text_only,
+                                       .alerts = batches[i].k,
+                                       .lane = &n->lanes[batches[i].target],
+                                       .rec = &batches[i].rec};
+            (void)run_jobs(n, items, nb, stop);
+            pthread_mutex_lock(&n->lane_mu);
+            for (size_t i = 0; i < nb; i++) finish_batch(n, &batches[i]);
+            continue;
+        }
+        if (all_done) break;
+        if (stop && atomic_load(stop)) {
+            for (size_t i = 0; i < nw; i++)
+                if (!waits[i].done && !waits[i].taken) abandon_wait(n, &waits[i]);
+            continue; /* taken ones: their sender stops soon too */
+        }
+        struct timespec until;
+        clock_gettime(CLOCK_MONOTONIC, &until);
+        until.tv_nsec += QG_NOTIFY_TICK_MS * 1000000L;
+        if (until.tv_nsec >= 1000000000L) until.tv_sec++, until.tv_nsec -= 1000000000L;
+        pthread_cond_timedwait(wake, &n->lane_mu, &until);
+    }
+    pthread_mutex_unlock(&n->lane_mu);
+}
+
+/* Under lane_mu: a merging target's text queues while the target is held
+ * or has a queue (so it goes out after the older ones, merged with them);
+ * otherwise it is sent at once. */
+static bool must_queue(const qg_notify_lane *l)
+{
+    return !lane_free(l) || l->head;
 }
 
 qg_status qg_notify_send(qg_notify *n, const qg_notify_msg *m, qg_notify_want_fn want, void *ud,
@@ -732,15 +970,51 @@ qg_status qg_notify_send(qg_notify *n, const qg_notify_msg *m, qg_notify_want_fn
 {
     *n_out = 0;
     if (!n) return QG_OK;
-    const qg_notify_target *tg[QG_NOTIFY_TARGETS_MAX];
-    size_t nj = 0;
+    char *text = NULL;
+    send_item direct[QG_NOTIFY_TARGETS_MAX];
+    qg_notify_wait waits[QG_NOTIFY_TARGETS_MAX];
+    char *capped[QG_NOTIFY_TARGETS_MAX];
+    size_t nj = 0, nd = 0, nw = 0;
+    pthread_cond_t wake;
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&wake, &ca);
+    pthread_condattr_destroy(&ca);
+    pthread_mutex_lock(&n->lane_mu);
     for (size_t i = 0; i < n->ntargets; i++) {
         const qg_notify_target *t = &n->targets[i];
         if (want && !want(ud, backends[t->chan]->channel, t->key)) continue;
-        tg[nj++] = t;
+        if (!text) text = qg_notify_format(m);
+        capped[nj] = qg_notify_cap_text(text, backends[t->chan]->max_text);
+        qg_notify_lane *l = merges(n, t) ? &n->lanes[i] : NULL;
+        if (l && must_queue(l)) {
+            qg_notify_wait *w = &waits[nw++];
+            *w = (qg_notify_wait){.target = i,
+                                  .text = capped[nj],
+                                  .units = utf16_units(capped[nj]),
+                                  .rec = &out[nj],
+                                  .wake = &wake};
+            if (l->tail)
+                l->tail->next = w;
+            else
+                l->head = w;
+            l->tail = w;
+        } else {
+            direct[nd++] = (send_item){
+                .t = t, .text = capped[nj], .m = m, .alerts = 1, .lane = l, .rec = &out[nj]};
+        }
+        nj++;
     }
-    if (nj == 0) return QG_OK;
-    qg_status rc = run_jobs(n, tg, nj, m, stop, out);
+    pthread_mutex_unlock(&n->lane_mu);
+    if (nj) run_lanes(n, direct, nd, waits, nw, &wake, stop);
+    pthread_cond_destroy(&wake);
+    qg_status rc = QG_OK;
+    for (size_t i = 0; i < nj; i++) {
+        if (!out[i].ok) rc = QG_EIO;
+        free(capped[i]);
+    }
+    free(text);
     *n_out = nj;
     return rc;
 }
@@ -761,9 +1035,12 @@ qg_status qg_notify_telegram_text(qg_notify *n, const char *chat_id, const char 
     qg_notify_target t = {.chan = QG_NCH_TELEGRAM, .dest = (char *)chat_id};
     snprintf(t.masked, sizeof t.masked, "%s", chat_id);
     snprintf(t.key, sizeof t.key, "%s", chat_id);
-    const qg_notify_target *tg[1] = {&t};
     qg_notify_msg m = {.text = text ? text : ""};
-    return run_jobs(n, tg, 1, &m, NULL, out);
+    char *capped = qg_notify_cap_text(m.text, backends[QG_NCH_TELEGRAM]->max_text);
+    send_item item = {.t = &t, .text = capped, .m = &m, .alerts = 1, .rec = out};
+    qg_status rc = run_jobs(n, &item, 1, NULL);
+    free(capped);
+    return rc;
 }
 
 qg_status qg_notify_render_metrics(qg_notify *n, qg_buf *out)
@@ -787,6 +1064,13 @@ qg_status qg_notify_render_metrics(qg_notify *n, qg_buf *out)
     for (int c = 0; c < QG_NCH__COUNT && !rc; c++)
         rc = qg_buf_printf(out, "quantgate_notify_attempts_total{channel=\"%s\"} %llu\n",
                            backends[c]->channel, (unsigned long long)atomic_load(&n->attempts[c]));
+    if (!rc)
+        rc = qg_buf_puts(out, "# HELP quantgate_notify_merged_total Alerts that went out in one "
+                              "message with others (a lane's burst or a 429's wait).\n"
+                              "# TYPE quantgate_notify_merged_total counter\n");
+    for (int c = 0; c < QG_NCH__COUNT && !rc; c++)
+        rc = qg_buf_printf(out, "quantgate_notify_merged_total{channel=\"%s\"} %llu\n",
+                           backends[c]->channel, (unsigned long long)atomic_load(&n->merged[c]));
     if (!rc)
         rc = qg_buf_printf(out,
                            "# HELP quantgate_notify_targets Configured notification targets.\n"

@@ -18,6 +18,13 @@
  * wire format. Secrets (the bot token, webhook URLs) never appear in logs,
  * errors or the delivery records: targets are shown masked.
  *
+ * Merging: while a send to a chat target (Telegram, Slack, Discord) waits
+ * to retry (429 or 5xx), alerts for that target queue instead of going out
+ * into the same limit; when it recovers they go out joined as few
+ * messages, up to the platform's length limit and QG_NOTIFY_MERGE_MAX
+ * alerts each (default 20; 1 sends every alert on its own). Each alert
+ * still gets its own delivery record (its message's outcome).
+ *
  * Threads: one qg_notify is shared; qg_notify_send blocks the calling
  * thread (a pipeline worker) and may run on many threads at once; each
  * thread reuses its own curl handle, so connections are kept alive.
@@ -36,7 +43,9 @@
 
 typedef struct qg_notify qg_notify;
 
-#define QG_NOTIFY_TARGETS_MAX 32
+#define QG_NOTIFY_TARGETS_MAX     32
+#define QG_NOTIFY_MERGE_MAX_LIMIT 64 /* most alerts one message may carry */
+#define QG_NOTIFY_MERGE_DEFAULT   20
 
 typedef struct qg_notify_config {
     /* Telegram: TELEGRAM_BOT_TOKEN, TELEGRAM_CHAT_ID (comma-separated ids),
@@ -51,6 +60,7 @@ typedef struct qg_notify_config {
     int64_t retry_max_ms;      /* cap of one backoff wait, default 30000 */
     int64_t retry_after_max_s; /* QG_NOTIFY_RETRY_AFTER_MAX_S, default 60 */
     int64_t timeout_ms;        /* QG_NOTIFY_TIMEOUT_MS per attempt, default 10000 */
+    int merge_max; /* QG_NOTIFY_MERGE_MAX, 1..64 (1 = no merging); 0 = the default, 20 */
 } qg_notify_config;
 
 /* Reads the variables above through qg_config_str (NULL/"" = unset). */
@@ -114,7 +124,9 @@ qg_status qg_notify_telegram_text(qg_notify *n, const char *chat_id, const char 
                                   qg_delivery *out);
 
 /* Counters for /metrics: quantgate_notify_deliveries_total{channel,result}
- * and quantgate_notify_attempts_total{channel}. */
+ * (one per alert and target), quantgate_notify_attempts_total{channel}
+ * (HTTP requests) and quantgate_notify_merged_total{channel} (alerts that
+ * went out in a message with others). */
 qg_status qg_notify_render_metrics(qg_notify *n, qg_buf *out);
 
 #endif

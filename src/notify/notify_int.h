@@ -43,6 +43,9 @@ typedef struct qg_notify_backend {
      * Discord characters; both are capped here in UTF-16 units, which is
      * never more than the characters). */
     size_t max_text;
+    /* Queued texts to one target may go out joined as one message (the
+     * chat platforms; not the generic webhook, one signal per body). */
+    bool merges;
     /* Builds the POST for one message: *url and *body are heap strings the
      * caller frees. dest is the target (a chat id or a webhook URL); text is
      * already capped. */
@@ -66,6 +69,14 @@ typedef struct qg_notify_target {
 } qg_notify_target;
 
 typedef struct qg_notify_tctx qg_notify_tctx; /* one calling thread's curl handles */
+typedef struct qg_notify_wait qg_notify_wait; /* a caller's text queued on a lane */
+
+/* A chat target's queue (notify.c, "Merging"); under lane_mu. */
+typedef struct qg_notify_lane {
+    int held;                    /* sends to this target now in a retry wait (429, 5xx) */
+    int senders;                 /* callers sending a batch of the queue now (0 or 1) */
+    qg_notify_wait *head, *tail; /* texts waiting for the next message */
+} qg_notify_lane;
 
 struct qg_notify {
     char *tg_token;      /* NULL when unset (secret) */
@@ -80,7 +91,12 @@ struct qg_notify {
     pthread_mutex_t lock;
     qg_notify_tctx *tctxs; /* every thread's handles, freed with the notifier */
 
+    int merge_max;           /* QG_NOTIFY_MERGE_MAX; 1 = every alert its own message */
+    pthread_mutex_t lane_mu; /* guards lanes and the waits queued on them */
+    qg_notify_lane lanes[QG_NOTIFY_TARGETS_MAX]; /* by target index */
+
     atomic_uint_fast64_t delivered[QG_NCH__COUNT], failed[QG_NCH__COUNT], attempts[QG_NCH__COUNT];
+    atomic_uint_fast64_t merged[QG_NCH__COUNT]; /* alerts that shared a message */
 };
 
 /* ---- helpers shared by the backends (notify.c) ---- */

@@ -43,6 +43,7 @@ static void slack_classify(int status, const char *body, const char *retry_after
 const qg_notify_backend qg_notify_slack = {
     .channel = "slack",
     .max_text = QG_SLACK_TEXT_MAX,
+    .merges = true,
     .build = slack_build,
     .classify = slack_classify,
 };

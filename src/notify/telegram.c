@@ -136,6 +136,7 @@ static void tg_classify(int status, const char *body, const char *retry_after, q
 const qg_notify_backend qg_notify_telegram = {
     .channel = "telegram",
     .max_text = QG_TELEGRAM_TEXT_MAX,
+    .merges = true,
     .build = tg_build,
     .classify = tg_classify,
 };

@@ -70,6 +70,7 @@ static void webhook_classify(int status, const char *body, const char *retry_aft
 const qg_notify_backend qg_notify_webhook = {
     .channel = "webhook",
     .max_text = QG_WEBHOOK_TEXT_MAX,
+    .merges = false,
     .build = webhook_build,
     .classify = webhook_classify,
 };

@@ -375,6 +375,11 @@ class FakeNotify:
         with self.lock:
             self._failures.append(_Failure(path, status, n, retry_after, body))
 
+    def clear_failures(self):
+        """Drops the failures fail_next armed and no request used yet."""
+        with self.lock:
+            self._failures.clear()
+
     def reset(self):
         with self.lock:
             self._messages.clear()

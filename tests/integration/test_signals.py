@@ -304,6 +304,33 @@ class SignalsTest(qgtest.ServerTest):
         self.assertEqual(self.messages_for(other), [])
 
     # -- outcomes and stats
+    def test_alerts_queued_behind_a_429_go_out_merged(self):
+        # The first signal's sends to both chats get a 429 (retry_after 1 s):
+        # while they wait, alerts for those chats queue and then go out
+        # joined, each exactly once per chat, each recorded as sent.
+        FAKE.fail_next("telegram", 429, n=2, retry_after=1)
+        try:
+            first = self.send(payload(sym("Q")))
+            time.sleep(0.3)
+            rest = [self.send(payload(sym("Q"))) for _ in range(5)]
+            done = [self.wait_state(i) for i in [first] + rest]
+        finally:
+            FAKE.clear_failures()
+        time.sleep(0.3)
+        for s in done:
+            self.assertEqual(s["state"], "done", s)
+            self.assertEqual({d["status"] for d in s["deliveries"]}, {"sent"}, s["deliveries"])
+            msgs = self.messages_for(s["id"])
+            self.assertEqual(sorted(str(m["chat_id"]) for m in msgs), sorted(CHATS), msgs)
+        merged = [m for m in FAKE.messages_for("telegram") if sum(i in m["text"] for i in rest) >= 2]
+        self.assertTrue(merged, "no message carried two of the queued alerts")
+        for m in merged:
+            self.assertIn("\n\n\U0001F3AF TRADING ALERT", m["text"])
+            self.assertLessEqual(len(m["text"]), 4096)
+        r = self.srv.request("GET", "/metrics")
+        line = [l for l in r.text.splitlines() if l.startswith('quantgate_notify_merged_total{channel="telegram"}')]
+        self.assertGreaterEqual(float(line[0].split()[-1]), 2, line)
+
     def test_outcomes_stats_and_similar_setups(self):
         symbol = sym("O")
         a = self.send(payload(symbol, ts="2026-03-10T12:00:00Z"))

@@ -544,6 +544,185 @@ Test(notify, stop_abandons_retries)
     qg_notify_free(n);
 }
 
+/* ---- merging: texts queued for a busy chat target go out as one message */
+
+typedef struct burst_sender {
+    qg_notify *n;
+    qg_notify_msg m;
+    char id[32];
+    atomic_bool *stop;
+    qg_delivery d[4];
+    size_t nd;
+    qg_status rc;
+} burst_sender;
+
+static void *burst_send(void *arg)
+{
+    burst_sender *b = arg;
+    b->rc = qg_notify_send(b->n, &b->m, NULL, NULL, b->stop, b->d, &b->nd);
+    return NULL;
+}
+
+/* Sends one alert on a thread of its own, then the others once the first
+ * holds the lane (its 429 wait), so they queue behind it. */
+static void burst(qg_notify *n, burst_sender *b, int count, const char *text, atomic_bool *stop)
+{
+    pthread_t th[16];
+    for (int i = 0; i < count; i++) {
+        b[i] = (burst_sender){.n = n, .m = sample, .stop = stop};
+        snprintf(b[i].id, sizeof b[i].id, "sig_burst_%02d", i);
+        b[i].m.signal_id = b[i].id;
+        if (text) b[i].m.text = text;
+        pthread_create(&th[i], NULL, burst_send, &b[i]);
+        if (i == 0) usleep(300 * 1000);
+    }
+    for (int i = 0; i < count; i++) pthread_join(th[i], NULL);
+}
+
+/* How many times `id` occurs across the messages' texts. */
+static int id_count(cJSON *ms, const char *id)
+{
+    int seen = 0;
+    cJSON *m;
+    cJSON_ArrayForEach(m, ms)
+    {
+        const char *t = cJSON_GetObjectItem(cJSON_GetObjectItem(m, "body"), "text")->valuestring;
+        for (const char *p = t; (p = strstr(p, id)); p += strlen(id)) seen++;
+    }
+    return seen;
+}
+
+static bool metric_has(qg_notify *n, const char *line)
+{
+    qg_buf mb;
+    qg_buf_init(&mb, 1 << 16);
+    cr_assert_eq(qg_notify_render_metrics(n, &mb), QG_OK);
+    bool has = strstr(mb.data, line) != NULL;
+    qg_buf_free(&mb);
+    return has;
+}
+
+Test(notify, burst_to_a_busy_chat_goes_out_as_one_message)
+{
+    qg_notify_config c;
+    base_cfg(&c);
+    c.telegram_chats = "77";
+    qg_notify *n = make(&c);
+    fail_next("telegram", 429, 1, 1);
+    burst_sender b[10];
+    burst(n, b, 10, NULL, NULL);
+    for (int i = 0; i < 10; i++) {
+        cr_assert_eq(b[i].rc, QG_OK, "%s: %s", b[i].id, b[i].d[0].error);
+        cr_assert_eq(b[i].nd, 1);
+        cr_assert(b[i].d[0].ok);
+        cr_assert_str_eq(b[i].d[0].key, "77");
+        cr_assert_eq(b[i].d[0].http_status, 200);
+        cr_assert_eq(b[i].d[0].attempts, i == 0 ? 2 : 1, "%s", b[i].id);
+    }
+    /* The first alone (after its 429), the nine that queued meanwhile as one. */
+    cJSON *ms = messages();
+    cr_assert_eq(cJSON_GetArraySize(ms), 2);
+    for (int i = 0; i < 10; i++) cr_assert_eq(id_count(ms, b[i].id), 1, "%s", b[i].id);
+    const char *merged =
+        cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetArrayItem(ms, 1), "body"), "text")
+            ->valuestring;
+    cr_assert_not_null(strstr(merged, "\n\n\xF0\x9F\x8E\xAF TRADING ALERT"),
+                       "alerts are joined by a blank line: %s", merged);
+    cJSON_Delete(ms);
+    cr_assert(
+        metric_has(n, "quantgate_notify_deliveries_total{channel=\"telegram\",result=\"ok\"} 10"));
+    cr_assert(metric_has(n, "quantgate_notify_attempts_total{channel=\"telegram\"} 3"));
+    cr_assert(metric_has(n, "quantgate_notify_merged_total{channel=\"telegram\"} 9"));
+    qg_notify_free(n);
+}
+
+Test(notify, merged_messages_stay_within_the_length_limit)
+{
+    qg_notify_config c;
+    base_cfg(&c);
+    c.telegram_chats = "78";
+    qg_notify *n = make(&c);
+    /* 1,500 units each: two fit one 4,096-unit message, three do not. */
+    char text[1501];
+    memset(text, 'x', 1500);
+    text[1500] = '\0';
+    fail_next("telegram", 429, 1, 1);
+    burst_sender b[5];
+    burst(n, b, 5, text, NULL);
+    for (int i = 0; i < 5; i++) cr_assert(b[i].d[0].ok, "%s", b[i].d[0].error);
+    cJSON *ms = messages();
+    /* 1 alone, then 2 + 2 */
+    cr_assert_eq(cJSON_GetArraySize(ms), 3);
+    cJSON *m;
+    cJSON_ArrayForEach(m, ms)
+    {
+        const char *t = cJSON_GetObjectItem(cJSON_GetObjectItem(m, "body"), "text")->valuestring;
+        cr_assert_leq(strlen(t), 4096, "%zu", strlen(t));
+        cr_assert_neq(strstr(t, "\xE2\x80\xA6"), t, "merging never cuts an alert");
+    }
+    cJSON_Delete(ms);
+    qg_notify_free(n);
+}
+
+Test(notify, merge_max_1_sends_every_alert_alone)
+{
+    qg_notify_config c;
+    base_cfg(&c);
+    c.telegram_chats = "79";
+    c.merge_max = 1;
+    qg_notify *n = make(&c);
+    fail_next("telegram", 429, 1, 1);
+    burst_sender b[4];
+    burst(n, b, 4, NULL, NULL);
+    cJSON *ms = messages();
+    cr_assert_eq(cJSON_GetArraySize(ms), 4);
+    cJSON_Delete(ms);
+    cr_assert(metric_has(n, "quantgate_notify_merged_total{channel=\"telegram\"} 0"));
+    qg_notify_free(n);
+}
+
+Test(notify, the_generic_webhook_never_merges)
+{
+    char url[200];
+    snprintf(url, sizeof url, "%s/webhook/SECRETPART4", fake_url);
+    qg_notify_config c;
+    base_cfg(&c);
+    c.webhook_urls = url;
+    qg_notify *n = make(&c);
+    fail_next("webhook", 429, 1, 1);
+    burst_sender b[4];
+    burst(n, b, 4, NULL, NULL);
+    cJSON *ms = messages();
+    cr_assert_eq(cJSON_GetArraySize(ms), 4, "one signal object per request");
+    cJSON_Delete(ms);
+    qg_notify_free(n);
+}
+
+Test(notify, stop_fails_queued_alerts)
+{
+    qg_notify_config c;
+    base_cfg(&c);
+    c.telegram_chats = "80";
+    qg_notify *n = make(&c);
+    fail_next("telegram", 429, 5, 20);
+    atomic_bool stop = false;
+    pthread_t th;
+    pthread_create(&th, NULL, set_stop, &stop);
+    int64_t t0 = qg_time_now_ms();
+    burst_sender b[4];
+    burst(n, b, 4, NULL, &stop);
+    pthread_join(th, NULL);
+    cr_assert_lt(qg_time_now_ms() - t0, 3000);
+    for (int i = 0; i < 4; i++) {
+        cr_assert_eq(b[i].rc, QG_EIO);
+        cr_assert_eq(b[i].nd, 1);
+        cr_assert_not(b[i].d[0].ok);
+        cr_assert_str_eq(b[i].d[0].key, "80");
+        cr_assert_not_null(strstr(b[i].d[0].error, "shutting down"), "%s", b[i].d[0].error);
+    }
+    qg_notify_free(n);
+}
+
 Test(notify, transport_error_and_log_are_masked)
 {
     /* stderr to a file, to read what the log said */

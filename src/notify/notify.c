@@ -1043,6 +1043,17 @@ qg_status qg_notify_telegram_text(qg_notify *n, const char *chat_id, const char 
     return rc;
 }
 
+/* One counter labelled by channel. */
+static qg_status render_per_channel(qg_buf *out, const char *name, const char *help,
+                                    atomic_uint_fast64_t *by_channel)
+{
+    qg_status rc = qg_buf_printf(out, "# HELP %s %s\n# TYPE %s counter\n", name, help, name);
+    for (int c = 0; c < QG_NCH__COUNT && !rc; c++)
+        rc = qg_buf_printf(out, "%s{channel=\"%s\"} %llu\n", name, backends[c]->channel,
+                           (unsigned long long)atomic_load(&by_channel[c]));
+    return rc;
+}
+
 qg_status qg_notify_render_metrics(qg_notify *n, qg_buf *out)
 {
     if (!n) return QG_OK;
@@ -1058,19 +1069,14 @@ qg_status qg_notify_render_metrics(qg_notify *n, qg_buf *out)
                            backends[c]->channel, (unsigned long long)atomic_load(&n->failed[c]));
     }
     if (!rc)
-        rc = qg_buf_puts(out, "# HELP quantgate_notify_attempts_total HTTP attempts made by "
-                              "notification deliveries (retries included).\n"
-                              "# TYPE quantgate_notify_attempts_total counter\n");
-    for (int c = 0; c < QG_NCH__COUNT && !rc; c++)
-        rc = qg_buf_printf(out, "quantgate_notify_attempts_total{channel=\"%s\"} %llu\n",
-                           backends[c]->channel, (unsigned long long)atomic_load(&n->attempts[c]));
+        rc = render_per_channel(out, "quantgate_notify_attempts_total",
+                                "HTTP attempts made by notification deliveries (retries included).",
+                                n->attempts);
     if (!rc)
-        rc = qg_buf_puts(out, "# HELP quantgate_notify_merged_total Alerts that went out in one "
-                              "message with others (a lane's burst or a 429's wait).\n"
-                              "# TYPE quantgate_notify_merged_total counter\n");
-    for (int c = 0; c < QG_NCH__COUNT && !rc; c++)
-        rc = qg_buf_printf(out, "quantgate_notify_merged_total{channel=\"%s\"} %llu\n",
-                           backends[c]->channel, (unsigned long long)atomic_load(&n->merged[c]));
+        rc = render_per_channel(out, "quantgate_notify_merged_total",
+                                "Alerts that went out in one message with others (queued while "
+                                "a retry held the target).",
+                                n->merged);
     if (!rc)
         rc = qg_buf_printf(out,
                            "# HELP quantgate_notify_targets Configured notification targets.\n"

@@ -13,6 +13,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #define QG_MS_PER_SEC  1000LL
 #define QG_MS_PER_MIN  60000LL
@@ -22,6 +23,9 @@
 int64_t qg_time_now_ms(void);
 /* Microseconds on the monotonic clock (intervals only: not a time of day). */
 int64_t qg_time_mono_us(void);
+/* The time ms from now on `clock`, as pthread_cond_timedwait takes it
+ * (CLOCK_REALTIME, or the clock the condition variable was made with). */
+struct timespec qg_time_deadline(clockid_t clock, int64_t ms);
 
 /* Days since 1970-01-01 for a proleptic Gregorian date (month 1-12). */
 int64_t qg_days_from_civil(int64_t y, unsigned m, unsigned d);

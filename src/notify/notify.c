@@ -398,9 +398,10 @@ char *qg_notify_print(cJSON *root)
     return out;
 }
 
-char *qg_notify_cap_text(const char *text, size_t max)
+/* qg_notify_cap_text that also gives the result's length in UTF-16 units. */
+static char *cap_text_units(const char *text, size_t max, size_t *units_out)
 {
-    size_t units = 0, i = 0, cut = 0;
+    size_t units = 0, i = 0, cut = 0, cut_units = 0;
     const unsigned char *s = (const unsigned char *)text;
     /* Walk whole UTF-8 sequences, counting UTF-16 units; remember the last
      * boundary that still leaves room for the 1-unit ellipsis. */
@@ -409,15 +410,25 @@ char *qg_notify_cap_text(const char *text, size_t max)
         size_t u = len == 4 ? 2 : 1;
         for (size_t k = 1; k < len; k++)
             if (!s[i + k]) len = k; /* a truncated sequence ends the text */
-        if (units + u <= (max ? max - 1 : 0)) cut = i + len;
+        if (units + u <= (max ? max - 1 : 0)) cut = i + len, cut_units = units + u;
         units += u;
         i += len;
     }
-    if (units <= max) return qg_xstrdup(text);
+    if (units <= max) {
+        *units_out = units;
+        return qg_xstrdup(text);
+    }
     char *out = qg_xmalloc(cut + 4);
     memcpy(out, text, cut);
     memcpy(out + cut, "\xE2\x80\xA6", 4); /* "…" and the NUL */
+    *units_out = cut_units + 1;
     return out;
+}
+
+char *qg_notify_cap_text(const char *text, size_t max)
+{
+    size_t units;
+    return cap_text_units(text, max, &units);
 }
 
 double qg_notify_parse_retry_after(const char *hdr)
@@ -786,15 +797,6 @@ struct qg_notify_wait {
     bool done;            /* rec holds the outcome */
 };
 
-/* Length in UTF-16 units, as the platforms count (see qg_notify_cap_text). */
-static size_t utf16_units(const char *text)
-{
-    size_t units = 0;
-    for (const unsigned char *s = (const unsigned char *)text; *s; s++)
-        if ((*s & 0xC0) != 0x80) units += *s >= 0xF0 ? 2 : 1;
-    return units;
-}
-
 static bool merges(const qg_notify *n, const qg_notify_target *t)
 {
     return n->merge_max > 1 && backends[t->chan]->merges;
@@ -948,10 +950,7 @@ static void run_lanes(qg_notify *n, const send_item *direct, size_t nd, qg_notif
                 if (!waits[i].done && !waits[i].taken) abandon_wait(n, &waits[i]);
             continue; /* taken ones: their sender stops soon too */
         }
-        struct timespec until;
-        clock_gettime(CLOCK_MONOTONIC, &until);
-        until.tv_nsec += QG_NOTIFY_TICK_MS * 1000000L;
-        if (until.tv_nsec >= 1000000000L) until.tv_sec++, until.tv_nsec -= 1000000000L;
+        struct timespec until = qg_time_deadline(CLOCK_MONOTONIC, QG_NOTIFY_TICK_MS);
         pthread_cond_timedwait(wake, &n->lane_mu, &until);
     }
     pthread_mutex_unlock(&n->lane_mu);
@@ -970,30 +969,42 @@ qg_status qg_notify_send(qg_notify *n, const qg_notify_msg *m, qg_notify_want_fn
 {
     *n_out = 0;
     if (!n) return QG_OK;
+    /* The wanted targets and their texts, outside the lanes' lock. */
+    size_t target[QG_NOTIFY_TARGETS_MAX], units[QG_NOTIFY_TARGETS_MAX];
+    char *capped[QG_NOTIFY_TARGETS_MAX];
     char *text = NULL;
+    size_t nj = 0;
+    bool any_lane = false;
+    for (size_t i = 0; i < n->ntargets; i++) {
+        const qg_notify_target *t = &n->targets[i];
+        if (want && !want(ud, backends[t->chan]->channel, t->key)) continue;
+        if (!text) text = qg_notify_format(m);
+        capped[nj] = cap_text_units(text, backends[t->chan]->max_text, &units[nj]);
+        target[nj++] = i;
+        any_lane = any_lane || merges(n, t);
+    }
+    free(text);
+    if (nj == 0) return QG_OK;
+
     send_item direct[QG_NOTIFY_TARGETS_MAX];
     qg_notify_wait waits[QG_NOTIFY_TARGETS_MAX];
-    char *capped[QG_NOTIFY_TARGETS_MAX];
-    size_t nj = 0, nd = 0, nw = 0;
+    size_t nd = 0, nw = 0;
     pthread_cond_t wake;
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&wake, &ca);
     pthread_condattr_destroy(&ca);
-    pthread_mutex_lock(&n->lane_mu);
-    for (size_t i = 0; i < n->ntargets; i++) {
-        const qg_notify_target *t = &n->targets[i];
-        if (want && !want(ud, backends[t->chan]->channel, t->key)) continue;
-        if (!text) text = qg_notify_format(m);
-        capped[nj] = qg_notify_cap_text(text, backends[t->chan]->max_text);
-        qg_notify_lane *l = merges(n, t) ? &n->lanes[i] : NULL;
+    if (any_lane) pthread_mutex_lock(&n->lane_mu);
+    for (size_t k = 0; k < nj; k++) {
+        const qg_notify_target *t = &n->targets[target[k]];
+        qg_notify_lane *l = merges(n, t) ? &n->lanes[target[k]] : NULL;
         if (l && must_queue(l)) {
             qg_notify_wait *w = &waits[nw++];
-            *w = (qg_notify_wait){.target = i,
-                                  .text = capped[nj],
-                                  .units = utf16_units(capped[nj]),
-                                  .rec = &out[nj],
+            *w = (qg_notify_wait){.target = target[k],
+                                  .text = capped[k],
+                                  .units = units[k],
+                                  .rec = &out[k],
                                   .wake = &wake};
             if (l->tail)
                 l->tail->next = w;
@@ -1002,19 +1013,17 @@ qg_status qg_notify_send(qg_notify *n, const qg_notify_msg *m, qg_notify_want_fn
             l->tail = w;
         } else {
             direct[nd++] = (send_item){
-                .t = t, .text = capped[nj], .m = m, .alerts = 1, .lane = l, .rec = &out[nj]};
+                .t = t, .text = capped[k], .m = m, .alerts = 1, .lane = l, .rec = &out[k]};
         }
-        nj++;
     }
-    pthread_mutex_unlock(&n->lane_mu);
-    if (nj) run_lanes(n, direct, nd, waits, nw, &wake, stop);
+    if (any_lane) pthread_mutex_unlock(&n->lane_mu);
+    run_lanes(n, direct, nd, waits, nw, &wake, stop);
     pthread_cond_destroy(&wake);
     qg_status rc = QG_OK;
-    for (size_t i = 0; i < nj; i++) {
-        if (!out[i].ok) rc = QG_EIO;
-        free(capped[i]);
+    for (size_t k = 0; k < nj; k++) {
+        if (!out[k].ok) rc = QG_EIO;
+        free(capped[k]);
     }
-    free(text);
     *n_out = nj;
     return rc;
 }

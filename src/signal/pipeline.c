@@ -148,11 +148,7 @@ bool qg_pipeline_push(qg_pipeline *p, qg_pjob *j)
 
 bool qg_pipeline_sleep(qg_pipeline *p, int64_t ms)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_sec += ms / 1000;
-    ts.tv_nsec += (ms % 1000) * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) ts.tv_sec++, ts.tv_nsec -= 1000000000L;
+    struct timespec ts = qg_time_deadline(CLOCK_REALTIME, ms);
     pthread_mutex_lock(&p->mu);
     while (!atomic_load(&p->stop))
         if (pthread_cond_timedwait(&p->stop_cv, &p->mu, &ts) == ETIMEDOUT) break;

@@ -377,7 +377,10 @@ static qg_status build_request(const qg_ai_call *call, const qg_prompt_rendered 
     req->messages = msgs;
     req->n_messages = call->req.n_messages + 1;
     if (!req->task) req->task = call->template_id;
-    if (!req->task_input) req->task_input = call->params_json;
+    if (!req->task_input) {
+        req->task_input = call->params_json;
+        req->task_doc = call->params;
+    }
     return QG_OK;
 }
 
@@ -388,22 +391,6 @@ static void add_usage(qg_ai_usage *sum, const qg_ai_usage *u)
     sum->cached += u->cached;
 }
 
-/* Extracts, repairs and validates a JSON answer; on success *json is the
- * clean text (arena). */
-static qg_status check_json(const char *text, const char *schema, qg_arena *a, const char **json,
-                            qg_error *verr)
-{
-    const char *clean = NULL;
-    qg_status rc = qg_jsonfix_extract(text ? text : "", a, &clean, verr);
-    if (rc) return rc;
-    cJSON *v = cJSON_Parse(clean);
-    if (!v) return qg_error_set(verr, QG_EINVAL, "the repaired answer is not JSON");
-    rc = qg_jsonfix_validate(v, schema, verr);
-    cJSON_Delete(v);
-    if (!rc) *json = clean;
-    return rc;
-}
-
 /* One corrective retry with the validation error, then the builtin
  * provider's answer as a recorded fallback. */
 static qg_status structured(qg_ai *ai, const qg_ai_call *call, const qg_ai_request *req,
@@ -411,7 +398,7 @@ static qg_status structured(qg_ai *ai, const qg_ai_call *call, const qg_ai_reque
                             qg_error *err)
 {
     qg_error verr = {0};
-    if (!check_json(out->resp.text, call->expect_shape, a, &out->json, &verr)) return QG_OK;
+    if (!qg_jsonfix_parse(out->resp.text, call->expect_shape, a, &out->json, &verr)) return QG_OK;
     qg_info("ai: %s answer failed validation (%s); corrective retry", out->model_name, verr.msg);
 
     qg_ai_request again = *req;
@@ -438,7 +425,7 @@ static qg_status structured(qg_ai *ai, const qg_ai_call *call, const qg_ai_reque
         info->attempts += info2.attempts;
         info->upstream_us += info2.upstream_us;
         qg_error_clear(&verr);
-        if (!check_json(second.text, call->expect_shape, a, &out->json, &verr)) {
+        if (!qg_jsonfix_parse(second.text, call->expect_shape, a, &out->json, &verr)) {
             qg_ai_usage sum = out->resp.usage;
             out->resp = second;
             out->resp.usage = sum;
@@ -453,7 +440,7 @@ static qg_status structured(qg_ai *ai, const qg_ai_call *call, const qg_ai_reque
     qg_status rc = qg_ai_provider_builtin.complete(&bd, req, a, NULL, NULL, &fb, err);
     if (rc) return rc;
     qg_error_clear(&verr);
-    if (check_json(fb.text, call->expect_shape, a, &out->json, &verr)) {
+    if (qg_jsonfix_parse(fb.text, call->expect_shape, a, &out->json, &verr)) {
         out->resp.error.kind = QG_AI_EOUTPUT;
         snprintf(out->resp.error.message, sizeof out->resp.error.message, "%s", verr.msg);
         return qg_error_set(err, QG_EAGAIN, "structured output invalid after retry: %s", verr.msg);
@@ -532,8 +519,8 @@ qg_status qg_ai_complete(qg_ai *ai, const qg_ai_call *call, qg_arena *a, qg_ai_r
          * the arena. */
         char scratch[QG_AI_RENDER_SCRATCH];
         qg_json_scratch_begin(scratch, sizeof scratch);
-        rc = qg_prompt_render_cached(ai->prompts, c, call->template_id, 0, call->params_json, a,
-                                     &tpl, err);
+        rc = qg_prompt_render_cached(ai->prompts, c, call->template_id, 0, call->params_json,
+                                     call->params, a, &tpl, err);
         qg_json_scratch_end();
         out->template_version = tpl.version;
     }

@@ -82,6 +82,9 @@ typedef struct qg_ai_request {
      * ignore both. */
     const char *task;
     const char *task_input;
+    /* task_input already parsed (borrowed; optional): the builtin provider
+     * reads it instead of parsing the text again. */
+    const struct cJSON *task_doc;
 } qg_ai_request;
 
 /* ---- streaming ---- */
@@ -172,6 +175,10 @@ typedef struct qg_ai_call {
     /* what: a template id and its parameters (a JSON object as text) ... */
     const char *template_id;
     const char *params_json;
+    /* The same parameters already parsed (borrowed; optional, and when set
+     * params_json must be its text): the render and the builtin provider
+     * read it instead of each parsing params_json. */
+    const struct cJSON *params;
     /* ... and/or a request. With a template, the rendered system prompt
      * replaces req.system and the rendered text is appended as the last user
      * message after req.messages. */

@@ -422,8 +422,10 @@ static cJSON *parse_container(const char *buf, size_t n)
     return v;
 }
 
-qg_status qg_jsonfix_extract(const char *text, qg_arena *a, const char **json_out, qg_error *err)
+qg_status qg_jsonfix_extract_value(const char *text, qg_arena *a, const char **json_out,
+                                   cJSON **value_out, qg_error *err)
 {
+    *value_out = NULL;
     if (!text) return qg_error_set(err, QG_EINVAL, "answer: empty");
     size_t n = strlen(text);
     if (n > QG_JSONFIX_MAX_INPUT)
@@ -435,9 +437,12 @@ qg_status qg_jsonfix_extract(const char *text, qg_arena *a, const char **json_ou
     cJSON *whole = cJSON_ParseWithLengthOpts(text, n, &vend, false);
     if (whole && (cJSON_IsObject(whole) || cJSON_IsArray(whole)) && !*skip_ws(vend, text + n)) {
         const char *s = to_arena(a, whole, err);
-        cJSON_Delete(whole);
-        if (!s) return QG_ENOMEM;
+        if (!s) {
+            cJSON_Delete(whole);
+            return QG_ENOMEM;
+        }
         *json_out = s;
+        *value_out = whole;
         return QG_OK;
     }
     cJSON_Delete(whole);
@@ -461,15 +466,27 @@ qg_status qg_jsonfix_extract(const char *text, qg_arena *a, const char **json_ou
             if (!v && fix_run(&f, p, re) && f.out.len) v = parse_container(f.out.data, f.out.len);
             if (!v) continue;
             const char *s = to_arena(a, v, err);
-            cJSON_Delete(v);
             rc = s ? QG_OK : QG_ENOMEM;
-            if (s) *json_out = s;
+            if (s) {
+                *json_out = s;
+                *value_out = v;
+            } else {
+                cJSON_Delete(v);
+            }
             break;
         }
     }
     qg_buf_free(&f.out);
     if (rc == QG_EINVAL)
         qg_error_set(err, QG_EINVAL, "answer: no JSON object or array could be found or repaired");
+    return rc;
+}
+
+qg_status qg_jsonfix_extract(const char *text, qg_arena *a, const char **json_out, qg_error *err)
+{
+    cJSON *v = NULL;
+    qg_status rc = qg_jsonfix_extract_value(text, a, json_out, &v, err);
+    cJSON_Delete(v);
     return rc;
 }
 
@@ -755,15 +772,10 @@ qg_status qg_jsonfix_parse(const char *text, const char *schema_json, qg_arena *
                            const char **json_out, qg_error *err)
 {
     const char *json = NULL;
-    qg_status rc = qg_jsonfix_extract(text, a, &json, err);
-    if (rc) return rc;
-    if (schema_json) {
-        cJSON *v = cJSON_Parse(json);
-        if (!v) return qg_error_set(err, QG_EINTERNAL, "jsonfix: repaired text does not parse");
-        rc = qg_jsonfix_validate(v, schema_json, err);
-        cJSON_Delete(v);
-        if (rc) return rc;
-    }
-    *json_out = json;
-    return QG_OK;
+    cJSON *v = NULL;
+    qg_status rc = qg_jsonfix_extract_value(text, a, &json, &v, err);
+    if (!rc && schema_json) rc = qg_jsonfix_validate(v, schema_json, err);
+    cJSON_Delete(v);
+    if (!rc) *json_out = json;
+    return rc;
 }

@@ -36,6 +36,11 @@
  * message when there is no object or array or it cannot be repaired;
  * QG_ERANGE when text is longer than QG_JSONFIX_MAX_INPUT. */
 qg_status qg_jsonfix_extract(const char *text, qg_arena *a, const char **json_out, qg_error *err);
+/* The same, also handing back the parsed value (*value_out: the caller's,
+ * cJSON_Delete; NULL on error) so a caller that goes on to read it does
+ * not parse *json_out again. */
+qg_status qg_jsonfix_extract_value(const char *text, qg_arena *a, const char **json_out,
+                                   cJSON **value_out, qg_error *err);
 
 /* Checks value against schema_json (see above). QG_OK when it conforms;
  * QG_EINVAL with the first violation as "$.path: reason" (e.g.

@@ -974,19 +974,23 @@ static qg_status answer_for(const qg_ai_request *req, qg_arena *a, const char **
     const char *task = req->task ? req->task : "";
     if (!strcmp(task, "signal.analyze")) {
         const char *in = req->task_input;
-        if (!in || !*in) {
-            const char *fixed = NULL;
-            if (qg_jsonfix_extract(last_user_text(req), a, &fixed, NULL) == QG_OK) in = fixed;
+        cJSON *s = NULL; /* parsed here, without the caller's task_doc */
+        const cJSON *doc = req->task_doc;
+        if (!doc) {
+            if (!in || !*in) {
+                const char *fixed = NULL;
+                if (qg_jsonfix_extract(last_user_text(req), a, &fixed, NULL) == QG_OK) in = fixed;
+            }
+            if (!in) return qg_error_set(err, QG_EINVAL, "signal.analyze: task_input: missing");
+            if (!(doc = s = cJSON_Parse(in)))
+                return qg_error_set(err, QG_EINVAL, "signal.analyze: task_input: not valid JSON");
         }
-        if (!in) return qg_error_set(err, QG_EINVAL, "signal.analyze: task_input: missing");
-        cJSON *s = cJSON_Parse(in);
-        if (!s) return qg_error_set(err, QG_EINVAL, "signal.analyze: task_input: not valid JSON");
         /* Through the signal.analyze template the input is the template's
          * parameters, {"signal": {...}, ...}: the signal is that member
          * (an object, or JSON text when the caller passed it as a string). */
-        const cJSON *target = s;
+        const cJSON *target = doc;
         cJSON *inner = NULL;
-        const cJSON *member = cJSON_GetObjectItemCaseSensitive(s, "signal");
+        const cJSON *member = cJSON_GetObjectItemCaseSensitive(doc, "signal");
         if (cJSON_IsObject(member))
             target = member;
         else if (cJSON_IsString(member) && (inner = cJSON_Parse(member->valuestring)))

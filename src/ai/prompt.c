@@ -616,15 +616,15 @@ qg_status qg_prompt_render(qg_conn *c, const char *template_id, int version,
                            const char *params_json, qg_arena *a, qg_prompt_rendered *out,
                            qg_error *err)
 {
-    return qg_prompt_render_cached(NULL, c, template_id, version, params_json, a, out, err);
+    return qg_prompt_render_cached(NULL, c, template_id, version, params_json, NULL, a, out, err);
 }
 
 qg_status qg_prompt_render_cached(qg_prompt_cache *pc, qg_conn *c, const char *template_id,
-                                  int version, const char *params_json, qg_arena *a,
-                                  qg_prompt_rendered *out, qg_error *err)
+                                  int version, const char *params_json, const cJSON *params,
+                                  qg_arena *a, qg_prompt_rendered *out, qg_error *err)
 {
     qg_status rc = QG_OK;
-    cJSON *vals = NULL;
+    cJSON *vals = NULL; /* parsed here, when params is NULL */
     if (!qg_prompt_id_valid(template_id))
         return qg_error_set(err, QG_ENOTFOUND, "template \"%.64s\" not found",
                             template_id ? template_id : "");
@@ -637,20 +637,18 @@ qg_status qg_prompt_render_cached(qg_prompt_cache *pc, qg_conn *c, const char *t
     if (!v.found)
         return qg_error_set(err, QG_ENOTFOUND, "template %s has no version %d", template_id,
                             version);
-    if (params_json && *params_json) {
-        vals = cJSON_Parse(params_json);
-        if (!cJSON_IsObject(vals)) {
-            rc = qg_error_set(err, QG_EINVAL, "template %s: params: expected a JSON object",
-                              template_id);
-            goto out;
-        }
-    } else if (!(vals = cJSON_CreateObject())) {
-        rc = qg_error_set(err, QG_ENOMEM, "out of memory");
+    if (!params) {
+        vals = params_json && *params_json ? cJSON_Parse(params_json) : cJSON_CreateObject();
+        params = vals;
+    }
+    if (!cJSON_IsObject(params)) {
+        rc = qg_error_set(err, QG_EINVAL, "template %s: params: expected a JSON object",
+                          template_id);
         goto out;
     }
     decls d;
     if ((rc = decls_parse(v.params, a, &d, NULL, err))) goto out;
-    render_ctx x = {.c = c, .pc = pc, .a = a, .root = template_id, .vals = vals};
+    render_ctx x = {.c = c, .pc = pc, .a = a, .root = template_id, .vals = params};
     const char *sys = NULL, *user = NULL;
     if ((rc = render_part(&x, v.system, &d, &sys, err))) goto out;
     if ((rc = render_part(&x, v.body, &d, &user, err))) goto out;

@@ -154,10 +154,12 @@ qg_status qg_prompt_render(qg_conn *c, const char *template_id, int version,
 typedef struct qg_prompt_cache qg_prompt_cache;
 qg_prompt_cache *qg_prompt_cache_new(void);
 void qg_prompt_cache_free(qg_prompt_cache *pc);
-/* qg_prompt_render through pc (NULL: no cache). */
+struct cJSON;
+/* qg_prompt_render through pc (NULL: no cache). params, when not NULL,
+ * is params_json already parsed (borrowed) and is read instead of it. */
 qg_status qg_prompt_render_cached(qg_prompt_cache *pc, qg_conn *c, const char *template_id,
-                                  int version, const char *params_json, qg_arena *a,
-                                  qg_prompt_rendered *out, qg_error *err);
+                                  int version, const char *params_json, const struct cJSON *params,
+                                  qg_arena *a, qg_prompt_rendered *out, qg_error *err);
 
 /* ---- default templates (prompts/ *.prompt) ---- */
 

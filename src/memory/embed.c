@@ -132,20 +132,25 @@ static void ftab_add(ftab *t, uint64_t h, double w)
 
 /* ---- words -------------------------------------------------------------- */
 
-static const char *const stopwords[] = {
-    "a",    "an",    "the",  "and",   "or",    "but",   "of",     "in",    "on",   "at",    "to",
-    "for",  "from",  "by",   "with",  "as",    "is",    "are",    "was",   "were", "be",    "been",
-    "it",   "its",   "this", "that",  "these", "those", "there",  "then",  "than", "so",    "if",
-    "into", "onto",  "over", "about", "we",    "you",   "he",     "she",   "they", "i",     "me",
-    "my",   "our",   "your", "their", "his",   "her",   "do",     "does",  "did",  "has",   "have",
-    "had",  "not",   "no",   "can",   "will",  "would", "should", "could", "what", "which", "who",
-    "when", "where", "how",  "all",   "any",   "some",  "very",   "just",
+/* The stop words, by length: stopwords_by_len[n] is every n-letter one
+ * run together (a table lookup instead of a pass over the whole list, as
+ * this runs for every word of every text embedded). */
+static const char *const stopwords_by_len[] = {
+    "",
+    "ai",
+    "anorofinonattobyasisbeitsoifwehememydono",
+    "theandbutforarewasitsyousheourhisherdidhashadnotcanwhohowallany",
+    "fromwithwerebeenthisthatthenthanintoontoovertheyyourdoeshavewillwhatwhensomeveryjust",
+    "thesethosethereabouttheirwouldcouldwhichwhere",
+    "should",
 };
 
 static int is_stopword(const char *w, size_t n)
 {
-    for (size_t i = 0; i < sizeof stopwords / sizeof stopwords[0]; i++)
-        if (strlen(stopwords[i]) == n && memcmp(stopwords[i], w, n) == 0) return 1;
+    if (n == 0 || n >= sizeof stopwords_by_len / sizeof stopwords_by_len[0]) return 0;
+    const char *s = stopwords_by_len[n];
+    for (size_t len = strlen(s), i = 0; i + n <= len; i += n)
+        if (memcmp(s + i, w, n) == 0) return 1;
     return 0;
 }
 

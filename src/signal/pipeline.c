@@ -329,6 +329,21 @@ static void *sweeper_main(void *arg)
 
 /* ---- the rememberer ---- */
 
+/* The members of an analysis that remembering reads (stages.c,
+ * remember_input), so the rememberer need not parse the whole analysis
+ * again. NULL without an analysis document. */
+static cJSON *remembered_fields(const cJSON *an)
+{
+    if (!an) return NULL;
+    static const char *const keep[] = {"score", "risk", "explanation"};
+    cJSON *o = cJSON_CreateObject();
+    for (size_t i = 0; i < sizeof keep / sizeof keep[0]; i++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(an, keep[i]);
+        if (v) cJSON_AddItemToObject(o, keep[i], cJSON_Duplicate(v, true));
+    }
+    return o;
+}
+
 bool qg_pipeline_remember_later(qg_pipeline *p, const qg_pjob *j)
 {
     pthread_mutex_lock(&p->rm_mu);
@@ -342,6 +357,7 @@ bool qg_pipeline_remember_later(qg_pipeline *p, const qg_pjob *j)
         c->has_score = j->has_score;
         c->score = j->score;
         c->analysis = j->analysis ? qg_xstrdup(j->analysis) : NULL;
+        c->an_doc = remembered_fields(j->an_doc);
         if (p->rm_tail)
             p->rm_tail->next = c;
         else

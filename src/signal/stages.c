@@ -495,7 +495,6 @@ static qg_status analyse_now(qg_pipeline *p, qg_pjob *j, cJSON **out, qg_error *
     cJSON_AddItemReferenceToObject(market, "similar_past_setups", similar);
     cJSON_AddItemToObject(params, "market", market);
     char *pj = cJSON_PrintUnformatted(params);
-    cJSON_Delete(params);
 
     qg_arena a;
     qg_arena_init(&a, 32768);
@@ -503,11 +502,13 @@ static qg_status analyse_now(qg_pipeline *p, qg_pjob *j, cJSON **out, qg_error *
                        .model = p->model,
                        .template_id = "signal.analyze",
                        .params_json = pj,
+                       .params = params,
                        .expect_shape = ANALYSIS_SHAPE};
     qg_ai_result res;
     memset(&res, 0, sizeof res);
     rc = qg_ai_complete(p->cfg.ai, &call, &a, &res, err);
     cJSON_free(pj);
+    cJSON_Delete(params);
     cJSON *doc = NULL;
     if (!rc) {
         const char *text = res.json;
@@ -748,7 +749,9 @@ static qg_status st_remember(qg_pipeline *p, qg_pjob *j, flow *f, qg_error *err)
     return QG_OK;
 }
 
-/* The text and meta a signal is remembered with (*mj: cJSON_free). */
+/* The text and meta a signal is remembered with (*mj: cJSON_free). Of
+ * the analysis it reads only score, risk and explanation: the rememberer's
+ * copy of a job carries just those (pipeline.c, remembered_fields). */
 static void remember_input(qg_pjob *j, const char *outcome, bool has_pnl, double pnl, qg_buf *t,
                            char **mj)
 {

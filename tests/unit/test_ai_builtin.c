@@ -10,6 +10,7 @@
 #include "ai/provider.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 /* ---- signal analysis ---- */
@@ -323,6 +324,29 @@ Test(ai_builtin, provider_signal_task_streams_and_counts)
     cr_assert_str_eq(resp.finish_reason, "stop");
     cr_assert_str_eq(resp.model, "builtin");
     cr_assert_eq(resp.error.kind, QG_AI_OK);
+    qg_arena_free(&a);
+}
+
+/* The template's parameters handed over parsed (task_doc) give the same
+ * answer as their text; the text is then not read. */
+Test(ai_builtin, provider_reads_the_parsed_task_input)
+{
+    qg_arena a;
+    qg_arena_init(&a, 0);
+    char params[4096];
+    snprintf(params, sizeof params, "{\"signal\":%s,\"market\":{}}", GOOD_LONG);
+    qg_ai_request req = {.task = "signal.analyze", .task_input = params, .temperature = -1};
+    qg_ai_response want, got;
+    qg_error err = {0};
+    cr_assert_eq(qg_ai_provider_builtin.complete(NULL, &req, &a, NULL, NULL, &want, &err), QG_OK,
+                 "%s", err.msg);
+    cJSON *doc = cJSON_Parse(params);
+    req.task_input = "not json";
+    req.task_doc = doc;
+    cr_assert_eq(qg_ai_provider_builtin.complete(NULL, &req, &a, NULL, NULL, &got, &err), QG_OK,
+                 "%s", err.msg);
+    cr_assert_str_eq(got.text, want.text);
+    cJSON_Delete(doc);
     qg_arena_free(&a);
 }
 

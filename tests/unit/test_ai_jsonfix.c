@@ -81,6 +81,20 @@ Test(ai_jsonfix, repair_table)
             cr_assert_eq(rc, QG_EINVAL, "%s: accepted as %s", c->name, out ? out : "?");
             cr_assert(strstr(err.msg, "no JSON"), "%s: %s", c->name, err.msg);
         }
+        /* The value handed back is exactly what the text says. */
+        cJSON *v = (cJSON *)1;
+        const char *out2 = NULL;
+        rc = qg_jsonfix_extract_value(c->in, &a, &out2, &v, &err);
+        if (c->want) {
+            cr_assert_eq(rc, QG_OK, "%s: %s", c->name, err.msg);
+            char *printed = cJSON_PrintUnformatted(v);
+            cr_assert_str_eq(printed, c->want, "%s: value %s", c->name, printed);
+            cr_assert_str_eq(out2, c->want);
+            cJSON_free(printed);
+            cJSON_Delete(v);
+        } else {
+            cr_assert_null(v, "%s: a value on error", c->name);
+        }
         qg_arena_free(&a);
     }
 }

@@ -131,6 +131,33 @@ Test(prompt, renders_params_fenced_trusted_and_defaults)
                      "<data name=\"note\">[1,2]</data>");
 }
 
+/* Parameters handed over already parsed render exactly as their text does,
+ * and must still be an object. */
+Test(prompt, parsed_params_render_as_their_text)
+{
+    save("signal.analyze", "task", "Rules: {{rules}}", "Signal {{signal}} for {{profile}}.{{note}}",
+         P_SIGNAL);
+    const char *params = "{\"signal\":{\"price\":101.5,\"side\":\"buy\"},\"note\":[1,2]}";
+    qg_prompt_rendered want = render("signal.analyze", 0, params);
+    cJSON *doc = cJSON_Parse(params);
+    qg_prompt_rendered r = {0};
+    qg_error err = {0};
+    /* the text argument is not read when the parsed form is given */
+    cr_assert_eq(
+        qg_prompt_render_cached(NULL, conn, "signal.analyze", 0, "not json", doc, &arena, &r, &err),
+        QG_OK, "%s", err.msg);
+    cr_assert_str_eq(r.system, want.system);
+    cr_assert_str_eq(r.user, want.user);
+    cJSON_Delete(doc);
+
+    cJSON *arr = cJSON_CreateArray();
+    cr_assert_eq(
+        qg_prompt_render_cached(NULL, conn, "signal.analyze", 0, "[]", arr, &arena, &r, &err),
+        QG_EINVAL);
+    cr_assert(strstr(err.msg, "params: expected a JSON object"), "%s", err.msg);
+    cJSON_Delete(arr);
+}
+
 Test(prompt, missing_required_parameter_is_named)
 {
     save("signal.analyze", "task", "", "Signal {{signal}}", P_SIGNAL);
@@ -564,7 +591,7 @@ static const char *render_c(qg_prompt_cache *pc, const char *id, int version)
 {
     qg_prompt_rendered r = {0};
     qg_error err = {0};
-    qg_status rc = qg_prompt_render_cached(pc, conn, id, version, "{}", &arena, &r, &err);
+    qg_status rc = qg_prompt_render_cached(pc, conn, id, version, "{}", NULL, &arena, &r, &err);
     cr_assert_eq(rc, QG_OK, "render %s: %s", id, err.msg);
     return r.user;
 }
@@ -586,7 +613,7 @@ Test(prompt, cache_follows_saves_and_rollbacks)
     cr_assert_str_eq(render_c(pc, "t", 0), "T1 P2", "rolled back");
     /* unknown templates stay unknown until they are saved */
     qg_prompt_rendered r = {0};
-    cr_assert_eq(qg_prompt_render_cached(pc, conn, "later", 0, "{}", &arena, &r, &err),
+    cr_assert_eq(qg_prompt_render_cached(pc, conn, "later", 0, "{}", NULL, &arena, &r, &err),
                  QG_ENOTFOUND);
     save("later", "task", "", "L", NULL);
     cr_assert_str_eq(render_c(pc, "later", 0), "L");

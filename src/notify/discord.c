@@ -50,6 +50,7 @@ const qg_notify_backend qg_notify_discord = {
     .channel = "discord",
     .max_text = QG_DISCORD_TEXT_MAX,
     .merges = true,
+    .reads_extra = false,
     .build = discord_build,
     .classify = discord_classify,
 };

@@ -331,6 +331,13 @@ size_t qg_notify_targets(const qg_notify *n)
     return n ? n->ntargets : 0;
 }
 
+bool qg_notify_reads_extra(const qg_notify *n)
+{
+    for (size_t i = 0; n && i < n->ntargets; i++)
+        if (backends[n->targets[i].chan]->reads_extra) return true;
+    return false;
+}
+
 /* ------------------------------------------------------ per-thread handles */
 
 struct qg_notify_tctx {

@@ -105,6 +105,10 @@ typedef struct qg_delivery {
 /* Number of targets across channels. */
 size_t qg_notify_targets(const qg_notify *n);
 
+/* Whether any target sends qg_notify_msg.extra (a generic webhook does),
+ * so a caller can skip building it when none does. */
+bool qg_notify_reads_extra(const qg_notify *n);
+
 /* Optional hook before each target: return false to skip it (the pipeline
  * skips targets already delivered before a restart). */
 typedef bool (*qg_notify_want_fn)(void *ud, const char *channel, const char *key);

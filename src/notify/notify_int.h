@@ -46,6 +46,9 @@ typedef struct qg_notify_backend {
     /* Queued texts to one target may go out joined as one message (the
      * chat platforms; not the generic webhook, one signal per body). */
     bool merges;
+    /* The body carries the message's `extra` object (the generic webhook's
+     * "signal"); the others never read it. */
+    bool reads_extra;
     /* Builds the POST for one message: *url and *body are heap strings the
      * caller frees. dest is the target (a chat id or a webhook URL); text is
      * already capped. */

@@ -44,6 +44,7 @@ const qg_notify_backend qg_notify_slack = {
     .channel = "slack",
     .max_text = QG_SLACK_TEXT_MAX,
     .merges = true,
+    .reads_extra = false,
     .build = slack_build,
     .classify = slack_classify,
 };

@@ -137,6 +137,7 @@ const qg_notify_backend qg_notify_telegram = {
     .channel = "telegram",
     .max_text = QG_TELEGRAM_TEXT_MAX,
     .merges = true,
+    .reads_extra = false,
     .build = tg_build,
     .classify = tg_classify,
 };

@@ -71,6 +71,7 @@ const qg_notify_backend qg_notify_webhook = {
     .channel = "webhook",
     .max_text = QG_WEBHOOK_TEXT_MAX,
     .merges = false,
+    .reads_extra = true,
     .build = webhook_build,
     .classify = webhook_classify,
 };

@@ -707,8 +707,11 @@ static qg_status st_notify(run_ctx *x, flow *f, qg_error *err)
     const cJSON *an = analysis_doc(j);
     qg_notify_msg m;
     fill_msg(j, an, &m);
-    cJSON *extra = signal_input(j);
-    if (an) cJSON_AddItemReferenceToObject(extra, "analysis", (cJSON *)an);
+    cJSON *extra = NULL; /* built only for the targets that send it */
+    if (qg_notify_reads_extra(p->cfg.notify)) {
+        extra = signal_input(j);
+        if (an) cJSON_AddItemReferenceToObject(extra, "analysis", (cJSON *)an);
+    }
     m.extra = extra;
     char summary[384];
     qg_status rc = send_all(x, &m, summary, sizeof summary, err);

@@ -511,6 +511,42 @@ class RememberQueueTest(qgtest.ServerTest):
         self.assertEqual(len(items.json["items"]), len(ids), items.json)
 
 
+class WebhookTargetTest(qgtest.ServerTest):
+    """A generic JSON webhook target gets the signal object with its analysis
+    (the only channel that reads it: the pipeline builds it just for them)."""
+
+    SERVER_ENV = {
+        "WEBHOOK_SECRET": SECRET,
+        "QG_NOTIFY_WEBHOOK_URL": FAKE.url + "/webhook/pipeline-hook",
+    }
+
+    def test_the_webhook_body_carries_the_signal_and_its_analysis(self):
+        self.srv.secret(SECRET)
+        admin = self.srv.admin_token()
+        body = payload(sym("W"))
+        r = self.srv.request("POST", "/api/webhook/receive", body, headers={"X-Webhook-Secret": SECRET})
+        self.assertEqual(r.status, 202, r)
+        sid = r.json["id"]
+        deadline = time.time() + 30
+        while True:
+            s = self.srv.request("GET", "/api/signals/" + sid, token=admin).json
+            if s["state"] in TERMINAL:
+                break
+            self.assertLess(time.time(), deadline, s)
+            time.sleep(0.1)
+        self.assertEqual(s["state"], "done", s)
+        self.assertEqual([d["channel"] for d in s["deliveries"]], ["webhook"], s["deliveries"])
+        hooks = [m for m in FAKE.messages_for("webhook") if "pipeline-hook" in m["path"]]
+        hooks = [m for m in hooks if (m["body"].get("signal") or {}).get("signal_id") == sid]
+        self.assertEqual(len(hooks), 1, hooks)
+        sig = hooks[0]["body"]["signal"]
+        self.assertEqual(hooks[0]["body"]["event"], "signal")
+        self.assertEqual(sig["symbol"], body["symbol"])
+        self.assertEqual(sig["confluences"], body["confluences"])
+        self.assertEqual(sig["analysis"]["score"], s["analysis"]["score"], sig)
+        self.assertEqual(sig["analysis"]["explanation"], s["analysis"]["explanation"])
+
+
 if __name__ == "__main__":
     try:
         qgtest.main()

@@ -163,6 +163,7 @@ Test(notify, telegram_several_chats_200)
     c.telegram_chats = "111, -1002223334445,@alerts_chan";
     qg_notify *n = make(&c);
     cr_assert_eq(qg_notify_targets(n), 3);
+    cr_assert_not(qg_notify_reads_extra(n), "only the generic webhook sends the signal object");
     qg_delivery d[QG_NOTIFY_TARGETS_MAX];
     size_t nd = 0;
     cr_assert_eq(qg_notify_send(n, &sample, NULL, NULL, NULL, d, &nd), QG_OK);
@@ -366,6 +367,7 @@ Test(notify, slack_discord_webhook_bodies)
     c.webhook_urls = hook;
     qg_notify *n = make(&c);
     cr_assert_eq(qg_notify_targets(n), 3);
+    cr_assert(qg_notify_reads_extra(n));
     cJSON *extra = cJSON_Parse("{\"id\":\"sig_1\",\"symbol\":\"EURUSD\",\"score\":90}");
     qg_notify_msg m = sample;
     m.extra = extra;

@@ -131,6 +131,7 @@ static void write_batch(qg_ai *ai, rec_node *list, size_t n)
 static void *writer_main(void *arg)
 {
     qg_ai *ai = arg;
+    pthread_setname_np(pthread_self(), "qg-aiusage");
     pthread_mutex_lock(&ai->wmu);
     for (;;) {
         while (!ai->head && !ai->wstop) pthread_cond_wait(&ai->wwork, &ai->wmu);

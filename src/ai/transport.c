@@ -446,6 +446,7 @@ static void engine_cleanup(engine *e)
 static void *transport_main(void *arg)
 {
     qg_ai_transport *t = arg;
+    pthread_setname_np(pthread_self(), "qg-aihttp");
     engine *e = &t->shared;
     for (;;) {
         pthread_mutex_lock(&t->mu);

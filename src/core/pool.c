@@ -94,6 +94,7 @@ struct qg_workpool {
 static void *pool_thread(void *p)
 {
     qg_workpool *pool = p;
+    pthread_setname_np(pthread_self(), "qg-pool");
     pthread_mutex_lock(&pool->mu);
     for (;;) {
         while (!pool->head && !pool->closing) pthread_cond_wait(&pool->has_work, &pool->mu);

@@ -433,6 +433,7 @@ static void bg_snapshot_coll(qg_memory *m, qg_conn *conn, mem_coll *c)
 static void *bg_main(void *arg)
 {
     qg_memory *m = arg;
+    pthread_setname_np(pthread_self(), "qg-memsnap");
     pthread_mutex_lock(&m->bg_mu);
     for (;;) {
         while (!m->bg_stop && !m->bg_pending) pthread_cond_wait(&m->bg_cv, &m->bg_mu);

@@ -346,18 +346,19 @@ static cJSON *remembered_fields(const cJSON *an)
 
 bool qg_pipeline_remember_later(qg_pipeline *p, const qg_pjob *j)
 {
+    /* The copy is made before taking the lock every worker shares. */
+    qg_pjob *c = qg_xcalloc(1, sizeof *c);
+    c->sig = j->sig;
+    memcpy(c->session, j->session, sizeof c->session);
+    c->has_score = j->has_score;
+    c->score = j->score;
+    c->analysis = j->analysis ? qg_xstrdup(j->analysis) : NULL;
+    c->an_doc = remembered_fields(j->an_doc);
     pthread_mutex_lock(&p->rm_mu);
     while (p->rm_n >= p->cfg.remember_queue && !atomic_load(&p->stop))
         pthread_cond_wait(&p->rm_room_cv, &p->rm_mu);
     bool ok = !atomic_load(&p->stop);
     if (ok) {
-        qg_pjob *c = qg_xcalloc(1, sizeof *c);
-        c->sig = j->sig;
-        memcpy(c->session, j->session, sizeof c->session);
-        c->has_score = j->has_score;
-        c->score = j->score;
-        c->analysis = j->analysis ? qg_xstrdup(j->analysis) : NULL;
-        c->an_doc = remembered_fields(j->an_doc);
         if (p->rm_tail)
             p->rm_tail->next = c;
         else
@@ -367,6 +368,7 @@ bool qg_pipeline_remember_later(qg_pipeline *p, const qg_pjob *j)
         pthread_cond_signal(&p->rm_cv);
     }
     pthread_mutex_unlock(&p->rm_mu);
+    if (!ok) qg_pjob_free(c);
     return ok;
 }
 

@@ -974,7 +974,7 @@ static qg_status answer_for(const qg_ai_request *req, qg_arena *a, const char **
     const char *task = req->task ? req->task : "";
     if (!strcmp(task, "signal.analyze")) {
         const char *in = req->task_input;
-        cJSON *s = NULL; /* parsed here, without the caller's task_doc */
+        cJSON *parsed = NULL; /* ours to free: the input parsed here, without a task_doc */
         const cJSON *doc = req->task_doc;
         if (!doc) {
             if (!in || !*in) {
@@ -982,7 +982,7 @@ static qg_status answer_for(const qg_ai_request *req, qg_arena *a, const char **
                 if (qg_jsonfix_extract(last_user_text(req), a, &fixed, NULL) == QG_OK) in = fixed;
             }
             if (!in) return qg_error_set(err, QG_EINVAL, "signal.analyze: task_input: missing");
-            if (!(doc = s = cJSON_Parse(in)))
+            if (!(doc = parsed = cJSON_Parse(in)))
                 return qg_error_set(err, QG_EINVAL, "signal.analyze: task_input: not valid JSON");
         }
         /* Through the signal.analyze template the input is the template's
@@ -997,7 +997,7 @@ static qg_status answer_for(const qg_ai_request *req, qg_arena *a, const char **
             target = inner;
         qg_status rc = qg_builtin_analyze_signal(target, a, text, err);
         cJSON_Delete(inner);
-        cJSON_Delete(s);
+        cJSON_Delete(parsed);
         return rc;
     }
     if (!strcmp(task, "chat.intent")) {

@@ -57,6 +57,10 @@ void qg_buf_init(qg_buf *b, size_t max);
 /* Appends n bytes; QG_ERANGE past the cap, QG_ENOMEM on allocation failure.
  * On failure the buffer keeps what it had. */
 qg_status qg_buf_append(qg_buf *b, const void *p, size_t n);
+/* Makes room for extra more bytes (and the NUL) now, so appending them later
+ * allocates nothing: a buffer filled on another thread keeps its memory with
+ * the thread that frees it. Same errors as qg_buf_append. */
+qg_status qg_buf_reserve(qg_buf *b, size_t extra);
 qg_status qg_buf_puts(qg_buf *b, const char *s);
 qg_status qg_buf_printf(qg_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 qg_status qg_buf_vprintf(qg_buf *b, const char *fmt, va_list ap);

@@ -137,7 +137,7 @@ void qg_buf_init(qg_buf *b, size_t max)
     b->max = max;
 }
 
-static qg_status buf_reserve(qg_buf *b, size_t extra)
+qg_status qg_buf_reserve(qg_buf *b, size_t extra)
 {
     if (extra > b->max || b->len > b->max - extra) return QG_ERANGE;
     size_t need = b->len + extra + 1; /* room for the NUL */
@@ -154,7 +154,7 @@ static qg_status buf_reserve(qg_buf *b, size_t extra)
 
 qg_status qg_buf_append(qg_buf *b, const void *p, size_t n)
 {
-    qg_status rc = buf_reserve(b, n);
+    qg_status rc = qg_buf_reserve(b, n);
     if (rc) return rc;
     if (n) memcpy(b->data + b->len, p, n);
     b->len += n;
@@ -174,7 +174,7 @@ qg_status qg_buf_vprintf(qg_buf *b, const char *fmt, va_list ap)
     int n = vsnprintf(NULL, 0, fmt, ap2);
     va_end(ap2);
     if (n < 0) return QG_EINVAL;
-    qg_status rc = buf_reserve(b, (size_t)n);
+    qg_status rc = qg_buf_reserve(b, (size_t)n);
     if (rc) return rc;
     vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
     b->len += (size_t)n;

@@ -168,6 +168,16 @@ qg_status qg_time_parse_arg(const char *s, int64_t *out_ms, qg_error *err)
     return QG_OK;
 }
 
+/* The low `width` decimal digits of v, zero-padded; returns the end. */
+static char *put_digits(char *o, unsigned v, int width)
+{
+    for (int i = width - 1; i >= 0; i--) {
+        o[i] = (char)('0' + v % 10);
+        v /= 10;
+    }
+    return o + width;
+}
+
 void qg_time_format_iso(int64_t ms, char *out, size_t cap)
 {
     int64_t days = ms >= 0 ? ms / QG_MS_PER_DAY : -((-ms + QG_MS_PER_DAY - 1) / QG_MS_PER_DAY);
@@ -177,6 +187,28 @@ void qg_time_format_iso(int64_t ms, char *out, size_t cap)
     qg_civil_from_days(days, &y, &m, &d);
     int hh = (int)(rem / QG_MS_PER_HOUR), mi = (int)(rem / QG_MS_PER_MIN % 60);
     int ss = (int)(rem / 1000 % 60), msec = (int)(rem % 1000);
+    if (y >= 0 && y <= 9999 && cap >= 25) {
+        /* By hand: snprintf was a tenth of a webhook accept's parse. */
+        char *o = out;
+        o = put_digits(o, (unsigned)y, 4);
+        *o++ = '-';
+        o = put_digits(o, m, 2);
+        *o++ = '-';
+        o = put_digits(o, d, 2);
+        *o++ = 'T';
+        o = put_digits(o, (unsigned)hh, 2);
+        *o++ = ':';
+        o = put_digits(o, (unsigned)mi, 2);
+        *o++ = ':';
+        o = put_digits(o, (unsigned)ss, 2);
+        if (msec) {
+            *o++ = '.';
+            o = put_digits(o, (unsigned)msec, 3);
+        }
+        *o++ = 'Z';
+        *o = 0;
+        return;
+    }
     if (msec)
         snprintf(out, cap, "%04lld-%02u-%02uT%02d:%02d:%02d.%03dZ", (long long)y, m, d, hh, mi, ss,
                  msec);

@@ -170,9 +170,10 @@ static bool correlation_ok(const char *s)
 /* The common answer, formatted without building a tree: it is written on
  * the signal writer's thread, which every accept waits for. Both ids are
  * JSON-safe (generated, or checked by correlation_ok). */
+#define RECEIVED_REPLY_MAX (64 + 2 * QG_ID_MAX)
 static void reply_received(qg_req *r, const qg_signal *s)
 {
-    char body[64 + 2 * QG_ID_MAX];
+    char body[RECEIVED_REPLY_MAX];
     int n = snprintf(body, sizeof body,
                      "{\"status\":\"received\",\"id\":\"%s\",\"correlation_id\":\"%s\"}", s->id,
                      s->correlation_id);
@@ -260,6 +261,11 @@ void qg_h_webhook_receive(qg_req *r)
      * run (and send the reply) before submit returns. */
     qg_req_later *later = qg_req_defer(r);
     if (later) {
+        /* The reply is written on the signal writer's thread and freed on
+         * this one: sized here, its memory stays with this thread, and the
+         * writer neither allocates it nor has the loop take the writer's
+         * malloc arena lock to free it. */
+        (void)qg_buf_reserve(&r->out, RECEIVED_REPLY_MAX);
         qg_ingest_submit(sv->ingest, &s, owner, 0, on_outcome, later);
         return;
     }

@@ -219,6 +219,21 @@ static bool request_id_ok(h2o_iovec_t v)
     return true;
 }
 
+/* The loop's seed then its counter, in hex ("%08x%08llx", which cost a
+ * vsnprintf on every request). */
+static const char *new_request_id(qg_loop *L, qg_arena *a)
+{
+    static const char hex[] = "0123456789abcdef";
+    char id[8 + 16 + 1];
+    uint64_t v = ++L->req_counter;
+    for (int i = 0; i < 8; i++) id[i] = hex[(L->req_seed >> (28 - 4 * i)) & 15];
+    for (int i = 0; i < 16; i++) id[8 + i] = hex[(v >> (60 - 4 * i)) & 15];
+    int skip = 0; /* leading zeros of the counter past its 8 digits */
+    while (skip < 8 && id[8 + skip] == '0') skip++;
+    memmove(id + 8, id + 8 + skip, (size_t)(16 - skip));
+    return qg_arena_strndup(a, id, (size_t)(24 - skip));
+}
+
 static void fill_request(qg_loop *L, h2o_req_t *req, qg_req *r, int method)
 {
     r->method = method;
@@ -254,8 +269,7 @@ static void fill_request(qg_loop *L, h2o_req_t *req, qg_req *r, int method)
     if (request_id_ok(rid)) {
         r->request_id = arena_copy(r, rid);
     } else {
-        r->request_id = qg_arena_sprintf(&r->arena, "%08x%08llx", L->req_seed,
-                                         (unsigned long long)++L->req_counter);
+        r->request_id = new_request_id(L, &r->arena);
     }
 }
 

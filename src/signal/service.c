@@ -95,10 +95,29 @@ static qg_status parse_chats(qg_signals *s, const char *name, qg_error *err)
     return rc;
 }
 
+/* QG_SIGNAL_SYNC: pipelined (the default: the log is synced on its own
+ * thread while the next batch commits) or commit (each COMMIT syncs). */
+static qg_status sync_mode(qg_batch_sync *out, qg_error *err)
+{
+    const char *v = qg_config_str("QG_SIGNAL_SYNC", "pipelined");
+    if (strcmp(v, "pipelined") == 0)
+        *out = QG_BATCH_SYNC_PIPELINED;
+    else if (strcmp(v, "commit") == 0)
+        *out = QG_BATCH_SYNC_COMMIT;
+    else
+        return qg_error_set(err, QG_EINVAL, "QG_SIGNAL_SYNC='%.40s': must be pipelined or commit",
+                            v);
+    return QG_OK;
+}
+
 static qg_status open_webhook_auth(qg_signals *s, qg_error *err)
 {
     const char *secret = qg_config_str("WEBHOOK_SECRET", "");
-    if (*secret) s->webhook_secret = qg_xstrdup(secret);
+    if (*secret) {
+        s->webhook_secret = qg_xstrdup(secret);
+        crypto_generichash(s->secret_digest, sizeof s->secret_digest, (const unsigned char *)secret,
+                           strlen(secret), NULL, 0);
+    }
     const char *hmac = qg_config_str("QG_WEBHOOK_HMAC", "optional");
     if (strcmp(hmac, "required") == 0)
         s->hmac_required = true;
@@ -204,7 +223,9 @@ qg_status qg_signals_open(qg_store *store, qg_ai *ai, qg_memory *memory, const c
         rc = qg_notify_new(&nc, &s->notify, err);
     }
     if (!rc) rc = qg_ict_live_new(qg_config_str("QG_DETECT_HTF", NULL), &s->live, err);
-    if (!rc) rc = qg_batcher_new(store, "qg-sigdb", (int)batch_max, 0, &s->batcher, err);
+    qg_batch_sync sync = QG_BATCH_SYNC_PIPELINED;
+    if (!rc) rc = sync_mode(&sync, err);
+    if (!rc) rc = qg_batcher_new(store, "qg-sigdb", (int)batch_max, 0, sync, &s->batcher, err);
     if (!rc) {
         pc.batcher = s->batcher;
         pc.notify = s->notify;
@@ -242,6 +263,7 @@ void qg_signals_free(qg_signals *s)
     cJSON_Delete(s->policies);
     cJSON_Delete(s->plan);
     if (s->webhook_secret) sodium_memzero(s->webhook_secret, strlen(s->webhook_secret));
+    sodium_memzero(s->secret_digest, sizeof s->secret_digest);
     free(s->webhook_secret);
     free(s->telegram_secret);
     free(s);
@@ -252,9 +274,7 @@ bool qg_signals_secret_ok(const qg_signals *s, const char *presented)
     if (!s->webhook_secret || !presented) return false;
     /* Compare fixed-size digests, so neither the content nor the length of
      * the secret leaks through timing. */
-    unsigned char a[crypto_generichash_BYTES], b[crypto_generichash_BYTES];
-    crypto_generichash(a, sizeof a, (const unsigned char *)s->webhook_secret,
-                       strlen(s->webhook_secret), NULL, 0);
+    unsigned char b[sizeof s->secret_digest];
     crypto_generichash(b, sizeof b, (const unsigned char *)presented, strlen(presented), NULL, 0);
-    return sodium_memcmp(a, b, sizeof a) == 0;
+    return sodium_memcmp(s->secret_digest, b, sizeof b) == 0;
 }

@@ -41,9 +41,10 @@ typedef struct qg_signals {
     char owner_id[QG_ID_MAX]; /* QG_SIGNAL_OWNER's account (default: the first admin) */
 
     /* POST /api/webhook/receive */
-    char *webhook_secret;     /* WEBHOOK_SECRET; NULL: only API tokens are accepted */
-    bool hmac_required;       /* QG_WEBHOOK_HMAC=required: X-Signature over the raw body */
-    int64_t replay_window_ms; /* QG_WEBHOOK_REPLAY_WINDOW_S, default 300 */
+    char *webhook_secret;            /* WEBHOOK_SECRET; NULL: only API tokens are accepted */
+    unsigned char secret_digest[32]; /* BLAKE2b-256 of it, for qg_signals_secret_ok */
+    bool hmac_required;              /* QG_WEBHOOK_HMAC=required: X-Signature over the raw body */
+    int64_t replay_window_ms;        /* QG_WEBHOOK_REPLAY_WINDOW_S, default 300 */
 
     /* POST /api/telegram/command */
     char *telegram_secret; /* QG_TELEGRAM_WEBHOOK_SECRET: X-Telegram-Bot-Api-Secret-Token */

@@ -6,7 +6,7 @@
  * validated field by field (an error names the field and the reason; an
  * unknown field is an error), and written back as canonical JSON (fixed
  * field order, shortest round-trip numbers) for the `payload` column. Its
- * fingerprint is the SHA-256 of that canonical JSON without the client id,
+ * fingerprint is the BLAKE2b-256 of that canonical JSON without the client id,
  * so the same alert sent twice has the same fingerprint.
  *
  * The struct has no pointers: copy it freely between threads.
@@ -30,7 +30,7 @@
 #define QG_SIGNAL_CLIENT_ID_MAX   64 /* printable ASCII */
 #define QG_SIGNAL_CONFLUENCES_MAX 16
 #define QG_SIGNAL_CONFLUENCE_MAX  48 /* characters each */
-#define QG_SIGNAL_FINGERPRINT_LEN 64 /* hex SHA-256 */
+#define QG_SIGNAL_FINGERPRINT_LEN 64 /* hex BLAKE2b-256 */
 
 /* Where a signal came from. */
 typedef enum { QG_SIGNAL_WEBHOOK, QG_SIGNAL_DETECTOR, QG_SIGNAL_API } qg_signal_source;
@@ -88,7 +88,7 @@ qg_status qg_signal_to_json(const qg_signal *s, qg_buf *out);
 /* The same as a new cJSON object (caller owns it). */
 cJSON *qg_signal_json(const qg_signal *s);
 
-/* Writes the fingerprint: hex SHA-256 of the canonical JSON without the
+/* Writes the fingerprint: hex BLAKE2b-256 of the canonical JSON without the
  * client id. out needs QG_SIGNAL_FINGERPRINT_LEN + 1 bytes. */
 void qg_signal_fingerprint(const qg_signal *s, char *out);
 

@@ -9,6 +9,16 @@
  * lone op commits at once; under load, batches grow until one fsync serves
  * thousands).
  *
+ * Pipelined sync (QG_BATCH_SYNC_PIPELINED, SQLite): COMMIT only appends the batch to the
+ * WAL (synchronous=NORMAL) and the syncer thread fdatasyncs the WAL, which
+ * makes that commit and every one before it durable (recovery replays the
+ * log's valid frames). While it syncs, the writer runs the dones of the
+ * batch synced before and applies and commits the next one, then waits for
+ * the syncer to take it: one committed batch waits at most, so batches
+ * still grow under load instead of committing the same index pages again
+ * and again. The dones run on the writer, in submission order, only after
+ * their batch's sync.
+ *
  * Checkpoints: SQLite's automatic checkpoint runs inside the COMMIT that
  * takes the log past 1000 pages, copying every page back into the
  * database and syncing it while every submitter waits (a 10-20 ms stall
@@ -28,6 +38,8 @@
 #include <quantgate/time.h>
 #include <quantgate/log.h>
 #include <quantgate/mem.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -35,6 +47,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 /* Writes between two background checkpoints: a few hundred WAL pages at
  * the one to three pages a signal write dirties. */
@@ -63,6 +76,21 @@ struct qg_batcher {
     size_t queued;         /* under mu */
     bool stopping;         /* under mu */
 
+    /* pipelined durability (SQLite): the writer commits without syncing,
+     * the syncer syncs the log, the writer then runs the dones */
+    int log_fd; /* the log, opened read-only; -1: each COMMIT syncs */
+    pthread_t syncer;
+    bool syncer_started;
+    pthread_cond_t synwake;                /* under mu */
+    pthread_cond_t picked;                 /* the syncer took the committed batch; under mu */
+    batch_op *committed;                   /* committed, not yet syncing; under mu */
+    size_t committed_n;                    /* under mu */
+    bool committed_wrote;                  /* it holds writes; under mu */
+    bool syncing;                          /* the syncer holds a batch; under mu */
+    batch_op *durable_head, *durable_tail; /* synced, dones to run; under mu */
+    size_t durable_n;                      /* under mu */
+    bool writer_exited;                    /* under mu */
+
     /* the background checkpointer (SQLite) */
     pthread_t checkpointer;
     bool checkpointer_started;
@@ -73,12 +101,15 @@ struct qg_batcher {
     _Atomic size_t largest;
 };
 
-/* Takes up to batch_max ops off the queue, waiting while it is empty.
- * NULL once stopping and drained. */
-static batch_op *take_batch(qg_batcher *b, size_t *n_out)
+/* Under mu: nothing queued, committed, syncing or waiting for its dones. */
+static bool drained(const qg_batcher *b)
 {
-    pthread_mutex_lock(&b->mu);
-    while (!b->head && !b->stopping) pthread_cond_wait(&b->wake, &b->mu);
+    return !b->head && !b->committed && !b->syncing && !b->durable_head;
+}
+
+/* Under mu: detaches up to batch_max queued ops. */
+static batch_op *detach_batch(qg_batcher *b, size_t *n_out)
+{
     batch_op *first = b->head, *last = NULL;
     size_t n = 0;
     for (batch_op *o = first; o && n < (size_t)b->batch_max; o = o->next) {
@@ -91,7 +122,6 @@ static batch_op *take_batch(qg_batcher *b, size_t *n_out)
         last->next = NULL;
         b->queued -= n;
     }
-    pthread_mutex_unlock(&b->mu);
     *n_out = n;
     return first;
 }
@@ -103,8 +133,9 @@ static bool has_writes(const batch_op *o)
     return false;
 }
 
-/* Runs one batch in one transaction; every op gets its status. */
-static void run_batch(qg_batcher *b, batch_op *ops)
+/* Runs one batch in one transaction; every op gets its status. True when
+ * it committed writes. */
+static bool run_batch(qg_batcher *b, batch_op *ops)
 {
     qg_error err = {0};
     qg_status rc = QG_OK;
@@ -132,10 +163,11 @@ static void run_batch(qg_batcher *b, batch_op *ops)
             o->err = err;
         }
     }
+    return open && !rc;
 }
 
 /* Counts first, then calls the dones: a done may wake a waiter that reads
- * the statistics at once. */
+ * the statistics at once. ops may span several batches (the syncer's). */
 static void finish_batch(qg_batcher *b, batch_op *ops, size_t n)
 {
     uint64_t failed = 0;
@@ -149,8 +181,6 @@ static void finish_batch(qg_batcher *b, batch_op *ops, size_t n)
     }
     atomic_fetch_add_explicit(&b->ops, n, memory_order_relaxed);
     atomic_fetch_add_explicit(&b->failed, failed, memory_order_relaxed);
-    size_t big = atomic_load_explicit(&b->largest, memory_order_relaxed);
-    if (n > big) atomic_store_explicit(&b->largest, n, memory_order_relaxed);
     while (ops) {
         batch_op *next = ops->next;
         if (ops->done) ops->done(ops->arg, ops->rc, ops->rc ? &ops->err : NULL);
@@ -159,17 +189,126 @@ static void finish_batch(qg_batcher *b, batch_op *ops, size_t n)
     }
 }
 
+/* A failed sync fails every op that had not failed: its commit is in the
+ * database but may not survive a power loss, so nobody is told it will. */
+static void fail_unsynced(batch_op *ops, int errnum)
+{
+    qg_error err = {0};
+    qg_error_set(&err, QG_EIO,
+                 "the database log could not be synced (fdatasync: %s); the write may not "
+                 "survive a power loss",
+                 strerror(errnum));
+    qg_err("%s", err.msg);
+    for (batch_op *o = ops; o; o = o->next)
+        if (!o->rc) {
+            o->rc = QG_EIO;
+            o->err = err;
+        }
+}
+
+/* Makes a committed batch durable. One without writes (barriers,
+ * failures) waits only on earlier commits, synced before it. */
+static void sync_log(qg_batcher *b, batch_op *ops, bool wrote)
+{
+    if (!wrote) return;
+    int64_t t0 = qg_time_mono_us();
+    if (fdatasync(b->log_fd) != 0) fail_unsynced(ops, errno);
+    atomic_fetch_add_explicit(&b->commit_us, (uint64_t)(qg_time_mono_us() - t0),
+                              memory_order_relaxed);
+}
+
+/* Hands a committed batch to the syncer and waits until it starts that
+ * sync, so one batch at most waits for it: the next batch takes everything
+ * that arrives meanwhile (small batches back to back would each rewrite
+ * the same index pages into the WAL). Under mu. */
+static void hand_to_syncer(qg_batcher *b, batch_op *ops, size_t n, bool wrote)
+{
+    b->committed = ops;
+    b->committed_n = n;
+    b->committed_wrote = wrote;
+    pthread_cond_signal(&b->synwake);
+    while (b->committed) pthread_cond_wait(&b->picked, &b->mu);
+}
+
+/* The writer: runs the dones of synced batches first (their submitters
+ * wait), then commits the next batch. */
 static void *writer_main(void *arg)
 {
     qg_batcher *b = arg;
     pthread_setname_np(pthread_self(), b->name);
+    pthread_mutex_lock(&b->mu);
     for (;;) {
+        while (!b->head && !b->durable_head && !(b->stopping && drained(b)))
+            pthread_cond_wait(&b->wake, &b->mu);
+        if (b->durable_head) {
+            batch_op *ops = b->durable_head;
+            size_t n = b->durable_n;
+            b->durable_head = b->durable_tail = NULL;
+            b->durable_n = 0;
+            pthread_mutex_unlock(&b->mu);
+            finish_batch(b, ops, n);
+            pthread_mutex_lock(&b->mu);
+            continue;
+        }
+        if (!b->head) break; /* stopping, and everything is done */
         size_t n = 0;
-        batch_op *ops = take_batch(b, &n);
-        if (!ops) break;
-        run_batch(b, ops);
+        batch_op *ops = detach_batch(b, &n);
+        pthread_mutex_unlock(&b->mu);
+        size_t big = atomic_load_explicit(&b->largest, memory_order_relaxed);
+        if (n > big) atomic_store_explicit(&b->largest, n, memory_order_relaxed);
+        bool wrote = run_batch(b, ops);
+        pthread_mutex_lock(&b->mu);
+        if (b->log_fd >= 0 && (b->head || b->syncing || b->durable_head)) {
+            hand_to_syncer(b, ops, n, wrote);
+            continue;
+        }
+        /* Nothing to overlap the sync with (or no log): two thread
+         * hand-offs would only add latency. */
+        pthread_mutex_unlock(&b->mu);
+        if (b->log_fd >= 0) sync_log(b, ops, wrote);
         finish_batch(b, ops, n);
+        pthread_mutex_lock(&b->mu);
     }
+    b->writer_exited = true;
+    pthread_cond_signal(&b->synwake);
+    pthread_mutex_unlock(&b->mu);
+    return NULL;
+}
+
+/* Syncs the log for each committed batch while the writer runs the
+ * previous dones and commits the next batch, then hands the batch back for
+ * its dones. */
+static void *syncer_main(void *arg)
+{
+    qg_batcher *b = arg;
+    char name[16];
+    snprintf(name, sizeof name, "%.10s-sync", b->name);
+    pthread_setname_np(pthread_self(), name);
+    pthread_mutex_lock(&b->mu);
+    for (;;) {
+        while (!b->committed && !b->writer_exited) pthread_cond_wait(&b->synwake, &b->mu);
+        if (!b->committed) break;
+        batch_op *ops = b->committed;
+        size_t n = b->committed_n;
+        bool wrote = b->committed_wrote;
+        b->committed = NULL;
+        b->syncing = true;
+        pthread_cond_signal(&b->picked);
+        pthread_mutex_unlock(&b->mu);
+        sync_log(b, ops, wrote);
+        batch_op *last = ops;
+        while (last->next) last = last->next;
+        pthread_mutex_lock(&b->mu);
+        if (b->durable_tail)
+            b->durable_tail->next = ops;
+        else
+            b->durable_head = ops;
+        b->durable_tail = last;
+        b->durable_n += n;
+        b->syncing = false;
+        pthread_cond_signal(&b->wake);
+    }
+    pthread_mutex_unlock(&b->mu);
     return NULL;
 }
 
@@ -216,8 +355,39 @@ static qg_status set_sync(qg_batcher *b, const char *mode, qg_error *err)
     return qg_conn_exec(b->conn, sql, NULL, 0, NULL, err);
 }
 
+/* Opens the connection's log for the syncer and lets COMMIT skip its own
+ * sync. False (each COMMIT syncing, synchronous=FULL) when the backend has
+ * no such log or it cannot be opened. The directory is synced once so the
+ * log file's own entry is durable too. */
+static bool open_log(qg_batcher *b)
+{
+    char path[4096], dir[4096];
+    qg_error err = {0};
+    if (qg_conn_log_path(b->conn, path, sizeof path, &err)) return false;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        qg_warn("%s: %s: %s; each commit syncs instead", b->name, path, strerror(errno));
+        return false;
+    }
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash) *slash = 0;
+    int dfd = open(slash ? (*dir ? dir : "/") : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+        (void)fsync(dfd);
+        close(dfd);
+    }
+    if (set_sync(b, "NORMAL", &err)) {
+        qg_warn("%s: %s; each commit syncs instead", b->name, err.msg);
+        close(fd);
+        return false;
+    }
+    b->log_fd = fd;
+    return true;
+}
+
 qg_status qg_batcher_new(qg_store *s, const char *name, int batch_max, size_t queue_max,
-                         qg_batcher **out, qg_error *err)
+                         qg_batch_sync sync, qg_batcher **out, qg_error *err)
 {
     qg_batcher *b = qg_xcalloc(1, sizeof *b);
     b->store = s;
@@ -227,12 +397,30 @@ qg_status qg_batcher_new(qg_store *s, const char *name, int batch_max, size_t qu
     pthread_mutex_init(&b->mu, NULL);
     pthread_cond_init(&b->wake, NULL);
     pthread_cond_init(&b->ckwake, NULL);
+    pthread_cond_init(&b->synwake, NULL);
+    pthread_cond_init(&b->picked, NULL);
+    b->log_fd = -1;
     qg_status rc = qg_store_acquire(s, &b->conn, err);
-    if (!rc) rc = set_sync(b, "FULL", err);
+    if (!rc && (sync != QG_BATCH_SYNC_PIPELINED || !open_log(b))) rc = set_sync(b, "FULL", err);
+    if (!rc && b->log_fd >= 0) {
+        b->syncer_started = pthread_create(&b->syncer, NULL, syncer_main, b) == 0;
+        if (!b->syncer_started)
+            rc = qg_error_set(err, QG_ENOMEM, "%s: cannot start the syncer thread", b->name);
+    }
     if (!rc && pthread_create(&b->thread, NULL, writer_main, b) != 0)
         rc = qg_error_set(err, QG_ENOMEM, "%s: cannot start the writer thread", b->name);
     if (rc) {
+        if (b->syncer_started) {
+            pthread_mutex_lock(&b->mu);
+            b->writer_exited = true;
+            pthread_cond_signal(&b->synwake);
+            pthread_mutex_unlock(&b->mu);
+            pthread_join(b->syncer, NULL);
+        }
+        if (b->log_fd >= 0) close(b->log_fd);
         if (b->conn) qg_store_release(s, b->conn);
+        pthread_cond_destroy(&b->synwake);
+        pthread_cond_destroy(&b->picked);
         pthread_cond_destroy(&b->ckwake);
         pthread_cond_destroy(&b->wake);
         pthread_mutex_destroy(&b->mu);
@@ -326,6 +514,7 @@ void qg_batcher_get_stats(qg_batcher *b, qg_batcher_stats *out)
     out->commit_us = atomic_load_explicit(&b->commit_us, memory_order_relaxed);
     out->checkpoints = atomic_load_explicit(&b->checkpoints, memory_order_relaxed);
     out->largest = atomic_load_explicit(&b->largest, memory_order_relaxed);
+    out->log_sync = b->log_fd >= 0;
     pthread_mutex_lock(&b->mu);
     out->queued = b->queued;
     pthread_mutex_unlock(&b->mu);
@@ -340,10 +529,14 @@ void qg_batcher_free(qg_batcher *b)
     pthread_cond_signal(&b->ckwake);
     pthread_mutex_unlock(&b->mu);
     pthread_join(b->thread, NULL);
+    if (b->syncer_started) pthread_join(b->syncer, NULL); /* it drains, then sees writer_exited */
+    if (b->log_fd >= 0) close(b->log_fd);
     if (b->checkpointer_started) pthread_join(b->checkpointer, NULL);
     qg_error err = {0};
     if (set_sync(b, "NORMAL", &err)) qg_warn("%s: %s", b->name, err.msg);
     qg_store_release(b->store, b->conn);
+    pthread_cond_destroy(&b->synwake);
+    pthread_cond_destroy(&b->picked);
     pthread_cond_destroy(&b->ckwake);
     pthread_cond_destroy(&b->wake);
     pthread_mutex_destroy(&b->mu);

@@ -3,13 +3,19 @@
  * transaction, so a durable write costs one fsync per batch, not per item.
  *
  * A qg_batcher owns one writer thread and one database connection (held
- * for its lifetime, synchronous=FULL on SQLite: a committed batch survives
- * power loss, not only a crash). Callers submit ops; the thread takes
- * everything queued (up to batch_max), opens a transaction, runs each op's
- * apply on the connection, commits, then calls each op's done in order.
+ * for its lifetime). Callers submit ops; the thread takes everything
+ * queued (up to batch_max), opens a transaction, runs each op's apply on
+ * the connection and commits. Each op's done runs, in submission order,
+ * once its batch is durable (it survives power loss, not only a crash).
  * While one batch commits, the next one queues up, so under load batches
  * grow by themselves and at low load a single op commits right away (no
  * timer, no added latency).
+ *
+ * With QG_BATCH_SYNC_PIPELINED on SQLite, the writer's COMMIT appends to
+ * the WAL without syncing (synchronous=NORMAL), and a syncer thread
+ * fdatasyncs the WAL while the writer applies and commits the next batch.
+ * Otherwise (or when the WAL cannot be opened) each COMMIT syncs
+ * (synchronous=FULL).
  *
  * An op whose apply fails gets that status in its done; the others in the
  * batch still commit (SQLite rolls back only the failed statement; a
@@ -45,14 +51,23 @@ typedef struct qg_batcher_stats {
     uint64_t checkpoints; /* background PASSIVE checkpoints (SQLite) */
     size_t queued;        /* ops waiting now */
     size_t largest;       /* largest batch so far */
+    bool log_sync;        /* a syncer thread makes commits durable (SQLite's WAL);
+                             false: each COMMIT syncs itself */
 } qg_batcher_stats;
+
+/* How a batch becomes durable. PIPELINED: a syncer thread syncs the log
+ * while the writer commits the next batch (where the backend has such a
+ * log; else as COMMIT). Lower latency under load, but smaller batches, so
+ * more commits for the same writes (docs/signals.md has the figures).
+ * COMMIT: each COMMIT syncs. */
+typedef enum { QG_BATCH_SYNC_COMMIT, QG_BATCH_SYNC_PIPELINED } qg_batch_sync;
 
 /* Starts the writer thread with its own connection from s. name shows in
  * the thread name. batch_max <= 0: 4096. queue_max <= 0: 1 << 20 (then
  * submit answers QG_EAGAIN: back-pressure instead of unbounded memory).
  * The caller owns *out. */
 qg_status qg_batcher_new(qg_store *s, const char *name, int batch_max, size_t queue_max,
-                         qg_batcher **out, qg_error *err);
+                         qg_batch_sync sync, qg_batcher **out, qg_error *err);
 
 /* Queues an op (any thread). apply may be NULL: the op is then a barrier
  * whose done runs once everything submitted before it has committed.

@@ -360,6 +360,29 @@ static const char *sq_row_text(const qg_row *r, int col)
     return in_range(r, col) ? (const char *)sqlite3_column_text(r->st, col) : NULL;
 }
 
+/* The WAL: with synchronous=NORMAL a commit appends its frames without
+ * syncing them, and recovery replays every valid frame up to the last
+ * commit, so an fdatasync of the file makes durable every commit written
+ * before it. Only in WAL mode (a file that could not switch has none). */
+static qg_status sq_log_path(void *conn, char *out, size_t cap, qg_error *err)
+{
+    sqlite_conn *c = conn;
+    sqlite3_filename db = sqlite3_db_filename(c->db, "main");
+    const char *wal = db && *db ? sqlite3_filename_wal(db) : NULL;
+    if (!wal || !*wal) return qg_error_set(err, QG_ENOTFOUND, "sqlite: an in-memory database");
+    sqlite3_stmt *st = NULL;
+    const char *mode = NULL;
+    if (sqlite3_prepare_v2(c->db, "PRAGMA journal_mode", -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
+        mode = (const char *)sqlite3_column_text(st, 0);
+    bool is_wal = mode && strcmp(mode, "wal") == 0;
+    sqlite3_finalize(st);
+    if (!is_wal) return qg_error_set(err, QG_ENOTFOUND, "sqlite: not in WAL mode");
+    if (strlen(wal) >= cap) return qg_error_set(err, QG_ERANGE, "sqlite: WAL path too long");
+    memcpy(out, wal, strlen(wal) + 1);
+    return QG_OK;
+}
+
 const qg_store_driver qg_store_sqlite = {
     .name = "sqlite",
     .scheme = "sqlite://",
@@ -374,4 +397,5 @@ const qg_store_driver qg_store_sqlite = {
     .row_double = sq_row_double,
     .row_text = sq_row_text,
     .begin_sql = "BEGIN IMMEDIATE",
+    .log_path = sq_log_path,
 };

@@ -262,6 +262,13 @@ qg_status qg_row_take_id(void *ud, const qg_row *row)
 
 /* ---- transactions ---- */
 
+qg_status qg_conn_log_path(qg_conn *c, char *out, size_t cap, qg_error *err)
+{
+    if (!c->store->be->log_path)
+        return qg_error_set(err, QG_ENOTFOUND, "%s: commits sync themselves", c->store->be->name);
+    return c->store->be->log_path(c->impl, out, cap, err);
+}
+
 qg_status qg_conn_begin(qg_conn *c, qg_error *err)
 {
     if (c->in_tx) return qg_error_set(err, QG_EINTERNAL, "store: begin inside an open transaction");

@@ -42,6 +42,12 @@ typedef struct qg_store_driver {
     double (*row_double)(const qg_row *r, int col);
     const char *(*row_text)(const qg_row *r, int col);
     const char *begin_sql; /* "BEGIN IMMEDIATE" */
+    /* Optional (NULL: every commit is durable when it returns). The path of
+     * the log file whose fdatasync makes durable every commit that returned
+     * before the sync began, on a connection set to sync less itself
+     * (SQLite: the WAL, with synchronous=NORMAL). QG_ENOTFOUND when this
+     * database has none (":memory:"). */
+    qg_status (*log_path)(void *conn, char *out, size_t cap, qg_error *err);
 } qg_store_driver;
 
 extern const qg_store_driver qg_store_sqlite;

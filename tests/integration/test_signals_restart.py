@@ -45,6 +45,8 @@ def payload(symbol):
 
 
 class RestartTest(qgtest.ServerTest):
+    SYNC = "pipelined"  # QG_SIGNAL_SYNC: the default
+
     @classmethod
     def setUpClass(cls):
         cls.fake = FakeNotify(token=TOKEN).start()
@@ -56,6 +58,7 @@ class RestartTest(qgtest.ServerTest):
             "QG_NOTIFY_RETRIES": "20",
             "QG_NOTIFY_RETRY_BASE_MS": "200",
             "QG_SIGNAL_RETRIES": "0",
+            "QG_SIGNAL_SYNC": cls.SYNC,
         }
         super().setUpClass()
         cls.srv.secret(SECRET)
@@ -143,6 +146,21 @@ class RestartTest(qgtest.ServerTest):
         self.assertEqual(s["analysis"]["score"], analysis["score"])
         sent = [d for d in s["deliveries"] if d["status"] == "sent"]
         self.assertEqual(len(sent), 2, s["deliveries"])
+
+
+class RestartCommitSyncTest(RestartTest):
+    """The same guarantees when each COMMIT syncs itself."""
+
+    SYNC = "commit"
+
+    def test_3_an_unknown_sync_mode_is_refused(self):
+        bad = qgtest.Server(env={"QG_SIGNAL_SYNC": "sometimes"})
+        try:
+            with self.assertRaises(AssertionError) as cm:
+                bad.start()
+            self.assertIn("QG_SIGNAL_SYNC='sometimes': must be pipelined or commit", str(cm.exception))
+        finally:
+            bad.cleanup()
 
 
 if __name__ == "__main__":

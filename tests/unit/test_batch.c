@@ -3,7 +3,8 @@
  * from many threads all commit and each done runs once, in submission
  * order per submitter; a failing op does not sink its batch; barriers wait
  * for earlier writes; batches actually group under load; the queue cap
- * answers QG_EAGAIN; free commits what is queued.
+ * answers QG_EAGAIN; free commits what is queued; the pipelined sync is
+ * used where asked for and possible.
  */
 #include <criterion/criterion.h>
 
@@ -117,7 +118,8 @@ Test(batch, threads_commit_everything_once_in_order, .init = setup, .fini = tear
 {
     qg_batcher *b = NULL;
     qg_error err = {0};
-    cr_assert_eq(qg_batcher_new(store, "t-batch", 0, 0, &b, &err), QG_OK, "%s", err.msg);
+    cr_assert_eq(qg_batcher_new(store, "t-batch", 0, 0, QG_BATCH_SYNC_PIPELINED, &b, &err), QG_OK,
+                 "%s", err.msg);
     atomic_int done_count = 0;
     static submitter subs[THREADS];
     pthread_t th[THREADS];
@@ -154,7 +156,7 @@ Test(batch, a_failing_op_does_not_sink_its_batch, .init = setup, .fini = teardow
 {
     qg_batcher *b = NULL;
     qg_error err = {0};
-    cr_assert_eq(qg_batcher_new(store, NULL, 0, 0, &b, &err), QG_OK);
+    cr_assert_eq(qg_batcher_new(store, NULL, 0, 0, QG_BATCH_SYNC_COMMIT, &b, &err), QG_OK);
     atomic_int n = 0;
     op ops[5] = {{.key = 1}, {.key = 2}, {.key = 1}, {.key = 3}, {.key = 4}};
     for (int i = 0; i < 5; i++) {
@@ -176,7 +178,7 @@ Test(batch, queue_cap_pushes_back_and_free_commits_the_rest, .init = setup, .fin
 {
     qg_batcher *b = NULL;
     qg_error err = {0};
-    cr_assert_eq(qg_batcher_new(store, NULL, 0, 64, &b, &err), QG_OK);
+    cr_assert_eq(qg_batcher_new(store, NULL, 0, 64, QG_BATCH_SYNC_PIPELINED, &b, &err), QG_OK);
     static op ops[20000];
     atomic_int n = 0;
     int accepted = 0, refused = 0;
@@ -202,7 +204,8 @@ Test(batch, checkpoints_run_in_the_background, .init = setup, .fini = teardown)
 {
     qg_batcher *b = NULL;
     qg_error err = {0};
-    cr_assert_eq(qg_batcher_new(store, "t-ckpt", 0, 0, &b, &err), QG_OK, "%s", err.msg);
+    cr_assert_eq(qg_batcher_new(store, "t-ckpt", 0, 0, QG_BATCH_SYNC_COMMIT, &b, &err), QG_OK, "%s",
+                 err.msg);
     static op ops[3000];
     atomic_int n = 0;
     for (int i = 0; i < 3000; i++) {
@@ -220,4 +223,44 @@ Test(batch, checkpoints_run_in_the_background, .init = setup, .fini = teardown)
     cr_assert_eq(st.ops, 3000);
     qg_batcher_free(b);
     cr_assert_eq(rows(), 3000);
+}
+
+/* Pipelined on a SQLite file, the WAL is synced by the syncer thread and a
+ * barrier still runs after every earlier done; asked for COMMIT syncs, or
+ * on an in-memory database (no log), there is no syncer. */
+Test(batch, the_log_is_synced_off_the_writer_on_a_file_database, .init = setup, .fini = teardown)
+{
+    qg_batcher *b = NULL;
+    qg_error err = {0};
+    cr_assert_eq(qg_batcher_new(store, "t-sync", 0, 0, QG_BATCH_SYNC_PIPELINED, &b, &err), QG_OK,
+                 "%s", err.msg);
+    static op ops[500];
+    atomic_int n = 0;
+    for (int i = 0; i < 500; i++) {
+        ops[i] = (op){.key = i, .done_count = &n};
+        cr_assert_eq(qg_batcher_submit(b, insert, done, &ops[i]), QG_OK);
+    }
+    cr_assert_eq(qg_batcher_run(b, NULL, NULL, &err), QG_OK, "a barrier after the writes");
+    cr_assert_eq(atomic_load(&n), 500, "the barrier's done came before earlier dones");
+    qg_batcher_stats st;
+    qg_batcher_get_stats(b, &st);
+    cr_assert(st.log_sync, "a WAL database syncs its log on the syncer");
+    cr_assert_gt(st.commit_us, 0);
+    cr_assert_eq(rows(), 500);
+    qg_batcher_free(b);
+
+    cr_assert_eq(qg_batcher_new(store, "t-commit", 0, 0, QG_BATCH_SYNC_COMMIT, &b, &err), QG_OK);
+    qg_batcher_get_stats(b, &st);
+    cr_assert_not(st.log_sync, "asked for a sync in each COMMIT");
+    qg_batcher_free(b);
+
+    qg_store *mem = NULL;
+    cr_assert_eq(qg_store_open("sqlite://:memory:", 1, false, &mem, &err), QG_OK, "%s", err.msg);
+    cr_assert_eq(qg_batcher_new(mem, "t-mem", 0, 0, QG_BATCH_SYNC_PIPELINED, &b, &err), QG_OK, "%s",
+                 err.msg);
+    qg_batcher_get_stats(b, &st);
+    cr_assert_not(st.log_sync, "no log to sync in memory");
+    cr_assert_eq(qg_batcher_run(b, NULL, NULL, &err), QG_OK);
+    qg_batcher_free(b);
+    qg_store_close(mem);
 }

@@ -99,6 +99,14 @@ Test(core, iso_time_parsing)
     cr_assert_str_eq(buf, "2024-02-29T12:30:15.250Z");
     qg_time_format_iso(-QG_MS_PER_DAY, buf, sizeof buf);
     cr_assert_str_eq(buf, "1969-12-31T00:00:00Z");
+    qg_time_format_iso(5, buf, sizeof buf); /* milliseconds keep their zeros */
+    cr_assert_str_eq(buf, "1970-01-01T00:00:00.005Z");
+    qg_time_format_iso(253402300799999LL, buf, sizeof buf);
+    cr_assert_str_eq(buf, "9999-12-31T23:59:59.999Z");
+    qg_time_format_iso(253402300800000LL, buf, sizeof buf); /* five-digit years still print */
+    cr_assert_str_eq(buf, "10000-01-01T00:00:00Z");
+    qg_time_format_iso(-62167219200001LL, buf, sizeof buf); /* and years before 0 */
+    cr_assert_str_eq(buf, "-001-12-31T23:59:59.999Z");
 }
 
 Test(core, time_args_and_timeframes)

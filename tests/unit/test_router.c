@@ -55,6 +55,27 @@ Test(router, unknown_path_is_not_found)
     cr_assert_eq(match("/api/datasets/", QG_GET, p, &n, &allow), QG_ROUTE_NOT_FOUND);
     cr_assert_eq(match("/api/datasets/x/candles/y", QG_GET, p, &n, &allow), QG_ROUTE_NOT_FOUND);
     cr_assert_eq(match("", QG_GET, p, &n, &allow), QG_ROUTE_NOT_FOUND);
+    cr_assert_eq(match("health", QG_GET, p, &n, &allow), QG_ROUTE_NOT_FOUND);
+    cr_assert_eq(match("/health/", QG_GET, p, &n, &allow), QG_ROUTE_NOT_FOUND);
+    cr_assert_eq(match("/api//candles", QG_GET, p, &n, &allow), QG_ROUTE_NOT_FOUND);
+    cr_assert_eq(match("/api/datasets//candles", QG_GET, p, &n, &allow), QG_ROUTE_NOT_FOUND,
+                 "a parameter is never empty");
+    cr_assert_eq(match("/a/b/c/d/e/f/g/h/i/j/k/l/m/n/o", QG_GET, p, &n, &allow),
+                 QG_ROUTE_NOT_FOUND);
+}
+
+Test(router, literal_route_before_parameter_route_wins)
+{
+    const char *p[QG_MAX_PARAMS];
+    int n, allow;
+    int i = match("/api/signals/stream", QG_GET, p, &n, &allow);
+    cr_assert_geq(i, 0);
+    cr_assert_str_eq(qg_routes[i].pattern, "/api/signals/stream");
+    cr_assert_eq(n, 0);
+    i = match("/api/signals/sig_1", QG_GET, p, &n, &allow);
+    cr_assert_geq(i, 0);
+    cr_assert_str_eq(qg_routes[i].pattern, "/api/signals/{id}");
+    cr_assert_str_eq(p[0], "sig_1");
 }
 
 Test(router, wrong_method_lists_allowed_ones)

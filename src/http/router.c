@@ -79,9 +79,9 @@ static void compile_routes(void)
 {
     int count = qg_router_count(), k = 0;
     compiled = qg_xcalloc((size_t)count + 1, sizeof *compiled);
-    for (int want = 1; want <= SEGS_MAX + 1; want++) {
+    for (int want = 1; want <= SEGS_MAX; want++) {
         by_count_start[want] = k;
-        for (int i = 0; i < count && want <= SEGS_MAX; i++) {
+        for (int i = 0; i < count; i++) {
             const char *at[SEGS_MAX];
             size_t len[SEGS_MAX];
             if (split_segments(qg_routes[i].pattern, at, len) != want) continue;
@@ -98,6 +98,7 @@ static void compile_routes(void)
             k++;
         }
     }
+    by_count_start[SEGS_MAX + 1] = k;
 }
 
 static bool segments_match(const compiled_route *c, const char *const at[], const size_t len[])

@@ -84,11 +84,9 @@ struct qg_batcher {
     pthread_cond_t synwake;                /* under mu */
     pthread_cond_t picked;                 /* the syncer took the committed batch; under mu */
     batch_op *committed;                   /* committed, not yet syncing; under mu */
-    size_t committed_n;                    /* under mu */
     bool committed_wrote;                  /* it holds writes; under mu */
     bool syncing;                          /* the syncer holds a batch; under mu */
     batch_op *durable_head, *durable_tail; /* synced, dones to run; under mu */
-    size_t durable_n;                      /* under mu */
     bool writer_exited;                    /* under mu */
 
     /* the background checkpointer (SQLite) */
@@ -167,12 +165,15 @@ static bool run_batch(qg_batcher *b, batch_op *ops)
 }
 
 /* Counts first, then calls the dones: a done may wake a waiter that reads
- * the statistics at once. ops may span several batches (the syncer's). */
-static void finish_batch(qg_batcher *b, batch_op *ops, size_t n)
+ * the statistics at once. ops may span several batches (synced ones wait
+ * together). */
+static void finish_batch(qg_batcher *b, batch_op *ops)
 {
-    uint64_t failed = 0;
-    for (batch_op *o = ops; o; o = o->next)
+    uint64_t n = 0, failed = 0;
+    for (batch_op *o = ops; o; o = o->next) {
+        n++;
         if (o->rc) failed++;
+    }
     if (b->checkpointer_started) {
         pthread_mutex_lock(&b->mu);
         b->since_ckpt += n;
@@ -217,14 +218,30 @@ static void sync_log(qg_batcher *b, batch_op *ops, bool wrote)
                               memory_order_relaxed);
 }
 
+/* "<writer name, cut>-<role>": Linux thread names hold 15 bytes. */
+static void name_helper_thread(const qg_batcher *b, const char *role)
+{
+    char name[16];
+    snprintf(name, sizeof name, "%.10s-%s", b->name, role);
+    pthread_setname_np(pthread_self(), name);
+}
+
+/* Tells the syncer no more batches come: it drains, then stops. */
+static void stop_syncer(qg_batcher *b)
+{
+    pthread_mutex_lock(&b->mu);
+    b->writer_exited = true;
+    pthread_cond_signal(&b->synwake);
+    pthread_mutex_unlock(&b->mu);
+}
+
 /* Hands a committed batch to the syncer and waits until it starts that
  * sync, so one batch at most waits for it: the next batch takes everything
  * that arrives meanwhile (small batches back to back would each rewrite
  * the same index pages into the WAL). Under mu. */
-static void hand_to_syncer(qg_batcher *b, batch_op *ops, size_t n, bool wrote)
+static void hand_to_syncer(qg_batcher *b, batch_op *ops, bool wrote)
 {
     b->committed = ops;
-    b->committed_n = n;
     b->committed_wrote = wrote;
     pthread_cond_signal(&b->synwake);
     while (b->committed) pthread_cond_wait(&b->picked, &b->mu);
@@ -242,11 +259,9 @@ static void *writer_main(void *arg)
             pthread_cond_wait(&b->wake, &b->mu);
         if (b->durable_head) {
             batch_op *ops = b->durable_head;
-            size_t n = b->durable_n;
             b->durable_head = b->durable_tail = NULL;
-            b->durable_n = 0;
             pthread_mutex_unlock(&b->mu);
-            finish_batch(b, ops, n);
+            finish_batch(b, ops);
             pthread_mutex_lock(&b->mu);
             continue;
         }
@@ -259,19 +274,18 @@ static void *writer_main(void *arg)
         bool wrote = run_batch(b, ops);
         pthread_mutex_lock(&b->mu);
         if (b->log_fd >= 0 && (b->head || b->syncing || b->durable_head)) {
-            hand_to_syncer(b, ops, n, wrote);
+            hand_to_syncer(b, ops, wrote);
             continue;
         }
         /* Nothing to overlap the sync with (or no log): two thread
          * hand-offs would only add latency. */
         pthread_mutex_unlock(&b->mu);
         if (b->log_fd >= 0) sync_log(b, ops, wrote);
-        finish_batch(b, ops, n);
+        finish_batch(b, ops);
         pthread_mutex_lock(&b->mu);
     }
-    b->writer_exited = true;
-    pthread_cond_signal(&b->synwake);
     pthread_mutex_unlock(&b->mu);
+    stop_syncer(b);
     return NULL;
 }
 
@@ -281,15 +295,12 @@ static void *writer_main(void *arg)
 static void *syncer_main(void *arg)
 {
     qg_batcher *b = arg;
-    char name[16];
-    snprintf(name, sizeof name, "%.10s-sync", b->name);
-    pthread_setname_np(pthread_self(), name);
+    name_helper_thread(b, "sync");
     pthread_mutex_lock(&b->mu);
     for (;;) {
         while (!b->committed && !b->writer_exited) pthread_cond_wait(&b->synwake, &b->mu);
         if (!b->committed) break;
         batch_op *ops = b->committed;
-        size_t n = b->committed_n;
         bool wrote = b->committed_wrote;
         b->committed = NULL;
         b->syncing = true;
@@ -304,7 +315,6 @@ static void *syncer_main(void *arg)
         else
             b->durable_head = ops;
         b->durable_tail = last;
-        b->durable_n += n;
         b->syncing = false;
         pthread_cond_signal(&b->wake);
     }
@@ -330,9 +340,7 @@ static void checkpoint(qg_batcher *b)
 static void *checkpointer_main(void *arg)
 {
     qg_batcher *b = arg;
-    char name[16];
-    snprintf(name, sizeof name, "%.10s-ckpt", b->name);
-    pthread_setname_np(pthread_self(), name);
+    name_helper_thread(b, "ckpt");
     pthread_mutex_lock(&b->mu);
     for (;;) {
         while (b->since_ckpt < CHECKPOINT_EVERY_OPS && !b->stopping)
@@ -411,10 +419,7 @@ qg_status qg_batcher_new(qg_store *s, const char *name, int batch_max, size_t qu
         rc = qg_error_set(err, QG_ENOMEM, "%s: cannot start the writer thread", b->name);
     if (rc) {
         if (b->syncer_started) {
-            pthread_mutex_lock(&b->mu);
-            b->writer_exited = true;
-            pthread_cond_signal(&b->synwake);
-            pthread_mutex_unlock(&b->mu);
+            stop_syncer(b);
             pthread_join(b->syncer, NULL);
         }
         if (b->log_fd >= 0) close(b->log_fd);

@@ -953,9 +953,15 @@ static void run_lanes(qg_notify *n, const send_item *direct, size_t nd, qg_notif
         }
         if (all_done) break;
         if (stop && atomic_load(stop)) {
+            bool abandoned = false;
             for (size_t i = 0; i < nw; i++)
-                if (!waits[i].done && !waits[i].taken) abandon_wait(n, &waits[i]);
-            continue; /* taken ones: their sender stops soon too */
+                if (!waits[i].done && !waits[i].taken) {
+                    abandon_wait(n, &waits[i]);
+                    abandoned = true;
+                }
+            if (abandoned) continue;
+            /* The taken ones: their sender stops soon too and needs
+             * lane_mu to hand over the outcome, so wait, not spin. */
         }
         struct timespec until = qg_time_deadline(CLOCK_MONOTONIC, QG_NOTIFY_TICK_MS);
         pthread_cond_timedwait(wake, &n->lane_mu, &until);

@@ -38,7 +38,8 @@ serves until SIGTERM/SIGINT. Out-of-process control endpoints:
   GET  /_fake/messages          the recorded messages (JSON list)
   GET  /_fake/stats             {"messages":N,"requests":N,"by_channel":{..}}
   POST /_fake/fail              {"path":"telegram","status":429,"n":2,"retry_after":1}
-  POST /_fake/reset             forget messages, requests and pending failures
+  POST /_fake/reset             forget messages, requests, pending failures and the delay
+  POST /_fake/delay             {"seconds":0.5}: sleep that long before every answer
 """
 
 import argparse
@@ -275,6 +276,12 @@ class _Handler(BaseHTTPRequestHandler):
             except (ValueError, KeyError, TypeError) as e:
                 return self._send(400, {"ok": False, "error": str(e)})
             return self._send(200, {"ok": True})
+        if path == "/_fake/delay":
+            try:
+                fake.delay = float(json.loads(raw.decode() or "{}")["seconds"])
+            except (ValueError, KeyError, TypeError) as e:
+                return self._send(400, {"ok": False, "error": str(e)})
+            return self._send(200, {"ok": True})
         return self._send(404, {"ok": False})
 
 
@@ -385,6 +392,7 @@ class FakeNotify:
             self._messages.clear()
             self._requests.clear()
             self._failures.clear()
+            self.delay = 0.0
 
     # -- internal --------------------------------------------------------
     def _take_failure(self, path, channel):

@@ -517,10 +517,17 @@ Test(notify, want_skips_delivered_targets)
     qg_notify_free(n);
 }
 
+/* Sets flag after ms milliseconds, on a thread of its own. */
+typedef struct stopper {
+    atomic_bool flag;
+    int ms;
+} stopper;
+
 static void *set_stop(void *arg)
 {
-    usleep(300 * 1000);
-    atomic_store((atomic_bool *)arg, true);
+    stopper *s = arg;
+    usleep((useconds_t)s->ms * 1000);
+    atomic_store(&s->flag, true);
     return NULL;
 }
 
@@ -531,13 +538,13 @@ Test(notify, stop_abandons_retries)
     c.telegram_chats = "5";
     qg_notify *n = make(&c);
     fail_next("telegram", 429, 5, 20);
-    atomic_bool stop = false;
+    stopper stop = {.ms = 300};
     pthread_t th;
     pthread_create(&th, NULL, set_stop, &stop);
     qg_delivery d[4];
     size_t nd = 0;
     int64_t t0 = qg_time_now_ms();
-    cr_assert_eq(qg_notify_send(n, &sample, NULL, NULL, &stop, d, &nd), QG_EIO);
+    cr_assert_eq(qg_notify_send(n, &sample, NULL, NULL, &stop.flag, d, &nd), QG_EIO);
     pthread_join(th, NULL);
     cr_assert_lt(qg_time_now_ms() - t0, 3000);
     cr_assert_not(d[0].ok);
@@ -638,6 +645,55 @@ Test(notify, burst_to_a_busy_chat_goes_out_as_one_message)
     qg_notify_free(n);
 }
 
+static void answer_after(double seconds)
+{
+    char body[64];
+    snprintf(body, sizeof body, "{\"seconds\":%g}", seconds);
+    cJSON_Delete(fake_call("/_fake/delay", body));
+}
+
+Test(notify, stop_while_a_merged_message_is_on_its_way)
+{
+    qg_notify_config c;
+    base_cfg(&c);
+    c.telegram_chats = "82";
+    qg_notify *n = make(&c);
+    /* 0 s: the first alert's 429 holds the chat for 0.5 s; 0.3 s: answers
+     * start taking 0.6 s and two alerts queue; 0.5 s: the first is sent
+     * again (answered at 1.1 s), then the two go out merged (on their way
+     * until 1.7 s); 1.4 s: stop. The caller whose alert is in the other's
+     * message must wait for that sender to give up: it used to spin
+     * holding the lanes' lock, so the sender could never hand over the
+     * outcome. */
+    fail_next("telegram", 429, 1, 0.5);
+    stopper stop = {.ms = 1400};
+    pthread_t th, senders[3];
+    pthread_create(&th, NULL, set_stop, &stop);
+    int64_t t0 = qg_time_now_ms();
+    burst_sender b[3];
+    for (int i = 0; i < 3; i++) {
+        b[i] = (burst_sender){.n = n, .m = sample, .stop = &stop.flag};
+        snprintf(b[i].id, sizeof b[i].id, "sig_stop_%d", i);
+        b[i].m.signal_id = b[i].id;
+        if (i == 1) {
+            usleep(300 * 1000);
+            answer_after(0.6);
+        }
+        pthread_create(&senders[i], NULL, burst_send, &b[i]);
+    }
+    for (int i = 0; i < 3; i++) pthread_join(senders[i], NULL);
+    pthread_join(th, NULL);
+    cr_assert_lt(qg_time_now_ms() - t0, 3000);
+    cr_assert(b[0].d[0].ok, "%s", b[0].d[0].error);
+    cr_assert_eq(b[0].d[0].attempts, 2);
+    for (int i = 1; i < 3; i++) {
+        cr_assert_eq(b[i].rc, QG_EIO);
+        cr_assert_not(b[i].d[0].ok);
+        cr_assert_not_null(strstr(b[i].d[0].error, "shutting down"), "%s", b[i].d[0].error);
+    }
+    qg_notify_free(n);
+}
+
 Test(notify, merged_messages_stay_within_the_length_limit)
 {
     qg_notify_config c;
@@ -707,12 +763,12 @@ Test(notify, stop_fails_queued_alerts)
     c.telegram_chats = "80";
     qg_notify *n = make(&c);
     fail_next("telegram", 429, 5, 20);
-    atomic_bool stop = false;
+    stopper stop = {.ms = 300};
     pthread_t th;
     pthread_create(&th, NULL, set_stop, &stop);
     int64_t t0 = qg_time_now_ms();
     burst_sender b[4];
-    burst(n, b, 4, NULL, &stop);
+    burst(n, b, 4, NULL, &stop.flag);
     pthread_join(th, NULL);
     cr_assert_lt(qg_time_now_ms() - t0, 3000);
     for (int i = 0; i < 4; i++) {

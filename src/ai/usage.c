@@ -452,20 +452,10 @@ static void soft_log(const soft_hit *h)
             h->soft * 100);
 }
 
-/* The rows of one call inside the caller's transaction; soft-limit
- * crossings are appended to hits (room for 6). */
-static qg_status record_rows(qg_conn *c, const qg_ai_call_record *r, const char *id, soft_hit *hits,
-                             int *nhits_io, qg_error *err)
+static qg_status insert_call(qg_conn *c, const qg_ai_call_record *r, int64_t ts, qg_error *err)
 {
-    int64_t ts = r->ts_ms ? r->ts_ms : qg_time_now_ms();
-    char day[16], month[16];
-    qg_ai_period_keys(ts, day, sizeof day, month, sizeof month);
-    int64_t tokens =
-        (r->usage.input > 0 ? r->usage.input : 0) + (r->usage.output > 0 ? r->usage.output : 0);
     double cost = r->cost_usd > 0 ? r->cost_usd : 0;
-    int nhits = *nhits_io;
-    qg_status rc;
-    qg_val call[] = {QG_VTEXT(id),
+    qg_val call[] = {QG_VTEXT(r->id),
                      QG_VINT(ts),
                      QG_VTEXT(r->user_id),
                      QG_VTEXT(r->token_id),
@@ -484,38 +474,72 @@ static qg_status record_rows(qg_conn *c, const qg_ai_call_record *r, const char 
                      QG_VINT(r->stream ? 1 : 0),
                      QG_VTEXT(nz(r->outcome, "unknown")),
                      QG_VTEXT(r->error)};
-    rc = qg_conn_exec(c,
-                      "INSERT INTO ai_calls (id, ts, user_id, token_id, model_name, deployment_id, "
-                      "provider, model, template_id, template_version, input_tokens, "
-                      "output_tokens, cached_tokens, cost, latency_ms, attempts, stream, outcome, "
-                      "error) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                      call, 19, NULL, err);
-    if (rc) goto out;
+    return qg_conn_exec(
+        c,
+        "INSERT INTO ai_calls (id, ts, user_id, token_id, model_name, deployment_id, "
+        "provider, model, template_id, template_version, input_tokens, "
+        "output_tokens, cached_tokens, cost, latency_ms, attempts, stream, outcome, "
+        "error) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        call, 19, NULL, err);
+}
 
+/* What a batch adds to one running total: (scope, subject, period key).
+ * A batch's calls are summed per total first, so each total is upserted
+ * and checked against its budget once per batch, not once per call. */
+typedef struct total_add {
+    const char *scope, *subject, *period; /* period: "day" or "month" */
+    char key[16];                         /* "2026-11-21" or "2026-11" */
+    const char *actor;                    /* the last call's user, for the audit entry */
+    int64_t calls, tokens;
+    double cost;
+} total_add;
+
+static void add_to_totals(const qg_ai_call_record *r, int64_t ts, total_add *adds, size_t *nadds)
+{
+    char keys[2][16];
+    qg_ai_period_keys(ts, keys[0], sizeof keys[0], keys[1], sizeof keys[1]);
+    const char *periods[2] = {"day", "month"};
     const char *scopes[3][2] = {{"global", ""}, {"user", r->user_id}, {"token", r->token_id}};
-    const char *periods[2][2] = {{"day", day}, {"month", month}};
+    int64_t tokens =
+        (r->usage.input > 0 ? r->usage.input : 0) + (r->usage.output > 0 ? r->usage.output : 0);
+    double cost = r->cost_usd > 0 ? r->cost_usd : 0;
     for (int s = 0; s < 3; s++) {
         if (!scopes[s][1] || (s > 0 && !*scopes[s][1])) continue;
         for (int p = 0; p < 2; p++) {
-            qg_val up[] = {QG_VTEXT(scopes[s][0]), QG_VTEXT(scopes[s][1]), QG_VTEXT(periods[p][1]),
-                           QG_VINT(tokens), QG_VDBL(cost)};
-            rc = qg_conn_exec(c,
-                              "INSERT INTO ai_usage_totals (scope, subject, period_key, calls, "
-                              "tokens, cost) VALUES (?, ?, ?, 1, ?, ?) ON CONFLICT (scope, "
-                              "subject, period_key) DO UPDATE SET calls = ai_usage_totals.calls "
-                              "+ 1, tokens = ai_usage_totals.tokens + excluded.tokens, cost = "
-                              "ai_usage_totals.cost + excluded.cost",
-                              up, 5, NULL, err);
-            if (rc) goto out;
-            rc = soft_check(c, scopes[s][0], scopes[s][1], periods[p][0], periods[p][1], r->user_id,
-                            &hits[nhits], err);
-            if (rc) goto out;
-            if (hits[nhits].id[0]) nhits++;
+            total_add *t = NULL;
+            for (size_t i = 0; i < *nadds && !t; i++)
+                if (!strcmp(adds[i].scope, scopes[s][0]) &&
+                    !strcmp(adds[i].subject, scopes[s][1]) && !strcmp(adds[i].key, keys[p]))
+                    t = &adds[i];
+            if (!t) {
+                t = &adds[(*nadds)++];
+                *t = (total_add){
+                    .scope = scopes[s][0], .subject = scopes[s][1], .period = periods[p]};
+                memcpy(t->key, keys[p], sizeof t->key);
+            }
+            t->actor = r->user_id;
+            t->calls++;
+            t->tokens += tokens;
+            t->cost += cost;
         }
     }
-out:
-    *nhits_io = nhits;
-    return rc;
+}
+
+/* Upserts one total and claims its soft alert when this batch crossed the
+ * threshold (hit->id set then). */
+static qg_status apply_total(qg_conn *c, const total_add *t, soft_hit *hit, qg_error *err)
+{
+    qg_val up[] = {QG_VTEXT(t->scope), QG_VTEXT(t->subject), QG_VTEXT(t->key),
+                   QG_VINT(t->calls),  QG_VINT(t->tokens),   QG_VDBL(t->cost)};
+    qg_status rc = qg_conn_exec(
+        c,
+        "INSERT INTO ai_usage_totals (scope, subject, period_key, calls, tokens, cost) VALUES (?, "
+        "?, ?, ?, ?, ?) ON CONFLICT (scope, subject, period_key) DO UPDATE SET calls = "
+        "ai_usage_totals.calls + excluded.calls, tokens = ai_usage_totals.tokens + "
+        "excluded.tokens, cost = ai_usage_totals.cost + excluded.cost",
+        up, 6, NULL, err);
+    if (rc) return rc;
+    return soft_check(c, t->scope, t->subject, t->period, t->key, t->actor, hit, err);
 }
 
 static void soft_alerts(const soft_hit *hits, int n)
@@ -544,17 +568,28 @@ qg_status qg_ai_usage_record(qg_conn *c, const qg_ai_call_record *r, char *id_ou
 qg_status qg_ai_usage_record_batch(qg_conn *c, const qg_ai_call_record *const *recs, size_t n,
                                    qg_error *err)
 {
+    /* Each call adds to at most six totals (three scopes, two periods). */
+    total_add *adds = qg_xcalloc(n * 6 + 1, sizeof *adds);
     soft_hit *hits = qg_xcalloc(n * 6 + 1, sizeof *hits);
+    size_t nadds = 0;
     int nhits = 0;
     qg_status rc = qg_conn_begin(c, err);
-    for (size_t i = 0; !rc && i < n; i++)
-        rc = record_rows(c, recs[i], recs[i]->id, hits, &nhits, err);
+    for (size_t i = 0; !rc && i < n; i++) {
+        int64_t ts = recs[i]->ts_ms ? recs[i]->ts_ms : qg_time_now_ms();
+        rc = insert_call(c, recs[i], ts, err);
+        add_to_totals(recs[i], ts, adds, &nadds);
+    }
+    for (size_t i = 0; !rc && i < nadds; i++) {
+        rc = apply_total(c, &adds[i], &hits[nhits], err);
+        if (!rc && hits[nhits].id[0]) nhits++;
+    }
     if (!rc) rc = qg_conn_commit(c, err);
     if (rc)
         qg_conn_rollback(c);
     else
         soft_alerts(hits, nhits);
     free(hits);
+    free(adds);
     return rc;
 }
 

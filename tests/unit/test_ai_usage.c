@@ -318,6 +318,57 @@ Test(ai_usage, soft_alert_fires_once_per_period, .init = setup, .fini = teardown
     qg_buf_free(&b);
 }
 
+Test(ai_usage, a_batch_adds_each_total_once_and_alerts_once, .init = setup, .fini = teardown)
+{
+    make_user("usr_a", "tok_a");
+    make_user("usr_b", "tok_b");
+    budget("user", "usr_a", "day", 1.0, -1, 0.5);
+    int64_t t = at("2026-11-21T23:59:59Z");
+    /* Five calls in one batch: three of usr_a's (0.3 each, crossing the
+     * soft limit together), one of usr_b's through a token, one the next
+     * day (another day total, the same month). */
+    qg_ai_call_record recs[5];
+    const char *users[5] = {"usr_a", "usr_a", "usr_b", "usr_a", "usr_a"};
+    const char *tokens[5] = {NULL, NULL, "tok_b", NULL, NULL};
+    const int64_t when[5] = {t - 2000, t - 1000, t, t, t + 1000};
+    const qg_ai_call_record *ptrs[5];
+    char ids[5][QG_ID_MAX];
+    for (int i = 0; i < 5; i++) {
+        qg_store_new_id("call", ids[i], sizeof ids[i]);
+        recs[i] = (qg_ai_call_record){.id = ids[i],
+                                      .user_id = users[i],
+                                      .token_id = tokens[i],
+                                      .model_name = "analyst",
+                                      .usage = {.input = 10 * (i + 1), .output = 1},
+                                      .cost_usd = 0.3,
+                                      .attempts = 1,
+                                      .outcome = "ok",
+                                      .ts_ms = when[i]};
+        ptrs[i] = &recs[i];
+    }
+    qg_error err = {0};
+    cr_assert_eq(qg_ai_usage_record_batch(conn, ptrs, 5, &err), QG_OK, "%s", err.msg);
+
+    total ua = get_total("user", "usr_a", "2026-11-21");
+    cr_assert_eq(ua.calls, 3);
+    cr_assert_eq(ua.tokens, 11 + 21 + 41);
+    cr_assert_float_eq(ua.cost, 0.9, 1e-9);
+    cr_assert(ua.alerted);
+    cr_assert_eq(soft_audits(), 1, "one alert for the batch that crossed the limit");
+    cr_assert_eq(get_total("user", "usr_a", "2026-11-22").calls, 1);
+    cr_assert_eq(get_total("user", "usr_a", "2026-11").calls, 4);
+    cr_assert_eq(get_total("user", "usr_b", "2026-11-21").calls, 1);
+    total tb = get_total("token", "tok_b", "2026-11-21");
+    cr_assert_eq(tb.calls, 1);
+    cr_assert_eq(tb.tokens, 31);
+    cr_assert_eq(get_total("global", "", "2026-11-21").calls, 4);
+    cr_assert_eq(get_total("global", "", "2026-11-22").calls, 1);
+    total gm = get_total("global", "", "2026-11");
+    cr_assert_eq(gm.calls, 5);
+    cr_assert_eq(gm.tokens, 11 + 21 + 31 + 41 + 51);
+    cr_assert_float_eq(gm.cost, 1.5, 1e-9);
+}
+
 typedef struct listed {
     int n;
     qg_ai_budget b[8];

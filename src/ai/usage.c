@@ -452,6 +452,7 @@ static void soft_log(const soft_hit *h)
             h->soft * 100);
 }
 
+/* The call's row in the call log, inside the caller's transaction. */
 static qg_status insert_call(qg_conn *c, const qg_ai_call_record *r, int64_t ts, qg_error *err)
 {
     double cost = r->cost_usd > 0 ? r->cost_usd : 0;

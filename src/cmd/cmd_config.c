@@ -85,8 +85,8 @@ static const setting settings[] = {
     {"QG_MEMORY_HNSW_EF_CONSTRUCTION", "200", "memory: HNSW candidate list while inserting"},
     {"QG_MEMORY_HNSW_EF_SEARCH", "64", "memory: HNSW candidate list while searching (at least n)"},
     {"QG_MEMORY_SNAPSHOT_CHANGES", "1000",
-     "memory: rewrite a collection's snapshot in the background after this many changes (0: only "
-     "at shutdown)"},
+     "memory: rewrite a collection's snapshot in the background after this many changes, or an "
+     "eighth of the collection when more (0: only at shutdown)"},
     {"ANTHROPIC_API_KEY", "", "Anthropic key: adds the env-anthropic deployment"},
     {"ANTHROPIC_BASE_URL", "", "Anthropic base URL (empty: https://api.anthropic.com)"},
     {"GEMINI_API_KEY", "", "Gemini key: adds the env-gemini deployment"},

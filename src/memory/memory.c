@@ -22,7 +22,8 @@
  * as if it had run a moment earlier, but never finds a label without its
  * row except for rows deleted behind the service's back). Rows deleted behind the service's back
  * (a user deleted with ON DELETE CASCADE) leave labels whose rows are gone:
- * searches skip them, and the next start rebuilds (the counts differ).
+ * searches skip them, and the next start drops them from the snapshot it
+ * loads (catch_up).
  */
 #include "memory/memory.h"
 
@@ -47,6 +48,7 @@
 #define PAGE_SLOTS          (1u << PAGE_BITS)
 #define MAX_PAGES           (1u << 15) /* 134M labels */
 #define PURGE_EVERY_MS      60000
+#define SNAP_GROWTH_DIV     8 /* snapshot after changes of an eighth of a collection at least */
 #define DEFAULT_SHORT_TTL   (24 * QG_MS_PER_HOUR)
 #define DEFAULT_WORKING_TTL (7 * QG_MS_PER_DAY)
 
@@ -372,13 +374,21 @@ static qg_status coll_snapshot(qg_memory *m, qg_conn *conn, mem_coll *c, qg_erro
 }
 
 /* A background snapshot is due: enough changes since the last snapshot
- * (or since a failed attempt). Caller holds c->lock. */
+ * (or since a failed attempt): QG_MEMORY_SNAPSHOT_CHANGES, or an eighth of
+ * the collection when that is more. A snapshot rewrites the whole index,
+ * so a fixed interval would make the bytes written grow with the square
+ * of the collection; with the eighth, each change costs at most about
+ * eight items' worth of snapshot, and a start after a crash adds at most
+ * an eighth of the items to the snapshot it loads (catch_up). Caller
+ * holds c->lock. */
 static bool snap_due(const qg_memory *m, const mem_coll *c)
 {
     if (!m->snap_every || !c->ix) return false;
     int64_t since = c->snapshot_gen, failed = c->snap_failed_gen;
     if (failed > since) since = failed;
-    return c->generation - since >= m->snap_every;
+    int64_t every =
+        c->count / SNAP_GROWTH_DIV > m->snap_every ? c->count / SNAP_GROWTH_DIV : m->snap_every;
+    return c->generation - since >= every;
 }
 
 /* Wakes the background thread (no lock of a collection needed). */
@@ -499,7 +509,8 @@ static qg_status coll_rebuild(qg_memory *m, qg_conn *conn, mem_coll *c, qg_error
     return QG_OK;
 }
 
-/* True when the snapshot matches the rows exactly (see memory.h). */
+/* True when the snapshot was built with this collection's shape and the
+ * index settings in force (its items are reconciled by catch_up). */
 static bool snapshot_fits(qg_memory *m, const mem_coll *c, const qg_vindex *ix, const char **why)
 {
     const qg_vindex_params *p = qg_vindex_get_params(ix);
@@ -508,36 +519,81 @@ static bool snapshot_fits(qg_memory *m, const mem_coll *c, const qg_vindex *ix, 
     if (p->kind == QG_VINDEX_HNSW &&
         (p->M != m->hnsw_m || p->ef_construction != m->hnsw_efc || p->ef_search != m->hnsw_efs))
         return *why = "HNSW settings", false;
-    if ((int64_t)qg_vindex_count(ix) != c->count) return *why = "item count", false;
-    uint64_t top = atomic_load(&m->next_seq);
+    return true;
+}
+
+/* Adds a row the snapshot lacks (rows it has are skipped). */
+static qg_status catch_up_row(void *ud, const qg_row *row)
+{
+    rebuild_ctx *x = ud;
+    if (qg_vindex_contains(x->c->ix, (uint64_t)qg_row_int(row, 0))) return QG_OK;
+    return rebuild_row(ud, row);
+}
+
+/* Brings a loaded snapshot up to the rows: the labels of rows deleted
+ * since it was written leave the index, the rows written since are added
+ * (labels are never reused, so a label's vector never changes). Returns
+ * QG_EAGAIN when more than half the items are missing: a rebuild is then
+ * as cheap and gives a better graph. */
+static qg_status catch_up(qg_memory *m, qg_conn *conn, mem_coll *c, size_t *added, size_t *removed,
+                          qg_error *err)
+{
+    uint64_t top = atomic_load(&m->next_seq), first_missing = 0;
+    size_t missing = 0;
+    *added = *removed = 0;
     for (uint64_t l = 1; l < top; l++) {
         const mem_slot *s = slot_get(m, l);
-        if (s && s->live && s->coll == c->idx && !qg_vindex_contains(ix, l))
-            return *why = "labels", false;
+        bool live = s && s->live && s->coll == c->idx, indexed = qg_vindex_contains(c->ix, l);
+        if (indexed && !live) {
+            qg_vindex_remove(c->ix, l);
+            (*removed)++;
+        } else if (live && !indexed) {
+            if (!missing++) first_missing = l;
+        }
     }
-    return true;
+    if (missing == 0) return QG_OK;
+    if (missing > (size_t)c->count / 2) return QG_EAGAIN;
+    rebuild_ctx x = {.m = m, .c = c, .v = qg_xmalloc(c->dim * sizeof(float)), .err = err};
+    qg_val p[] = {QG_VTEXT(c->name), QG_VINT((int64_t)first_missing)};
+    qg_status rc = qg_conn_query(conn,
+                                 "SELECT seq, vector FROM memory_items WHERE collection = ? AND "
+                                 "seq >= ? ORDER BY seq",
+                                 p, 2, catch_up_row, &x, err);
+    free(x.v);
+    *added = x.n;
+    return rc;
 }
 
 static qg_status coll_load(qg_memory *m, qg_conn *conn, mem_coll *c, qg_error *err)
 {
     if (!c->dim) return QG_OK; /* a model collection before its first item */
     if (c->count == 0) return index_new(m, c->dim, c->metric, &c->ix, err);
-    if (m->snap_dir && c->snapshot_gen == c->generation) {
+    if (m->snap_dir) {
         char path[4096];
         snap_path(m, c, path, sizeof path);
         qg_vindex *ix = NULL;
         qg_error e = {0};
         const char *why = NULL;
         if (qg_vindex_load(path, &ix, &e) == QG_OK) {
+            size_t loaded = qg_vindex_count(ix), added = 0, removed = 0;
+            qg_status crc = QG_OK;
             if (snapshot_fits(m, c, ix, &why)) {
                 c->ix = ix;
-                qg_info("memory: collection '%s': %zu items loaded from its snapshot", c->name,
-                        qg_vindex_count(ix));
-                return QG_OK;
+                crc = catch_up(m, conn, c, &added, &removed, &e);
+                if (!crc && (int64_t)qg_vindex_count(c->ix) == c->count) {
+                    qg_info("memory: collection '%s': %zu items loaded from its snapshot, %zu "
+                            "added and %zu removed since",
+                            c->name, loaded, added, removed);
+                    return QG_OK;
+                }
+                why = crc == QG_EAGAIN ? "more than half of the items are newer"
+                      : crc            ? e.msg
+                                       : "item count";
+                c->ix = NULL;
             }
             qg_warn("memory: snapshot %s does not match the database (%s); rebuilding", path, why);
             qg_vindex_free(ix);
-        } else if (c->count > 0 || access(path, F_OK) == 0) {
+        } else {
             qg_warn("memory: snapshot %s unusable (%s); rebuilding", path, e.msg);
         }
     }

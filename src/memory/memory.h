@@ -28,16 +28,19 @@
  *
  * Persistence: the rows are the truth. Every change bumps the collection's
  * generation in the same transaction. At open a snapshot
- * (<snapshot_dir>/<collection>.qgvx) is used when the generation it was
- * written at equals the database's and it holds exactly the rows' labels;
- * otherwise (missing, stale or corrupt: a warning) the index is rebuilt
- * from the rows and a fresh snapshot written. qg_memory_free writes a
- * snapshot of every collection that changed. So that a crash does not
- * mean rebuilding everything, a background thread also rewrites a
- * collection's snapshot once it has seen snapshot_changes changes (adds
- * and forgets, each bumps the generation) since its last snapshot; it
- * holds the collection's read lock while writing the file (searches go on,
- * writes to that collection wait) and records the generation afterwards.
+ * (<snapshot_dir>/<collection>.qgvx) built with the collection's shape and
+ * the index settings in force is loaded and brought up to the rows: the
+ * labels of rows deleted since leave the index, the rows written since are
+ * added. Otherwise (missing, corrupt, other settings, or more than half the
+ * items newer: a warning) the index is rebuilt from the rows and a fresh
+ * snapshot written. qg_memory_free writes a snapshot of every collection
+ * that changed. So that a start after a crash has little to add, a
+ * background thread also rewrites a collection's snapshot once it has seen
+ * snapshot_changes changes (adds and forgets, each bumps the generation),
+ * or an eighth of the collection when that is more, since its last
+ * snapshot; it holds the collection's read lock while writing the file
+ * (searches go on, writes to that collection wait) and records the
+ * generation afterwards.
  *
  * Threads: one qg_memory is shared by all threads. Each collection has a
  * rwlock (searches shared, writes exclusive); a write goes to the database
@@ -92,7 +95,8 @@ typedef struct qg_memory_config {
     qg_vindex_kind index_kind; /* QG_VINDEX_HNSW (default) or QG_VINDEX_FLAT */
     int hnsw_m, hnsw_ef_construction, hnsw_ef_search; /* 0: the index defaults */
     int64_t snapshot_changes; /* QG_MEMORY_SNAPSHOT_CHANGES: background snapshot after this
-                                 many changes of a collection; 0: 1000; <0: only at free */
+                                 many changes of a collection (or an eighth of it when
+                                 more); 0: 1000; <0: only at free */
 } qg_memory_config;
 
 #define QG_MEMORY_SNAPSHOT_CHANGES_DEFAULT 1000

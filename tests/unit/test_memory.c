@@ -819,9 +819,86 @@ Test(memory, persistence, .timeout = 120)
     mem_open(&f, QG_VINDEX_HNSW);
     size_t cnt = 0;
     cr_assert_eq(qg_memory_index_info(f.m, "signals", NULL, &cnt, NULL), QG_OK);
-    cr_assert_eq(cnt, 600 - 1 - 1, "rebuilt: the count differed");
+    cr_assert_eq(cnt, 600 - 1 - 1, "caught up: the deleted row's label left the index");
     run_queries(&f, after);
     same_results(before, after); /* usr_b's item never was in usr_a's results */
+    teardown_fx(&f);
+}
+
+static void copy_file(const char *from, const char *to)
+{
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "cp -p '%s' '%s'", from, to);
+    cr_assert_eq(system(cmd), 0);
+}
+
+static void add_signals(fx *f, uint64_t *seed, int n, char (*ids)[QG_ID_MAX])
+{
+    static const char *const syms[] = {"EURUSD", "GBPUSD", "XAUUSD"};
+    char text[256];
+    for (int i = 0; i < n; i++) {
+        salad(seed, text, sizeof text);
+        add(f,
+            &(qg_mem_add){
+                .user_id = "usr_a", .collection = "signals", .text = text, .symbol = syms[i % 3]},
+            ids ? ids[i] : NULL);
+    }
+}
+
+/* After a crash the snapshot is older than the rows: it is loaded and
+ * brought up to them (rows added since are indexed, rows deleted since
+ * leave the index) instead of rebuilding the whole index; when more than
+ * half the items are newer than the snapshot, it is rebuilt. */
+Test(memory, stale_snapshot_is_caught_up, .timeout = 120)
+{
+    fx f;
+    setup_fx(&f);
+    uint64_t seed = 5;
+    static char ids[300][QG_ID_MAX];
+    char path[256], at100[256], at300[256];
+    snprintf(path, sizeof path, "%s/signals.qgvx", f.snaps);
+    snprintf(at100, sizeof at100, "%s/at100.qgvx", f.dir);
+    snprintf(at300, sizeof at300, "%s/at300.qgvx", f.dir);
+    add_signals(&f, &seed, 100, ids);
+    qg_memory_free(f.m); /* a clean close writes the snapshot */
+    copy_file(path, at100);
+    mem_open(&f, QG_VINDEX_HNSW);
+    add_signals(&f, &seed, 200, ids + 100);
+    qg_memory_free(f.m);
+    copy_file(path, at300);
+    mem_open(&f, QG_VINDEX_HNSW);
+    add_signals(&f, &seed, 60, NULL);
+    qg_error err = {0};
+    for (int i = 0; i < 10; i++)
+        cr_assert_eq(qg_memory_forget(f.m, f.c, "usr_a", ids[i * 7], &err), QG_OK, "%s", err.msg);
+    snapshot_result before[3], after[3];
+    run_queries(&f, before);
+    cr_assert_eq(before[0].n, 10);
+    qg_memory_free(f.m);
+
+    /* As after a crash: the snapshot of 300 items, the rows of 350. */
+    copy_file(at300, path);
+    int64_t t = mtime_ns(path);
+    usleep(20000);
+    mem_open(&f, QG_VINDEX_HNSW);
+    cr_assert_eq(mtime_ns(path), t, "caught up, not rebuilt (a rebuild writes a fresh snapshot)");
+    size_t cnt = 0;
+    cr_assert_eq(qg_memory_index_info(f.m, "signals", NULL, &cnt, NULL), QG_OK);
+    cr_assert_eq(cnt, 350);
+    run_queries(&f, after);
+    same_results(before, after);
+    qg_memory_free(f.m);
+
+    /* The snapshot of 100 items: 260 of the 350 are newer, so a rebuild. */
+    copy_file(at100, path);
+    t = mtime_ns(path);
+    usleep(20000);
+    mem_open(&f, QG_VINDEX_HNSW);
+    cr_assert(mtime_ns(path) > t, "rebuilt, and a fresh snapshot written");
+    cr_assert_eq(qg_memory_index_info(f.m, "signals", NULL, &cnt, NULL), QG_OK);
+    cr_assert_eq(cnt, 350);
+    run_queries(&f, after);
+    same_results(before, after);
     teardown_fx(&f);
 }
 

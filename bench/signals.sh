@@ -7,7 +7,7 @@
 #    connection counts in QG_BENCH_SIG_CONNS (default "1 16 64"), each for
 #    QG_BENCH_SIG_SECONDS (default 10), the pipeline paused so the door is
 #    measured alone. A 202 means the signal is in the SQLite file (group
-#    commit, synchronous=FULL). Prints accepts/s, wrk's p50/p99 and the
+#    commit; the WAL is fdatasynced before the 202). Prints accepts/s, wrk's p50/p99 and the
 #    server's own p50/p99 of the route (its /metrics histogram, scraped
 #    around the cell).
 # 2. Paced: the same at a fixed QG_BENCH_SIG_RATE (default 10000) requests/s
@@ -22,7 +22,9 @@
 #    the Bot API's {"ok":true,...}), every state change recorded. Prints
 #    signals processed per second from resume to the last one done: a signal
 #    counts once it is done and its analysis is in memory (the rememberer
-#    works off the workers' path, up to 10,000 behind them).
+#    works off the workers' path, up to 10,000 behind them), and quantgate's
+#    CPU and bytes written per processed signal (/proc/PID/stat and io, all
+#    threads): steadier than the rate on a VM whose speed drifts.
 #
 # wrk, nginx and quantgate share the machine's cores: the figures compare
 # runs on one machine; they are not the capacity of a dedicated server.
@@ -213,6 +215,10 @@ accepted=$(status_field accepted)
 e2e_secs=${QG_BENCH_SIG_E2E_SECONDS:-20}
 t0=$(date +%s.%N)
 e2e_cpu0=$(cpu_snapshot)
+proc_use() { # "CPU ticks, bytes written" of quantgate so far (per signal in the table)
+    echo "$(awk '{ print $14 + $15 }' "/proc/$qg_pid/stat") $(awk '$1 == "write_bytes:" { print $2 }' "/proc/$qg_pid/io")"
+}
+read -r e2e_ticks0 e2e_wb0 < <(proc_use)
 api POST /api/signals/resume >/dev/null
 # The rate over a backlog: until every accepted signal is done and its
 # analysis remembered, or for QG_BENCH_SIG_E2E_SECONDS (default 20) when the
@@ -227,6 +233,7 @@ while :; do
     sleep 0.25
 done
 e2e_steal=$(steal_pct "$e2e_cpu0" "$(cpu_snapshot)")
+read -r e2e_ticks1 e2e_wb1 < <(proc_use)
 failed=$(status_field failed)
 filtered=$(status_field filtered)
 threads=$(awk '/^Threads/ {print $2}' "/proc/$qg_pid/status")
@@ -240,9 +247,11 @@ echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
 awk -F'\t' '{ printf "| %s | %s | %.0f | %.3f | %.3f | %s | %s | %s | %s |\n", $1 == "paced" ? "paced ('"$rate"'/s, open loop)" : $1, $2, $3, $4, $5, $6, $8, $9, $10 }' "$results"
 echo
 echo "End to end: $accepted accepted signals queued, the pipeline resumed (builtin reasoner, similar setups from memory,"
-echo "the analysis remembered, Telegram to a local receiver); processed/s counts the signals both done and remembered"
+echo "the analysis remembered, Telegram to a local receiver); processed/s counts the signals both done and remembered;"
+echo "CPU and bytes written are quantgate's (all threads; /proc/PID/stat and io) per processed signal"
 awk -v q="$accepted" -v n="$done_n" -v r="$rem_n" -v a="$t0" -v b="$t1" -v f="$failed" -v fl="$filtered" -v st="$e2e_steal" \
-    'BEGIN { p = r < n ? r : n; printf "| backlog | done | remembered | seconds | processed/s | failed | filtered | steal %% |\n|---:|---:|---:|---:|---:|---:|---:|---:|\n| %d | %d | %d | %.2f | %.0f | %d | %d | %s |\n", q, n, r, b - a, p / (b - a), f, fl, st }'
+    -v tk=$((e2e_ticks1 - e2e_ticks0)) -v hz="$(getconf CLK_TCK)" -v wb=$((e2e_wb1 - e2e_wb0)) \
+    'BEGIN { p = r < n ? r : n; d = p > 0 ? p : 1; printf "| backlog | done | remembered | seconds | processed/s | CPU µs/signal | KB written/signal | failed | filtered | steal %% |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n| %d | %d | %d | %.2f | %.0f | %.0f | %.1f | %d | %d | %s |\n", q, n, r, b - a, p / (b - a), tk * 1e6 / hz / d, wb / 1024 / d, f, fl, st }'
 curl -fsS "http://127.0.0.1:$qg_port/metrics" | grep -E '^quantgate_(signal|notify)' | grep -v _bucket | sed 's/^/  /' | head -40 || true
 
 kill -TERM "$qg_pid"

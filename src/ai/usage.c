@@ -112,6 +112,12 @@ static struct {
     atomic_uint_fast64_t refusals, soft_alerts;
 } M = {.mu = PTHREAD_MUTEX_INITIALIZER};
 
+/* A call's cost as recorded and totalled (a negative one counts as 0). */
+static double call_cost(const qg_ai_call_record *r)
+{
+    return r->cost_usd > 0 ? r->cost_usd : 0;
+}
+
 static const char *nz(const char *s, const char *def)
 {
     return s && *s ? s : def;
@@ -172,7 +178,7 @@ void qg_ai_metrics_observe(const qg_ai_call_record *r, int64_t overhead_us)
     s->input += r->usage.input > 0 ? (uint64_t)r->usage.input : 0;
     s->output += r->usage.output > 0 ? (uint64_t)r->usage.output : 0;
     s->cached += r->usage.cached > 0 ? (uint64_t)r->usage.cached : 0;
-    s->cost += r->cost_usd > 0 ? r->cost_usd : 0;
+    s->cost += call_cost(r);
     s->lat[lb]++;
     s->lat_sum += lat;
     M.ovh[ob]++;
@@ -455,7 +461,7 @@ static void soft_log(const soft_hit *h)
 /* The call's row in the call log, inside the caller's transaction. */
 static qg_status insert_call(qg_conn *c, const qg_ai_call_record *r, int64_t ts, qg_error *err)
 {
-    double cost = r->cost_usd > 0 ? r->cost_usd : 0;
+    double cost = call_cost(r);
     qg_val call[] = {QG_VTEXT(r->id),
                      QG_VINT(ts),
                      QG_VTEXT(r->user_id),
@@ -503,7 +509,7 @@ static void add_to_totals(const qg_ai_call_record *r, int64_t ts, total_add *add
     const char *scopes[3][2] = {{"global", ""}, {"user", r->user_id}, {"token", r->token_id}};
     int64_t tokens =
         (r->usage.input > 0 ? r->usage.input : 0) + (r->usage.output > 0 ? r->usage.output : 0);
-    double cost = r->cost_usd > 0 ? r->cost_usd : 0;
+    double cost = call_cost(r);
     for (int s = 0; s < 3; s++) {
         if (!scopes[s][1] || (s > 0 && !*scopes[s][1])) continue;
         for (int p = 0; p < 2; p++) {

@@ -83,7 +83,7 @@ struct qg_batcher {
     bool syncer_started;
     pthread_cond_t synwake;                /* under mu */
     pthread_cond_t picked;                 /* the syncer took the committed batch; under mu */
-    batch_op *committed;                   /* committed, not yet syncing; under mu */
+    batch_op *committed, *committed_last;  /* committed, not yet syncing; under mu */
     bool committed_wrote;                  /* it holds writes; under mu */
     bool syncing;                          /* the syncer holds a batch; under mu */
     batch_op *durable_head, *durable_tail; /* synced, dones to run; under mu */
@@ -105,8 +105,8 @@ static bool drained(const qg_batcher *b)
     return !b->head && !b->committed && !b->syncing && !b->durable_head;
 }
 
-/* Under mu: detaches up to batch_max queued ops. */
-static batch_op *detach_batch(qg_batcher *b, size_t *n_out)
+/* Under mu: detaches up to batch_max queued ops (*last_out: the last). */
+static batch_op *detach_batch(qg_batcher *b, size_t *n_out, batch_op **last_out)
 {
     batch_op *first = b->head, *last = NULL;
     size_t n = 0;
@@ -121,6 +121,7 @@ static batch_op *detach_batch(qg_batcher *b, size_t *n_out)
         b->queued -= n;
     }
     *n_out = n;
+    *last_out = last;
     return first;
 }
 
@@ -239,9 +240,10 @@ static void stop_syncer(qg_batcher *b)
  * sync, so one batch at most waits for it: the next batch takes everything
  * that arrives meanwhile (small batches back to back would each rewrite
  * the same index pages into the WAL). Under mu. */
-static void hand_to_syncer(qg_batcher *b, batch_op *ops, bool wrote)
+static void hand_to_syncer(qg_batcher *b, batch_op *ops, batch_op *last, bool wrote)
 {
     b->committed = ops;
+    b->committed_last = last;
     b->committed_wrote = wrote;
     pthread_cond_signal(&b->synwake);
     while (b->committed) pthread_cond_wait(&b->picked, &b->mu);
@@ -267,14 +269,15 @@ static void *writer_main(void *arg)
         }
         if (!b->head) break; /* stopping, and everything is done */
         size_t n = 0;
-        batch_op *ops = detach_batch(b, &n);
+        batch_op *last = NULL;
+        batch_op *ops = detach_batch(b, &n, &last);
         pthread_mutex_unlock(&b->mu);
         size_t big = atomic_load_explicit(&b->largest, memory_order_relaxed);
         if (n > big) atomic_store_explicit(&b->largest, n, memory_order_relaxed);
         bool wrote = run_batch(b, ops);
         pthread_mutex_lock(&b->mu);
         if (b->log_fd >= 0 && (b->head || b->syncing || b->durable_head)) {
-            hand_to_syncer(b, ops, wrote);
+            hand_to_syncer(b, ops, last, wrote);
             continue;
         }
         /* Nothing to overlap the sync with (or no log): two thread
@@ -300,15 +303,13 @@ static void *syncer_main(void *arg)
     for (;;) {
         while (!b->committed && !b->writer_exited) pthread_cond_wait(&b->synwake, &b->mu);
         if (!b->committed) break;
-        batch_op *ops = b->committed;
+        batch_op *ops = b->committed, *last = b->committed_last;
         bool wrote = b->committed_wrote;
         b->committed = NULL;
         b->syncing = true;
         pthread_cond_signal(&b->picked);
         pthread_mutex_unlock(&b->mu);
         sync_log(b, ops, wrote);
-        batch_op *last = ops;
-        while (last->next) last = last->next;
         pthread_mutex_lock(&b->mu);
         if (b->durable_tail)
             b->durable_tail->next = ops;

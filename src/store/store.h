@@ -101,13 +101,13 @@ qg_status qg_row_take_id(void *ud, const qg_row *row);
 
 /* Transactions on one connection. begin is BEGIN IMMEDIATE on SQLite, so
  * writers queue on the busy timeout instead of failing at commit. */
-/* The log file behind deferred durability (see store_int.h's log_path):
- * QG_ENOTFOUND for a backend or database without one. */
-qg_status qg_conn_log_path(qg_conn *c, char *out, size_t cap, qg_error *err);
-
 qg_status qg_conn_begin(qg_conn *c, qg_error *err);
 qg_status qg_conn_commit(qg_conn *c, qg_error *err);
 qg_status qg_conn_rollback(qg_conn *c);
+
+/* The log file behind deferred durability (see store_int.h's log_path):
+ * QG_ENOTFOUND for a backend or database without one. */
+qg_status qg_conn_log_path(qg_conn *c, char *out, size_t cap, qg_error *err);
 
 /* Writes a new id: prefix, '_', 26 Crockford base32 characters of a 48-bit
  * millisecond time and 80 random bits (ULID), so ids sort by creation time.

@@ -10,7 +10,9 @@
  * Neighbours are chosen with the paper's heuristic (Algorithm 4, without
  * extending candidates or keeping pruned connections): a candidate is kept
  * only when it is closer to the new node than to every neighbour already
- * kept, which spreads the links around the node.
+ * kept, which spreads the links around the node. A full list the heuristic
+ * made is pruned incrementally when a link is added (prune_clean): the same
+ * links at a fraction of the distances.
  *
  * Deletion marks a node: it keeps routing searches but is never returned,
  * and its slot is reused by a later add (the new vector is stored and the
@@ -78,6 +80,7 @@ void qg_hnsw_free(struct qg_vindex *ix)
         for (size_t i = 0; i < ix->n; i++) free(ix->upper[i]);
     free(ix->upper);
     free(ix->levels);
+    free(ix->clean);
     free(ix->deleted);
     free(ix->freeslots);
     pthread_mutex_destroy(&ix->pool_mu);
@@ -91,6 +94,10 @@ qg_status qg_hnsw_grow(struct qg_vindex *ix, size_t oldcap, size_t newcap)
     uint8_t *lv = realloc(ix->levels, newcap);
     if (!lv) return QG_ENOMEM;
     ix->levels = lv;
+    uint32_t *cl = realloc(ix->clean, newcap * sizeof *cl);
+    if (!cl) return QG_ENOMEM;
+    ix->clean = cl;
+    memset(cl + oldcap, 0, (newcap - oldcap) * sizeof *cl);
     uint32_t **up = realloc(ix->upper, newcap * sizeof *up);
     if (!up) return QG_ENOMEM;
     ix->upper = up;
@@ -102,7 +109,8 @@ qg_status qg_hnsw_grow(struct qg_vindex *ix, size_t oldcap, size_t newcap)
 
 size_t qg_hnsw_memory(const struct qg_vindex *ix)
 {
-    size_t b = ix->cap * (2 + sizeof(uint32_t *)); /* level-0 links are in the slab */
+    /* level-0 links are in the slab */
+    size_t b = ix->cap * (2 + sizeof(uint32_t) + sizeof(uint32_t *));
     for (size_t i = 0; i < ix->n; i++)
         if (ix->upper[i]) b += (size_t)ix->levels[i] * (size_t)(1 + ix->M) * sizeof(uint32_t);
     b += ix->freecap * sizeof(uint32_t);
@@ -396,8 +404,53 @@ select_heuristic(int l2, const struct qg_vindex *ix, qg_vcand *cand, size_t n, s
     return kept;
 }
 
+static inline void set_clean(struct qg_vindex *ix, uint32_t slot, int level, bool clean)
+{
+    uint32_t bit = 1u << level;
+    ix->clean[slot] = clean ? ix->clean[slot] | bit : ix->clean[slot] & ~bit;
+}
+
+/* The heuristic over a clean full list (one it keeps whole) plus node,
+ * without comparing the list's members pairwise again. cand holds the
+ * list sorted nearest first (cnt == max), x is node. Returns what
+ * select_heuristic over all of them returns, written to lk:
+ * - the members nearer than x stay, as before, since nothing before them
+ *   changed;
+ * - x is kept when diverse from those;
+ * - a member after a kept x was diverse from every member before it, so
+ *   it stays unless x is nearer to it than the base is.
+ * About 2*max distances instead of up to max*max/2. */
+static inline __attribute__((always_inline)) void prune_clean(int l2, struct qg_vindex *ix,
+                                                              uint32_t *lk, const qg_vcand *cand,
+                                                              size_t cnt, qg_vcand x)
+{
+    /* After the members at x's distance: the order a stable sort of
+     * the list then x gives. */
+    size_t p = cnt;
+    while (p > 0 && cand[p - 1].d > x.d) p--;
+    size_t k = 0;
+    for (; k < p; k++) lk[1 + k] = cand[k].id;
+    if (p == cnt || !diverse(l2, ix, x, cand, p)) {
+        for (; k < cnt; k++) lk[1 + k] = cand[k].id;
+    } else {
+        const float *xv = qg_vix_vec(ix, x.id);
+        lk[1 + k++] = x.id;
+        for (size_t j = p; j < cnt && k < cnt; j++)
+            if (!(dist(l2, qg_vix_vec(ix, cand[j].id), xv, ix->dim) < cand[j].d))
+                lk[1 + k++] = cand[j].id;
+    }
+    lk[0] = (uint32_t)k;
+}
+
 /* Adds a link from e to node on level, pruning e's list with the heuristic
- * when it is full. scratch has room for max + 1 entries. */
+ * when it is full. scratch has room for max + 1 entries.
+ *
+ * A list the heuristic produced is "clean": run again over it, the
+ * heuristic keeps all of it (each member passed against every member
+ * before it). Most full lists are, and prune_clean then gives the same
+ * links as the full heuristic at a fraction of the distances. A plain
+ * append makes a list unclean; a changed vector makes every list unclean
+ * (qg_hnsw_insert). */
 static inline __attribute__((always_inline)) void
 link_back(int l2, struct qg_vindex *ix, uint32_t e, uint32_t node, int level, qg_vcand *scratch)
 {
@@ -409,16 +462,24 @@ link_back(int l2, struct qg_vindex *ix, uint32_t e, uint32_t node, int level, qg
     if (cnt < max) {
         lk[1 + cnt] = node;
         lk[0] = cnt + 1;
+        set_clean(ix, e, level, false);
         return;
     }
     const float *ev = qg_vix_vec(ix, e);
     for (uint32_t j = 0; j < cnt; j++)
         scratch[j] = (qg_vcand){dist(l2, ev, qg_vix_vec(ix, lk[1 + j]), ix->dim), lk[1 + j]};
-    scratch[cnt] = (qg_vcand){dist(l2, ev, qg_vix_vec(ix, node), ix->dim), node};
-    sort_short(scratch, cnt + 1);
-    size_t kept = select_heuristic(l2, ix, scratch, cnt + 1, max);
-    for (size_t j = 0; j < kept; j++) lk[1 + j] = scratch[j].id;
-    lk[0] = (uint32_t)kept;
+    qg_vcand x = {dist(l2, ev, qg_vix_vec(ix, node), ix->dim), node};
+    if (ix->clean[e] & (1u << level)) {
+        sort_short(scratch, cnt);
+        prune_clean(l2, ix, lk, scratch, cnt, x);
+    } else {
+        scratch[cnt] = x;
+        sort_short(scratch, cnt + 1);
+        size_t kept = select_heuristic(l2, ix, scratch, cnt + 1, max);
+        for (size_t j = 0; j < kept; j++) lk[1 + j] = scratch[j].id;
+        lk[0] = (uint32_t)kept;
+        set_clean(ix, e, level, true);
+    }
 }
 
 static inline __attribute__((always_inline)) qg_status connect(int l2, struct qg_vindex *ix,
@@ -455,6 +516,7 @@ static inline __attribute__((always_inline)) qg_status connect(int l2, struct qg
         uint32_t *lk = qg_vix_links(ix, slot, lc);
         for (size_t j = 0; j < nk; j++) lk[1 + j] = kept[j].id;
         lk[0] = (uint32_t)nk;
+        set_clean(ix, slot, lc, true);
         for (size_t j = 0; j < nk; j++) link_back(l2, ix, kept[j].id, slot, lc, scratch);
         /* The next level needs fresh visited marks. */
         if (++c->epoch == 0) {
@@ -485,6 +547,9 @@ qg_status qg_hnsw_insert(struct qg_vindex *ix, uint32_t slot, bool fresh)
     } else {
         level = ix->levels[slot];
     }
+    /* A reused or replaced slot has a new vector: every list naming it
+     * may hold a member the heuristic would now drop. */
+    if (!fresh) memset(ix->clean, 0, ix->n * sizeof *ix->clean);
     if (ix->entry == QG_VIX_NONE) {
         ix->entry = slot;
         ix->maxlevel = level;

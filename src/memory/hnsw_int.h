@@ -259,6 +259,9 @@ struct qg_vindex {
     uint64_t rng;     /* level generator state */
     uint8_t *deleted; /* per slot */
     uint8_t *levels;  /* per slot: top level of the node */
+    uint32_t *clean;  /* per slot: bit l set when the level-l links are a set the
+                         pruning heuristic keeps whole (hnsw.c link_back); never
+                         saved, so a loaded graph starts with none set */
     uint32_t **upper; /* per slot: NULL or levels * (1 + M) (count then slots) */
     uint32_t entry;   /* QG_VIX_NONE when the graph is empty */
     int maxlevel;

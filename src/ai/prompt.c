@@ -113,8 +113,8 @@ static bool key_known(const char *k)
     return false;
 }
 
-/* Checks one declaration object (index i) and appends its normalised form
- * to norm and its parsed form to d->v[d->n]. */
+/* Checks one declaration object (index i) and appends its parsed form to
+ * d->v[d->n] and, unless norm is NULL, its normalised form to norm. */
 static qg_status decl_one(const cJSON *o, int i, decls *d, cJSON *norm, qg_arena *a, qg_error *err)
 {
     if (!cJSON_IsObject(o))
@@ -162,6 +162,8 @@ static qg_status decl_one(const cJSON *o, int i, decls *d, cJSON *norm, qg_arena
     if (def && !(x.def = value_text(def, a))) return qg_error_set(err, QG_ENOMEM, "out of memory");
     if (!x.name) return qg_error_set(err, QG_ENOMEM, "out of memory");
 
+    d->v[d->n++] = x;
+    if (!norm) return QG_OK; /* a render: only the parsed form */
     cJSON *n = cJSON_CreateObject();
     cJSON_AddStringToObject(n, "name", x.name);
     cJSON_AddBoolToObject(n, "required", x.required);
@@ -169,7 +171,6 @@ static qg_status decl_one(const cJSON *o, int i, decls *d, cJSON *norm, qg_arena
     if (def) cJSON_AddItemToObject(n, "default", cJSON_Duplicate(def, true));
     cJSON_AddStringToObject(n, "description", desc ? desc->valuestring : "");
     cJSON_AddItemToArray(norm, n);
-    d->v[d->n++] = x;
     return QG_OK;
 }
 
@@ -195,8 +196,8 @@ static qg_status decls_parse(const char *json, qg_arena *a, decls *d, const char
         goto out;
     }
     d->v = qg_arena_alloc(a, sizeof(decl) * (size_t)(n ? n : 1));
-    norm = cJSON_CreateArray();
-    if (!d->v || !norm) {
+    if (normalised) norm = cJSON_CreateArray();
+    if (!d->v || (normalised && !norm)) {
         rc = qg_error_set(err, QG_ENOMEM, "out of memory");
         goto out;
     }

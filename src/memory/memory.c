@@ -1534,24 +1534,27 @@ static qg_status take_batch_row(void *ud, const qg_row *row)
     return QG_OK;
 }
 
+/* Rows read by one query: a statement per count is cached, so the count
+ * stays small. */
+#define FETCH_ARMS 8
+
 static qg_status fetch_rows(qg_conn *conn, const char *user_id, const mem_hit *hits, size_t nb,
                             qg_mem_item *items, size_t *k, qg_arena *a, qg_error *err)
 {
     if (nb == 0) return QG_OK;
-    if (nb > QG_MEM_SEARCH_MAX) nb = QG_MEM_SEARCH_MAX;
-    /* "+user_id": the owner check must not pick the (user_id, ...) index
-     * over the seq lookups, which SQLite does for a handful of seqs. */
-    char sql[256 + QG_MEM_SEARCH_MAX * 3];
-    qg_val p[QG_MEM_SEARCH_MAX + 1];
-    int len =
-        snprintf(sql, sizeof sql,
-                 "SELECT " ITEM_COLS ", seq FROM memory_items WHERE +user_id = ? AND seq IN (");
-    p[0] = QG_VTEXT(user_id);
+    if (nb > FETCH_ARMS) nb = FETCH_ARMS;
+    /* One lookup a seq (qg_sql_union_all). "+user_id": the owner check
+     * must not pick the (user_id, ...) index over the seq lookup. */
+    char sql[FETCH_ARMS * (sizeof ITEM_COLS + 96)];
+    qg_val p[FETCH_ARMS * 2];
+    if (qg_sql_union_all(
+            sql, sizeof sql,
+            "SELECT " ITEM_COLS ", seq FROM memory_items WHERE seq = ? AND +user_id = ?", nb))
+        return qg_error_set(err, QG_EINTERNAL, "memory: row query too long");
     for (size_t i = 0; i < nb; i++) {
-        len += snprintf(sql + len, sizeof sql - (size_t)len, i ? ",?" : "?");
-        p[i + 1] = QG_VINT(hits[i].label);
+        p[2 * i] = QG_VINT(hits[i].label);
+        p[2 * i + 1] = QG_VTEXT(user_id);
     }
-    snprintf(sql + len, sizeof sql - (size_t)len, ")");
     batch_rows b = {.a = a,
                     .hits = hits,
                     .nb = nb,
@@ -1559,7 +1562,7 @@ static qg_status fetch_rows(qg_conn *conn, const char *user_id, const mem_hit *h
                     .found = qg_arena_alloc(a, nb * sizeof(bool))};
     if (!b.tmp || !b.found) return qg_error_set(err, QG_ENOMEM, "memory: out of memory");
     memset(b.found, 0, nb * sizeof(bool));
-    qg_status rc = qg_conn_query(conn, sql, p, nb + 1, take_batch_row, &b, err);
+    qg_status rc = qg_conn_query(conn, sql, p, 2 * nb, take_batch_row, &b, err);
     if (rc) return rc;
     for (size_t i = 0; i < nb; i++)
         if (b.found[i]) {
@@ -1632,10 +1635,11 @@ static qg_status search_run(qg_memory *m, qg_conn *conn, const qg_mem_query *q, 
     qg_mem_item *items = qg_arena_alloc(a, (n ? n : 1) * sizeof *items);
     if (!items) return qg_error_set(err, QG_ENOMEM, "memory: out of memory");
     size_t k = 0;
-    /* The rows of the best hits in one query per round (a hit whose row
+    /* The rows of the best hits, up to FETCH_ARMS a query (a hit whose row
      * was deleted meanwhile is skipped and the next one taken). */
     for (size_t i = 0; i < nh && k < n;) {
         size_t nb = n - k < nh - i ? n - k : nh - i;
+        if (nb > FETCH_ARMS) nb = FETCH_ARMS;
         if ((rc = fetch_rows(conn, q->user_id, hits + i, nb, items, &k, a, err))) return rc;
         i += nb;
     }

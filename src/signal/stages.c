@@ -312,21 +312,24 @@ static qg_status outcome_cb(void *ud, const qg_row *row)
     return QG_OK;
 }
 
-/* The outcomes of the n candidates in one query. */
+/* The outcomes of the n candidates. */
 #define QG_SIMILAR_MAX QG_MEM_SEARCH_MAX
 static qg_status load_outcomes(qg_conn *c, outcome_row *rows, int n, qg_error *err)
 {
-    if (n <= 0) return QG_OK;
-    char sql[128 + QG_SIMILAR_MAX * 2];
-    qg_val v[QG_SIMILAR_MAX];
-    int len = snprintf(sql, sizeof sql, "SELECT id, outcome, pnl FROM signals WHERE id IN (");
-    for (int i = 0; i < n; i++) {
-        len += snprintf(sql + len, sizeof sql - (size_t)len, i ? ",?" : "?");
-        v[i] = QG_VTEXT(rows[i].signal_id);
+    enum { ARMS = 8 }; /* a few a query (qg_sql_union_all) */
+    qg_status rc = QG_OK;
+    for (int from = 0; from < n && !rc; from += ARMS) {
+        int k = n - from < ARMS ? n - from : ARMS;
+        char sql[ARMS * 80];
+        qg_val v[ARMS];
+        if (qg_sql_union_all(sql, sizeof sql, "SELECT id, outcome, pnl FROM signals WHERE id = ?",
+                             (size_t)k))
+            return qg_error_set(err, QG_EINTERNAL, "similar setups: outcome query too long");
+        for (int i = 0; i < k; i++) v[i] = QG_VTEXT(rows[from + i].signal_id);
+        outcome_batch b = {rows + from, k};
+        rc = qg_conn_query(c, sql, v, (size_t)k, outcome_cb, &b, err);
     }
-    snprintf(sql + len, sizeof sql - (size_t)len, ")");
-    outcome_batch b = {rows, n};
-    return qg_conn_query(c, sql, v, (size_t)n, outcome_cb, &b, err);
+    return rc;
 }
 
 /* Up to n similar past setups, each with its outcome as the signals table

@@ -260,6 +260,18 @@ qg_status qg_row_take_id(void *ud, const qg_row *row)
     return QG_OK;
 }
 
+qg_status qg_sql_union_all(char *out, size_t cap, const char *select, size_t n)
+{
+    size_t len = 0;
+    if (cap) out[0] = 0;
+    for (size_t i = 0; i < n; i++) {
+        int w = snprintf(out + len, cap - len, "%s%s", i ? " UNION ALL " : "", select);
+        if (w < 0 || (size_t)w >= cap - len) return QG_ERANGE;
+        len += (size_t)w;
+    }
+    return QG_OK;
+}
+
 /* ---- transactions ---- */
 
 qg_status qg_conn_log_path(qg_conn *c, char *out, size_t cap, qg_error *err)

@@ -95,6 +95,13 @@ int64_t qg_row_int(const qg_row *r, int col);
 double qg_row_double(const qg_row *r, int col);
 const char *qg_row_text(const qg_row *r, int col);
 
+/* Writes n copies of select (one lookup, e.g. "SELECT ... WHERE id = ?")
+ * joined by UNION ALL into out, for looking a few keys up in one query:
+ * "key IN (?, ...)" makes SQLite build a temporary b-tree of the values on
+ * every call. The query takes the parameters of each copy in turn. Returns
+ * QG_ERANGE when out is too small. */
+qg_status qg_sql_union_all(char *out, size_t cap, const char *select, size_t n);
+
 /* A qg_row_fn that copies column 0's text (an id; "" when NULL) into ud,
  * a char[QG_ID_MAX]: for queries that look one id up. */
 qg_status qg_row_take_id(void *ud, const qg_row *row);

@@ -210,6 +210,42 @@ static qg_status stop_after_two(void *ud, const qg_row *row)
     return ++*n == 2 ? QG_ENOTFOUND : QG_OK;
 }
 
+static qg_status sum_row(void *ud, const qg_row *row)
+{
+    *(int64_t *)ud += qg_row_int(row, 0);
+    return QG_OK;
+}
+
+Test(store, union_all_looks_several_keys_up_in_one_query)
+{
+    char sql[128];
+    cr_assert_eq(qg_sql_union_all(sql, sizeof sql, "SELECT a FROM t WHERE k = ?", 1), QG_OK);
+    cr_assert_str_eq(sql, "SELECT a FROM t WHERE k = ?");
+    cr_assert_eq(qg_sql_union_all(sql, sizeof sql, "SELECT a FROM t WHERE k = ?", 3), QG_OK);
+    cr_assert_str_eq(sql, "SELECT a FROM t WHERE k = ? UNION ALL SELECT a FROM t WHERE k = ? "
+                          "UNION ALL SELECT a FROM t WHERE k = ?");
+    cr_assert_eq(qg_sql_union_all(sql, 60, "SELECT a FROM t WHERE k = ?", 2), QG_ERANGE);
+
+    qg_store *s = open_store(1);
+    qg_conn *c;
+    qg_error err = {0};
+    cr_assert_eq(qg_store_acquire(s, &c, &err), QG_OK);
+    cr_assert_eq(
+        qg_conn_exec(c, "CREATE TABLE t (k TEXT PRIMARY KEY, a BIGINT)", NULL, 0, NULL, &err),
+        QG_OK, "%s", err.msg);
+    cr_assert_eq(qg_conn_exec(c, "INSERT INTO t VALUES ('x', 1), ('y', 10), ('z', 100)", NULL, 0,
+                              NULL, &err),
+                 QG_OK, "%s", err.msg);
+    /* A missing key gives no row; the others one each, in the given order. */
+    cr_assert_eq(qg_sql_union_all(sql, sizeof sql, "SELECT a FROM t WHERE k = ?", 3), QG_OK);
+    qg_val keys[] = {QG_VTEXT("z"), QG_VTEXT("nope"), QG_VTEXT("x")};
+    int64_t sum = 0;
+    cr_assert_eq(qg_conn_query(c, sql, keys, 3, sum_row, &sum, &err), QG_OK, "%s", err.msg);
+    cr_assert_eq(sum, 101);
+    qg_store_release(s, c);
+    qg_store_close(s);
+}
+
 Test(store, callback_status_stops_the_query)
 {
     qg_store *s = open_store(1);

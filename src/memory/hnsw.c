@@ -94,7 +94,7 @@ qg_status qg_hnsw_grow(struct qg_vindex *ix, size_t oldcap, size_t newcap)
     uint8_t *lv = realloc(ix->levels, newcap);
     if (!lv) return QG_ENOMEM;
     ix->levels = lv;
-    uint32_t *cl = realloc(ix->clean, newcap * sizeof *cl);
+    uint64_t *cl = realloc(ix->clean, newcap * sizeof *cl);
     if (!cl) return QG_ENOMEM;
     ix->clean = cl;
     memset(cl + oldcap, 0, (newcap - oldcap) * sizeof *cl);
@@ -110,7 +110,7 @@ qg_status qg_hnsw_grow(struct qg_vindex *ix, size_t oldcap, size_t newcap)
 size_t qg_hnsw_memory(const struct qg_vindex *ix)
 {
     /* level-0 links are in the slab */
-    size_t b = ix->cap * (2 + sizeof(uint32_t) + sizeof(uint32_t *));
+    size_t b = ix->cap * (2 + sizeof(uint64_t) + sizeof(uint32_t *));
     for (size_t i = 0; i < ix->n; i++)
         if (ix->upper[i]) b += (size_t)ix->levels[i] * (size_t)(1 + ix->M) * sizeof(uint32_t);
     b += ix->freecap * sizeof(uint32_t);
@@ -404,10 +404,29 @@ select_heuristic(int l2, const struct qg_vindex *ix, qg_vcand *cand, size_t n, s
     return kept;
 }
 
+static inline bool is_clean(const struct qg_vindex *ix, uint32_t slot, int level)
+{
+    uint64_t c = ix->clean[slot];
+    return (uint32_t)(c >> 32) == ix->clean_epoch && (c & (1u << level));
+}
+
 static inline void set_clean(struct qg_vindex *ix, uint32_t slot, int level, bool clean)
 {
-    uint32_t bit = 1u << level;
-    ix->clean[slot] = clean ? ix->clean[slot] | bit : ix->clean[slot] & ~bit;
+    uint64_t c = ix->clean[slot];
+    uint32_t bits = (uint32_t)(c >> 32) == ix->clean_epoch ? (uint32_t)c : 0;
+    bits = clean ? bits | (1u << level) : bits & ~(1u << level);
+    ix->clean[slot] = (uint64_t)ix->clean_epoch << 32 | bits;
+}
+
+/* A slot's vector changed (a replaced item, a reused slot): any list naming
+ * it may now hold a member the heuristic would drop, and in-links are not
+ * kept, so every mark goes void at once. */
+static void void_clean_marks(struct qg_vindex *ix)
+{
+    if (++ix->clean_epoch == 0) { /* wrapped: old marks could match again */
+        memset(ix->clean, 0, ix->cap * sizeof *ix->clean);
+        ix->clean_epoch = 1;
+    }
 }
 
 /* The heuristic over a clean full list (one it keeps whole) plus node,
@@ -469,7 +488,7 @@ link_back(int l2, struct qg_vindex *ix, uint32_t e, uint32_t node, int level, qg
     for (uint32_t j = 0; j < cnt; j++)
         scratch[j] = (qg_vcand){dist(l2, ev, qg_vix_vec(ix, lk[1 + j]), ix->dim), lk[1 + j]};
     qg_vcand x = {dist(l2, ev, qg_vix_vec(ix, node), ix->dim), node};
-    if (ix->clean[e] & (1u << level)) {
+    if (is_clean(ix, e, level)) {
         sort_short(scratch, cnt);
         prune_clean(l2, ix, lk, scratch, cnt, x);
     } else {
@@ -547,9 +566,7 @@ qg_status qg_hnsw_insert(struct qg_vindex *ix, uint32_t slot, bool fresh)
     } else {
         level = ix->levels[slot];
     }
-    /* A reused or replaced slot has a new vector: every list naming it
-     * may hold a member the heuristic would now drop. */
-    if (!fresh) memset(ix->clean, 0, ix->n * sizeof *ix->clean);
+    if (!fresh) void_clean_marks(ix);
     if (ix->entry == QG_VIX_NONE) {
         ix->entry = slot;
         ix->maxlevel = level;

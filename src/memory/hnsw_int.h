@@ -254,16 +254,18 @@ struct qg_vindex {
     qg_vmap map;
 
     /* HNSW only. */
-    int M, M0;        /* links per node on upper levels / on level 0 */
-    double mult;      /* level multiplier 1/ln(M) */
-    uint64_t rng;     /* level generator state */
-    uint8_t *deleted; /* per slot */
-    uint8_t *levels;  /* per slot: top level of the node */
-    uint32_t *clean;  /* per slot: bit l set when the level-l links are a set the
-                         pruning heuristic keeps whole (hnsw.c link_back); never
-                         saved, so a loaded graph starts with none set */
-    uint32_t **upper; /* per slot: NULL or levels * (1 + M) (count then slots) */
-    uint32_t entry;   /* QG_VIX_NONE when the graph is empty */
+    int M, M0;            /* links per node on upper levels / on level 0 */
+    double mult;          /* level multiplier 1/ln(M) */
+    uint64_t rng;         /* level generator state */
+    uint8_t *deleted;     /* per slot */
+    uint8_t *levels;      /* per slot: top level of the node */
+    uint64_t *clean;      /* per slot: clean_epoch << 32 | bit l set when the level-l
+                             links are a set the pruning heuristic keeps whole
+                             (hnsw.c link_back); bits of an older epoch are void.
+                             Never saved: a loaded graph starts with none set */
+    uint32_t clean_epoch; /* bumped when a slot's vector changes */
+    uint32_t **upper;     /* per slot: NULL or levels * (1 + M) (count then slots) */
+    uint32_t entry;       /* QG_VIX_NONE when the graph is empty */
     int maxlevel;
     uint32_t *freeslots; /* deleted slots, reused by add */
     size_t nfree, freecap;

@@ -488,7 +488,7 @@ link_back(int l2, struct qg_vindex *ix, uint32_t e, uint32_t node, int level, qg
     for (uint32_t j = 0; j < cnt; j++)
         scratch[j] = (qg_vcand){dist(l2, ev, qg_vix_vec(ix, lk[1 + j]), ix->dim), lk[1 + j]};
     qg_vcand x = {dist(l2, ev, qg_vix_vec(ix, node), ix->dim), node};
-    if (is_clean(ix, e, level)) {
+    if (!ix->full_prune && is_clean(ix, e, level)) {
         sort_short(scratch, cnt);
         prune_clean(l2, ix, lk, scratch, cnt, x);
     } else {

@@ -1,7 +1,8 @@
 /*
  * hnsw_int.h - the inside of a qg_vindex, shared by vindex.c (kernels, codec,
  * the flat index, snapshots, the public entry points) and hnsw.c (the graph).
- * Nothing outside src/memory/vindex.c and hnsw.c may include it.
+ * Nothing outside src/memory/vindex.c and hnsw.c may include it (but the
+ * vindex unit test, to set full_prune).
  *
  * Storage is by slot: slot i holds labels[i], the dim floats at
  * qg_vix_vec(ix, i) and, for HNSW, the node's level, deleted flag and links.
@@ -264,6 +265,7 @@ struct qg_vindex {
                              (hnsw.c link_back); bits of an older epoch are void.
                              Never saved: a loaded graph starts with none set */
     uint32_t clean_epoch; /* bumped when a slot's vector changes */
+    bool full_prune;      /* never trust the marks (tests compare both ways) */
     uint32_t **upper;     /* per slot: NULL or levels * (1 + M) (count then slots) */
     uint32_t entry;       /* QG_VIX_NONE when the graph is empty */
     int maxlevel;

@@ -1,5 +1,6 @@
 /*
- * json.h - a scratch allocator for short-lived cJSON documents.
+ * json.h - cJSON helpers: a scratch allocator for short-lived documents,
+ * and a faster compact printer.
  *
  * cJSON allocates every node and string with malloc: a 400-byte webhook
  * payload is about forty allocations, more than the thread cache holds, so
@@ -22,6 +23,8 @@
 
 #include <stddef.h>
 
+struct cJSON;
+
 /* 1 when the scope really serves allocations (0 under AddressSanitizer). */
 #if defined(__SANITIZE_ADDRESS__)
 #define QG_JSON_SCRATCH 0
@@ -38,5 +41,12 @@
  * until qg_json_scratch_end. */
 void qg_json_scratch_begin(void *buf, size_t cap);
 void qg_json_scratch_end(void);
+
+/* The same text as cJSON_PrintUnformatted(item), in about half the time
+ * (numbers are read back with strtod instead of sscanf). malloc'd: the
+ * caller frees it (free or cJSON_free); NULL when item is NULL, holds an
+ * invalid item or a raw one without text, or out of memory. Never uses
+ * the scratch buffer, so the text may outlive a scope it was printed in. */
+char *qg_json_compact(const struct cJSON *item);
 
 #endif

@@ -399,7 +399,9 @@ static qg_status structured(qg_ai *ai, const qg_ai_call *call, const qg_ai_reque
                             qg_error *err)
 {
     qg_error verr = {0};
-    if (!qg_jsonfix_parse(out->resp.text, call->expect_shape, a, &out->json, &verr)) return QG_OK;
+    cJSON **value = call->want_value ? &out->value : NULL;
+    if (!qg_jsonfix_parse_value(out->resp.text, call->expect_shape, a, &out->json, value, &verr))
+        return QG_OK;
     qg_info("ai: %s answer failed validation (%s); corrective retry", out->model_name, verr.msg);
 
     qg_ai_request again = *req;
@@ -426,7 +428,7 @@ static qg_status structured(qg_ai *ai, const qg_ai_call *call, const qg_ai_reque
         info->attempts += info2.attempts;
         info->upstream_us += info2.upstream_us;
         qg_error_clear(&verr);
-        if (!qg_jsonfix_parse(second.text, call->expect_shape, a, &out->json, &verr)) {
+        if (!qg_jsonfix_parse_value(second.text, call->expect_shape, a, &out->json, value, &verr)) {
             qg_ai_usage sum = out->resp.usage;
             out->resp = second;
             out->resp.usage = sum;
@@ -441,7 +443,7 @@ static qg_status structured(qg_ai *ai, const qg_ai_call *call, const qg_ai_reque
     qg_status rc = qg_ai_provider_builtin.complete(&bd, req, a, NULL, NULL, &fb, err);
     if (rc) return rc;
     qg_error_clear(&verr);
-    if (qg_jsonfix_parse(fb.text, call->expect_shape, a, &out->json, &verr)) {
+    if (qg_jsonfix_parse_value(fb.text, call->expect_shape, a, &out->json, value, &verr)) {
         out->resp.error.kind = QG_AI_EOUTPUT;
         snprintf(out->resp.error.message, sizeof out->resp.error.message, "%s", verr.msg);
         return qg_error_set(err, QG_EAGAIN, "structured output invalid after retry: %s", verr.msg);
@@ -552,6 +554,10 @@ done:
     if (rc && !err->msg[0])
         qg_error_set(err, rc, "%s: %s", qg_ai_errkind_name(out->resp.error.kind),
                      out->resp.error.message);
+    if (rc && out->value) {
+        cJSON_Delete(out->value);
+        out->value = NULL;
+    }
     out->latency_ms = (qg_time_mono_us() - t0) / 1000;
     record(ai, call, &req, &info, out, t0);
     return rc;

@@ -185,6 +185,9 @@ typedef struct qg_ai_call {
     qg_ai_request req;
     /* Structured output: the expected shape (ai/jsonfix.h syntax) or NULL. */
     const char *expect_shape;
+    /* With expect_shape: also hand back the parsed answer (qg_ai_result.value)
+     * so a caller that reads it does not parse json again. */
+    bool want_value;
     qg_ai_stream_fn on_delta;
     void *ud;
     atomic_bool *cancel; /* may be NULL; checked between and during attempts */
@@ -200,6 +203,7 @@ typedef struct qg_ai_result {
     bool fell_back;        /* a later deployment than the first answered */
     bool builtin_fallback; /* structured output came from the builtin provider */
     const char *json;      /* the validated JSON answer (expect_shape), else NULL */
+    struct cJSON *value;   /* json parsed (want_value; on QG_OK): the caller's, cJSON_Delete */
     double cost_usd;
     int64_t latency_ms;  /* whole call */
     int64_t overhead_us; /* latency minus time spent waiting on providers */

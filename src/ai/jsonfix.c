@@ -16,6 +16,8 @@
  */
 #include "ai/jsonfix.h"
 
+#include <quantgate/json.h>
+
 #include <ctype.h>
 #include <math.h>
 #include <stdbool.h>
@@ -400,7 +402,7 @@ static bool looks_like_json(const char *p, const char *end)
 
 static const char *to_arena(qg_arena *a, const cJSON *v, qg_error *err)
 {
-    char *s = cJSON_PrintUnformatted(v);
+    char *s = qg_json_compact(v);
     if (!s) {
         qg_error_set(err, QG_ENOMEM, "jsonfix: out of memory");
         return NULL;
@@ -552,7 +554,7 @@ static bool type_matches(const cJSON *v, const char *t)
 /* The value as short JSON text for a message. */
 static void short_json(const cJSON *v, char *out, size_t cap)
 {
-    char *s = cJSON_PrintUnformatted(v);
+    char *s = qg_json_compact(v);
     if (!s) {
         snprintf(out, cap, "?");
         return;
@@ -768,14 +770,26 @@ qg_status qg_jsonfix_validate(const cJSON *value, const char *schema_json, qg_er
     return rc;
 }
 
-qg_status qg_jsonfix_parse(const char *text, const char *schema_json, qg_arena *a,
-                           const char **json_out, qg_error *err)
+qg_status qg_jsonfix_parse_value(const char *text, const char *schema_json, qg_arena *a,
+                                 const char **json_out, cJSON **value_out, qg_error *err)
 {
     const char *json = NULL;
     cJSON *v = NULL;
     qg_status rc = qg_jsonfix_extract_value(text, a, &json, &v, err);
     if (!rc && schema_json) rc = qg_jsonfix_validate(v, schema_json, err);
+    if (!rc) {
+        *json_out = json;
+        if (value_out) {
+            *value_out = v;
+            v = NULL;
+        }
+    }
     cJSON_Delete(v);
-    if (!rc) *json_out = json;
     return rc;
+}
+
+qg_status qg_jsonfix_parse(const char *text, const char *schema_json, qg_arena *a,
+                           const char **json_out, qg_error *err)
+{
+    return qg_jsonfix_parse_value(text, schema_json, a, json_out, NULL, err);
 }

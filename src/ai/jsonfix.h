@@ -52,5 +52,9 @@ qg_status qg_jsonfix_validate(const cJSON *value, const char *schema_json, qg_er
  * facade's one-call path. *json_out (arena) is set only on QG_OK. */
 qg_status qg_jsonfix_parse(const char *text, const char *schema_json, qg_arena *a,
                            const char **json_out, qg_error *err);
+/* The same, also handing back the validated value when value_out is not
+ * NULL (the caller's, cJSON_Delete; set only on QG_OK). */
+qg_status qg_jsonfix_parse_value(const char *text, const char *schema_json, qg_arena *a,
+                                 const char **json_out, cJSON **value_out, qg_error *err);
 
 #endif

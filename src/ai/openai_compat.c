@@ -17,6 +17,8 @@
  */
 #include "ai/openai_compat.h"
 
+#include <quantgate/json.h>
+
 #include <ctype.h>
 #include <math.h>
 #include <stdio.h>
@@ -251,7 +253,7 @@ static qg_status parse_tools(const cJSON *arr, qg_arena *a, qg_ai_request *out, 
         tools[i].description = cJSON_IsString(desc) ? dup_str(a, desc->valuestring) : NULL;
         tools[i].parameters = NULL;
         if (params) {
-            char *p = cJSON_PrintUnformatted(params);
+            char *p = qg_json_compact(params);
             if (!p) return QG_ENOMEM;
             tools[i].parameters = dup_str(a, p);
             free(p);
@@ -430,7 +432,7 @@ cJSON *qg_openai_completion_json(const qg_ai_response *r, const char *id, const 
 static qg_status emit(qg_buf *out, cJSON *j)
 {
     if (!j) return QG_ENOMEM;
-    char *s = cJSON_PrintUnformatted(j);
+    char *s = qg_json_compact(j);
     cJSON_Delete(j);
     if (!s) return QG_ENOMEM;
     qg_status rc = qg_buf_printf(out, "data: %s\n\n", s);

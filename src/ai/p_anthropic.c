@@ -25,6 +25,8 @@
  */
 #include "ai/provider.h"
 
+#include <quantgate/json.h>
+
 #include <cjson/cJSON.h>
 
 #include <stdio.h>
@@ -328,7 +330,7 @@ static qg_status tool_input(qg_ai_stream *st, int idx, const cJSON *block)
 {
     const cJSON *input = cJSON_GetObjectItemCaseSensitive(block, "input");
     char *args = NULL;
-    if (cJSON_IsObject(input) && input->child) args = cJSON_PrintUnformatted(input);
+    if (cJSON_IsObject(input) && input->child) args = qg_json_compact(input);
     qg_status rc = qg_ai_stream_tool(st, idx, qg_ai_json_str(block, "id"),
                                      qg_ai_json_str(block, "name"), args, args ? strlen(args) : 0);
     free(args);

@@ -25,6 +25,7 @@
 #include "ai/jsonfix.h"
 #include "ai/provider.h"
 
+#include <quantgate/json.h>
 #include <quantgate/time.h>
 
 #include <ctype.h>
@@ -588,7 +589,7 @@ qg_status qg_builtin_analyze_signal(const cJSON *signal, qg_arena *a, const char
         cJSON_AddItemToArray(fs, f);
     }
     cJSON_AddStringToObject(o, "reasoner", "builtin");
-    char *s = cJSON_PrintUnformatted(o);
+    char *s = qg_json_compact(o);
     cJSON_Delete(o);
     qg_buf_free(&ex);
     if (!s) return qg_error_set(err, QG_ENOMEM, "signal: out of memory");
@@ -1036,7 +1037,7 @@ static qg_status answer_for(const qg_ai_request *req, qg_arena *a, const char **
     cJSON *caps = cJSON_AddArrayToObject(o, "capabilities");
     cJSON_AddItemToArray(caps, cJSON_CreateString("signal.analyze"));
     cJSON_AddItemToArray(caps, cJSON_CreateString("chat.intent"));
-    char *s = cJSON_PrintUnformatted(o);
+    char *s = qg_json_compact(o);
     cJSON_Delete(o);
     if (!s) return qg_error_set(err, QG_ENOMEM, "builtin: out of memory");
     *text = qg_arena_strndup(a, s, strlen(s));

@@ -29,6 +29,8 @@
  */
 #include "ai/provider.h"
 
+#include <quantgate/json.h>
+
 #include <cjson/cJSON.h>
 
 #include <ctype.h>
@@ -502,7 +504,7 @@ static qg_status apply_response(qg_ai_stream *st, const cJSON *root, bool *seen,
                                     QG_AI_MAX_TOOL_CALLS);
             int idx = st->pstate++;
             const cJSON *args = cJSON_GetObjectItemCaseSensitive(fc, "args");
-            char *a = cJSON_IsObject(args) && args->child ? cJSON_PrintUnformatted(args) : NULL;
+            char *a = cJSON_IsObject(args) && args->child ? qg_json_compact(args) : NULL;
             const char *id = qg_ai_json_str(fc, "id");
             char made[24];
             if (!id || !*id) {

@@ -18,6 +18,8 @@
  * a line inside a stream.
  */
 #include "ai/openai_compat.h"
+
+#include <quantgate/json.h>
 #include "ai/provider.h"
 
 #include <cjson/cJSON.h>
@@ -227,7 +229,7 @@ static qg_status add_calls(qg_ai_stream *st, const cJSON *calls)
             snprintf(idbuf, sizeof idbuf, "call_%d", index);
             id = idbuf;
         }
-        char *text = cJSON_IsObject(args)   ? cJSON_PrintUnformatted(args)
+        char *text = cJSON_IsObject(args)   ? qg_json_compact(args)
                      : cJSON_IsString(args) ? strdup(args->valuestring)
                                             : NULL;
         const char *name = qg_ai_json_str(f, "name");

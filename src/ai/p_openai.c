@@ -29,6 +29,8 @@
  * read as the HTTP status.
  */
 #include "ai/openai_compat.h"
+
+#include <quantgate/json.h>
 #include "ai/provider.h"
 
 #include <cjson/cJSON.h>
@@ -254,7 +256,7 @@ static char *args_text(const cJSON *f)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(f, "arguments");
     if (cJSON_IsString(v)) return strdup(v->valuestring);
-    if (cJSON_IsObject(v)) return cJSON_PrintUnformatted(v);
+    if (cJSON_IsObject(v)) return qg_json_compact(v);
     return NULL;
 }
 

@@ -16,6 +16,7 @@
 #include "ai/prompt.h"
 
 #include <quantgate/file.h>
+#include <quantgate/json.h>
 #include <quantgate/log.h>
 #include <quantgate/time.h>
 
@@ -98,7 +99,7 @@ static const decl *decl_find(const decls *d, const char *name, size_t n)
 static const char *value_text(const cJSON *v, qg_arena *a)
 {
     if (cJSON_IsString(v)) return qg_arena_strndup(a, v->valuestring, strlen(v->valuestring));
-    char *s = cJSON_PrintUnformatted(v);
+    char *s = qg_json_compact(v);
     if (!s) return NULL;
     char *out = qg_arena_strndup(a, s, strlen(s));
     cJSON_free(s);
@@ -205,7 +206,7 @@ static qg_status decls_parse(const char *json, qg_arena *a, decls *d, const char
     for (const cJSON *o = arr->child; o; o = o->next, i++)
         if ((rc = decl_one(o, i, d, norm, a, err))) goto out;
     if (normalised) {
-        char *s = cJSON_PrintUnformatted(norm);
+        char *s = qg_json_compact(norm);
         *normalised = s ? qg_arena_strndup(a, s, strlen(s)) : NULL;
         cJSON_free(s);
         if (!*normalised) rc = qg_error_set(err, QG_ENOMEM, "out of memory");
@@ -1188,7 +1189,7 @@ qg_status qg_prompt_parse_file(const char *text, size_t len, const char *name, q
     }
     out->body = section_text(a, sec_start[2], sec_end[2]);
     out->system = sec_start[1] ? section_text(a, sec_start[1], sec_end[1]) : "";
-    char *pj = cJSON_PrintUnformatted(params);
+    char *pj = qg_json_compact(params);
     out->params_json = pj ? qg_arena_strndup(a, pj, strlen(pj)) : NULL;
     cJSON_free(pj);
     if (!out->body || !out->system || !out->params_json) {

@@ -9,6 +9,8 @@
  */
 #include "ai/provider.h"
 
+#include <quantgate/json.h>
+
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -159,7 +161,7 @@ bool qg_ai_has_ctl(const char *s)
 
 qg_status qg_ai_body_from_json(const cJSON *root, const char *who, qg_buf *body, qg_error *err)
 {
-    char *text = root ? cJSON_PrintUnformatted(root) : NULL;
+    char *text = root ? qg_json_compact(root) : NULL;
     if (!text) return qg_error_set(err, QG_ENOMEM, "%s: out of memory encoding the request", who);
     qg_status rc = qg_buf_puts(body, text);
     free(text);

@@ -17,6 +17,7 @@
 
 #include "ai/jsonfix.h"
 
+#include <quantgate/json.h>
 #include <quantgate/time.h>
 
 #include <cjson/cJSON.h>
@@ -111,7 +112,7 @@ static qg_status stop(loop *l, const char *reason, qg_status rc, qg_error *err)
 
 static const char *json_text(qg_arena *a, cJSON *o)
 {
-    char *s = cJSON_PrintUnformatted(o);
+    char *s = qg_json_compact(o);
     cJSON_Delete(o);
     if (!s) return NULL;
     char *c = qg_arena_strndup(a, s, strlen(s));

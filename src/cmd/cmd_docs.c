@@ -17,6 +17,7 @@
 #include "store/store.h"
 
 #include <quantgate/config.h>
+#include <quantgate/json.h>
 
 #include <cjson/cJSON.h>
 #include <stdio.h>
@@ -97,7 +98,7 @@ static int env_open(env *e, const char *url)
 
 static void print_json(cJSON *o)
 {
-    char *s = cJSON_PrintUnformatted(o);
+    char *s = qg_json_compact(o);
     if (s) puts(s);
     cJSON_free(s);
     cJSON_Delete(o);

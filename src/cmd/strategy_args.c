@@ -6,6 +6,7 @@
 #include "cmd/strategy_args.h"
 
 #include <quantgate/file.h>
+#include <quantgate/json.h>
 #include <quantgate/time.h>
 
 #include <math.h>

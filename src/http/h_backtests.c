@@ -17,6 +17,7 @@
 #include "http/handlers.h"
 #include "http/handlers_int.h"
 
+#include <quantgate/json.h>
 #include <quantgate/time.h>
 
 #include <math.h>
@@ -126,7 +127,7 @@ static bool strategy_fields(qg_req *r, const cJSON *body, qg_bt_job_spec *sp)
             return false;
         }
     } else if (cJSON_IsObject(s)) {
-        json = printed = cJSON_PrintUnformatted(s);
+        json = printed = qg_json_compact(s);
     } else {
         qg_reply_error(r, 400, "validation_failed",
                        "field 'strategy': expected a built-in name or a spec object");
@@ -257,7 +258,7 @@ void qg_h_backtests_create(qg_req *r)
 
     char id[QG_ID_MAX];
     qg_store_new_id("bt", id, sizeof id);
-    request = cJSON_PrintUnformatted(body);
+    request = qg_json_compact(body);
     qg_error err = {0};
     const qg_val p[] = {QG_VTEXT(id), QG_VTEXT(r->who.user.id), QG_VTEXT(dataset_id),
                         QG_VTEXT(request), QG_VINT(qg_time_now_ms())};
@@ -467,7 +468,7 @@ void qg_h_backtests_events(qg_req *r)
         return;
     }
     const cJSON *st = cJSON_GetObjectItemCaseSensitive(o, "status");
-    char *data = cJSON_PrintUnformatted(o);
+    char *data = qg_json_compact(o);
     qg_buf ev;
     qg_buf_init(&ev, 64u << 20);
     qg_status wrc =

@@ -15,6 +15,7 @@
 #include "http/handlers_int.h"
 #include "memory/memory.h"
 
+#include <quantgate/json.h>
 #include <quantgate/time.h>
 
 #include <math.h>
@@ -286,7 +287,7 @@ static void working_put(qg_req *r, qg_memory *m, const char *session, const char
         qg_reply_error(r, 400, "validation_failed", "field 'value': is required (any JSON)");
         return;
     }
-    char *json = cJSON_PrintUnformatted(value);
+    char *json = qg_json_compact(value);
     if (!json) {
         qg_reply_error(r, 500, "internal", "out of memory");
         return;
@@ -361,7 +362,7 @@ void qg_h_memory_add(qg_req *r)
             qg_reply_error(r, 400, "validation_failed", "field 'meta': expected an object");
             return;
         }
-        meta_json = cJSON_PrintUnformatted(meta);
+        meta_json = qg_json_compact(meta);
         in.meta_json = meta_json;
     }
     const cJSON *setup = cJSON_GetObjectItemCaseSensitive(body, "setup");

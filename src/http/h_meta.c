@@ -24,6 +24,7 @@
 #include "http/handlers.h"
 #include "http/handlers_int.h"
 
+#include <quantgate/json.h>
 #include <quantgate/log.h>
 
 #include <ctype.h>
@@ -493,7 +494,7 @@ static pthread_once_t g_openapi_once = PTHREAD_ONCE_INIT;
 static void openapi_build(void)
 {
     cJSON *doc = openapi_document();
-    g_openapi = cJSON_PrintUnformatted(doc);
+    g_openapi = qg_json_compact(doc);
     cJSON_Delete(doc);
     g_openapi_len = g_openapi ? strlen(g_openapi) : 0;
 }

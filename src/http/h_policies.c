@@ -21,6 +21,7 @@
 #include "signal/pipeline.h"
 #include "signal/rules.h"
 
+#include <quantgate/json.h>
 #include <quantgate/log.h>
 #include <quantgate/time.h>
 
@@ -222,7 +223,7 @@ void qg_h_policies_create(qg_req *r)
     char *text = NULL;
     qg_conn *db = NULL;
     if (config_conflict(r, name) || !(db = qg_req_db(r))) goto out;
-    text = cJSON_PrintUnformatted(rule);
+    text = qg_json_compact(rule);
     char id[QG_ID_MAX];
     qg_store_new_id("pol", id, sizeof id);
     int64_t now = qg_time_now_ms();
@@ -303,7 +304,7 @@ void qg_h_policies_put(qg_req *r)
             cJSON_Delete(rule);
             return;
         }
-        char *text = cJSON_PrintUnformatted(rule);
+        char *text = qg_json_compact(rule);
         if (en) {
             qg_val p[] = {QG_VTEXT(name), QG_VTEXT(text), QG_VINT(enabled ? 1 : 0), QG_VINT(now),
                           QG_VTEXT(id)};

@@ -11,6 +11,8 @@
  * id is their target.
  */
 #include "ai/prompt.h"
+
+#include <quantgate/json.h>
 #include "http/handlers.h"
 #include "http/handlers_int.h"
 
@@ -178,7 +180,7 @@ void qg_h_prompts_put(qg_req *r)
                            "trusted, description}");
             return;
         }
-        char *s = cJSON_PrintUnformatted(params);
+        char *s = qg_json_compact(params);
         e.params_json = s ? qg_arena_strndup(&r->arena, s, strlen(s)) : NULL;
         cJSON_free(s);
         if (!e.params_json) {
@@ -214,7 +216,7 @@ void qg_h_prompts_preview(qg_req *r)
                            "field 'params': expected an object of parameter values");
             return;
         }
-        pj = cJSON_PrintUnformatted(params);
+        pj = qg_json_compact(params);
     }
     qg_conn *db = qg_req_db(r);
     if (!db) {

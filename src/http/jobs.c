@@ -26,6 +26,7 @@
 #include "http/app.h"
 #include "http/http.h"
 
+#include <quantgate/json.h>
 #include <quantgate/log.h>
 #include <quantgate/mem.h>
 #include <quantgate/time.h>
@@ -339,7 +340,7 @@ static qg_status run_backtest(qg_jobs *j, qg_job *job, char **result, qg_error *
     cJSON *root = cJSON_CreateObject();
     cJSON_AddItemToObject(root, "metrics", qg_bt_metrics_json(&r.m));
     cJSON_AddItemToObject(root, "trades", qg_bt_trades_json(&r));
-    *result = cJSON_PrintUnformatted(root);
+    *result = qg_json_compact(root);
     cJSON_Delete(root);
     if (!*result) rc = qg_error_set(err, QG_ENOMEM, "out of memory writing the result");
 out:
@@ -370,7 +371,7 @@ static char *final_json(qg_jobs *j, qg_job *job, qg_job_status st, const char *e
         else
             cJSON_AddNullToObject(o, "error");
     }
-    char *text = cJSON_PrintUnformatted(o);
+    char *text = qg_json_compact(o);
     cJSON_Delete(o);
     return text ? text : qg_xstrdup("{}");
 }

@@ -17,6 +17,7 @@
 #include "http/handlers_int.h"
 #include "http/http.h"
 
+#include <quantgate/json.h>
 #include <quantgate/log.h>
 #include <quantgate/time.h>
 
@@ -88,7 +89,7 @@ void qg_reply_empty(qg_req *r, int status)
 
 void qg_reply_json(qg_req *r, int status, cJSON *body)
 {
-    char *text = body ? cJSON_PrintUnformatted(body) : NULL;
+    char *text = body ? qg_json_compact(body) : NULL;
     cJSON_Delete(body);
     if (!text) {
         qg_err("request %s: could not serialise the response", r->request_id ? r->request_id : "-");
@@ -111,7 +112,7 @@ void qg_reply_error(qg_req *r, int status, const char *code, const char *fmt, ..
     cJSON *e = cJSON_AddObjectToObject(root, "error");
     cJSON_AddStringToObject(e, "code", code);
     cJSON_AddStringToObject(e, "message", msg);
-    char *text = cJSON_PrintUnformatted(root);
+    char *text = qg_json_compact(root);
     cJSON_Delete(root);
     if (!text) {
         reply_plain_internal(r);

@@ -30,6 +30,7 @@
 #include "ai/embed.h"
 #include "memory/embed.h"
 
+#include <quantgate/json.h>
 #include <quantgate/log.h>
 #include <quantgate/time.h>
 
@@ -948,7 +949,7 @@ static qg_status normalise_meta(const char *meta, size_t max, qg_arena *a, const
         cJSON_Delete(j);
         return qg_error_set(err, QG_EINVAL, "meta: must be a JSON object");
     }
-    char *s = cJSON_PrintUnformatted(j);
+    char *s = qg_json_compact(j);
     cJSON_Delete(j);
     if (!s) return qg_error_set(err, QG_ENOMEM, "meta: out of memory");
     size_t n = strlen(s);

@@ -39,6 +39,7 @@
 #include "notify/notify_int.h"
 
 #include <quantgate/config.h>
+#include <quantgate/json.h>
 #include <quantgate/log.h>
 #include <quantgate/mem.h>
 #include <quantgate/time.h>
@@ -398,7 +399,7 @@ void qg_notify_free(qg_notify *n)
 
 char *qg_notify_print(cJSON *root)
 {
-    char *s = cJSON_PrintUnformatted(root);
+    char *s = qg_json_compact(root);
     cJSON_Delete(root);
     char *out = qg_xstrdup(s ? s : "{}");
     cJSON_free(s);

@@ -14,6 +14,7 @@
  */
 #include "signal/pipeline_int.h"
 
+#include <quantgate/json.h>
 #include <quantgate/log.h>
 #include <quantgate/time.h>
 
@@ -219,7 +220,7 @@ static char *event_detail(const qg_pstate *st)
         cJSON_AddStringToObject(d, "error", st->error);
         cJSON_AddNumberToObject(d, "attempts", st->attempts);
     }
-    char *s = d->child ? cJSON_PrintUnformatted(d) : NULL;
+    char *s = d->child ? qg_json_compact(d) : NULL;
     cJSON_Delete(d);
     if (!s) return NULL;
     char *out = qg_xstrdup(s);

@@ -19,8 +19,7 @@
  */
 #include "signal/pipeline_int.h"
 
-#include "ai/jsonfix.h"
-
+#include <quantgate/json.h>
 #include <quantgate/log.h>
 #include <quantgate/time.h>
 
@@ -208,7 +207,7 @@ static qg_status st_policy(qg_pipeline *p, qg_pjob *j, flow *f, char *esc, size_
     cJSON_AddStringToObject(d, "action", action_name(v.action));
     cJSON_AddStringToObject(d, "policy", v.policy);
     cJSON_AddStringToObject(d, "reason", v.reason);
-    char *detail = cJSON_PrintUnformatted(d);
+    char *detail = qg_json_compact(d);
     cJSON_Delete(d);
     qg_status rc = QG_OK;
     switch (v.action) {
@@ -497,7 +496,7 @@ static qg_status analyse_now(qg_pipeline *p, qg_pjob *j, cJSON **out, qg_error *
     cJSON *market = cJSON_CreateObject();
     cJSON_AddItemReferenceToObject(market, "similar_past_setups", similar);
     cJSON_AddItemToObject(params, "market", market);
-    char *pj = cJSON_PrintUnformatted(params);
+    char *pj = qg_json_compact(params);
 
     qg_arena a;
     qg_arena_init(&a, 32768);
@@ -506,7 +505,8 @@ static qg_status analyse_now(qg_pipeline *p, qg_pjob *j, cJSON **out, qg_error *
                        .template_id = "signal.analyze",
                        .params_json = pj,
                        .params = params,
-                       .expect_shape = ANALYSIS_SHAPE};
+                       .expect_shape = ANALYSIS_SHAPE,
+                       .want_value = true};
     qg_ai_result res;
     memset(&res, 0, sizeof res);
     rc = qg_ai_complete(p->cfg.ai, &call, &a, &res, err);
@@ -514,19 +514,16 @@ static qg_status analyse_now(qg_pipeline *p, qg_pjob *j, cJSON **out, qg_error *
     cJSON_Delete(params);
     cJSON *doc = NULL;
     if (!rc) {
-        const char *text = res.json;
-        if (!text) {
-            const char *fixed = NULL;
-            qg_error ferr = {0};
-            if (qg_jsonfix_extract(res.resp.text ? res.resp.text : "", &a, &fixed, &ferr) == QG_OK)
-                text = fixed;
-        }
-        doc = text ? cJSON_Parse(text) : NULL;
+        doc = res.value; /* the validated answer, parsed once by the AI layer */
         rc = normalise_analysis(doc, err);
     } else {
         qg_error_prefix(err, "analysis (model %s): ", p->model);
     }
     if (!rc) {
+        /* The stored analysis names the setups the model saw; their texts
+         * stay in memory (a stored copy would triple the analysis). */
+        cJSON *e;
+        cJSON_ArrayForEach(e, similar) cJSON_DeleteItemFromObjectCaseSensitive(e, "setup");
         cJSON_AddItemToObject(doc, "similar_setups", similar);
         similar = NULL;
         cJSON *m = cJSON_CreateObject();
@@ -551,7 +548,7 @@ static qg_status st_analyse(qg_pipeline *p, qg_pjob *j, flow *f, qg_error *err)
     cJSON *doc = NULL;
     qg_status rc = analyse_now(p, j, &doc, err);
     if (rc) return rc;
-    char *s = cJSON_PrintUnformatted(doc);
+    char *s = qg_json_compact(doc);
     if (!s) {
         cJSON_Delete(doc);
         return qg_error_set(err, QG_ENOMEM, "analysis: out of memory");
@@ -790,7 +787,7 @@ static void remember_input(qg_pjob *j, const char *outcome, bool has_pnl, double
             cJSON_AddNumberToObject(meta, "pnl", pnl);
         }
     }
-    *mj = cJSON_PrintUnformatted(meta);
+    *mj = qg_json_compact(meta);
     cJSON_Delete(meta);
 }
 
@@ -915,7 +912,7 @@ static qg_status op_record(void *ud, const char *step, const cJSON *params, cJSO
                            qg_error *err)
 {
     run_ctx *x = ud;
-    char *d = cJSON_PrintUnformatted(params);
+    char *d = qg_json_compact(params);
     char why[128];
     snprintf(why, sizeof why, "plan step %s", step);
     qg_pstate st = {.state = x->j->analysis ? QG_SIG_ANALYSED : QG_SIG_RECEIVED,
@@ -992,7 +989,7 @@ static qg_status st_plan(run_ctx *x, flow *f, qg_error *err)
         return qg_error_set(err, QG_EAGAIN, "plan: shutting down");
     }
     cJSON_AddStringToObject(report, "source", from);
-    char *s = cJSON_PrintUnformatted(report);
+    char *s = qg_json_compact(report);
     cJSON_Delete(report);
     j->plan_result = qg_xstrdup(s ? s : "{}");
     j->plan_new = true;

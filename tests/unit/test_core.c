@@ -281,3 +281,131 @@ Test(core, json_scratch_serves_this_thread_only_and_spills_when_full)
     cr_assert_not(inside(after, buf, sizeof buf));
     cJSON_Delete(after);
 }
+
+/* ---- qg_json_print against cJSON_PrintUnformatted ---- */
+
+static uint64_t rnd_state = 0x9E3779B97F4A7C15ull;
+
+static uint64_t rnd(void)
+{
+    rnd_state ^= rnd_state << 13;
+    rnd_state ^= rnd_state >> 7;
+    rnd_state ^= rnd_state << 17;
+    return rnd_state;
+}
+
+static double rnd_number(void)
+{
+    static const double pick[] = {0.0,
+                                  -0.0,
+                                  1.0,
+                                  -1.0,
+                                  0.1,
+                                  1.0 / 3,
+                                  1e21,
+                                  1e-7,
+                                  2147483647.0,
+                                  2147483648.0,
+                                  -2147483649.0,
+                                  1.0865,
+                                  0.85,
+                                  4.9e-324,
+                                  1.7976931348623157e308,
+                                  123456789012.5,
+                                  1e-4,
+                                  9.99999e-5,
+                                  0.0001234,
+                                  999999999999999.9,
+                                  99999999999999.98,
+                                  0.30000000000000004,
+                                  1e15,
+                                  123456.7890123456};
+    double d;
+    switch (rnd() % 6) {
+    case 0:
+        return pick[rnd() % (sizeof pick / sizeof pick[0])];
+    case 1:
+        return (double)(int64_t)(rnd() % 2000001) - 1000000;
+    case 2: /* prices: a few decimals, any magnitude */
+        return (double)((int64_t)(rnd() % 2000000001) - 1000000000) / pow(10, (double)(rnd() % 18));
+    case 3:
+        do {
+            uint64_t bits = rnd();
+            memcpy(&d, &bits, sizeof d);
+        } while (!isfinite(d));
+        return d;
+    case 4:
+        return ldexp((double)(rnd() % 1000000), (int)(rnd() % 200) - 100);
+    default:
+        return rnd() % 3 ? NAN : -INFINITY;
+    }
+}
+
+static void rnd_text(char *out, size_t cap)
+{
+    size_t n = rnd() % (cap - 1);
+    for (size_t i = 0; i < n; i++) {
+        unsigned c = (unsigned)(rnd() % 260);
+        out[i] = c >= 256 ? "\"\\\n\t"[c - 256] : c ? (char)c : (char)0x7a;
+    }
+    out[n] = '\0';
+}
+
+static cJSON *rnd_value(int depth)
+{
+    char t[40];
+    switch (rnd() % (depth < 4 ? 9 : 6)) {
+    case 0:
+        return cJSON_CreateNull();
+    case 1:
+        return cJSON_CreateBool(rnd() % 2);
+    case 2:
+    case 3:
+        return cJSON_CreateNumber(rnd_number());
+    case 4:
+        rnd_text(t, sizeof t);
+        return cJSON_CreateString(t);
+    case 5:
+        return rnd() % 4 ? cJSON_CreateString("") : cJSON_CreateRaw("{\"raw\":[1,2]}");
+    case 6:
+    case 7: {
+        cJSON *o = cJSON_CreateObject();
+        for (int i = (int)(rnd() % 5); i > 0; i--) {
+            rnd_text(t, sizeof t);
+            cJSON_AddItemToObject(o, t, rnd_value(depth + 1));
+        }
+        return o;
+    }
+    default: {
+        cJSON *a = cJSON_CreateArray();
+        for (int i = (int)(rnd() % 5); i > 0; i--) cJSON_AddItemToArray(a, rnd_value(depth + 1));
+        return a;
+    }
+    }
+}
+
+Test(core, json_print_writes_what_cjson_writes)
+{
+    for (int i = 0; i < 50000; i++) {
+        cJSON *v = rnd_value(0);
+        char *want = cJSON_PrintUnformatted(v);
+        char *got = qg_json_compact(v);
+        cr_assert_not_null(want);
+        cr_assert_not_null(got, "document %d", i);
+        cr_assert_str_eq(got, want, "document %d", i);
+        free(got);
+        cJSON_free(want);
+        cJSON_Delete(v);
+    }
+    /* a document that parsed the usual way, and what cJSON cannot print */
+    cJSON *d = cJSON_Parse("{\"a\":[1.5,-2,\"\\u0001\\u001f\u00e9\"],\"b\":{},\"c\":[]}");
+    char *got = qg_json_compact(d);
+    cr_assert_str_eq(got, "{\"a\":[1.5,-2,\"\\u0001\\u001f\u00e9\"],\"b\":{},\"c\":[]}");
+    free(got);
+    cJSON_Delete(d);
+    cJSON *raw = cJSON_CreateRaw(NULL);
+    cr_assert_null(cJSON_PrintUnformatted(raw));
+    cr_assert_null(qg_json_compact(raw));
+    cJSON_Delete(raw);
+    cr_assert_null(qg_json_compact(NULL));
+}

@@ -114,13 +114,18 @@ static void jb_put(jbuf *b, const char *s, size_t n)
     b->len += n;
 }
 
+/* 1 for the bytes a string cannot hold as they are (and for its NUL). */
+#define ONES8 1, 1, 1, 1, 1, 1, 1, 1
+static const unsigned char special[256] = {ONES8, ONES8, ONES8, ONES8, ['"'] = 1, ['\\'] = 1};
+#undef ONES8
+
 static void jb_string(jbuf *b, const char *s)
 {
     static const char hex[] = "0123456789abcdef";
     jb_put(b, "\"", 1);
     for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p;) {
         size_t n = 0;
-        while (p[n] >= 32 && p[n] != '"' && p[n] != '\\') n++;
+        while (!special[p[n]]) n++;
         if (n) jb_put(b, (const char *)p, n);
         p += n;
         if (!*p) break;

@@ -56,7 +56,9 @@ struct qg_ai {
 
     /* The usage writer: records queue here and one thread writes them in
      * batches, one transaction each, so no call waits on a commit (or a
-     * WAL checkpoint). done counts written records; flush waits for it. */
+     * WAL checkpoint). done counts written records; flush waits for it.
+     * With a batcher (qg_ai_use_batcher) a batch is an op of the
+     * database's group-commit writer instead of a transaction of its own. */
     pthread_t writer;
     bool writer_started;
     pthread_mutex_t wmu;
@@ -64,6 +66,8 @@ struct qg_ai {
     struct rec_node *head, *tail;
     uint64_t queued, done;
     bool wstop;
+    qg_batcher *batcher; /* under wmu */
+    bool batcher_in_use; /* a batch is on its way through it; under wmu */
 };
 
 typedef struct rec_node {
@@ -106,15 +110,21 @@ static void enqueue_record(qg_ai *ai, const qg_ai_call_record *r)
     pthread_mutex_unlock(&ai->wmu);
 }
 
-/* Writes one batch; a failed batch is retried record by record so one bad
+/* Writes one batch, through the batcher when there is one; a failed batch
+ * is retried record by record on a connection of its own, so one bad
  * record does not lose the others. */
-static void write_batch(qg_ai *ai, rec_node *list, size_t n)
+static void write_batch(qg_ai *ai, qg_batcher *batcher, rec_node *list, size_t n)
 {
     const qg_ai_call_record **recs = qg_xmalloc(sizeof *recs * n);
     size_t k = 0;
     for (rec_node *p = list; p; p = p->next) recs[k++] = &p->rec;
     qg_conn *c = NULL;
     qg_error err = {0};
+    if (batcher && !qg_ai_usage_record_via(batcher, recs, n, &err)) {
+        free(recs);
+        return;
+    }
+    qg_error_clear(&err);
     if (qg_store_acquire(ai->store, &c, &err)) {
         qg_warn("ai: usage writer: %s; %zu call records lost", err.msg, n);
     } else if (qg_ai_usage_record_batch(c, recs, n, &err)) {
@@ -138,10 +148,12 @@ static void *writer_main(void *arg)
         if (!ai->head) break; /* stopping and drained */
         rec_node *list = ai->head;
         ai->head = ai->tail = NULL;
+        qg_batcher *batcher = ai->batcher;
+        ai->batcher_in_use = batcher != NULL;
         pthread_mutex_unlock(&ai->wmu);
         size_t n = 0;
         for (rec_node *p = list; p; p = p->next) n++;
-        write_batch(ai, list, n);
+        write_batch(ai, batcher, list, n);
         while (list) {
             rec_node *next = list->next;
             qg_arena_free(&list->arena);
@@ -150,6 +162,7 @@ static void *writer_main(void *arg)
         }
         pthread_mutex_lock(&ai->wmu);
         ai->done += n;
+        ai->batcher_in_use = false;
         pthread_cond_broadcast(&ai->wdone);
     }
     pthread_mutex_unlock(&ai->wmu);
@@ -162,6 +175,15 @@ static bool writer_pending(qg_ai *ai)
     bool pending = ai->done < ai->queued;
     pthread_mutex_unlock(&ai->wmu);
     return pending;
+}
+
+void qg_ai_use_batcher(qg_ai *ai, qg_batcher *b)
+{
+    if (!ai) return;
+    pthread_mutex_lock(&ai->wmu);
+    ai->batcher = b;
+    while (!b && ai->batcher_in_use) pthread_cond_wait(&ai->wdone, &ai->wmu);
+    pthread_mutex_unlock(&ai->wmu);
 }
 
 void qg_ai_flush(qg_ai *ai)

@@ -237,6 +237,15 @@ qg_ai_router *qg_ai_get_router(qg_ai *ai);
 /* Waits until every call recorded so far is in the database (usage is
  * written by a background thread); readers of usage call it first. */
 void qg_ai_flush(qg_ai *ai);
+
+typedef struct qg_batcher qg_batcher;
+/* Writes the usage records as ops of b (store/batch.h), the database's
+ * group-commit writer, instead of in transactions of the layer's own:
+ * SQLite has one writer at a time, and a second one beside the batcher
+ * waits in SQLite's busy handler (1 ms and up) and makes the batcher
+ * wait. NULL goes back to the layer's own transactions, after the batch
+ * on its way through the batcher has committed; do that before freeing b. */
+void qg_ai_use_batcher(qg_ai *ai, qg_batcher *b);
 /* Appends per-deployment health gauges (Prometheus text) to out. */
 qg_status qg_ai_health_metrics(qg_ai *ai, qg_buf *out);
 

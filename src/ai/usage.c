@@ -572,15 +572,18 @@ qg_status qg_ai_usage_record(qg_conn *c, const qg_ai_call_record *r, char *id_ou
     return rc;
 }
 
-qg_status qg_ai_usage_record_batch(qg_conn *c, const qg_ai_call_record *const *recs, size_t n,
-                                   qg_error *err)
+/* The writes of a batch of call records, in the caller's transaction.
+ * *hits (the caller frees it) gets the soft alerts the writes claimed, to
+ * be logged once they commit. */
+static qg_status usage_writes(qg_conn *c, const qg_ai_call_record *const *recs, size_t n,
+                              soft_hit **hits_out, int *nhits_out, qg_error *err)
 {
     /* Each call adds to at most six totals (three scopes, two periods). */
     total_add *adds = qg_xcalloc(n * 6 + 1, sizeof *adds);
     soft_hit *hits = qg_xcalloc(n * 6 + 1, sizeof *hits);
     size_t nadds = 0;
     int nhits = 0;
-    qg_status rc = qg_conn_begin(c, err);
+    qg_status rc = QG_OK;
     for (size_t i = 0; !rc && i < n; i++) {
         int64_t ts = recs[i]->ts_ms ? recs[i]->ts_ms : qg_time_now_ms();
         rc = insert_call(c, recs[i], ts, err);
@@ -590,13 +593,58 @@ qg_status qg_ai_usage_record_batch(qg_conn *c, const qg_ai_call_record *const *r
         rc = apply_total(c, &adds[i], &hits[nhits], err);
         if (!rc && hits[nhits].id[0]) nhits++;
     }
-    if (!rc) rc = qg_conn_commit(c, err);
-    if (rc)
-        qg_conn_rollback(c);
-    else
-        soft_alerts(hits, nhits);
-    free(hits);
     free(adds);
+    *hits_out = hits;
+    *nhits_out = nhits;
+    return rc;
+}
+
+qg_status qg_ai_usage_record_batch(qg_conn *c, const qg_ai_call_record *const *recs, size_t n,
+                                   qg_error *err)
+{
+    soft_hit *hits = NULL;
+    int nhits = 0;
+    qg_status rc = qg_conn_begin(c, err);
+    if (!rc) {
+        rc = usage_writes(c, recs, n, &hits, &nhits, err);
+        if (!rc) rc = qg_conn_commit(c, err);
+        if (rc)
+            qg_conn_rollback(c);
+        else
+            soft_alerts(hits, nhits);
+    }
+    free(hits);
+    return rc;
+}
+
+typedef struct batched {
+    const qg_ai_call_record *const *recs;
+    size_t n;
+    soft_hit *hits;
+    int nhits;
+} batched;
+
+/* In the batcher's transaction: a savepoint, so a failed statement leaves
+ * none of this batch's writes (the batcher keeps the other ops'). */
+static qg_status apply_batched(qg_conn *c, void *arg, qg_error *err)
+{
+    batched *b = arg;
+    qg_status rc = qg_conn_exec(c, "SAVEPOINT qg_usage", NULL, 0, NULL, err);
+    if (rc) return rc;
+    rc = usage_writes(c, b->recs, b->n, &b->hits, &b->nhits, err);
+    qg_error e2 = {0};
+    if (rc) (void)qg_conn_exec(c, "ROLLBACK TO SAVEPOINT qg_usage", NULL, 0, NULL, &e2);
+    (void)qg_conn_exec(c, "RELEASE SAVEPOINT qg_usage", NULL, 0, NULL, &e2);
+    return rc;
+}
+
+qg_status qg_ai_usage_record_via(qg_batcher *batcher, const qg_ai_call_record *const *recs,
+                                 size_t n, qg_error *err)
+{
+    batched b = {.recs = recs, .n = n};
+    qg_status rc = qg_batcher_run(batcher, apply_batched, &b, err);
+    if (!rc) soft_alerts(b.hits, b.nhits);
+    free(b.hits);
     return rc;
 }
 

@@ -25,6 +25,7 @@
 
 #include "ai/ai.h"
 #include "ai/provider.h"
+#include "store/batch.h"
 #include "store/store.h"
 
 #include <quantgate/mem.h>
@@ -58,6 +59,10 @@ qg_status qg_ai_usage_record(qg_conn *c, const qg_ai_call_record *r, char *id_ou
  * background writer batches this way. */
 qg_status qg_ai_usage_record_batch(qg_conn *c, const qg_ai_call_record *const *recs, size_t n,
                                    qg_error *err);
+/* The same writes as one op of a group-commit batcher's transaction (inside
+ * a savepoint, so they land whole or not at all), waiting for its commit. */
+qg_status qg_ai_usage_record_via(qg_batcher *batcher, const qg_ai_call_record *const *recs,
+                                 size_t n, qg_error *err);
 
 /* QG_OK when no applicable budget (global; user_id's; token_id's; NULL ids
  * skip their scope) is exhausted at now_ms; QG_EDENIED otherwise, err naming

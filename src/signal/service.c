@@ -5,8 +5,9 @@
  * signal.
  *
  * Order matters at both ends: the batcher comes first (ingest and the
- * pipeline write through it) and goes last (their final writes must
- * commit); ingest stops taking signals before the pipeline stops.
+ * pipeline write through it, and the AI layer's usage records) and goes
+ * last (their final writes must commit); ingest stops taking signals
+ * before the pipeline stops.
  */
 #include "signal/service.h"
 
@@ -227,6 +228,8 @@ qg_status qg_signals_open(qg_store *store, qg_ai *ai, qg_memory *memory, const c
     if (!rc) rc = sync_mode(&sync, err);
     if (!rc) rc = qg_batcher_new(store, "qg-sigdb", (int)batch_max, 0, sync, &s->batcher, err);
     if (!rc) {
+        s->ai = ai;
+        qg_ai_use_batcher(ai, s->batcher);
         pc.batcher = s->batcher;
         pc.notify = s->notify;
         pc.owner_id = s->owner_id;
@@ -255,6 +258,7 @@ void qg_signals_free(qg_signals *s)
         qg_batcher_run(s->batcher, NULL, NULL, &err);
     }
     qg_pipeline_free(s->pipeline);
+    qg_ai_use_batcher(s->ai, NULL);
     qg_batcher_free(s->batcher);
     qg_ingest_free(s->ingest);
     qg_ict_live_free(s->live);

@@ -30,7 +30,8 @@ typedef struct qg_ict_live qg_ict_live;
 #define QG_TELEGRAM_ALLOWED_MAX 32
 
 typedef struct qg_signals {
-    qg_batcher *batcher;
+    qg_batcher *batcher; /* the database's writer; the AI layer's usage records go through it */
+    qg_ai *ai;           /* borrowed */
     qg_ingest *ingest;
     qg_pipeline *pipeline;
     qg_notify *notify; /* may have no targets */

@@ -11,6 +11,7 @@
 
 #include "ai/usage.h"
 #include "auth/audit.h"
+#include "store/batch.h"
 
 #include <quantgate/time.h>
 
@@ -367,6 +368,77 @@ Test(ai_usage, a_batch_adds_each_total_once_and_alerts_once, .init = setup, .fin
     cr_assert_eq(gm.calls, 5);
     cr_assert_eq(gm.tokens, 11 + 21 + 31 + 41 + 51);
     cr_assert_float_eq(gm.cost, 1.5, 1e-9);
+}
+
+static qg_status count_row(void *ud, const qg_row *row)
+{
+    *(int64_t *)ud = qg_row_int(row, 0);
+    return QG_OK;
+}
+
+static int64_t calls_with_id(const char *id)
+{
+    int64_t n = -1;
+    qg_error err = {0};
+    qg_val p[] = {QG_VTEXT(id)};
+    cr_assert_eq(qg_conn_query(conn, "SELECT COUNT(*) FROM ai_calls WHERE id = ?", p, 1, count_row,
+                               &n, &err),
+                 QG_OK, "%s", err.msg);
+    return n;
+}
+
+/* Through the group-commit batcher (the signal writer's, in the server): a
+ * batch lands whole, with its totals and one soft alert; a batch with a
+ * failing record leaves nothing behind (its savepoint), and the batcher
+ * goes on. */
+Test(ai_usage, records_through_the_batcher_land_whole_or_not_at_all, .init = setup,
+     .fini = teardown)
+{
+    make_user("usr_a", NULL);
+    budget("user", "usr_a", "day", 1.0, -1, 0.5);
+    qg_error err = {0};
+    qg_batcher *b = NULL;
+    cr_assert_eq(qg_batcher_new(store, "t-usage", 0, 0, QG_BATCH_SYNC_PIPELINED, &b, &err), QG_OK,
+                 "%s", err.msg);
+    int64_t t = at("2026-11-21T12:00:00Z");
+    char ids[3][QG_ID_MAX];
+    qg_ai_call_record recs[3];
+    const qg_ai_call_record *ptrs[3];
+    for (int i = 0; i < 3; i++) {
+        qg_store_new_id("call", ids[i], sizeof ids[i]);
+        recs[i] = (qg_ai_call_record){.id = ids[i],
+                                      .user_id = "usr_a",
+                                      .model_name = "analyst",
+                                      .usage = {.input = 10, .output = 2},
+                                      .cost_usd = 0.2,
+                                      .attempts = 1,
+                                      .outcome = "ok",
+                                      .ts_ms = t + i};
+        ptrs[i] = &recs[i];
+    }
+    cr_assert_eq(qg_ai_usage_record_via(b, ptrs, 2, &err), QG_OK, "%s", err.msg);
+    total ua = get_total("user", "usr_a", "2026-11-21");
+    cr_assert_eq(ua.calls, 2);
+    cr_assert_eq(ua.tokens, 24);
+    cr_assert(!ua.alerted, "0.4 of 1.0 is below the soft 50%%");
+
+    /* the third record and a repeat of the first (its id is taken) */
+    const qg_ai_call_record *bad[2] = {&recs[2], &recs[0]};
+    cr_assert_neq(qg_ai_usage_record_via(b, bad, 2, &err), QG_OK);
+    cr_assert_eq(calls_with_id(ids[2]), 0, "the batch's first write was undone");
+    ua = get_total("user", "usr_a", "2026-11-21");
+    cr_assert_eq(ua.calls, 2);
+    cr_assert(!ua.alerted);
+    cr_assert_eq(soft_audits(), 0);
+
+    qg_error_clear(&err);
+    cr_assert_eq(qg_ai_usage_record_via(b, &ptrs[2], 1, &err), QG_OK, "%s", err.msg);
+    cr_assert_eq(calls_with_id(ids[2]), 1);
+    ua = get_total("user", "usr_a", "2026-11-21");
+    cr_assert_eq(ua.calls, 3);
+    cr_assert(ua.alerted);
+    cr_assert_eq(soft_audits(), 1);
+    qg_batcher_free(b);
 }
 
 typedef struct listed {

@@ -218,7 +218,13 @@ e2e_cpu0=$(cpu_snapshot)
 proc_use() { # "CPU ticks, bytes written" of quantgate so far (per signal in the table)
     echo "$(awk '{ print $14 + $15 }' "/proc/$qg_pid/stat") $(awk '$1 == "write_bytes:" { print $2 }' "/proc/$qg_pid/io")"
 }
+thread_ticks() { # "name ticks" per thread of quantgate (names repeat: the pools)
+    for t in /proc/"$qg_pid"/task/*; do
+        echo "$(cat "$t/comm" 2>/dev/null) $(awk '{ print $14 + $15 }' "$t/stat" 2>/dev/null)"
+    done
+}
 read -r e2e_ticks0 e2e_wb0 < <(proc_use)
+thread_ticks >"$qd/threads0"
 api POST /api/signals/resume >/dev/null
 # The rate over a backlog: until every accepted signal is done and its
 # analysis remembered, or for QG_BENCH_SIG_E2E_SECONDS (default 20) when the
@@ -234,6 +240,7 @@ while :; do
 done
 e2e_steal=$(steal_pct "$e2e_cpu0" "$(cpu_snapshot)")
 read -r e2e_ticks1 e2e_wb1 < <(proc_use)
+thread_ticks >"$qd/threads1"
 failed=$(status_field failed)
 filtered=$(status_field filtered)
 threads=$(awk '/^Threads/ {print $2}' "/proc/$qg_pid/status")
@@ -252,6 +259,18 @@ echo "CPU and bytes written are quantgate's (all threads; /proc/PID/stat and io)
 awk -v q="$accepted" -v n="$done_n" -v r="$rem_n" -v a="$t0" -v b="$t1" -v f="$failed" -v fl="$filtered" -v st="$e2e_steal" \
     -v tk=$((e2e_ticks1 - e2e_ticks0)) -v hz="$(getconf CLK_TCK)" -v wb=$((e2e_wb1 - e2e_wb0)) \
     'BEGIN { p = r < n ? r : n; d = p > 0 ? p : 1; printf "| backlog | done | remembered | seconds | processed/s | CPU µs/signal | KB written/signal | failed | filtered | steal %% |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n| %d | %d | %d | %.2f | %.0f | %.0f | %.1f | %d | %d | %s |\n", q, n, r, b - a, p / (b - a), tk * 1e6 / hz / d, wb / 1024 / d, f, fl, st }'
+echo
+echo "CPU per processed signal by thread (the same threads' names summed; a thread that started or ended"
+echo "during the run counts from 0)"
+echo "| thread | threads | CPU µs/signal |"
+echo "|---|---:|---:|"
+awk -v hz="$(getconf CLK_TCK)" -v n="$(( rem_n < done_n ? rem_n : done_n ))" '
+    FNR == NR { before[$1] += $2; next }
+    { after[$1] += $2; count[$1]++ }
+    END { d = n > 0 ? n : 1
+          for (k in after) { us = (after[k] - before[k]) * 1e6 / hz / d
+                             if (us >= 0.5) printf "| %s | %d | %.0f |\n", k, count[k], us } }' \
+    "$qd/threads0" "$qd/threads1" | sort -t'|' -k4 -rn
 curl -fsS "http://127.0.0.1:$qg_port/metrics" | grep -E '^quantgate_(signal|notify)' | grep -v _bucket | sed 's/^/  /' | head -40 || true
 
 kill -TERM "$qg_pid"

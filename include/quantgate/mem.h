@@ -68,6 +68,10 @@ qg_status qg_buf_vprintf(qg_buf *b, const char *fmt, va_list ap);
 qg_status qg_buf_html(qg_buf *b, const char *s);
 /* Appends s as a JSON string, quotes included ("null" for NULL). */
 qg_status qg_buf_json_str(qg_buf *b, const char *s);
+/* The two-character escape cJSON writes for c (quote, backslash, \b \f \n
+ * \r \t), or NULL: another control byte is written as \u00XX, any other
+ * byte as it is. */
+const char *qg_json_escape_of(unsigned char c);
 void qg_buf_reset(qg_buf *b);
 void qg_buf_free(qg_buf *b);
 

@@ -8,6 +8,7 @@
  * linked in whenever something calls the scope functions.
  */
 #include <quantgate/json.h>
+#include <quantgate/mem.h>
 
 #include <cjson/cJSON.h>
 #include <float.h>
@@ -129,49 +130,33 @@ static void jb_string(jbuf *b, const char *s)
         if (n) jb_put(b, (const char *)p, n);
         p += n;
         if (!*p) break;
-        char e[6] = {'\\', 0};
-        size_t en = 2;
-        switch (*p) {
-        case '"':
-        case '\\':
-            e[1] = (char)*p;
-            break;
-        case '\b':
-            e[1] = 'b';
-            break;
-        case '\f':
-            e[1] = 'f';
-            break;
-        case '\n':
-            e[1] = 'n';
-            break;
-        case '\r':
-            e[1] = 'r';
-            break;
-        case '\t':
-            e[1] = 't';
-            break;
-        default:
-            memcpy(e + 1, "u00", 3);
-            e[4] = hex[*p >> 4];
-            e[5] = hex[*p & 15];
-            en = 6;
+        const char *e = qg_json_escape_of(*p);
+        if (e) {
+            jb_put(b, e, 2);
+        } else {
+            char u[6] = {'\\', 'u', '0', '0', hex[*p >> 4], hex[*p & 15]};
+            jb_put(b, u, sizeof u);
         }
-        jb_put(b, e, en);
         p++;
     }
     jb_put(b, "\"", 1);
 }
 
+/* Writes u's digits ending just before end; returns where they start. */
+static char *digits_before(char *end, uint64_t u)
+{
+    do {
+        *--end = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    return end;
+}
+
 static void jb_uint(jbuf *b, uint64_t u)
 {
     char t[24];
-    size_t i = sizeof t;
-    do {
-        t[--i] = (char)('0' + u % 10);
-        u /= 10;
-    } while (u);
-    jb_put(b, t + i, sizeof t - i);
+    char *at = digits_before(t + sizeof t, u);
+    jb_put(b, at, (size_t)(t + sizeof t - at));
 }
 
 /* Prices and the like: d is the double nearest m / 10^k for an integer m
@@ -191,19 +176,13 @@ static bool put_short_decimal(jbuf *b, double d)
         double m = nearbyint(scaled);
         if (m / p10[k] != a) continue;
         char t[40];
-        size_t i = sizeof t;
+        char *at = t + sizeof t;
         uint64_t u = (uint64_t)m;
-        for (int j = 0; j < k; j++) {
-            t[--i] = (char)('0' + u % 10);
-            u /= 10;
-        }
-        t[--i] = '.';
-        do {
-            t[--i] = (char)('0' + u % 10);
-            u /= 10;
-        } while (u);
-        if (d < 0) t[--i] = '-';
-        jb_put(b, t + i, sizeof t - i);
+        for (int j = 0; j < k; j++, u /= 10) *--at = (char)('0' + u % 10);
+        *--at = '.';
+        at = digits_before(at, u);
+        if (d < 0) *--at = '-';
+        jb_put(b, at, (size_t)(t + sizeof t - at));
         return true;
     }
     return false;

@@ -192,7 +192,7 @@ qg_status qg_buf_printf(qg_buf *b, const char *fmt, ...)
 
 /* Escapes as cJSON does (quote, backslash, control characters; UTF-8 as
  * is), so text written here reads back like a cJSON_Print. */
-static const char *json_escape_of(unsigned char c)
+const char *qg_json_escape_of(unsigned char c)
 {
     switch (c) {
     case '"':
@@ -225,7 +225,7 @@ qg_status qg_buf_json_str(qg_buf *b, const char *s)
         p += n;
         if (!*p || rc) break;
         unsigned char c = (unsigned char)*p++;
-        const char *e = json_escape_of(c);
+        const char *e = qg_json_escape_of(c);
         rc = e ? qg_buf_puts(b, e) : qg_buf_printf(b, "\\u%04x", c);
     }
     return rc ? rc : qg_buf_puts(b, "\"");

@@ -42,9 +42,10 @@ struct cJSON;
 void qg_json_scratch_begin(void *buf, size_t cap);
 void qg_json_scratch_end(void);
 
-/* The same text as cJSON_PrintUnformatted(item), in about half the time
- * (numbers are read back with strtod instead of sscanf). malloc'd: the
- * caller frees it (free or cJSON_free); NULL when item is NULL, holds an
+/* The same text as cJSON_PrintUnformatted(item), in a third to a half of
+ * the time (integers and short decimals without printf, other numbers read
+ * back with strtod instead of sscanf). malloc'd: the caller owns it (free
+ * or cJSON_free; no copy needed); NULL when item is NULL, holds an
  * invalid item or a raw one without text, or out of memory. Never uses
  * the scratch buffer, so the text may outlive a scope it was printed in. */
 char *qg_json_compact(const struct cJSON *item);

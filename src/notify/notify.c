@@ -401,9 +401,7 @@ char *qg_notify_print(cJSON *root)
 {
     char *s = qg_json_compact(root);
     cJSON_Delete(root);
-    char *out = qg_xstrdup(s ? s : "{}");
-    cJSON_free(s);
-    return out;
+    return s ? s : qg_xstrdup("{}");
 }
 
 /* qg_notify_cap_text that also gives the result's length in UTF-16 units. */

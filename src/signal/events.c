@@ -220,12 +220,9 @@ static char *event_detail(const qg_pstate *st)
         cJSON_AddStringToObject(d, "error", st->error);
         cJSON_AddNumberToObject(d, "attempts", st->attempts);
     }
-    char *s = d->child ? qg_json_compact(d) : NULL;
+    char *s = d->child ? qg_json_compact(d) : NULL; /* malloc'd: the caller's */
     cJSON_Delete(d);
-    if (!s) return NULL;
-    char *out = qg_xstrdup(s);
-    cJSON_free(s);
-    return out;
+    return s;
 }
 
 static op *state_op(qg_pipeline *p, qg_pjob *j, const qg_pstate *st)

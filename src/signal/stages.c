@@ -555,9 +555,8 @@ static qg_status st_analyse(qg_pipeline *p, qg_pjob *j, flow *f, qg_error *err)
     }
     cJSON_Delete(j->an_doc);
     j->an_doc = doc; /* the later stages read it instead of parsing the text */
-    j->analysis = qg_xstrdup(s);
+    j->analysis = s; /* malloc'd by qg_json_compact: the job's now */
     j->analysis_new = true;
-    cJSON_free(s);
     atomic_fetch_add_explicit(&p->n_analysed, 1, memory_order_relaxed);
     qg_pstate st = {.state = QG_SIG_ANALYSED, .stage = ST_ANALYSE, .update_signal = true};
     return qg_pipeline_record(p, j, &st, false, err);
@@ -991,9 +990,8 @@ static qg_status st_plan(run_ctx *x, flow *f, qg_error *err)
     cJSON_AddStringToObject(report, "source", from);
     char *s = qg_json_compact(report);
     cJSON_Delete(report);
-    j->plan_result = qg_xstrdup(s ? s : "{}");
+    j->plan_result = s ? s : qg_xstrdup("{}");
     j->plan_new = true;
-    cJSON_free(s);
     char why[300];
     snprintf(why, sizeof why, "plan from %s %s%s%s", from, rc ? "failed" : "ran", rc ? ": " : "",
              rc ? perr.msg : "");

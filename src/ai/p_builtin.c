@@ -25,6 +25,7 @@
 #include "ai/jsonfix.h"
 #include "ai/provider.h"
 
+#include <quantgate/ict.h>
 #include <quantgate/json.h>
 #include <quantgate/time.h>
 
@@ -381,7 +382,9 @@ static void score_timeframes(analysis *an, const tf_tally *t, int dir)
                disagree ? (disagree == 1 ? ", 1 disagrees" : ", several disagree") : "");
 }
 
-/* Inside the London (07-10 UTC) or New York (12-15 UTC) killzone. */
+/* Inside the London or New York killzone: 07:00-10:00 on a weekday in
+ * each city's own time, daylight saving included (the rule the detector and
+ * the pipeline's default sessions use, market/ict.c). */
 static void score_session(analysis *an, const cJSON *s, bool killzone_confluence)
 {
     const cJSON *ts = cJSON_GetObjectItemCaseSensitive(s, "timestamp");
@@ -395,13 +398,16 @@ static void score_session(analysis *an, const cJSON *s, bool killzone_confluence
         ok = true;
     }
     if (!ok || killzone_confluence) return;
-    int hour = (int)((ms % QG_MS_PER_DAY + QG_MS_PER_DAY) % QG_MS_PER_DAY / 3600000);
-    if (hour >= 7 && hour < 10)
+    switch (qg_ict_killzone_at(ms)) {
+    case QG_ICT_KZ_LONDON:
         add_factor(an, "session", 5, "inside the London killzone");
-    else if (hour >= 12 && hour < 15)
+        break;
+    case QG_ICT_KZ_NEW_YORK:
         add_factor(an, "session", 5, "inside the New York killzone");
-    else
+        break;
+    default:
         add_factor(an, "session", -2, "outside the London and New York killzones");
+    }
 }
 
 typedef struct levels {

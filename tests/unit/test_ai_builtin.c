@@ -156,6 +156,54 @@ Test(ai_builtin, derives_levels_and_direction)
     qg_arena_free(&a);
 }
 
+/* The "session" factor's detail for a signal at ts (no killzone
+ * confluence given), or NULL. */
+static const char *session_at(const char *ts, qg_arena *a, cJSON **keep)
+{
+    char sig[512];
+    snprintf(sig, sizeof sig,
+             "{\"symbol\":\"EURUSD\",\"timeframe\":\"15m\",\"signal_type\":\"CHoCH\","
+             "\"timestamp\":\"%s\",\"price_data\":{\"close\":1.0865},\"sl\":1.08,"
+             "\"tp\":1.092}",
+             ts);
+    *keep = analyze(sig, a);
+    const cJSON *f;
+    cJSON_ArrayForEach(f, cJSON_GetObjectItem(*keep, "factors"))
+    {
+        if (!strcmp(cJSON_GetObjectItem(f, "factor")->valuestring, "session"))
+            return cJSON_GetObjectItem(f, "detail")->valuestring;
+    }
+    return NULL;
+}
+
+/* Killzones are 07:00-10:00 in London's and New York's own time, so the
+ * same UTC hour is inside in summer and outside in winter; weekends are
+ * outside. */
+Test(ai_builtin, session_killzones_follow_daylight_saving)
+{
+    static const struct {
+        const char *ts, *want;
+    } cases[] = {
+        {"2026-07-15T06:30:00Z", "inside the London killzone"}, /* 07:30 BST */
+        {"2026-01-14T06:30:00Z", "outside the London and New York killzones"},
+        {"2026-01-14T07:00:00Z", "inside the London killzone"},   /* 07:00 GMT */
+        {"2026-07-15T11:30:00Z", "inside the New York killzone"}, /* 07:30 EDT */
+        {"2026-01-14T11:30:00Z", "outside the London and New York killzones"},
+        {"2026-01-14T14:59:00Z", "inside the New York killzone"},              /* 09:59 EST */
+        {"2026-07-18T07:30:00Z", "outside the London and New York killzones"}, /* Saturday */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        qg_arena a;
+        qg_arena_init(&a, 0);
+        cJSON *d = NULL;
+        const char *got = session_at(cases[i].ts, &a, &d);
+        cr_assert(got, "%s: no session factor", cases[i].ts);
+        cr_assert_str_eq(got, cases[i].want, "%s", cases[i].ts);
+        cJSON_Delete(d);
+        qg_arena_free(&a);
+    }
+}
+
 /* Unknown direction and no levels: hold, null levels, still an answer. */
 Test(ai_builtin, no_direction_holds)
 {

@@ -107,7 +107,7 @@ static const setting settings[] = {
     {"QG_SIGNAL_RETRY_BASE_MS", "200", "first stage retry backoff, doubled each time"},
     {"QG_SIGNAL_MIN_CONFLUENCES", "2", "minimum confluences (0: off)"},
     {"QG_SIGNAL_KILLZONE_REQUIRED", "true", "drop signals outside every killzone"},
-    {"QG_SIGNAL_SESSIONS", "", "killzone windows (empty: London, New York AM and PM)"},
+    {"QG_SIGNAL_SESSIONS", "", "killzone windows (empty: London, New York and Asia)"},
     {"QG_SIGNAL_COOLDOWN_S", "0", "cooldown per symbol and signal type, seconds (0: off)"},
     {"QG_SIGNAL_POLICY", "", "JSON array of policies"},
     {"QG_SIGNAL_DEFER_S", "60", "wait before a deferred signal is tried again, seconds"},

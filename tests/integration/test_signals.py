@@ -336,9 +336,13 @@ class SignalsTest(qgtest.ServerTest):
 
     def test_outcomes_stats_and_similar_setups(self):
         symbol = sym("O")
-        a = self.send(payload(symbol, ts="2026-03-10T12:00:00Z"))
-        b = self.send(payload(symbol, ts="2026-03-10T12:00:00Z", signal_type="BoS"))
-        c = self.send(payload(symbol, ts="2026-03-10T12:00:00Z", signal_type="OB"))
+        # A confluence of their own makes these four signals each other's
+        # nearest setups, whatever the other tests left in memory (the
+        # search spans every symbol).
+        conf = ("HTF_BIAS_BULL", "FVG", "OB", "TAG_" + symbol)
+        a = self.send(payload(symbol, ts="2026-03-10T12:00:00Z", confluences=conf))
+        b = self.send(payload(symbol, ts="2026-03-10T12:00:00Z", signal_type="BoS", confluences=conf))
+        c = self.send(payload(symbol, ts="2026-03-10T12:00:00Z", signal_type="OB", confluences=conf))
         for i in (a, b, c):
             self.assertEqual(self.wait_state(i)["state"], "done")
         path = "/api/signals/%s/outcome"
@@ -364,7 +368,7 @@ class SignalsTest(qgtest.ServerTest):
         self.assertEqual(future.json["overall"]["signals"], 0, future)
         # history has the outcome; a later signal of the same setup sees it
         self.assertIn("outcome", [e["stage"] for e in self.get(a)["events"]])
-        d = self.wait_state(self.send(payload(symbol, ts="2026-03-10T12:01:00Z", signal_type="FVG")))
+        d = self.wait_state(self.send(payload(symbol, ts="2026-03-10T12:01:00Z", signal_type="FVG", confluences=conf)))
         sim = d["analysis"]["similar_setups"]
         self.assertTrue(sim, d["analysis"])
         known = {x["signal_id"]: x["outcome"] for x in sim}

@@ -624,25 +624,19 @@ typedef struct batched {
     int nhits;
 } batched;
 
-/* In the batcher's transaction: a savepoint, so a failed statement leaves
- * none of this batch's writes (the batcher keeps the other ops'). */
+/* In the batcher's transaction, inside a savepoint (qg_batcher_run_whole):
+ * a failed statement leaves none of this batch's writes. */
 static qg_status apply_batched(qg_conn *c, void *arg, qg_error *err)
 {
     batched *b = arg;
-    qg_status rc = qg_conn_exec(c, "SAVEPOINT qg_usage", NULL, 0, NULL, err);
-    if (rc) return rc;
-    rc = usage_writes(c, b->recs, b->n, &b->hits, &b->nhits, err);
-    qg_error e2 = {0};
-    if (rc) (void)qg_conn_exec(c, "ROLLBACK TO SAVEPOINT qg_usage", NULL, 0, NULL, &e2);
-    (void)qg_conn_exec(c, "RELEASE SAVEPOINT qg_usage", NULL, 0, NULL, &e2);
-    return rc;
+    return usage_writes(c, b->recs, b->n, &b->hits, &b->nhits, err);
 }
 
 qg_status qg_ai_usage_record_via(qg_batcher *batcher, const qg_ai_call_record *const *recs,
                                  size_t n, qg_error *err)
 {
     batched b = {.recs = recs, .n = n};
-    qg_status rc = qg_batcher_run(batcher, apply_batched, &b, err);
+    qg_status rc = qg_batcher_run_whole(batcher, apply_batched, &b, err);
     if (!rc) soft_alerts(b.hits, b.nhits);
     free(b.hits);
     return rc;

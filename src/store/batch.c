@@ -512,6 +512,29 @@ qg_status qg_batcher_run(qg_batcher *b, qg_batch_apply_fn apply, void *arg, qg_e
     return rc;
 }
 
+typedef struct {
+    qg_batch_apply_fn apply;
+    void *arg;
+} whole_op;
+
+static qg_status apply_whole(qg_conn *c, void *arg, qg_error *err)
+{
+    whole_op *w = arg;
+    qg_status rc = qg_conn_exec(c, "SAVEPOINT qg_whole", NULL, 0, NULL, err);
+    if (rc) return rc;
+    rc = w->apply(c, w->arg, err);
+    qg_error ignored = {0};
+    if (rc) (void)qg_conn_exec(c, "ROLLBACK TO SAVEPOINT qg_whole", NULL, 0, NULL, &ignored);
+    (void)qg_conn_exec(c, "RELEASE SAVEPOINT qg_whole", NULL, 0, NULL, &ignored);
+    return rc;
+}
+
+qg_status qg_batcher_run_whole(qg_batcher *b, qg_batch_apply_fn apply, void *arg, qg_error *err)
+{
+    whole_op w = {.apply = apply, .arg = arg};
+    return qg_batcher_run(b, apply_whole, &w, err);
+}
+
 void qg_batcher_get_stats(qg_batcher *b, qg_batcher_stats *out)
 {
     out->ops = atomic_load_explicit(&b->ops, memory_order_relaxed);

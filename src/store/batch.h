@@ -80,6 +80,11 @@ qg_status qg_batcher_submit(qg_batcher *b, qg_batch_apply_fn apply, qg_batch_don
  * form for callers that are not latency-critical, e.g. admin requests). */
 qg_status qg_batcher_run(qg_batcher *b, qg_batch_apply_fn apply, void *arg, qg_error *err);
 
+/* qg_batcher_run with apply inside a savepoint: when it fails, none of its
+ * writes stay (the batch's other ops keep theirs). For ops of several
+ * statements that must land whole or not at all. */
+qg_status qg_batcher_run_whole(qg_batcher *b, qg_batch_apply_fn apply, void *arg, qg_error *err);
+
 void qg_batcher_get_stats(qg_batcher *b, qg_batcher_stats *out);
 
 /* Commits everything queued, stops the thread, releases the connection and

@@ -124,6 +124,7 @@ static const setting settings[] = {
     {"QG_ZONEINFO_DIR", "/usr/share/zoneinfo", "where the TZif time-zone files are"},
     {"QG_DETECT_SWING", "5", "detector: bars each side of a swing point"},
     {"QG_DETECT_HTF", "", "detector: higher timeframe for the bias (empty: none)"},
+    {"QG_DETECT_KEEP_BARS", "5000", "detector: bars kept a pair to restore it at start (0: none)"},
     {"TELEGRAM_BOT_TOKEN", "", "Telegram bot token: alerts and bot commands"},
     {"TELEGRAM_CHAT_ID", "", "chats that receive alerts, comma-separated"},
     {"QG_TELEGRAM_ALLOWED_CHATS", "", "more chat ids allowed to send bot commands"},

@@ -10,6 +10,7 @@
  * symbol and timeframe are refused the same way, with nothing applied.
  * Each signal's submit waits for its outcome (durable, duplicate,
  * ignored, ...), so the reply tells what became of every detection.
+ * DELETE /api/bars forgets one pair.
  */
 #include "http/app.h"
 #include "http/handlers.h"
@@ -206,5 +207,37 @@ void qg_h_bars_post(qg_req *r)
         if (qg_ict_is_signal(evs[k].type))
             cJSON_AddItemToArray(sigs, submit(sv, &evs[k], symbol, timeframe));
     free(evs);
+    qg_reply_json(r, 200, out);
+}
+
+/* DELETE /api/bars?symbol=&timeframe=: the pair's detector and stored bars
+ * go (a trader who posted wrong bars starts the pair again). */
+void qg_h_bars_forget(qg_req *r)
+{
+    qg_signals *sv = r->app->signals;
+    if (!sv || !sv->live) {
+        qg_reply_error(r, 503, "unavailable", "the signal service is not running");
+        return;
+    }
+    const char *names[] = {"symbol", "timeframe"}, *vals[2];
+    for (int i = 0; i < 2; i++) {
+        vals[i] = qg_req_query(r, names[i]);
+        size_t max = i ? QG_SIGNAL_TIMEFRAME_MAX : QG_SIGNAL_SYMBOL_MAX;
+        if (!vals[i] || !*vals[i] || strlen(vals[i]) > max) {
+            qg_reply_error(r, 400, "validation_failed", "%s: %s", names[i],
+                           vals[i] && *vals[i] ? "too long" : "is required (query parameter)");
+            return;
+        }
+    }
+    int64_t bars = 0;
+    qg_error err = {0};
+    qg_status rc = qg_ict_live_forget(sv->live, vals[0], vals[1], &bars, &err);
+    if (rc) {
+        qg_reply_status(r, rc, &err);
+        return;
+    }
+    cJSON *out = cJSON_CreateObject();
+    cJSON_AddBoolToObject(out, "forgotten", true);
+    cJSON_AddNumberToObject(out, "stored_bars_deleted", (double)bars);
     qg_reply_json(r, 200, out);
 }

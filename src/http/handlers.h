@@ -135,6 +135,7 @@ void qg_h_policies_delete(qg_req *r);
 
 /* ---- signals: live detector bars (h_bars.c) ---- */
 void qg_h_bars_post(qg_req *r);
+void qg_h_bars_forget(qg_req *r);
 
 /* ---- signals: Telegram commands (h_telegram.c) ---- */
 void qg_h_telegram_command(qg_req *r);

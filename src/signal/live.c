@@ -6,11 +6,20 @@
  * QG_ICT_LIVE_MAX_KEYS (symbol, timeframe) pairs and a batch looks its key
  * up once. Order checks run over the whole batch before the first push so
  * a bad batch leaves the detector as it was.
+ *
+ * Durability: the detector's state is a function of the bars it saw, so
+ * instead of serialising detectors the table stores each pair's newest
+ * bars (detector_bars, through the signal writer's group commit, before
+ * they reach the detector) and a start pushes them again with their
+ * detections discarded: those were submitted when the bars first came.
+ * The store keeps `keep` bars a pair, trimmed when it holds an eighth
+ * more, so a post costs its inserts and, now and then, one DELETE.
  */
 #include "signal/live.h"
 
 #include <quantgate/hash.h>
 #include <quantgate/config.h>
+#include <quantgate/log.h>
 #include <quantgate/time.h>
 
 #include <ctype.h>
@@ -24,6 +33,7 @@ typedef struct {
     char timeframe[QG_SIGNAL_TIMEFRAME_MAX + 1];
     qg_ict *det;
     int64_t last_ts; /* INT64_MIN before the first bar */
+    int64_t stored;  /* its bars in detector_bars (when persisted) */
 } live_key;
 
 struct qg_ict_live {
@@ -32,6 +42,8 @@ struct qg_ict_live {
     int swing; /* QG_DETECT_SWING */
     live_key *keys;
     size_t nkeys;
+    qg_batcher *journal; /* stores the bars before they are pushed; NULL: memory only */
+    int64_t keep;        /* bars kept a pair */
 };
 
 qg_status qg_ict_live_new(const char *htf, qg_ict_live **out, qg_error *err)
@@ -141,6 +153,167 @@ static qg_status check_order(const live_key *k, const char *sym, const char *tf,
     return QG_OK;
 }
 
+/* ---- durability ---- */
+
+typedef struct bars_write {
+    const char *symbol, *timeframe;
+    const qg_bar *bars;
+    size_t n;
+    int64_t keep; /* > 0: then trim the pair to its newest keep bars */
+} bars_write;
+
+static qg_status apply_bars(qg_conn *c, void *arg, qg_error *err)
+{
+    const bars_write *w = arg;
+    qg_status rc = QG_OK;
+    for (size_t i = 0; i < w->n && !rc; i++) {
+        const qg_bar *b = &w->bars[i];
+        qg_val p[] = {QG_VTEXT(w->symbol), QG_VTEXT(w->timeframe), QG_VINT(b->ts),
+                      QG_VDBL(b->open),    QG_VDBL(b->high),       QG_VDBL(b->low),
+                      QG_VDBL(b->close),   QG_VDBL(b->volume)};
+        rc = qg_conn_exec(c,
+                          "INSERT INTO detector_bars (symbol, timeframe, ts, open, high, low, "
+                          "close, volume) VALUES (?,?,?,?,?,?,?,?)",
+                          p, 8, NULL, err);
+    }
+    if (rc || w->keep <= 0) return rc;
+    qg_val t[] = {QG_VTEXT(w->symbol), QG_VTEXT(w->timeframe), QG_VTEXT(w->symbol),
+                  QG_VTEXT(w->timeframe), QG_VINT(w->keep - 1)};
+    return qg_conn_exec(c,
+                        "DELETE FROM detector_bars WHERE symbol = ? AND timeframe = ? AND ts < "
+                        "(SELECT ts FROM detector_bars WHERE symbol = ? AND timeframe = ? "
+                        "ORDER BY ts DESC LIMIT 1 OFFSET ?)",
+                        t, 5, NULL, err);
+}
+
+/* Stores a batch durably before the detector sees it (the mutex is held:
+ * posts of bars are rare next to the writer's commit time). */
+static qg_status store_bars(qg_ict_live *l, live_key *k, const qg_bar *bars, size_t n,
+                            qg_error *err)
+{
+    bool trim = k->stored + (int64_t)n > l->keep + l->keep / 8;
+    bars_write w = {.symbol = k->symbol,
+                    .timeframe = k->timeframe,
+                    .bars = bars,
+                    .n = n,
+                    .keep = trim ? l->keep : 0};
+    qg_status rc = qg_batcher_run_whole(l->journal, apply_bars, &w, err);
+    if (rc) {
+        qg_error_prefix(err, "storing the bars of %s %s", k->symbol, k->timeframe);
+        return rc;
+    }
+    k->stored = trim ? l->keep : k->stored + (int64_t)n;
+    if (k->stored > l->keep + l->keep / 8) k->stored = l->keep;
+    return QG_OK;
+}
+
+typedef struct restore_state {
+    qg_ict_live *l;
+    live_key *k; /* the pair being restored */
+    bool skip;   /* its key could not be made: skip its rows */
+    char sym[QG_SIGNAL_SYMBOL_MAX + 1], tf[QG_SIGNAL_TIMEFRAME_MAX + 1];
+    size_t bars;
+} restore_state;
+
+/* One stored bar (rows come ordered by pair, then time). */
+static qg_status restore_row(void *ud, const qg_row *row)
+{
+    restore_state *st = ud;
+    const char *sym = qg_row_text(row, 0), *tf = qg_row_text(row, 1);
+    if (!sym || !tf) return QG_OK;
+    if (strcmp(sym, st->sym) || strcmp(tf, st->tf)) {
+        snprintf(st->sym, sizeof st->sym, "%s", sym);
+        snprintf(st->tf, sizeof st->tf, "%s", tf);
+        qg_error err = {0};
+        st->k = NULL;
+        st->skip = key_of(st->l, st->sym, st->tf, &st->k, &err) != QG_OK;
+        if (st->skip) qg_warn("live detector: %s %s not restored: %s", sym, tf, err.msg);
+    }
+    if (st->skip) return QG_OK;
+    live_key *k = st->k;
+    int64_t ts = qg_row_int(row, 2);
+    qg_ict_event buf[QG_ICT_MAX_EVENTS_PER_BAR];
+    size_t m = 0;
+    qg_error err = {0};
+    if (ts <= k->last_ts ||
+        qg_ict_push(k->det, ts, qg_row_double(row, 3), qg_row_double(row, 4), qg_row_double(row, 5),
+                    qg_row_double(row, 6), qg_row_double(row, 7), buf, QG_ICT_MAX_EVENTS_PER_BAR,
+                    &m, &err) != QG_OK) {
+        qg_warn("live detector: stored bar %lld of %s %s skipped: %s", (long long)ts, sym, tf,
+                err.msg[0] ? err.msg : "not after the previous one");
+        return QG_OK;
+    }
+    k->last_ts = ts;
+    k->stored++;
+    st->bars++;
+    return QG_OK;
+}
+
+qg_status qg_ict_live_persist(qg_ict_live *l, qg_store *store, qg_batcher *journal, int64_t keep,
+                              size_t *pairs_out, size_t *bars_out, qg_error *err)
+{
+    *pairs_out = *bars_out = 0;
+    if (keep <= 0) return QG_OK;
+    qg_conn *c = NULL;
+    qg_status rc = qg_store_acquire(store, &c, err);
+    if (rc) return rc;
+    restore_state st = {.l = l};
+    pthread_mutex_lock(&l->mu);
+    rc = qg_conn_query(c,
+                       "SELECT symbol, timeframe, ts, open, high, low, close, volume FROM "
+                       "detector_bars ORDER BY symbol, timeframe, ts",
+                       NULL, 0, restore_row, &st, err);
+    if (!rc) {
+        l->journal = journal;
+        l->keep = keep;
+        *pairs_out = l->nkeys;
+        *bars_out = st.bars;
+    }
+    pthread_mutex_unlock(&l->mu);
+    qg_store_release(store, c);
+    return rc;
+}
+
+typedef struct forget_write {
+    const char *symbol, *timeframe;
+    int64_t deleted;
+} forget_write;
+
+static qg_status apply_forget(qg_conn *c, void *arg, qg_error *err)
+{
+    forget_write *w = arg;
+    qg_val p[] = {QG_VTEXT(w->symbol), QG_VTEXT(w->timeframe)};
+    return qg_conn_exec(c, "DELETE FROM detector_bars WHERE symbol = ? AND timeframe = ?", p, 2,
+                        &w->deleted, err);
+}
+
+qg_status qg_ict_live_forget(qg_ict_live *l, const char *symbol, const char *timeframe,
+                             int64_t *bars_out, qg_error *err)
+{
+    *bars_out = 0;
+    char sym[QG_SIGNAL_SYMBOL_MAX + 1];
+    upper_copy(sym, sizeof sym, symbol);
+    pthread_mutex_lock(&l->mu);
+    size_t i = 0;
+    while (i < l->nkeys &&
+           (strcmp(l->keys[i].symbol, sym) || strcmp(l->keys[i].timeframe, timeframe)))
+        i++;
+    qg_status rc = QG_OK;
+    forget_write w = {.symbol = sym, .timeframe = timeframe};
+    if (l->journal) rc = qg_batcher_run(l->journal, apply_forget, &w, err);
+    if (!rc && i == l->nkeys && w.deleted == 0)
+        rc = qg_error_set(err, QG_ENOTFOUND, "the live detector has no bars of %s %s", sym,
+                          timeframe);
+    if (!rc && i < l->nkeys) {
+        qg_ict_free(l->keys[i].det);
+        l->keys[i] = l->keys[--l->nkeys];
+        memset(&l->keys[l->nkeys], 0, sizeof l->keys[l->nkeys]);
+    }
+    if (!rc) *bars_out = w.deleted;
+    pthread_mutex_unlock(&l->mu);
+    return rc;
+}
+
 qg_status qg_ict_live_push(qg_ict_live *l, const char *symbol, const char *timeframe,
                            const qg_bar *bars, size_t n, qg_ict_event **events, size_t *nevents,
                            qg_error *err)
@@ -167,6 +340,7 @@ qg_status qg_ict_live_push(qg_ict_live *l, const char *symbol, const char *timef
     if (rc) goto out;
     if (!k && n) rc = key_of(l, sym, timeframe, &k, err);
     if (rc) goto out;
+    if (l->journal && n && (rc = store_bars(l, k, bars, n, err))) goto out;
     for (size_t i = 0; i < n; i++) {
         qg_ict_event buf[QG_ICT_MAX_EVENTS_PER_BAR];
         size_t m = 0;

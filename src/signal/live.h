@@ -13,6 +13,7 @@
 
 #include "signal/service.h"
 #include "signal/signal.h"
+#include "store/batch.h"
 
 #include <quantgate/bars.h>
 #include <quantgate/ict.h>
@@ -41,6 +42,24 @@ void qg_ict_live_free(qg_ict_live *l);
 qg_status qg_ict_live_push(qg_ict_live *l, const char *symbol, const char *timeframe,
                            const qg_bar *bars, size_t n, qg_ict_event **events, size_t *nevents,
                            qg_error *err);
+
+/* Makes the table survive restarts: pushes each pair's stored bars
+ * (detector_bars, oldest first) into a fresh detector, their detections
+ * discarded (they were submitted when the bars first came), then has
+ * every later push store its bars through journal, durably, before they
+ * reach the detector (a failed store fails the push and changes nothing).
+ * Each pair keeps its newest `keep` bars (trimmed once it holds an eighth
+ * more); keep <= 0: nothing is stored or restored. *pairs_out and
+ * *bars_out: what was restored. journal must outlive l's pushes. */
+qg_status qg_ict_live_persist(qg_ict_live *l, qg_store *store, qg_batcher *journal, int64_t keep,
+                              size_t *pairs_out, size_t *bars_out, qg_error *err);
+
+/* Forgets one pair (symbol compared upper-cased): its detector and its
+ * stored bars (*bars_out: how many). The next bar posted for it starts a
+ * fresh detector with no "not after the last bar" check. QG_ENOTFOUND when
+ * the pair has neither. */
+qg_status qg_ict_live_forget(qg_ict_live *l, const char *symbol, const char *timeframe,
+                             int64_t *bars_out, qg_error *err);
 
 /* Keys held (for /metrics and tests). */
 size_t qg_ict_live_keys(qg_ict_live *l);

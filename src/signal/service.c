@@ -207,6 +207,23 @@ static qg_status open_ingest(qg_signals *s, qg_store *store, qg_error *err)
     return qg_ingest_new(&ic, &s->ingest, err);
 }
 
+/* QG_DETECT_KEEP_BARS: the bars kept a pair so the live detectors
+ * survive a restart (0: state in memory only). */
+static qg_status restore_live(qg_signals *s, qg_store *store, qg_error *err)
+{
+    int64_t keep;
+    qg_status rc = qg_config_int_range("QG_DETECT_KEEP_BARS", 5000, 0, 1000000, &keep, err);
+    size_t pairs = 0, bars = 0;
+    if (!rc) rc = qg_ict_live_persist(s->live, store, s->batcher, keep, &pairs, &bars, err);
+    if (rc) {
+        qg_error_prefix(err, "live detector");
+        return rc;
+    }
+    if (pairs)
+        qg_info("live detector: %zu bars of %zu symbol/timeframe pairs replayed", bars, pairs);
+    return QG_OK;
+}
+
 qg_status qg_signals_open(qg_store *store, qg_ai *ai, qg_memory *memory, const char *owner_fallback,
                           qg_signals **out, qg_error *err)
 {
@@ -236,6 +253,7 @@ qg_status qg_signals_open(qg_store *store, qg_ai *ai, qg_memory *memory, const c
         rc = qg_pipeline_new(&pc, &s->pipeline, err);
     }
     if (!rc) rc = open_ingest(s, store, err);
+    if (!rc) rc = restore_live(s, store, err);
     size_t resumed = 0;
     if (!rc) rc = qg_pipeline_resume(s->pipeline, &resumed, err);
     if (rc) {

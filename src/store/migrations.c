@@ -337,6 +337,18 @@ static const qg_migration migrations[] = {
     /* Duplicate checks run in memory (ingest.c), and no query looks a
      * fingerprint up: the index only cost every accept a random page. */
     {7, "signals: drop the unused fingerprint index", "DROP INDEX signals_fingerprint;"},
+    /* The live detector's recent bars, replayed at start (signal/live.c). */
+    {8, "signals: the live detector's recent bars per symbol and timeframe",
+     "CREATE TABLE detector_bars ("
+     "  symbol TEXT NOT NULL,"
+     "  timeframe TEXT NOT NULL,"
+     "  ts BIGINT NOT NULL,"
+     "  open DOUBLE PRECISION NOT NULL,"
+     "  high DOUBLE PRECISION NOT NULL,"
+     "  low DOUBLE PRECISION NOT NULL,"
+     "  close DOUBLE PRECISION NOT NULL,"
+     "  volume DOUBLE PRECISION NOT NULL,"
+     "  PRIMARY KEY (symbol, timeframe, ts));"},
 };
 
 const qg_migration *qg_migrations(size_t *n)

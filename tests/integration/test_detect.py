@@ -7,6 +7,7 @@ answered with its ingest outcome and stored id)."""
 
 import json
 import os
+import sqlite3
 import sys
 import time
 
@@ -165,6 +166,98 @@ class BarsApiTest(qgtest.ServerTest):
         self.assertEqual(g.status, 200, g)
         self.assertIn("BoS", g.text)
         self.assertIn("detector", g.text)
+
+
+class BarsRestartTest(qgtest.ServerTest):
+    """The live detectors survive a restart: their recent bars are stored
+    and replayed at start (QG_DETECT_KEEP_BARS), so a pattern that spans
+    the restart is still found, and old bars are still refused."""
+
+    SERVER_ENV = {"QG_DETECT_SWING": "1", "QG_DETECT_KEEP_BARS": "6"}
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.dev = cls.srv.make_user("developer", "dev")
+        cls.t0 = (int(time.time() * 1000) // HOUR - 30) * HOUR
+
+    def post(self, body):
+        return self.srv.request("POST", "/api/bars", body, token=self.dev["access"])
+
+    def bars(self):
+        return [[self.t0 + i * HOUR, o, h, l, c, 100] for i, (o, h, l, c) in enumerate(BARS)]
+
+    def restart(self):
+        self.srv.stop()
+        self.srv.start()
+        r = self.srv.login(self.dev["email"], self.dev["password"])
+        self.assertEqual(r.status, 200, r)
+        type(self).dev = dict(self.dev, access=r.json["access_token"])
+
+    def test_state_survives_a_restart(self):
+        bars = self.bars()
+        r = self.post({"symbol": "RESTART", "timeframe": "1h", "bars": bars[:5]})
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual([s["signal"]["signal_type"] for s in r.json["signals"]], ["BoS", "OB"])
+        # a pair that is then forgotten: its bars go too
+        r = self.post({"symbol": "FORGET", "timeframe": "1h", "bars": bars[:5]})
+        self.assertEqual(r.status, 200, r)
+        r = self.srv.request("DELETE", "/api/bars", token=self.dev["access"],
+                             query={"symbol": "forget", "timeframe": "1h"})
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.json, {"forgotten": True, "stored_bars_deleted": 5})
+        r = self.srv.request("DELETE", "/api/bars", token=self.dev["access"],
+                             query={"symbol": "FORGET", "timeframe": "1h"})
+        self.assertError(r, 404, None, "no bars of FORGET 1h")
+        r = self.srv.request("DELETE", "/api/bars", token=self.dev["access"], query={"symbol": "X"})
+        self.assertError(r, 400, "validation_failed", "timeframe: is required")
+
+        self.restart()
+        with open(self.srv.stderr_path, errors="replace") as f:
+            self.assertRegex(f.read(), r"live detector: \d+ bars of \d+ symbol/timeframe pairs replayed")
+        # the replay submitted nothing again: still exactly two detector signals
+        listed = self.srv.request("GET", "/api/signals", token=self.dev["access"], query={"symbol": "RESTART"})
+        self.assertEqual(listed.status, 200, listed)
+        self.assertEqual(len(listed.json["items"]), 2, listed.json)
+        # old bars are still refused after the restart
+        r = self.post({"symbol": "RESTART", "timeframe": "1h", "bars": bars[4:5]})
+        self.assertError(r, 400, "validation_failed", r"bars\[0\]: .* is not after the last bar of RESTART 1h")
+        # the CHoCH needs the swing low of bar 3, seen before the restart
+        r = self.post({"symbol": "RESTART", "timeframe": "1h", "bars": bars[5:]})
+        self.assertEqual(r.status, 200, r)
+        got = [(s["signal"]["signal_type"], s["direction"]) for s in r.json["signals"]]
+        self.assertEqual(got, [("CHoCH", "bear"), ("OB", "bear")])
+        # the forgotten pair starts afresh: its first bars are not "old"
+        r = self.post({"symbol": "FORGET", "timeframe": "1h", "bars": bars[:2]})
+        self.assertEqual(r.status, 200, r)
+
+    def test_a_failed_store_applies_nothing(self):
+        bars = [[self.t0 - (60 - i) * HOUR, 10, 11, 9, 10, 1] for i in range(3)]
+        con = sqlite3.connect(os.path.join(self.srv.data_dir, "quantgate.db"), timeout=10)
+        try:
+            con.execute("ALTER TABLE detector_bars RENAME TO detector_bars_away")
+            con.commit()
+            r = self.post({"symbol": "NOSTORE", "timeframe": "1h", "bars": bars})
+            self.assertEqual(r.status, 500, r)
+            with open(self.srv.stderr_path, errors="replace") as f:
+                self.assertIn("storing the bars of NOSTORE 1h", f.read())
+        finally:
+            con.execute("ALTER TABLE detector_bars_away RENAME TO detector_bars")
+            con.commit()
+            con.close()
+        # the detector never saw them: the same bars are not "old"
+        r = self.post({"symbol": "NOSTORE", "timeframe": "1h", "bars": bars})
+        self.assertEqual(r.status, 200, r)
+
+    def test_trimmed_to_the_newest_bars(self):
+        # keep 6: after 12 bars the store holds between 6 and 6 + 6/8
+        bars = [[self.t0 - (40 - i) * HOUR, 10, 11, 9, 10, 1] for i in range(12)]
+        for b in bars:
+            self.assertEqual(self.post({"symbol": "TRIM", "timeframe": "1h", "bars": [b]}).status, 200)
+        r = self.srv.request("DELETE", "/api/bars", token=self.dev["access"],
+                             query={"symbol": "TRIM", "timeframe": "1h"})
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.json["stored_bars_deleted"], 6, r.json)
 
 
 if __name__ == "__main__":

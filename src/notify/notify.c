@@ -697,7 +697,10 @@ typedef struct send_item {
 
 /* Runs items[0..nj) to the end (or until *stop), in parallel. Returns
  * QG_OK when all were delivered. */
-static qg_status run_jobs(qg_notify *n, const send_item *items, size_t nj, atomic_bool *stop)
+/* stop abandons the transfers still retrying, why_stop saying why in
+ * their errors ("shutting down", or a caller's deadline). */
+static qg_status run_jobs(qg_notify *n, const send_item *items, size_t nj, atomic_bool *stop,
+                          const char *why_stop)
 {
     qg_notify_tctx *ctx = tctx_get(n);
     job jobs[QG_NOTIFY_TARGETS_MAX];
@@ -739,7 +742,7 @@ static qg_status run_jobs(qg_notify *n, const send_item *items, size_t nj, atomi
                 if (j->in_flight) curl_multi_remove_handle(ctx->multi, j->easy);
                 j->in_flight = false;
                 char why[256];
-                snprintf(why, sizeof why, "shutting down%s%s", j->rec->error[0] ? " after: " : "",
+                snprintf(why, sizeof why, "%s%s%s", why_stop, j->rec->error[0] ? " after: " : "",
                          j->rec->error);
                 job_finish(n, j, false, why);
             }
@@ -892,7 +895,7 @@ static void finish_batch(qg_notify *n, lane_batch *b)
 }
 
 /* Under lane_mu, when stopping: a wait no sender took fails here. */
-static void abandon_wait(qg_notify *n, qg_notify_wait *w)
+static void abandon_wait(qg_notify *n, qg_notify_wait *w, const char *why_stop)
 {
     qg_notify_lane *l = &n->lanes[w->target];
     qg_notify_wait *prev = NULL;
@@ -906,7 +909,7 @@ static void abandon_wait(qg_notify *n, qg_notify_wait *w)
         break;
     }
     record_init(w->rec, &n->targets[w->target]);
-    snprintf(w->rec->error, sizeof w->rec->error, "shutting down");
+    snprintf(w->rec->error, sizeof w->rec->error, "%s", why_stop);
     w->rec->at_ms = qg_time_now_ms();
     atomic_fetch_add(&n->failed[n->targets[w->target].chan], 1);
     w->done = true;
@@ -917,9 +920,9 @@ static void abandon_wait(qg_notify *n, qg_notify_wait *w)
  * until its texts went out in another caller's batch or it is woken to
  * send. Returns once every text is done. */
 static void run_lanes(qg_notify *n, const send_item *direct, size_t nd, qg_notify_wait *waits,
-                      size_t nw, pthread_cond_t *wake, atomic_bool *stop)
+                      size_t nw, pthread_cond_t *wake, atomic_bool *stop, const char *why_stop)
 {
-    if (nd) (void)run_jobs(n, direct, nd, stop);
+    if (nd) (void)run_jobs(n, direct, nd, stop, why_stop);
     pthread_mutex_lock(&n->lane_mu);
     for (;;) {
         lane_batch batches[QG_NOTIFY_TARGETS_MAX];
@@ -945,7 +948,7 @@ static void run_lanes(qg_notify *n, const send_item *direct, size_t nd, qg_notif
                                        .alerts = batches[i].k,
                                        .lane = &n->lanes[batches[i].target],
                                        .rec = &batches[i].rec};
-            (void)run_jobs(n, items, nb, stop);
+            (void)run_jobs(n, items, nb, stop, why_stop);
             pthread_mutex_lock(&n->lane_mu);
             for (size_t i = 0; i < nb; i++) finish_batch(n, &batches[i]);
             continue;
@@ -955,7 +958,7 @@ static void run_lanes(qg_notify *n, const send_item *direct, size_t nd, qg_notif
             bool abandoned = false;
             for (size_t i = 0; i < nw; i++)
                 if (!waits[i].done && !waits[i].taken) {
-                    abandon_wait(n, &waits[i]);
+                    abandon_wait(n, &waits[i], why_stop);
                     abandoned = true;
                 }
             if (abandoned) continue;
@@ -1029,7 +1032,8 @@ qg_status qg_notify_send(qg_notify *n, const qg_notify_msg *m, qg_notify_want_fn
         }
     }
     if (any_lane) pthread_mutex_unlock(&n->lane_mu);
-    run_lanes(n, direct, nd, waits, nw, &wake, stop);
+    run_lanes(n, direct, nd, waits, nw, &wake, stop,
+              m->stop_reason ? m->stop_reason : "shutting down");
     pthread_cond_destroy(&wake);
     qg_status rc = QG_OK;
     for (size_t k = 0; k < nj; k++) {
@@ -1059,7 +1063,7 @@ qg_status qg_notify_telegram_text(qg_notify *n, const char *chat_id, const char 
     qg_notify_msg m = {.text = text ? text : ""};
     char *capped = qg_notify_cap_text(m.text, backends[QG_NCH_TELEGRAM]->max_text);
     send_item item = {.t = &t, .text = capped, .m = &m, .alerts = 1, .rec = out};
-    qg_status rc = run_jobs(n, &item, 1, NULL);
+    qg_status rc = run_jobs(n, &item, 1, NULL, "shutting down");
     free(capped);
     return rc;
 }

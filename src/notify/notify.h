@@ -84,6 +84,9 @@ typedef struct qg_notify_msg {
     double entry, exit, sl, tp;
     const char *text;   /* when set, sent as is instead of the formatted alert */
     const cJSON *extra; /* generic webhook: merged into its JSON body as "signal" */
+    /* what a set stop flag means, in the error of the sends it abandons
+     * (NULL: "shutting down") */
+    const char *stop_reason;
 } qg_notify_msg;
 
 /* The alert text every chat backend sends (plain text, one field per
@@ -115,10 +118,10 @@ typedef bool (*qg_notify_want_fn)(void *ud, const char *channel, const char *key
 
 /* Sends m to every target (in parallel across targets, each with its own
  * retries), blocking until all are finished or `stop` (may be NULL)
- * becomes true (then remaining retries are abandoned as failed:
- * "shutting down"). Fills out[0..*n_out) (cap QG_NOTIFY_TARGETS_MAX) with
- * one record per target tried. Returns QG_OK when every tried target was
- * delivered, QG_EIO when at least one failed. */
+ * becomes true (then transfers in flight and remaining retries are
+ * abandoned as failed: "shutting down", or m->stop_reason). Fills out[0..*n_out) (cap
+ * QG_NOTIFY_TARGETS_MAX) with one record per target tried. Returns QG_OK when every tried target
+ * was delivered, QG_EIO when at least one failed. */
 qg_status qg_notify_send(qg_notify *n, const qg_notify_msg *m, qg_notify_want_fn want, void *ud,
                          atomic_bool *stop, qg_delivery *out, size_t *n_out);
 

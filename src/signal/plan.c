@@ -452,9 +452,72 @@ static qg_status run_wait(const qg_plan_ops *ops, const plan_step *s, cJSON **re
     return QG_OK;
 }
 
-/* One attempt. An op cannot be interrupted from outside, so timeout_s is
- * enforced on its result: an attempt that ran longer counts as failed and
- * its result is dropped (ops with their own deadlines honour it sooner). */
+/* Sets an attempt's cancel flag at its deadline or when the plan stops,
+ * on a thread of its own (only for steps with a timeout_s: plans are rare,
+ * and without one the plan's stop flag itself is the cancel). */
+typedef struct attempt_watch {
+    const qg_plan_ops *ops;
+    double deadline;
+    atomic_bool cancel;
+    bool done, timed_out; /* under mu */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    pthread_t thread;
+} attempt_watch;
+
+static void *watch_main(void *arg)
+{
+    attempt_watch *w = arg;
+    pthread_mutex_lock(&w->mu);
+    while (!w->done) {
+        double left = w->deadline - now_s();
+        if (left <= 0 || stopped(w->ops)) {
+            w->timed_out = left <= 0;
+            atomic_store(&w->cancel, true);
+            break;
+        }
+        /* the stop flag has no signal: look again every slice */
+        double slice = left < QG_PLAN_SLICE_MS / 1000.0 ? left : QG_PLAN_SLICE_MS / 1000.0;
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        double at = (double)ts.tv_nsec / 1e9 + slice;
+        ts.tv_sec += (time_t)at;
+        ts.tv_nsec = (long)((at - floor(at)) * 1e9);
+        pthread_cond_timedwait(&w->cv, &w->mu, &ts);
+    }
+    pthread_mutex_unlock(&w->mu);
+    return NULL;
+}
+
+static bool watch_start(attempt_watch *w, const qg_plan_ops *ops, double timeout_s)
+{
+    memset(w, 0, sizeof *w);
+    w->ops = ops;
+    w->deadline = now_s() + timeout_s;
+    pthread_mutex_init(&w->mu, NULL);
+    pthread_cond_init(&w->cv, NULL);
+    if (pthread_create(&w->thread, NULL, watch_main, w) == 0) return true;
+    pthread_cond_destroy(&w->cv);
+    pthread_mutex_destroy(&w->mu);
+    return false;
+}
+
+/* Stops the watcher; true when it had fired at the deadline. */
+static bool watch_end(attempt_watch *w)
+{
+    pthread_mutex_lock(&w->mu);
+    w->done = true;
+    pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+    pthread_join(w->thread, NULL);
+    pthread_cond_destroy(&w->cv);
+    pthread_mutex_destroy(&w->mu);
+    return w->timed_out;
+}
+
+/* One attempt. With a timeout_s the op's cancel flag is set at the
+ * deadline; an attempt that ends after it counts as failed and its result
+ * is dropped (also when the op did not look at the flag). */
 static qg_status run_attempt(const qg_plan_ops *ops, const plan_step *s, cJSON **result,
                              qg_error *err)
 {
@@ -462,13 +525,19 @@ static qg_status run_attempt(const qg_plan_ops *ops, const plan_step *s, cJSON *
     if (strcmp(s->type, "wait") == 0) return run_wait(ops, s, result, err);
     const qg_plan_op *op = find_op(ops, s->type);
     if (!op) return qg_error_set(err, QG_EINTERNAL, "no op for type '%s'", s->type);
+    atomic_bool never = false;
+    atomic_bool *cancel = ops->stop ? ops->stop : &never;
+    attempt_watch w;
+    bool watched = s->timeout_s > 0 && watch_start(&w, ops, s->timeout_s);
+    if (watched) cancel = &w.cancel;
     double t0 = now_s();
-    qg_status rc = op->run(ops->ud, s->name, s->params, result, err);
+    qg_status rc = op->run(ops->ud, s->name, s->params, cancel, result, err);
+    bool fired = watched && watch_end(&w);
     if (rc && err && !err->msg[0]) qg_error_set(err, rc, "%s", qg_status_name(rc));
-    if (!rc && s->timeout_s > 0 && now_s() - t0 > s->timeout_s) {
+    if (fired || (s->timeout_s > 0 && now_s() - t0 > s->timeout_s)) {
         cJSON_Delete(*result);
         *result = NULL;
-        return qg_error_set(err, QG_EAGAIN, "timed out: took %.3fs, timeout_s %g", now_s() - t0,
+        return qg_error_set(err, QG_EAGAIN, "timed out after %.3fs (timeout_s %g)", now_s() - t0,
                             s->timeout_s);
     }
     return rc;

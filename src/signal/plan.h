@@ -14,9 +14,9 @@
  * object, default {}), retries (0..10, default 0), retry_delay_s (0..3600,
  * default 1; attempt k waits retry_delay_s * 2^(k-1) with +-10% jitter),
  * on_success / on_failure (step names or absent = end), timeout_s
- * (optional), and "parallel": [names...] to start several steps at once
- * (bounded by the executor's concurrency) before going to on_success when
- * all succeeded (on_failure when any failed).
+ * (optional: an attempt still running then is cancelled and fails), and "parallel": [names...] to
+ * start several steps at once (bounded by the executor's concurrency) before going to on_success
+ * when all succeeded (on_failure when any failed).
  *
  * Validation (before anything runs): start exists, every referenced step
  * exists, every type is known to the ops table, no unknown fields, no step
@@ -47,12 +47,15 @@ typedef struct qg_plan qg_plan;
 /* One step type the caller provides. run executes one attempt: it returns
  * QG_OK with *result (a new cJSON the executor takes, may stay NULL), or an
  * error with err filled (the executor retries per the step). params is the
- * step's params object (never NULL). Runs on the executor's threads: must
- * be thread-safe when a plan uses "parallel". */
+ * step's params object (never NULL). cancel (never NULL) becomes true when
+ * the attempt's timeout_s passes or the plan is stopped: an op that blocks
+ * hands it to what it waits on (the AI layer's cancel, the notifier's stop)
+ * so the attempt ends then instead of when that call would have. Runs on
+ * the executor's threads: must be thread-safe when a plan uses "parallel". */
 typedef struct qg_plan_op {
     const char *type;
-    qg_status (*run)(void *ud, const char *step, const cJSON *params, cJSON **result,
-                     qg_error *err);
+    qg_status (*run)(void *ud, const char *step, const cJSON *params, atomic_bool *cancel,
+                     cJSON **result, qg_error *err);
 } qg_plan_op;
 
 typedef struct qg_plan_ops {

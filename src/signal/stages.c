@@ -482,7 +482,9 @@ static const char *ANALYSIS_SHAPE =
     "[\"number\",\"string\"]}}}";
 
 /* Runs the analysis (an AI call) and returns the normalised object. */
-static qg_status analyse_now(qg_pipeline *p, qg_pjob *j, cJSON **out, qg_error *err)
+/* cancel (may be NULL) ends the AI call early: a plan step's timeout. */
+static qg_status analyse_now(qg_pipeline *p, qg_pjob *j, atomic_bool *cancel, cJSON **out,
+                             qg_error *err)
 {
     *out = NULL;
     cJSON *similar = NULL;
@@ -506,7 +508,8 @@ static qg_status analyse_now(qg_pipeline *p, qg_pjob *j, cJSON **out, qg_error *
                        .params_json = pj,
                        .params = params,
                        .expect_shape = ANALYSIS_SHAPE,
-                       .want_value = true};
+                       .want_value = true,
+                       .cancel = cancel};
     qg_ai_result res;
     memset(&res, 0, sizeof res);
     rc = qg_ai_complete(p->cfg.ai, &call, &a, &res, err);
@@ -546,7 +549,7 @@ static qg_status st_analyse(qg_pipeline *p, qg_pjob *j, flow *f, qg_error *err)
 {
     if (!p->analyse_on || j->analysis) return QG_OK;
     cJSON *doc = NULL;
-    qg_status rc = analyse_now(p, j, &doc, err);
+    qg_status rc = analyse_now(p, j, NULL, &doc, err);
     if (rc) return rc;
     char *s = qg_json_compact(doc);
     if (!s) {
@@ -611,8 +614,10 @@ static qg_status load_sent(run_ctx *x, qg_error *err)
 /* Sends m to every target not yet delivered and records each delivery.
  * QG_OK when at least one target got it (or none was left); QG_EIO when
  * every tried target failed; QG_EAGAIN when stopping. */
-static qg_status send_all(run_ctx *x, const qg_notify_msg *m, char *summary, size_t cap,
-                          qg_error *err)
+/* stop (NULL: the pipeline's) abandons the sends still retrying; only the
+ * pipeline's own stop means a shutdown, whose failures are not recorded. */
+static qg_status send_all(run_ctx *x, const qg_notify_msg *m, atomic_bool *stop, char *summary,
+                          size_t cap, qg_error *err)
 {
     qg_pipeline *p = x->p;
     summary[0] = '\0';
@@ -624,7 +629,7 @@ static qg_status send_all(run_ctx *x, const qg_notify_msg *m, char *summary, siz
     if (rc) return rc;
     qg_delivery d[QG_NOTIFY_TARGETS_MAX];
     size_t n = 0;
-    (void)qg_notify_send(p->cfg.notify, m, want_target, x, &p->stop, d, &n);
+    (void)qg_notify_send(p->cfg.notify, m, want_target, x, stop ? stop : &p->stop, d, &n);
     if (atomic_load(&p->stop)) {
         /* Record what did go out; the rest is retried by the next start. */
         for (size_t i = 0; i < n; i++)
@@ -695,7 +700,7 @@ static qg_status escalate(run_ctx *x, const char *reason, qg_error *err)
     fill_msg(j, NULL, &m);
     m.text = text;
     char summary[256];
-    return send_all(x, &m, summary, sizeof summary, err);
+    return send_all(x, &m, NULL, summary, sizeof summary, err);
 }
 
 static qg_status st_notify(run_ctx *x, flow *f, qg_error *err)
@@ -713,7 +718,7 @@ static qg_status st_notify(run_ctx *x, flow *f, qg_error *err)
     }
     m.extra = extra;
     char summary[384];
-    qg_status rc = send_all(x, &m, summary, sizeof summary, err);
+    qg_status rc = send_all(x, &m, NULL, summary, sizeof summary, err);
     cJSON_Delete(extra);
     if (rc) return rc;
     atomic_fetch_add_explicit(&p->n_notified, 1, memory_order_relaxed);
@@ -870,19 +875,19 @@ qg_status qg_pipeline_remember_async(qg_pipeline *p, qg_pjob *j, qg_premember_fn
 
 /* ---- plans ---- */
 
-static qg_status op_analyse(void *ud, const char *step, const cJSON *params, cJSON **result,
-                            qg_error *err)
+static qg_status op_analyse(void *ud, const char *step, const cJSON *params, atomic_bool *cancel,
+                            cJSON **result, qg_error *err)
 {
     run_ctx *x = ud;
     if (x->j->analysis) {
         *result = cJSON_Parse(x->j->analysis);
         return QG_OK;
     }
-    return analyse_now(x->p, x->j, result, err);
+    return analyse_now(x->p, x->j, cancel, result, err);
 }
 
-static qg_status op_memory_lookup(void *ud, const char *step, const cJSON *params, cJSON **result,
-                                  qg_error *err)
+static qg_status op_memory_lookup(void *ud, const char *step, const cJSON *params,
+                                  atomic_bool *cancel, cJSON **result, qg_error *err)
 {
     run_ctx *x = ud;
     double n = 5;
@@ -892,8 +897,8 @@ static qg_status op_memory_lookup(void *ud, const char *step, const cJSON *param
     return similar_setups(x->p, x->j, (int)n, result, err);
 }
 
-static qg_status op_notify(void *ud, const char *step, const cJSON *params, cJSON **result,
-                           qg_error *err)
+static qg_status op_notify(void *ud, const char *step, const cJSON *params, atomic_bool *cancel,
+                           cJSON **result, qg_error *err)
 {
     run_ctx *x = ud;
     const cJSON *an = x->j->an_doc; /* parsed by st_plan before the steps run */
@@ -901,14 +906,15 @@ static qg_status op_notify(void *ud, const char *step, const cJSON *params, cJSO
     fill_msg(x->j, an, &m);
     const cJSON *text = cJSON_GetObjectItemCaseSensitive(params, "text");
     if (cJSON_IsString(text)) m.text = text->valuestring;
+    m.stop_reason = "the plan step's timeout_s passed";
     char summary[384];
-    qg_status rc = send_all(x, &m, summary, sizeof summary, err);
+    qg_status rc = send_all(x, &m, cancel, summary, sizeof summary, err);
     if (!rc) *result = cJSON_CreateString(summary);
     return rc;
 }
 
-static qg_status op_record(void *ud, const char *step, const cJSON *params, cJSON **result,
-                           qg_error *err)
+static qg_status op_record(void *ud, const char *step, const cJSON *params, atomic_bool *cancel,
+                           cJSON **result, qg_error *err)
 {
     run_ctx *x = ud;
     char *d = qg_json_compact(params);
@@ -923,8 +929,8 @@ static qg_status op_record(void *ud, const char *step, const cJSON *params, cJSO
     return rc;
 }
 
-static qg_status op_escalate(void *ud, const char *step, const cJSON *params, cJSON **result,
-                             qg_error *err)
+static qg_status op_escalate(void *ud, const char *step, const cJSON *params, atomic_bool *cancel,
+                             cJSON **result, qg_error *err)
 {
     run_ctx *x = ud;
     const cJSON *r = cJSON_GetObjectItemCaseSensitive(params, "reason");

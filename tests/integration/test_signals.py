@@ -12,7 +12,8 @@ receiver is fixed -> done with exactly one message; discard); outcomes and
 /api/stats (win rate, expectancy) and similar past setups with their
 outcomes in a later analysis; pause and resume; the SSE stream; /metrics;
 with a remember queue of one analysis, the workers wait for the rememberer
-instead of dropping: every analysis is in memory.
+instead of dropping: every analysis is in memory; a configured plan whose
+notify step's timeout_s cancels the send still on its way.
 """
 
 import json
@@ -549,6 +550,57 @@ class WebhookTargetTest(qgtest.ServerTest):
         self.assertEqual(sig["confluences"], body["confluences"])
         self.assertEqual(sig["analysis"]["score"], s["analysis"]["score"], sig)
         self.assertEqual(sig["analysis"]["explanation"], s["analysis"]["explanation"])
+
+
+class PlanTimeoutTest(qgtest.ServerTest):
+    """A plan step's timeout_s cancels the notification still on its way:
+    the plan takes its failure edge, the delivery is recorded as failed with
+    the reason, and the pipeline's own notify stage delivers afterwards."""
+
+    PLAN = {
+        "start": "tell",
+        "steps": {
+            "tell": {"type": "notify", "timeout_s": 0.3, "on_failure": "note"},
+            "note": {"type": "record", "params": {"why": "the notification was slow"}},
+        },
+    }
+    SERVER_ENV = {
+        "WEBHOOK_SECRET": SECRET,
+        "QG_NOTIFY_WEBHOOK_URL": FAKE.url + "/webhook/plan-hook",
+        "QG_NOTIFY_RETRIES": "0",
+        "QG_SIGNAL_PLAN": json.dumps(PLAN),
+    }
+
+    def test_timeout_cancels_the_send_in_flight(self):
+        self.srv.secret(SECRET)
+        admin = self.srv.admin_token()
+        FAKE.delay = 2.0  # every answer, so the plan's send is still on its way at 0.3 s
+        try:
+            r = self.srv.request("POST", "/api/webhook/receive", payload(sym("T")), headers={"X-Webhook-Secret": SECRET})
+            self.assertEqual(r.status, 202, r)
+            sid = r.json["id"]
+            deadline = time.time() + 60
+            while True:
+                s = self.srv.request("GET", "/api/signals/" + sid, token=admin).json
+                if s["state"] in TERMINAL:
+                    break
+                self.assertLess(time.time(), deadline, s)
+                time.sleep(0.1)
+        finally:
+            FAKE.delay = 0
+        self.assertEqual(s["state"], "done", s)
+        rep = s["plan_result"]
+        self.assertEqual(rep["path"], ["tell", "note"], rep)
+        tell = rep["steps"][0]
+        self.assertFalse(tell["ok"], tell)
+        self.assertRegex(tell["error"], r"timed out after [0-9.]+s \(timeout_s 0.3\)")
+        self.assertLess(tell["ms"], 1900, tell)  # cancelled, not waited out (the answer takes 2 s)
+        failed = [d for d in s["deliveries"] if d["status"] != "sent"]
+        sent = [d for d in s["deliveries"] if d["status"] == "sent"]
+        self.assertEqual(len(failed), 1, s["deliveries"])
+        self.assertIn("the plan step's timeout_s passed", failed[0]["error"], failed)
+        self.assertEqual(len(sent), 1, s["deliveries"])  # the notify stage, after the plan
+        self.assertIn("plan step note", [e.get("reason") for e in s["events"]], s["events"])
 
 
 if __name__ == "__main__":

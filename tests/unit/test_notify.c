@@ -652,6 +652,33 @@ static void answer_after(double seconds)
     cJSON_Delete(fake_call("/_fake/delay", body));
 }
 
+/* A caller's stop_reason names why its stop flag ended a send in flight
+ * (a plan step's timeout, not a shutdown). */
+Test(notify, stop_reason_names_the_callers_deadline)
+{
+    qg_notify_config c;
+    base_cfg(&c);
+    c.telegram_chats = "6";
+    qg_notify *n = make(&c);
+    answer_after(5);
+    stopper stop = {.ms = 200};
+    pthread_t th;
+    pthread_create(&th, NULL, set_stop, &stop);
+    qg_notify_msg m = sample;
+    m.stop_reason = "the plan step's timeout_s passed";
+    qg_delivery d[4];
+    size_t nd = 0;
+    int64_t t0 = qg_time_now_ms();
+    cr_assert_eq(qg_notify_send(n, &m, NULL, NULL, &stop.flag, d, &nd), QG_EIO);
+    pthread_join(th, NULL);
+    answer_after(0);
+    cr_assert_lt(qg_time_now_ms() - t0, 4000, "the send in flight was not abandoned");
+    cr_assert_eq(nd, 1);
+    cr_assert_not(d[0].ok);
+    cr_assert_str_eq(d[0].error, "the plan step's timeout_s passed", "%s", d[0].error);
+    qg_notify_free(n);
+}
+
 Test(notify, stop_while_a_merged_message_is_on_its_way)
 {
     qg_notify_config c;

@@ -51,8 +51,8 @@ static void log_attempt(tstate *t, const char *step)
     pthread_mutex_unlock(&t->mu);
 }
 
-static qg_status op_ok(void *ud, const char *step, const cJSON *params, cJSON **result,
-                       qg_error *err)
+static qg_status op_ok(void *ud, const char *step, const cJSON *params, atomic_bool *cancel,
+                       cJSON **result, qg_error *err)
 {
     log_attempt(ud, step);
     *result = cJSON_CreateObject();
@@ -60,15 +60,15 @@ static qg_status op_ok(void *ud, const char *step, const cJSON *params, cJSON **
     return QG_OK;
 }
 
-static qg_status op_fail(void *ud, const char *step, const cJSON *params, cJSON **result,
-                         qg_error *err)
+static qg_status op_fail(void *ud, const char *step, const cJSON *params, atomic_bool *cancel,
+                         cJSON **result, qg_error *err)
 {
     log_attempt(ud, step);
     return qg_error_set(err, QG_EIO, "%s broke", step);
 }
 
-static qg_status op_flaky(void *ud, const char *step, const cJSON *params, cJSON **result,
-                          qg_error *err)
+static qg_status op_flaky(void *ud, const char *step, const cJSON *params, atomic_bool *cancel,
+                          cJSON **result, qg_error *err)
 {
     tstate *t = ud;
     log_attempt(t, step);
@@ -84,8 +84,8 @@ static qg_status op_flaky(void *ud, const char *step, const cJSON *params, cJSON
     return QG_OK;
 }
 
-static qg_status op_slow(void *ud, const char *step, const cJSON *params, cJSON **result,
-                         qg_error *err)
+static qg_status op_slow(void *ud, const char *step, const cJSON *params, atomic_bool *cancel,
+                         cJSON **result, qg_error *err)
 {
     tstate *t = ud;
     log_attempt(t, step);
@@ -100,8 +100,21 @@ static qg_status op_slow(void *ud, const char *step, const cJSON *params, cJSON 
     return QG_OK;
 }
 
+/* Blocks until its cancel flag is set (or params.ms pass), like an AI call
+ * or a notification that hands the flag on. */
+static qg_status op_block(void *ud, const char *step, const cJSON *params, atomic_bool *cancel,
+                          cJSON **result, qg_error *err)
+{
+    log_attempt(ud, step);
+    double until = mono_s() + cJSON_GetNumberValue(cJSON_GetObjectItem(params, "ms")) / 1000.0;
+    while (!atomic_load(cancel) && mono_s() < until) usleep(1000);
+    if (atomic_load(cancel)) return qg_error_set(err, QG_EAGAIN, "cancelled");
+    *result = cJSON_CreateString("finished");
+    return QG_OK;
+}
+
 static const qg_plan_op test_ops[] = {
-    {"ok", op_ok}, {"fail", op_fail}, {"flaky", op_flaky}, {"slow", op_slow}};
+    {"ok", op_ok}, {"fail", op_fail}, {"flaky", op_flaky}, {"slow", op_slow}, {"block", op_block}};
 
 static tstate T;
 static atomic_bool STOP;
@@ -112,7 +125,7 @@ static qg_plan_ops make_ops(int concurrency)
     pthread_mutex_init(&T.mu, NULL);
     atomic_store(&STOP, false);
     return (qg_plan_ops){
-        .ops = test_ops, .n = 4, .ud = &T, .concurrency = concurrency, .stop = &STOP};
+        .ops = test_ops, .n = 5, .ud = &T, .concurrency = concurrency, .stop = &STOP};
 }
 
 /* Parses text; returns the status and leaves the message in err. */
@@ -442,6 +455,39 @@ Test(plan, stop_interrupts_a_long_wait)
     pthread_join(th, NULL);
     cr_assert_eq(rc, QG_EAGAIN);
     cr_assert_eq(T.nlog, 1);
+    cJSON_Delete(rep);
+    qg_plan_free(p);
+}
+
+/* timeout_s cancels a running op (it sees its cancel flag) instead of
+ * waiting for it to return: a 30 s call with a 0.05 s timeout ends as a
+ * timed-out failure, retried, then the failure edge runs. A step without a
+ * timeout gets the plan's stop flag and runs to its end. */
+Test(plan, timeout_cancels_a_running_op)
+{
+    qg_plan_ops ops = make_ops(0);
+    qg_plan *p = NULL;
+    qg_error err = {0};
+    cr_assert_eq(parse_text("{\"start\":\"b\",\"steps\":{"
+                            "\"b\":{\"type\":\"block\",\"params\":{\"ms\":30000},"
+                            "\"timeout_s\":0.05,\"retries\":1,\"retry_delay_s\":0,"
+                            "\"on_failure\":\"c\"},"
+                            "\"c\":{\"type\":\"block\",\"params\":{\"ms\":20}}}}",
+                            &ops, &p, &err),
+                 QG_OK, "%s", err.msg);
+    cJSON *rep = NULL;
+    double t0 = mono_s();
+    cr_assert_eq(qg_plan_run(p, &ops, &rep, &err), QG_OK, "%s", err.msg);
+    cr_assert_lt(mono_s() - t0, 20.0, "the 30 s op was not cancelled");
+    cJSON *b = cJSON_GetArrayItem(cJSON_GetObjectItem(rep, "steps"), 0);
+    cJSON *c = cJSON_GetArrayItem(cJSON_GetObjectItem(rep, "steps"), 1);
+    cr_assert(cJSON_IsFalse(cJSON_GetObjectItem(b, "ok")));
+    cr_assert_eq(cJSON_GetObjectItem(b, "attempts")->valueint, 2);
+    const char *e = cJSON_GetObjectItem(b, "error")->valuestring;
+    cr_assert_not_null(strstr(e, "timed out after"), "%s", e);
+    cr_assert_not_null(strstr(e, "timeout_s 0.05"), "%s", e);
+    cr_assert(cJSON_IsTrue(cJSON_GetObjectItem(c, "ok")));
+    cr_assert_str_eq(cJSON_GetObjectItem(c, "result")->valuestring, "finished");
     cJSON_Delete(rep);
     qg_plan_free(p);
 }

@@ -696,9 +696,9 @@ typedef struct send_item {
 } send_item;
 
 /* Runs items[0..nj) to the end (or until *stop), in parallel. Returns
- * QG_OK when all were delivered. */
-/* stop abandons the transfers still retrying, why_stop saying why in
- * their errors ("shutting down", or a caller's deadline). */
+ * QG_OK when all were delivered. A stop abandons the transfers in flight
+ * or waiting to retry; why_stop says why in their errors ("shutting down",
+ * or a caller's deadline). */
 static qg_status run_jobs(qg_notify *n, const send_item *items, size_t nj, atomic_bool *stop,
                           const char *why_stop)
 {

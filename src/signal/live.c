@@ -203,7 +203,6 @@ static qg_status store_bars(qg_ict_live *l, live_key *k, const qg_bar *bars, siz
         return rc;
     }
     k->stored = trim ? l->keep : k->stored + (int64_t)n;
-    if (k->stored > l->keep + l->keep / 8) k->stored = l->keep;
     return QG_OK;
 }
 

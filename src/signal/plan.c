@@ -477,13 +477,9 @@ static void *watch_main(void *arg)
             break;
         }
         /* the stop flag has no signal: look again every slice */
-        double slice = left < QG_PLAN_SLICE_MS / 1000.0 ? left : QG_PLAN_SLICE_MS / 1000.0;
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        double at = (double)ts.tv_nsec / 1e9 + slice;
-        ts.tv_sec += (time_t)at;
-        ts.tv_nsec = (long)((at - floor(at)) * 1e9);
-        pthread_cond_timedwait(&w->cv, &w->mu, &ts);
+        double slice_ms = left * 1000 < QG_PLAN_SLICE_MS ? ceil(left * 1000) : QG_PLAN_SLICE_MS;
+        struct timespec until = qg_time_deadline(CLOCK_REALTIME, (int64_t)slice_ms);
+        pthread_cond_timedwait(&w->cv, &w->mu, &until);
     }
     pthread_mutex_unlock(&w->mu);
     return NULL;

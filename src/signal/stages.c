@@ -481,8 +481,8 @@ static const char *ANALYSIS_SHAPE =
     "{\"type\":\"object\",\"required\":[\"score\"],\"properties\":{\"score\":{\"type\":"
     "[\"number\",\"string\"]}}}";
 
-/* Runs the analysis (an AI call) and returns the normalised object. */
-/* cancel (may be NULL) ends the AI call early: a plan step's timeout. */
+/* Runs the analysis (an AI call) and returns the normalised object.
+ * cancel (may be NULL) ends the AI call early: a plan step's timeout. */
 static qg_status analyse_now(qg_pipeline *p, qg_pjob *j, atomic_bool *cancel, cJSON **out,
                              qg_error *err)
 {
@@ -613,9 +613,9 @@ static qg_status load_sent(run_ctx *x, qg_error *err)
 
 /* Sends m to every target not yet delivered and records each delivery.
  * QG_OK when at least one target got it (or none was left); QG_EIO when
- * every tried target failed; QG_EAGAIN when stopping. */
-/* stop (NULL: the pipeline's) abandons the sends still retrying; only the
- * pipeline's own stop means a shutdown, whose failures are not recorded. */
+ * every tried target failed; QG_EAGAIN when stopping. stop (NULL: the
+ * pipeline's) abandons the sends still on their way; only the pipeline's
+ * own stop is a shutdown, whose failed deliveries are not recorded. */
 static qg_status send_all(run_ctx *x, const qg_notify_msg *m, atomic_bool *stop, char *summary,
                           size_t cap, qg_error *err)
 {

@@ -516,6 +516,20 @@ class RememberQueueTest(qgtest.ServerTest):
         self.assertEqual(len(items.json["items"]), len(ids), items.json)
 
 
+def send_and_finish(test, body, token, timeout=30):
+    """Sends a webhook on test.srv and waits for a terminal state: (id, signal)."""
+    r = test.srv.request("POST", "/api/webhook/receive", body, headers={"X-Webhook-Secret": SECRET})
+    test.assertEqual(r.status, 202, r)
+    sid = r.json["id"]
+    deadline = time.time() + timeout
+    while True:
+        s = test.srv.request("GET", "/api/signals/" + sid, token=token).json
+        if s["state"] in TERMINAL:
+            return sid, s
+        test.assertLess(time.time(), deadline, s)
+        time.sleep(0.1)
+
+
 class WebhookTargetTest(qgtest.ServerTest):
     """A generic JSON webhook target gets the signal object with its analysis
     (the only channel that reads it: the pipeline builds it just for them)."""
@@ -529,16 +543,7 @@ class WebhookTargetTest(qgtest.ServerTest):
         self.srv.secret(SECRET)
         admin = self.srv.admin_token()
         body = payload(sym("W"))
-        r = self.srv.request("POST", "/api/webhook/receive", body, headers={"X-Webhook-Secret": SECRET})
-        self.assertEqual(r.status, 202, r)
-        sid = r.json["id"]
-        deadline = time.time() + 30
-        while True:
-            s = self.srv.request("GET", "/api/signals/" + sid, token=admin).json
-            if s["state"] in TERMINAL:
-                break
-            self.assertLess(time.time(), deadline, s)
-            time.sleep(0.1)
+        sid, s = send_and_finish(self, body, admin)
         self.assertEqual(s["state"], "done", s)
         self.assertEqual([d["channel"] for d in s["deliveries"]], ["webhook"], s["deliveries"])
         hooks = [m for m in FAKE.messages_for("webhook") if "pipeline-hook" in m["path"]]
@@ -576,16 +581,7 @@ class PlanTimeoutTest(qgtest.ServerTest):
         admin = self.srv.admin_token()
         FAKE.delay = 2.0  # every answer, so the plan's send is still on its way at 0.3 s
         try:
-            r = self.srv.request("POST", "/api/webhook/receive", payload(sym("T")), headers={"X-Webhook-Secret": SECRET})
-            self.assertEqual(r.status, 202, r)
-            sid = r.json["id"]
-            deadline = time.time() + 60
-            while True:
-                s = self.srv.request("GET", "/api/signals/" + sid, token=admin).json
-                if s["state"] in TERMINAL:
-                    break
-                self.assertLess(time.time(), deadline, s)
-                time.sleep(0.1)
+            _, s = send_and_finish(self, payload(sym("T")), admin, timeout=60)
         finally:
             FAKE.delay = 0
         self.assertEqual(s["state"], "done", s)

@@ -285,6 +285,15 @@ class _Handler(BaseHTTPRequestHandler):
         return self._send(404, {"ok": False})
 
 
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request, client_address):
+        # A client that gave up (a deadline, a stop) closed the connection
+        # while a delayed answer was being written: expected, not an error.
+        if isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            return
+        super().handle_error(request, client_address)
+
+
 class FakeNotify:
     """A fake Telegram / Slack / Discord / webhook receiver on 127.0.0.1."""
 
@@ -306,7 +315,7 @@ class FakeNotify:
 
     # -- lifecycle -------------------------------------------------------
     def start(self):
-        self._httpd = ThreadingHTTPServer((self.host, self.port), _Handler)
+        self._httpd = _Server((self.host, self.port), _Handler)
         self._httpd.daemon_threads = True
         self._httpd.fake = self
         self.port = self._httpd.server_address[1]

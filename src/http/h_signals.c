@@ -239,7 +239,10 @@ static qg_status delivery_row(void *ud, const qg_row *row)
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "id", qg_row_text(row, 0));
     qg_json_str_or_null(o, "channel", qg_row_text(row, 1));
-    qg_json_str_or_null(o, "target", qg_row_text(row, 2));
+    /* rows from before migration 9 have no label: their key stands in */
+    const char *label = qg_row_text(row, 8);
+    qg_json_str_or_null(o, "target", label ? label : qg_row_text(row, 2));
+    qg_json_str_or_null(o, "key", qg_row_text(row, 2));
     qg_json_str_or_null(o, "status", qg_row_text(row, 3));
     cJSON_AddNumberToObject(o, "attempts", (double)qg_row_int(row, 4));
     add_num_or_null(o, "http_status", row, 5);
@@ -286,8 +289,8 @@ void qg_h_signals_get(qg_req *r)
                            v3, 3, event_row, events, &err);
     if (!rc)
         rc = qg_conn_query(db,
-                           "SELECT id, channel, target, status, attempts, http_status, error, at "
-                           "FROM signal_deliveries WHERE signal_id = ? ORDER BY id",
+                           "SELECT id, channel, target, status, attempts, http_status, error, at, "
+                           "label FROM signal_deliveries WHERE signal_id = ? ORDER BY id",
                            v, 1, delivery_row, dels, &err);
     if (!rc)
         rc = qg_conn_query(db,

@@ -122,7 +122,8 @@ static qg_status apply_delivery(qg_conn *c, op *o, qg_error *err)
 {
     const qg_delivery *d = &o->d;
     /* target holds the delivery key (chat id or a hash prefix of the URL,
-     * never a secret): resume matches on it to skip delivered targets. */
+     * never a secret): resume matches on it to skip delivered targets.
+     * label is the masked target people read (scheme://host/…last 4). */
     qg_val v[] = {QG_VTEXT(o->row_id),
                   QG_VTEXT(o->signal_id),
                   QG_VTEXT(d->channel),
@@ -131,11 +132,13 @@ static qg_status apply_delivery(qg_conn *c, op *o, qg_error *err)
                   QG_VINT(d->attempts),
                   d->http_status ? QG_VINT(d->http_status) : QG_VNULL,
                   d->error[0] ? QG_VTEXT(d->error) : QG_VNULL,
-                  QG_VINT(d->at_ms ? d->at_ms : o->at)};
+                  QG_VINT(d->at_ms ? d->at_ms : o->at),
+                  QG_VTEXT(d->target)};
     return qg_conn_exec(c,
                         "INSERT INTO signal_deliveries (id, signal_id, channel, target, status, "
-                        "attempts, http_status, error, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        v, 9, NULL, err);
+                        "attempts, http_status, error, at, label) VALUES (?, ?, ?, ?, ?, ?, ?, ?, "
+                        "?, ?)",
+                        v, 10, NULL, err);
 }
 
 static qg_status op_apply(qg_conn *c, void *arg, qg_error *err)

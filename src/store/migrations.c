@@ -349,6 +349,10 @@ static const qg_migration migrations[] = {
      "  close DOUBLE PRECISION NOT NULL,"
      "  volume DOUBLE PRECISION NOT NULL,"
      "  PRIMARY KEY (symbol, timeframe, ts));"},
+    /* target holds the delivery key (a hash for webhook URLs): the masked
+     * target beside it says which one it was. */
+    {9, "signals: deliveries keep the masked target beside its key",
+     "ALTER TABLE signal_deliveries ADD COLUMN label TEXT;"},
 };
 
 const qg_migration *qg_migrations(size_t *n)

@@ -546,6 +546,11 @@ class WebhookTargetTest(qgtest.ServerTest):
         sid, s = send_and_finish(self, body, admin)
         self.assertEqual(s["state"], "done", s)
         self.assertEqual([d["channel"] for d in s["deliveries"]], ["webhook"], s["deliveries"])
+        # the masked URL says which target it was; the key is what resume matches
+        d = s["deliveries"][0]
+        self.assertTrue(d["target"].startswith(FAKE.url + "/"), d)
+        self.assertNotIn("pipeline-hook", d["target"], d)
+        self.assertTrue(d["key"].startswith("sha256:"), d)
         hooks = [m for m in FAKE.messages_for("webhook") if "pipeline-hook" in m["path"]]
         hooks = [m for m in hooks if (m["body"].get("signal") or {}).get("signal_id") == sid]
         self.assertEqual(len(hooks), 1, hooks)

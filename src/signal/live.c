@@ -102,15 +102,20 @@ static void upper_copy(char *out, size_t cap, const char *s)
     out[i] = 0;
 }
 
+/* The key's entry, or NULL (the mutex is held; sym upper-cased). */
+static live_key *find_key(qg_ict_live *l, const char *sym, const char *tf)
+{
+    for (size_t i = 0; i < l->nkeys; i++)
+        if (strcmp(l->keys[i].symbol, sym) == 0 && strcmp(l->keys[i].timeframe, tf) == 0)
+            return &l->keys[i];
+    return NULL;
+}
+
 /* The key's entry, created on first use (the mutex is held). */
 static qg_status key_of(qg_ict_live *l, const char *sym, const char *tf, live_key **out,
                         qg_error *err)
 {
-    for (size_t i = 0; i < l->nkeys; i++)
-        if (strcmp(l->keys[i].symbol, sym) == 0 && strcmp(l->keys[i].timeframe, tf) == 0) {
-            *out = &l->keys[i];
-            return QG_OK;
-        }
+    if ((*out = find_key(l, sym, tf))) return QG_OK;
     if (l->nkeys == QG_ICT_LIVE_MAX_KEYS)
         return qg_error_set(err, QG_ERANGE,
                             "the live detector already tracks %d symbol/timeframe pairs",
@@ -293,19 +298,16 @@ qg_status qg_ict_live_forget(qg_ict_live *l, const char *symbol, const char *tim
     char sym[QG_SIGNAL_SYMBOL_MAX + 1];
     upper_copy(sym, sizeof sym, symbol);
     pthread_mutex_lock(&l->mu);
-    size_t i = 0;
-    while (i < l->nkeys &&
-           (strcmp(l->keys[i].symbol, sym) || strcmp(l->keys[i].timeframe, timeframe)))
-        i++;
+    live_key *k = find_key(l, sym, timeframe);
     qg_status rc = QG_OK;
     forget_write w = {.symbol = sym, .timeframe = timeframe};
     if (l->journal) rc = qg_batcher_run(l->journal, apply_forget, &w, err);
-    if (!rc && i == l->nkeys && w.deleted == 0)
+    if (!rc && !k && w.deleted == 0)
         rc = qg_error_set(err, QG_ENOTFOUND, "the live detector has no bars of %s %s", sym,
                           timeframe);
-    if (!rc && i < l->nkeys) {
-        qg_ict_free(l->keys[i].det);
-        l->keys[i] = l->keys[--l->nkeys];
+    if (!rc && k) {
+        qg_ict_free(k->det);
+        *k = l->keys[--l->nkeys];
         memset(&l->keys[l->nkeys], 0, sizeof l->keys[l->nkeys]);
     }
     if (!rc) *bars_out = w.deleted;
@@ -330,12 +332,8 @@ qg_status qg_ict_live_push(qg_ict_live *l, const char *symbol, const char *timef
     qg_ict_event *evs = NULL;
     size_t len = 0, cap = 0;
     pthread_mutex_lock(&l->mu);
-    live_key *k = NULL;
-    qg_status rc = QG_OK;
-    for (size_t i = 0; i < l->nkeys && !k; i++)
-        if (strcmp(l->keys[i].symbol, sym) == 0 && strcmp(l->keys[i].timeframe, timeframe) == 0)
-            k = &l->keys[i];
-    rc = check_order(k, sym, timeframe, bars, n, err);
+    live_key *k = find_key(l, sym, timeframe);
+    qg_status rc = check_order(k, sym, timeframe, bars, n, err);
     if (rc) goto out;
     if (!k && n) rc = key_of(l, sym, timeframe, &k, err);
     if (rc) goto out;

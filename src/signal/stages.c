@@ -187,7 +187,8 @@ static qg_status count_deferrals(qg_pipeline *p, const char *id, int64_t *n, qg_
     return rc;
 }
 
-static qg_status escalate(run_ctx *x, const char *reason, qg_error *err);
+static qg_status escalate(run_ctx *x, const char *reason, atomic_bool *stop,
+                          const char *stop_reason, qg_error *err);
 
 /* *esc (cap bytes) gets the reason when the verdict is ESCALATE: the
  * caller, which owns the run context, sends the escalation. */
@@ -687,7 +688,10 @@ static void fill_msg(const qg_pjob *j, const cJSON *an, qg_notify_msg *m)
     }
 }
 
-static qg_status escalate(run_ctx *x, const char *reason, qg_error *err)
+/* The escalation text to every target; stop and stop_reason as for
+ * send_all and qg_notify_msg (NULL: the pipeline's own). */
+static qg_status escalate(run_ctx *x, const char *reason, atomic_bool *stop,
+                          const char *stop_reason, qg_error *err)
 {
     qg_pjob *j = x->j;
     char text[768];
@@ -699,8 +703,9 @@ static qg_status escalate(run_ctx *x, const char *reason, qg_error *err)
     qg_notify_msg m;
     fill_msg(j, NULL, &m);
     m.text = text;
+    m.stop_reason = stop_reason;
     char summary[256];
-    return send_all(x, &m, NULL, summary, sizeof summary, err);
+    return send_all(x, &m, stop, summary, sizeof summary, err);
 }
 
 static qg_status st_notify(run_ctx *x, flow *f, qg_error *err)
@@ -875,6 +880,10 @@ qg_status qg_pipeline_remember_async(qg_pipeline *p, qg_pjob *j, qg_premember_fn
 
 /* ---- plans ---- */
 
+/* Why a plan step's send was abandoned: its cancel flag is set at the
+ * step's timeout_s (the pipeline's own stop is a shutdown). */
+#define PLAN_STOP_REASON "the plan step's timeout_s passed"
+
 static qg_status op_analyse(void *ud, const char *step, const cJSON *params, atomic_bool *cancel,
                             cJSON **result, qg_error *err)
 {
@@ -906,7 +915,7 @@ static qg_status op_notify(void *ud, const char *step, const cJSON *params, atom
     fill_msg(x->j, an, &m);
     const cJSON *text = cJSON_GetObjectItemCaseSensitive(params, "text");
     if (cJSON_IsString(text)) m.text = text->valuestring;
-    m.stop_reason = "the plan step's timeout_s passed";
+    m.stop_reason = PLAN_STOP_REASON;
     char summary[384];
     qg_status rc = send_all(x, &m, cancel, summary, sizeof summary, err);
     if (!rc) *result = cJSON_CreateString(summary);
@@ -935,7 +944,7 @@ static qg_status op_escalate(void *ud, const char *step, const cJSON *params, at
     run_ctx *x = ud;
     const cJSON *r = cJSON_GetObjectItemCaseSensitive(params, "reason");
     const char *reason = cJSON_IsString(r) ? r->valuestring : "escalated by the plan";
-    qg_status rc = escalate(x, reason, err);
+    qg_status rc = escalate(x, reason, cancel, PLAN_STOP_REASON, err);
     if (rc) return rc;
     atomic_fetch_add_explicit(&x->p->n_escalated, 1, memory_order_relaxed);
     qg_pstate st = {.state = QG_SIG_ESCALATED, .stage = ST_PLAN, .reason = reason};
@@ -1039,7 +1048,7 @@ static qg_status run_stage(run_ctx *x, qg_pstage s, flow *f, qg_error *err)
         qg_status rc = st_policy(p, j, f, reason, sizeof reason, err);
         if (rc || !reason[0]) return rc;
         /* ESCALATE: notify with the escalation text, then state escalated */
-        if ((rc = escalate(x, reason, err))) return rc;
+        if ((rc = escalate(x, reason, NULL, NULL, err))) return rc;
         atomic_fetch_add_explicit(&p->n_escalated, 1, memory_order_relaxed);
         qg_pstate st = {
             .state = QG_SIG_ESCALATED, .stage = ST_POLICY, .reason = reason, .update_signal = true};

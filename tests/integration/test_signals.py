@@ -563,14 +563,21 @@ class WebhookTargetTest(qgtest.ServerTest):
 
 
 class PlanTimeoutTest(qgtest.ServerTest):
-    """A plan step's timeout_s cancels the notification still on its way:
-    the plan takes its failure edge, the delivery is recorded as failed with
-    the reason, and the pipeline's own notify stage delivers afterwards."""
+    """A plan step's timeout_s cancels the notification still on its way
+    (a notify step, then an escalate step): the plan takes its failure
+    edges, each delivery is recorded as failed with the reason, and the
+    pipeline's own notify stage delivers afterwards."""
 
     PLAN = {
         "start": "tell",
         "steps": {
-            "tell": {"type": "notify", "timeout_s": 0.3, "on_failure": "note"},
+            "tell": {"type": "notify", "timeout_s": 0.3, "on_failure": "shout"},
+            "shout": {
+                "type": "escalate",
+                "params": {"reason": "the notification was slow"},
+                "timeout_s": 0.3,
+                "on_failure": "note",
+            },
             "note": {"type": "record", "params": {"why": "the notification was slow"}},
         },
     }
@@ -591,15 +598,17 @@ class PlanTimeoutTest(qgtest.ServerTest):
             FAKE.delay = 0
         self.assertEqual(s["state"], "done", s)
         rep = s["plan_result"]
-        self.assertEqual(rep["path"], ["tell", "note"], rep)
-        tell = rep["steps"][0]
-        self.assertFalse(tell["ok"], tell)
-        self.assertRegex(tell["error"], r"timed out after [0-9.]+s \(timeout_s 0.3\)")
-        self.assertLess(tell["ms"], 1900, tell)  # cancelled, not waited out (the answer takes 2 s)
+        self.assertEqual(rep["path"], ["tell", "shout", "note"], rep)
+        for step in rep["steps"][:2]:
+            self.assertFalse(step["ok"], step)
+            self.assertRegex(step["error"], r"timed out after [0-9.]+s \(timeout_s 0.3\)")
+            self.assertLess(step["ms"], 1900, step)  # cancelled, not waited out (answers take 2 s)
         failed = [d for d in s["deliveries"] if d["status"] != "sent"]
         sent = [d for d in s["deliveries"] if d["status"] == "sent"]
-        self.assertEqual(len(failed), 1, s["deliveries"])
-        self.assertIn("the plan step's timeout_s passed", failed[0]["error"], failed)
+        self.assertEqual(len(failed), 2, s["deliveries"])
+        for d in failed:
+            self.assertIn("the plan step's timeout_s passed", d["error"], failed)
+        self.assertNotIn("escalated", [e.get("state") for e in s["events"]], s["events"])
         self.assertEqual(len(sent), 1, s["deliveries"])  # the notify stage, after the plan
         self.assertIn("plan step note", [e.get("reason") for e in s["events"]], s["events"])
 

@@ -138,6 +138,46 @@ static qg_status parse_text(const char *text, const qg_plan_ops *ops, qg_plan **
     return rc;
 }
 
+/* Parses text, which must be a valid plan. */
+static qg_plan *parse_ok(const char *text, const qg_plan_ops *ops)
+{
+    qg_plan *p = NULL;
+    qg_error err = {0};
+    cr_assert_eq(parse_text(text, ops, &p, &err), QG_OK, "%s: %s", err.msg, text);
+    return p;
+}
+
+/* Runs p, which must succeed; the report (caller deletes). */
+static cJSON *run_ok(const qg_plan *p, const qg_plan_ops *ops)
+{
+    cJSON *rep = NULL;
+    qg_error err = {0};
+    cr_assert_eq(qg_plan_run(p, ops, &rep, &err), QG_OK, "%s", err.msg);
+    return rep;
+}
+
+/* A report object's "ok" (the test fails when it is not a boolean). */
+static bool ok_at(const cJSON *o)
+{
+    const cJSON *v = cJSON_GetObjectItem(o, "ok");
+    cr_assert(cJSON_IsBool(v), "no boolean 'ok'");
+    return cJSON_IsTrue(v);
+}
+
+/* The report's i-th step entry. */
+static cJSON *step_at(const cJSON *rep, int i)
+{
+    return cJSON_GetArrayItem(cJSON_GetObjectItem(rep, "steps"), i);
+}
+
+/* A string field of a report object (the test fails when it is missing). */
+static const char *str_at(const cJSON *o, const char *name)
+{
+    const cJSON *v = cJSON_GetObjectItem(o, name);
+    cr_assert(cJSON_IsString(v), "no string '%s'", name);
+    return v->valuestring;
+}
+
 static void expect_invalid(const char *text, const char *s1, const char *s2, const char *s3)
 {
     qg_plan_ops ops = make_ops(0);
@@ -199,19 +239,17 @@ Test(plan, success_cycle_rejected_failure_loop_allowed)
 
     /* a failure loop parses, and max_steps ends it */
     qg_plan_ops ops = make_ops(0);
-    qg_plan *p = NULL;
     qg_error err = {0};
-    cr_assert_eq(parse_text("{\"start\":\"a\",\"max_steps\":5,\"steps\":{"
-                            "\"a\":{\"type\":\"fail\",\"on_failure\":\"b\"},"
-                            "\"b\":{\"type\":\"fail\",\"on_failure\":\"a\"}}}",
-                            &ops, &p, &err),
-                 QG_OK, "%s", err.msg);
+    qg_plan *p = parse_ok("{\"start\":\"a\",\"max_steps\":5,\"steps\":{"
+                          "\"a\":{\"type\":\"fail\",\"on_failure\":\"b\"},"
+                          "\"b\":{\"type\":\"fail\",\"on_failure\":\"a\"}}}",
+                          &ops);
     cJSON *rep = NULL;
     cr_assert_eq(qg_plan_run(p, &ops, &rep, &err), QG_ERANGE);
     cr_assert_not_null(strstr(err.msg, "max_steps 5"), "%s", err.msg);
     cr_assert_eq(T.nlog, 5);
     cr_assert_eq(cJSON_GetArraySize(cJSON_GetObjectItem(rep, "path")), 5);
-    cr_assert(cJSON_IsFalse(cJSON_GetObjectItem(rep, "ok")));
+    cr_assert(!ok_at(rep));
     cJSON_Delete(rep);
     qg_plan_free(p);
 }
@@ -232,34 +270,31 @@ Test(plan, too_many_steps)
 Test(plan, linear_success_path_and_report)
 {
     qg_plan_ops ops = make_ops(0);
-    qg_plan *p = NULL;
     qg_error err = {0};
-    cr_assert_eq(parse_text("{\"start\":\"look\",\"steps\":{"
-                            "\"tell\":{\"type\":\"ok\"},"
-                            "\"look\":{\"type\":\"ok\",\"on_success\":\"judge\","
-                            "\"on_failure\":\"esc\"},"
-                            "\"judge\":{\"type\":\"ok\",\"params\":{\"x\":1},"
-                            "\"on_success\":\"tell\"},"
-                            "\"esc\":{\"type\":\"fail\"}}}",
-                            &ops, &p, &err),
-                 QG_OK, "%s", err.msg);
-    cJSON *rep = NULL;
-    cr_assert_eq(qg_plan_run(p, &ops, &rep, &err), QG_OK, "%s", err.msg);
+    qg_plan *p = parse_ok("{\"start\":\"look\",\"steps\":{"
+                          "\"tell\":{\"type\":\"ok\"},"
+                          "\"look\":{\"type\":\"ok\",\"on_success\":\"judge\","
+                          "\"on_failure\":\"esc\"},"
+                          "\"judge\":{\"type\":\"ok\",\"params\":{\"x\":1},"
+                          "\"on_success\":\"tell\"},"
+                          "\"esc\":{\"type\":\"fail\"}}}",
+                          &ops);
+    cJSON *rep = run_ok(p, &ops);
     cr_assert_eq(T.nlog, 3);
     cr_assert_str_eq(T.log[0], "look");
     cr_assert_str_eq(T.log[1], "judge");
     cr_assert_str_eq(T.log[2], "tell");
 
-    cr_assert(cJSON_IsTrue(cJSON_GetObjectItem(rep, "ok")));
+    cr_assert(ok_at(rep));
     cJSON *path = cJSON_GetObjectItem(rep, "path");
     cr_assert_eq(cJSON_GetArraySize(path), 3);
     cr_assert_str_eq(cJSON_GetArrayItem(path, 2)->valuestring, "tell");
     cJSON *steps = cJSON_GetObjectItem(rep, "steps");
     cr_assert_eq(cJSON_GetArraySize(steps), 3);
     cJSON *s1 = cJSON_GetArrayItem(steps, 1);
-    cr_assert_str_eq(cJSON_GetObjectItem(s1, "step")->valuestring, "judge");
-    cr_assert_str_eq(cJSON_GetObjectItem(s1, "type")->valuestring, "ok");
-    cr_assert(cJSON_IsTrue(cJSON_GetObjectItem(s1, "ok")));
+    cr_assert_str_eq(str_at(s1, "step"), "judge");
+    cr_assert_str_eq(str_at(s1, "type"), "ok");
+    cr_assert(ok_at(s1));
     cr_assert_eq(cJSON_GetObjectItem(s1, "attempts")->valueint, 1);
     cr_assert(cJSON_GetObjectItem(s1, "ms")->valuedouble >= 0);
     cr_assert_str_eq(cJSON_GetObjectItem(cJSON_GetObjectItem(s1, "result"), "step")->valuestring,
@@ -278,38 +313,35 @@ Test(plan, linear_success_path_and_report)
 Test(plan, failure_edge_to_escalate)
 {
     qg_plan_ops ops = make_ops(0);
-    qg_plan *p = NULL;
     qg_error err = {0};
-    cr_assert_eq(parse_text("{\"start\":\"judge\",\"steps\":{"
-                            "\"judge\":{\"type\":\"fail\",\"on_success\":\"tell\","
-                            "\"on_failure\":\"esc\"},"
-                            "\"tell\":{\"type\":\"ok\"},"
-                            "\"esc\":{\"type\":\"ok\",\"params\":{\"reason\":\"x\"}}}}",
-                            &ops, &p, &err),
-                 QG_OK, "%s", err.msg);
+    qg_plan *p = parse_ok("{\"start\":\"judge\",\"steps\":{"
+                          "\"judge\":{\"type\":\"fail\",\"on_success\":\"tell\","
+                          "\"on_failure\":\"esc\"},"
+                          "\"tell\":{\"type\":\"ok\"},"
+                          "\"esc\":{\"type\":\"ok\",\"params\":{\"reason\":\"x\"}}}}",
+                          &ops);
     cJSON *rep = NULL;
     /* the failure edge led to an end with the last step successful */
     cr_assert_eq(qg_plan_run(p, &ops, &rep, &err), QG_OK, "%s", err.msg);
     cr_assert_eq(T.nlog, 2);
     cr_assert_str_eq(T.log[0], "judge");
     cr_assert_str_eq(T.log[1], "esc");
-    cJSON *s0 = cJSON_GetArrayItem(cJSON_GetObjectItem(rep, "steps"), 0);
-    cr_assert(cJSON_IsFalse(cJSON_GetObjectItem(s0, "ok")));
-    cr_assert_str_eq(cJSON_GetObjectItem(s0, "error")->valuestring, "judge broke");
+    cJSON *s0 = step_at(rep, 0);
+    cr_assert(!ok_at(s0));
+    cr_assert_str_eq(str_at(s0, "error"), "judge broke");
     cr_assert_null(cJSON_GetObjectItem(s0, "result"));
     cJSON_Delete(rep);
     qg_plan_free(p);
 
     /* without a failure edge the plan fails with the step's status */
-    cr_assert_eq(parse_text("{\"start\":\"a\",\"steps\":{\"a\":{\"type\":\"ok\","
-                            "\"on_success\":\"b\"},\"b\":{\"type\":\"fail\"}}}",
-                            &ops, &p, &err),
-                 QG_OK);
+    p = parse_ok("{\"start\":\"a\",\"steps\":{\"a\":{\"type\":\"ok\","
+                 "\"on_success\":\"b\"},\"b\":{\"type\":\"fail\"}}}",
+                 &ops);
     cr_assert_eq(qg_plan_run(p, &ops, &rep, &err), QG_EIO);
     cr_assert_not_null(strstr(err.msg, "step 'b'"), "%s", err.msg);
     cr_assert_not_null(strstr(err.msg, "b broke"), "%s", err.msg);
-    cr_assert(cJSON_IsFalse(cJSON_GetObjectItem(rep, "ok")));
-    cr_assert_not_null(strstr(cJSON_GetObjectItem(rep, "error")->valuestring, "b broke"));
+    cr_assert(!ok_at(rep));
+    cr_assert_not_null(strstr(str_at(rep, "error"), "b broke"));
     cJSON_Delete(rep);
     qg_plan_free(p);
 }
@@ -317,14 +349,12 @@ Test(plan, failure_edge_to_escalate)
 Test(plan, retries_with_growing_backoff)
 {
     qg_plan_ops ops = make_ops(0);
-    qg_plan *p = NULL;
     qg_error err = {0};
-    cr_assert_eq(parse_text("{\"start\":\"f\",\"steps\":{"
-                            "\"f\":{\"type\":\"flaky\",\"params\":{\"fail\":3},\"retries\":3,"
-                            "\"retry_delay_s\":0.01,\"on_success\":\"g\"},"
-                            "\"g\":{\"type\":\"fail\",\"retries\":2,\"retry_delay_s\":0.01}}}",
-                            &ops, &p, &err),
-                 QG_OK, "%s", err.msg);
+    qg_plan *p = parse_ok("{\"start\":\"f\",\"steps\":{"
+                          "\"f\":{\"type\":\"flaky\",\"params\":{\"fail\":3},\"retries\":3,"
+                          "\"retry_delay_s\":0.01,\"on_success\":\"g\"},"
+                          "\"g\":{\"type\":\"fail\",\"retries\":2,\"retry_delay_s\":0.01}}}",
+                          &ops);
     cJSON *rep = NULL;
     double t0 = mono_s();
     cr_assert_eq(qg_plan_run(p, &ops, &rep, &err), QG_EIO);
@@ -343,13 +373,13 @@ Test(plan, retries_with_growing_backoff)
     cJSON *steps = cJSON_GetObjectItem(rep, "steps");
     cJSON *f = cJSON_GetArrayItem(steps, 0), *g = cJSON_GetArrayItem(steps, 1);
     cr_assert_eq(cJSON_GetObjectItem(f, "attempts")->valueint, 4);
-    cr_assert(cJSON_IsTrue(cJSON_GetObjectItem(f, "ok")));
+    cr_assert(ok_at(f));
     cr_assert_eq(cJSON_GetObjectItem(f, "result")->valueint, 4);
     cJSON *ferrs = cJSON_GetObjectItem(f, "errors");
     cr_assert_eq(cJSON_GetArraySize(ferrs), 3);
     cr_assert_str_eq(cJSON_GetArrayItem(ferrs, 2)->valuestring, "attempt 3 failed");
     cr_assert_eq(cJSON_GetObjectItem(g, "attempts")->valueint, 3);
-    cr_assert(cJSON_IsFalse(cJSON_GetObjectItem(g, "ok")));
+    cr_assert(!ok_at(g));
     cr_assert_eq(cJSON_GetArraySize(cJSON_GetObjectItem(g, "errors")), 3);
     cJSON_Delete(rep);
     qg_plan_free(p);
@@ -358,21 +388,18 @@ Test(plan, retries_with_growing_backoff)
 Test(plan, parallel_fanout_bounded)
 {
     qg_plan_ops ops = make_ops(2);
-    qg_plan *p = NULL;
     qg_error err = {0};
-    cr_assert_eq(parse_text("{\"start\":\"fan\",\"steps\":{"
-                            "\"fan\":{\"parallel\":[\"a\",\"b\",\"c\",\"d\",\"e\"],"
-                            "\"on_success\":\"after\",\"on_failure\":\"esc\"},"
-                            "\"a\":{\"type\":\"slow\",\"params\":{\"ms\":30}},"
-                            "\"b\":{\"type\":\"slow\",\"params\":{\"ms\":30}},"
-                            "\"c\":{\"type\":\"slow\",\"params\":{\"ms\":30}},"
-                            "\"d\":{\"type\":\"slow\",\"params\":{\"ms\":30}},"
-                            "\"e\":{\"type\":\"slow\",\"params\":{\"ms\":30}},"
-                            "\"after\":{\"type\":\"ok\"},\"esc\":{\"type\":\"ok\"}}}",
-                            &ops, &p, &err),
-                 QG_OK, "%s", err.msg);
-    cJSON *rep = NULL;
-    cr_assert_eq(qg_plan_run(p, &ops, &rep, &err), QG_OK, "%s", err.msg);
+    qg_plan *p = parse_ok("{\"start\":\"fan\",\"steps\":{"
+                          "\"fan\":{\"parallel\":[\"a\",\"b\",\"c\",\"d\",\"e\"],"
+                          "\"on_success\":\"after\",\"on_failure\":\"esc\"},"
+                          "\"a\":{\"type\":\"slow\",\"params\":{\"ms\":30}},"
+                          "\"b\":{\"type\":\"slow\",\"params\":{\"ms\":30}},"
+                          "\"c\":{\"type\":\"slow\",\"params\":{\"ms\":30}},"
+                          "\"d\":{\"type\":\"slow\",\"params\":{\"ms\":30}},"
+                          "\"e\":{\"type\":\"slow\",\"params\":{\"ms\":30}},"
+                          "\"after\":{\"type\":\"ok\"},\"esc\":{\"type\":\"ok\"}}}",
+                          &ops);
+    cJSON *rep = run_ok(p, &ops);
     cr_assert_eq(T.nlog, 6);
     cr_assert_str_eq(T.log[5], "after");
     cr_assert_eq(atomic_load(&T.max_running), 2, "max at once: %d", atomic_load(&T.max_running));
@@ -381,31 +408,30 @@ Test(plan, parallel_fanout_bounded)
     cr_assert_str_eq(cJSON_GetArrayItem(path, 0)->valuestring, "fan");
     cr_assert_str_eq(cJSON_GetArrayItem(path, 1)->valuestring, "a");
     cr_assert_str_eq(cJSON_GetArrayItem(path, 6)->valuestring, "after");
-    cJSON *fan = cJSON_GetArrayItem(cJSON_GetObjectItem(rep, "steps"), 0);
-    cr_assert_str_eq(cJSON_GetObjectItem(fan, "type")->valuestring, "parallel");
-    cr_assert(cJSON_IsTrue(cJSON_GetObjectItem(fan, "ok")));
+    cJSON *fan = step_at(rep, 0);
+    cr_assert_str_eq(str_at(fan, "type"), "parallel");
+    cr_assert(ok_at(fan));
     cJSON_Delete(rep);
     qg_plan_free(p);
 
     /* one failed branch sends the fan-out down its failure edge */
     ops = make_ops(3);
-    cr_assert_eq(parse_text("{\"start\":\"fan\",\"steps\":{"
-                            "\"fan\":{\"type\":\"parallel\",\"parallel\":[\"a\",\"b\",\"c\"],"
-                            "\"on_success\":\"after\",\"on_failure\":\"esc\"},"
-                            "\"a\":{\"type\":\"slow\",\"params\":{\"ms\":5}},"
-                            "\"b\":{\"type\":\"slow\",\"params\":{\"ms\":5,\"fail\":true}},"
-                            "\"c\":{\"type\":\"slow\",\"params\":{\"ms\":5}},"
-                            "\"after\":{\"type\":\"ok\"},\"esc\":{\"type\":\"ok\"}}}",
-                            &ops, &p, &err),
-                 QG_OK, "%s", err.msg);
+    p = parse_ok("{\"start\":\"fan\",\"steps\":{"
+                 "\"fan\":{\"type\":\"parallel\",\"parallel\":[\"a\",\"b\",\"c\"],"
+                 "\"on_success\":\"after\",\"on_failure\":\"esc\"},"
+                 "\"a\":{\"type\":\"slow\",\"params\":{\"ms\":5}},"
+                 "\"b\":{\"type\":\"slow\",\"params\":{\"ms\":5,\"fail\":true}},"
+                 "\"c\":{\"type\":\"slow\",\"params\":{\"ms\":5}},"
+                 "\"after\":{\"type\":\"ok\"},\"esc\":{\"type\":\"ok\"}}}",
+                 &ops);
     cr_assert_eq(qg_plan_run(p, &ops, &rep, &err), QG_OK, "%s", err.msg);
     cr_assert_eq(T.nlog, 4);
     cr_assert_str_eq(T.log[3], "esc");
     cr_assert_leq(atomic_load(&T.max_running), 3);
     cJSON *steps = cJSON_GetObjectItem(rep, "steps");
     fan = cJSON_GetArrayItem(steps, 0);
-    cr_assert(cJSON_IsFalse(cJSON_GetObjectItem(fan, "ok")));
-    cr_assert_not_null(strstr(cJSON_GetObjectItem(fan, "error")->valuestring, "step 'b'"));
+    cr_assert(!ok_at(fan));
+    cr_assert_not_null(strstr(str_at(fan, "error"), "step 'b'"));
     cJSON_Delete(rep);
     qg_plan_free(p);
 }
@@ -420,14 +446,12 @@ static void *set_stop_later(void *arg)
 Test(plan, stop_interrupts_a_long_wait)
 {
     qg_plan_ops ops = make_ops(0);
-    qg_plan *p = NULL;
     qg_error err = {0};
-    cr_assert_eq(parse_text("{\"start\":\"w\",\"steps\":{"
-                            "\"w\":{\"type\":\"wait\",\"params\":{\"seconds\":60},"
-                            "\"on_success\":\"a\",\"on_failure\":\"a\"},"
-                            "\"a\":{\"type\":\"ok\"}}}",
-                            &ops, &p, &err),
-                 QG_OK, "%s", err.msg);
+    qg_plan *p = parse_ok("{\"start\":\"w\",\"steps\":{"
+                          "\"w\":{\"type\":\"wait\",\"params\":{\"seconds\":60},"
+                          "\"on_success\":\"a\",\"on_failure\":\"a\"},"
+                          "\"a\":{\"type\":\"ok\"}}}",
+                          &ops);
     pthread_t th;
     pthread_create(&th, NULL, set_stop_later, &STOP);
     cJSON *rep = NULL;
@@ -439,17 +463,16 @@ Test(plan, stop_interrupts_a_long_wait)
     /* a minute's wait ended by the stop: nowhere near 60 s (generous for sanitizers) */
     cr_assert_lt(elapsed, 30.0);
     cr_assert_eq(T.nlog, 0, "the failure edge must not run after a stop");
-    cr_assert(cJSON_IsFalse(cJSON_GetObjectItem(rep, "ok")));
+    cr_assert(!ok_at(rep));
     cr_assert(cJSON_IsTrue(cJSON_GetObjectItem(rep, "stopped")));
     cJSON_Delete(rep);
 
     /* a stop during a backoff wait ends the retries too */
     qg_plan_free(p);
     ops = make_ops(0);
-    cr_assert_eq(parse_text("{\"start\":\"f\",\"steps\":{\"f\":{\"type\":\"fail\","
-                            "\"retries\":5,\"retry_delay_s\":60}}}",
-                            &ops, &p, &err),
-                 QG_OK);
+    p = parse_ok("{\"start\":\"f\",\"steps\":{\"f\":{\"type\":\"fail\","
+                 "\"retries\":5,\"retry_delay_s\":60}}}",
+                 &ops);
     pthread_create(&th, NULL, set_stop_later, &STOP);
     rc = qg_plan_run(p, &ops, &rep, &err);
     pthread_join(th, NULL);
@@ -466,28 +489,24 @@ Test(plan, stop_interrupts_a_long_wait)
 Test(plan, timeout_cancels_a_running_op)
 {
     qg_plan_ops ops = make_ops(0);
-    qg_plan *p = NULL;
-    qg_error err = {0};
-    cr_assert_eq(parse_text("{\"start\":\"b\",\"steps\":{"
-                            "\"b\":{\"type\":\"block\",\"params\":{\"ms\":30000},"
-                            "\"timeout_s\":0.05,\"retries\":1,\"retry_delay_s\":0,"
-                            "\"on_failure\":\"c\"},"
-                            "\"c\":{\"type\":\"block\",\"params\":{\"ms\":20}}}}",
-                            &ops, &p, &err),
-                 QG_OK, "%s", err.msg);
-    cJSON *rep = NULL;
+    qg_plan *p = parse_ok("{\"start\":\"b\",\"steps\":{"
+                          "\"b\":{\"type\":\"block\",\"params\":{\"ms\":30000},"
+                          "\"timeout_s\":0.05,\"retries\":1,\"retry_delay_s\":0,"
+                          "\"on_failure\":\"c\"},"
+                          "\"c\":{\"type\":\"block\",\"params\":{\"ms\":20}}}}",
+                          &ops);
     double t0 = mono_s();
-    cr_assert_eq(qg_plan_run(p, &ops, &rep, &err), QG_OK, "%s", err.msg);
+    cJSON *rep = run_ok(p, &ops);
     cr_assert_lt(mono_s() - t0, 20.0, "the 30 s op was not cancelled");
-    cJSON *b = cJSON_GetArrayItem(cJSON_GetObjectItem(rep, "steps"), 0);
-    cJSON *c = cJSON_GetArrayItem(cJSON_GetObjectItem(rep, "steps"), 1);
-    cr_assert(cJSON_IsFalse(cJSON_GetObjectItem(b, "ok")));
+    cJSON *b = step_at(rep, 0);
+    cJSON *c = step_at(rep, 1);
+    cr_assert(!ok_at(b));
     cr_assert_eq(cJSON_GetObjectItem(b, "attempts")->valueint, 2);
-    const char *e = cJSON_GetObjectItem(b, "error")->valuestring;
+    const char *e = str_at(b, "error");
     cr_assert_not_null(strstr(e, "timed out after"), "%s", e);
     cr_assert_not_null(strstr(e, "timeout_s 0.05"), "%s", e);
-    cr_assert(cJSON_IsTrue(cJSON_GetObjectItem(c, "ok")));
-    cr_assert_str_eq(cJSON_GetObjectItem(c, "result")->valuestring, "finished");
+    cr_assert(ok_at(c));
+    cr_assert_str_eq(str_at(c, "result"), "finished");
     cJSON_Delete(rep);
     qg_plan_free(p);
 }
@@ -495,26 +514,22 @@ Test(plan, timeout_cancels_a_running_op)
 Test(plan, wait_step_and_timeout)
 {
     qg_plan_ops ops = make_ops(0);
-    qg_plan *p = NULL;
-    qg_error err = {0};
-    cr_assert_eq(parse_text("{\"start\":\"w\",\"steps\":{"
-                            "\"w\":{\"type\":\"wait\",\"params\":{\"seconds\":0.02},"
-                            "\"on_success\":\"x\"},"
-                            "\"x\":{\"type\":\"wait\",\"params\":{\"seconds\":60},"
-                            "\"timeout_s\":0.01,\"on_failure\":\"esc\"},"
-                            "\"esc\":{\"type\":\"ok\"}}}",
-                            &ops, &p, &err),
-                 QG_OK, "%s", err.msg);
-    cJSON *rep = NULL;
+    qg_plan *p = parse_ok("{\"start\":\"w\",\"steps\":{"
+                          "\"w\":{\"type\":\"wait\",\"params\":{\"seconds\":0.02},"
+                          "\"on_success\":\"x\"},"
+                          "\"x\":{\"type\":\"wait\",\"params\":{\"seconds\":60},"
+                          "\"timeout_s\":0.01,\"on_failure\":\"esc\"},"
+                          "\"esc\":{\"type\":\"ok\"}}}",
+                          &ops);
     double t0 = mono_s();
-    cr_assert_eq(qg_plan_run(p, &ops, &rep, &err), QG_OK, "%s", err.msg);
+    cJSON *rep = run_ok(p, &ops);
     cr_assert_geq(mono_s() - t0, 0.02 + 0.01);
     cJSON *steps = cJSON_GetObjectItem(rep, "steps");
     cJSON *w = cJSON_GetArrayItem(steps, 0), *x = cJSON_GetArrayItem(steps, 1);
     cr_assert_geq(cJSON_GetObjectItem(cJSON_GetObjectItem(w, "result"), "waited_s")->valuedouble,
                   0.02);
-    cr_assert(cJSON_IsFalse(cJSON_GetObjectItem(x, "ok")));
-    cr_assert_not_null(strstr(cJSON_GetObjectItem(x, "error")->valuestring, "timed out"));
+    cr_assert(!ok_at(x));
+    cr_assert_not_null(strstr(str_at(x, "error"), "timed out"));
     cr_assert_eq(T.nlog, 1);
     cr_assert_str_eq(T.log[0], "esc");
     cJSON_Delete(rep);

@@ -370,8 +370,7 @@ Test(plan, retries_with_growing_backoff)
     cr_assert_geq(g2, 0.018);
     cr_assert_geq(g3, 0.036);
 
-    cJSON *steps = cJSON_GetObjectItem(rep, "steps");
-    cJSON *f = cJSON_GetArrayItem(steps, 0), *g = cJSON_GetArrayItem(steps, 1);
+    cJSON *f = step_at(rep, 0), *g = step_at(rep, 1);
     cr_assert_eq(cJSON_GetObjectItem(f, "attempts")->valueint, 4);
     cr_assert(ok_at(f));
     cr_assert_eq(cJSON_GetObjectItem(f, "result")->valueint, 4);
@@ -428,8 +427,7 @@ Test(plan, parallel_fanout_bounded)
     cr_assert_eq(T.nlog, 4);
     cr_assert_str_eq(T.log[3], "esc");
     cr_assert_leq(atomic_load(&T.max_running), 3);
-    cJSON *steps = cJSON_GetObjectItem(rep, "steps");
-    fan = cJSON_GetArrayItem(steps, 0);
+    fan = step_at(rep, 0);
     cr_assert(!ok_at(fan));
     cr_assert_not_null(strstr(str_at(fan, "error"), "step 'b'"));
     cJSON_Delete(rep);
@@ -524,8 +522,7 @@ Test(plan, wait_step_and_timeout)
     double t0 = mono_s();
     cJSON *rep = run_ok(p, &ops);
     cr_assert_geq(mono_s() - t0, 0.02 + 0.01);
-    cJSON *steps = cJSON_GetObjectItem(rep, "steps");
-    cJSON *w = cJSON_GetArrayItem(steps, 0), *x = cJSON_GetArrayItem(steps, 1);
+    cJSON *w = step_at(rep, 0), *x = step_at(rep, 1);
     cr_assert_geq(cJSON_GetObjectItem(cJSON_GetObjectItem(w, "result"), "waited_s")->valuedouble,
                   0.02);
     cr_assert(!ok_at(x));

@@ -119,6 +119,8 @@ static const setting settings[] = {
     {"QG_SIGNAL_REMEMBER", "true", "write each analysis into the memory collection analyses"},
     {"QG_SIGNAL_REMEMBER_QUEUE", "10000",
      "analyses waiting for the rememberer before the workers wait for it"},
+    {"QG_SIGNAL_NOTIFY_QUEUE", "10000",
+     "signals whose alert is with the notifier before the workers wait for it"},
     {"QG_SIGNAL_AI_PLANS", "true", "run the plan an analysis returns"},
     {"QG_SIGNAL_PLAN", "", "JSON plan run for every signal when the analysis has none"},
     {"QG_ZONEINFO_DIR", "/usr/share/zoneinfo", "where the TZif time-zone files are"},
@@ -140,8 +142,8 @@ static const setting settings[] = {
     {"QG_NOTIFY_RETRY_AFTER_MAX_S", "60", "cap of a wait a 429 asks for, seconds"},
     {"QG_NOTIFY_TIMEOUT_MS", "10000", "one notification attempt's time limit"},
     {"QG_NOTIFY_MERGE_MAX", "20",
-     "most alerts one chat message carries when they queue for a busy target (1 = every alert "
-     "its own message)"},
+     "most alerts one chat message carries when they queue behind the message on its way (1 = "
+     "every alert its own message)"},
     {"QG_ARGON2_FAST", "", "1: cheap password hashing, for tests only"},
 };
 

@@ -1,35 +1,40 @@
 /*
  * notify.c - the notifier core: configuration, targets, the alert text,
- * and delivery with retries, in parallel across targets.
+ * and delivery with retries, one lane per target.
  *
- * One qg_notify_send runs every target's transfers on the calling thread
- * through one curl multi handle: each target is a small state machine
- * (waiting until next_at -> in flight -> done or waiting again), and the
- * loop sleeps in curl_multi_poll until a transfer progresses or the next
- * retry is due, waking at least every QG_NOTIFY_TICK_MS to notice `stop`.
- * Backoff is base * 2^(attempt-1), capped at retry_max_ms, with "equal
- * jitter" (half fixed, half random) so many workers retrying after one
- * outage do not hit the receiver in lockstep. A 429's retry_after replaces
- * the backoff (capped at retry_after_max_s).
+ * Lanes: every target has a queue and a thread of its own (qg-notify).
+ * qg_notify_post puts an alert's text on the lane of each wanted target
+ * and returns; the lane's thread sends the queue oldest first, one batch
+ * at a time, through its own curl multi handle (so connections stay
+ * alive between messages), and the last target to finish an alert hands
+ * its records to the poster's callback. qg_notify_send is a post and a
+ * wait for that callback. A batch's transfers are small state machines
+ * (waiting until next_at -> in flight -> done or waiting again); the
+ * thread sleeps in curl_multi_poll until a transfer progresses or the
+ * next retry is due, waking at least every QG_NOTIFY_TICK_MS to notice
+ * stopped callers. Backoff is base * 2^(attempt-1), capped at
+ * retry_max_ms, with "equal jitter" (half fixed, half random) so the
+ * lanes retrying after one outage do not hit the receiver in lockstep. A
+ * 429's retry_after replaces the backoff (capped at retry_after_max_s).
  *
- * Merging: each chat target (Telegram, Slack, Discord) has a lane. While a
- * send to the target waits to retry (a 429's retry_after, a 5xx's
- * backoff), the lane is held: alerts for that target queue on it instead
- * of each going out and hitting the same limit. When the hold ends, the
- * caller of the oldest queued alert sends the queue as few messages as it
- * takes (as many texts as fit the platform's limit and QG_NOTIFY_MERGE_MAX,
- * joined by a blank line, one batch at a time, in order); the callers of
- * the other texts wait for that message's outcome, which becomes their
- * delivery record. Otherwise every alert is sent at once on its own, as
- * before: waiting to merge when nothing holds the target would only idle
- * the workers. The generic webhook carries one signal object per request,
- * so it never merges.
+ * Merging: a chat target (Telegram, Slack, Discord) has one message on
+ * its way at a time, retries included. An alert for an idle chat goes
+ * out at once, alone; the alerts that arrive while a message is on its
+ * way (an answer pending, a 429's retry_after, a 5xx's backoff) queue,
+ * and the next message carries as many of them as fit the platform's
+ * length limit and QG_NOTIFY_MERGE_MAX, joined by a blank line. Each
+ * alert's record is its message's outcome. So a chat receives its alerts
+ * in order, a quiet chat gets each at once and a busy one gets them
+ * batched (group commit for messages: no timer, a batch is what queued
+ * during one round trip), and a slow or limited chat never holds the
+ * caller's thread. The generic webhook carries one signal object per
+ * request, so it never merges: its lane sends up to QG_NOTIFY_TARGETS_MAX
+ * queued alerts in parallel, as does every lane when merging is off.
  *
- * Handles: each calling thread gets its own multi handle and easy handles
- * (a qg_notify_tctx, made on the thread's first send and kept on the
- * notifier's list, freed with it), so connections stay in that multi
- * handle's cache and the next message reuses them (keep-alive) without any
- * locking on the send path.
+ * Stopping: a caller's stop flag fails its alerts still queued (within a
+ * tick) and abandons a message on its way once every caller whose alert
+ * it carries stopped; qg_notify_free abandons everything ("shutting
+ * down") and joins the lanes, so every callback has run when it returns.
  *
  * Secrets: the bot token and the webhook URLs exist only in the target
  * table and in the URL handed to curl; targets are shown masked, errors are
@@ -221,13 +226,14 @@ out:
     return rc;
 }
 
+static qg_status lanes_start(qg_notify *n, qg_error *err);
+
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
 static CURLcode curl_init_rc;
 static void curl_init(void)
 {
     curl_init_rc = curl_global_init(CURL_GLOBAL_ALL);
 }
-static atomic_uint_fast64_t next_gen = 1;
 
 qg_status qg_notify_new(const qg_notify_config *cfg, qg_notify **out, qg_error *err)
 {
@@ -239,10 +245,7 @@ qg_status qg_notify_new(const qg_notify_config *cfg, qg_notify **out, qg_error *
     if (sodium_init() < 0) return qg_error_set(err, QG_EINTERNAL, "notify: sodium_init failed");
 
     qg_notify *n = qg_xcalloc(1, sizeof *n);
-    pthread_mutex_init(&n->lock, NULL);
-    pthread_mutex_init(&n->lane_mu, NULL);
     n->merge_max = cfg->merge_max ? cfg->merge_max : QG_NOTIFY_MERGE_DEFAULT;
-    n->gen = atomic_fetch_add(&next_gen, 1);
     n->retries = cfg->retries;
     n->retry_base_ms = cfg->retry_base_ms;
     n->retry_max_ms = cfg->retry_max_ms;
@@ -318,6 +321,7 @@ qg_status qg_notify_new(const qg_notify_config *cfg, qg_notify **out, qg_error *
         (rc = add_targets(n, QG_NCH_DISCORD, "QG_DISCORD_WEBHOOK_URL", cfg->discord_urls, err)) ||
         (rc = add_targets(n, QG_NCH_WEBHOOK, "QG_NOTIFY_WEBHOOK_URL", cfg->webhook_urls, err)))
         goto out;
+    rc = lanes_start(n, err);
 out:
     if (rc) {
         qg_notify_free(n);
@@ -337,62 +341,6 @@ bool qg_notify_reads_extra(const qg_notify *n)
     for (size_t i = 0; n && i < n->ntargets; i++)
         if (backends[n->targets[i].chan]->reads_extra) return true;
     return false;
-}
-
-/* ------------------------------------------------------ per-thread handles */
-
-struct qg_notify_tctx {
-    qg_notify_tctx *next;
-    pthread_t owner;
-    CURLM *multi;
-    CURL *easy[QG_NOTIFY_TARGETS_MAX];
-};
-
-static _Thread_local struct {
-    uint64_t gen;
-    qg_notify_tctx *ctx;
-} tls_ctx;
-
-/* The calling thread's handles for n (made on first use). */
-static qg_notify_tctx *tctx_get(qg_notify *n)
-{
-    if (tls_ctx.gen == n->gen && tls_ctx.ctx) return tls_ctx.ctx;
-    pthread_t self = pthread_self();
-    qg_notify_tctx *c = NULL;
-    pthread_mutex_lock(&n->lock);
-    for (c = n->tctxs; c; c = c->next)
-        if (pthread_equal(c->owner, self)) break;
-    if (!c) {
-        c = qg_xcalloc(1, sizeof *c);
-        c->owner = self;
-        c->multi = curl_multi_init();
-        c->next = n->tctxs;
-        n->tctxs = c;
-    }
-    pthread_mutex_unlock(&n->lock);
-    tls_ctx.gen = n->gen;
-    tls_ctx.ctx = c;
-    return c;
-}
-
-void qg_notify_free(qg_notify *n)
-{
-    if (!n) return;
-    for (qg_notify_tctx *c = n->tctxs, *next; c; c = next) {
-        next = c->next;
-        for (int i = 0; i < QG_NOTIFY_TARGETS_MAX; i++)
-            if (c->easy[i]) curl_easy_cleanup(c->easy[i]);
-        if (c->multi) curl_multi_cleanup(c->multi);
-        free(c);
-    }
-    for (size_t i = 0; i < n->ntargets; i++) free(n->targets[i].dest);
-    if (n->tg_token) sodium_memzero(n->tg_token, strlen(n->tg_token));
-    free(n->tg_token);
-    free(n->tg_api);
-    free(n->tg_parse_mode);
-    pthread_mutex_destroy(&n->lock);
-    pthread_mutex_destroy(&n->lane_mu);
-    free(n);
 }
 
 /* --------------------------------------------------------------- helpers */
@@ -531,18 +479,71 @@ char *qg_notify_format(const qg_notify_msg *m)
 
 /* ------------------------------------------------------------- delivery */
 
+/* One alert's text for one target, queued on the target's lane. */
+struct qg_notify_item {
+    qg_notify_item *next;
+    struct post_state *post;
+    qg_delivery *rec; /* the post's record for this target */
+    size_t target;    /* index in n->targets */
+    char *text;       /* merging targets: capped for the backend (owned) */
+    size_t units;     /* its length in UTF-16 units */
+    char *url, *body; /* other targets: the POST, built when posted (owned) */
+    const char *build_error;
+};
+
+/* One qg_notify_post's state: its records, and what to call when all are final. */
+typedef struct post_state {
+    atomic_bool *stop; /* the caller's (may be NULL) */
+    char why_stop[128];
+    qg_notify_done_fn done;
+    void *done_ud;
+    atomic_size_t left; /* items not yet final */
+    size_t nrec;
+    qg_delivery *rec;     /* [nrec], in the same allocation */
+    qg_notify_item *item; /* [nrec], likewise */
+} post_state;
+
+static bool post_stopped(const post_state *p)
+{
+    return p->stop && atomic_load(p->stop);
+}
+
+/* The item's record is final: frees what it owned, and the last item of a
+ * post hands the records to the post's callback. */
+static void item_done(qg_notify_item *it)
+{
+    free(it->text);
+    if (it->url) sodium_memzero(it->url, strlen(it->url)); /* may hold the token */
+    free(it->url);
+    free(it->body);
+    it->text = it->url = it->body = NULL;
+    post_state *p = it->post;
+    if (atomic_fetch_sub(&p->left, 1) != 1) return;
+    p->done(p->done_ud, p->rec, p->nrec);
+    free(p);
+}
+
+/* A queued item that never went out (its caller stopped, or the notifier
+ * is closing). */
+static void item_abandon(qg_notify *n, qg_notify_item *it, const char *why)
+{
+    snprintf(it->rec->error, sizeof it->rec->error, "%s", why);
+    it->rec->at_ms = qg_time_now_ms();
+    atomic_fetch_add(&n->failed[n->targets[it->target].chan], 1);
+    item_done(it);
+}
+
 typedef struct job {
     qg_notify_chan chan;
-    const char *dest;
     char *url, *body;
     CURL *easy;
     qg_buf resp;
     char retry_after[64];
     bool in_flight, done;
     int64_t next_at;
-    size_t alerts;        /* alerts this message carries (merged ones), for the counters */
-    qg_notify_lane *lane; /* the target's lane when it merges, else NULL */
-    bool holding;         /* this job's retry wait holds the lane */
+    size_t alerts; /* alerts this message carries (merged ones), for the counters */
+    qg_notify_item **items;
+    size_t nitems;
     qg_delivery *rec;
 } job;
 
@@ -615,12 +616,9 @@ static void job_start(qg_notify *n, CURLM *multi, struct curl_slist *hdrs, job *
     curl_multi_add_handle(multi, e);
 }
 
-static void lane_hold(qg_notify *n, job *j, bool hold);
-
 static void job_finish(qg_notify *n, job *j, bool ok, const char *error)
 {
     j->done = true;
-    if (j->holding) lane_hold(n, j, false);
     j->rec->ok = ok;
     j->rec->at_ms = qg_time_now_ms();
     if (j->alerts > 1) atomic_fetch_add(&n->merged[j->chan], j->alerts);
@@ -668,7 +666,6 @@ static void job_done(qg_notify *n, job *j, CURLcode res)
         wait = backoff_ms(n, j->rec->attempts);
     }
     j->next_at = qg_time_now_ms() + wait;
-    if (j->lane && !j->holding) lane_hold(n, j, true);
     /* Kept so a final "shutting down" still says what went wrong. */
     snprintf(j->rec->error, sizeof j->rec->error, "%s", v.error);
     scrub(n, j->rec->error, sizeof j->rec->error);
@@ -687,22 +684,33 @@ static void record_init(qg_delivery *d, const qg_notify_target *t)
 /* One message to one target for run_jobs. */
 typedef struct send_item {
     const qg_notify_target *t;
-    const char *text;       /* capped for t's backend */
-    const qg_notify_msg *m; /* what the backend builds from besides the text
-                               (the generic webhook's signal object) */
-    size_t alerts;          /* alerts merged into text (1 when alone) */
-    qg_notify_lane *lane;   /* t's lane when t merges, else NULL */
-    qg_delivery *rec;       /* filled with the outcome */
+    char *url, *body;        /* the POST (run_jobs frees them); url NULL when building failed */
+    const char *build_error; /* why url is NULL */
+    size_t alerts;           /* alerts merged into it (1 when alone) */
+    qg_notify_item **items;  /* the queued alerts it carries; none for a direct send */
+    size_t nitems;
+    qg_delivery *rec; /* filled with the outcome */
 } send_item;
 
-/* Runs items[0..nj) to the end (or until *stop), in parallel. Returns
- * QG_OK when all were delivered. A stop abandons the transfers in flight
- * or waiting to retry; why_stop says why in their errors ("shutting down",
- * or a caller's deadline). */
-static qg_status run_jobs(qg_notify *n, const send_item *items, size_t nj, atomic_bool *stop,
-                          const char *why_stop)
+/* Why a job must be abandoned now, or NULL: the notifier is closing, or
+ * every caller whose alert it carries stopped. */
+static const char *job_stop_reason(const qg_notify *n, const job *j)
 {
-    qg_notify_tctx *ctx = tctx_get(n);
+    if (atomic_load(&n->closing)) return "shutting down";
+    if (!j->nitems) return NULL;
+    for (size_t i = 0; i < j->nitems; i++)
+        if (!post_stopped(j->items[i]->post)) return NULL;
+    return j->items[0]->post->why_stop;
+}
+
+static void lane_sweep(qg_notify_lane *l);
+
+/* Runs items[0..nj) to the end, in parallel, on the handles given (made
+ * when NULL). A job is abandoned when job_stop_reason says so; lane (may
+ * be NULL) is swept for stopped callers every QG_NOTIFY_TICK_MS meanwhile. */
+static void run_jobs(qg_notify *n, CURLM *multi, CURL **easy, send_item *items, size_t nj,
+                     qg_notify_lane *lane)
+{
     job jobs[QG_NOTIFY_TARGETS_MAX];
     memset(jobs, 0, sizeof jobs);
     struct curl_slist *hdrs = curl_slist_append(NULL, "Content-Type: application/json");
@@ -713,21 +721,18 @@ static qg_status run_jobs(qg_notify *n, const send_item *items, size_t nj, atomi
     for (size_t i = 0; i < nj; i++) {
         job *j = &jobs[i];
         j->chan = items[i].t->chan;
-        j->dest = items[i].t->dest;
         j->alerts = items[i].alerts;
-        j->lane = items[i].lane;
+        j->items = items[i].items;
+        j->nitems = items[i].nitems;
         j->rec = items[i].rec;
+        j->url = items[i].url;
+        j->body = items[i].body;
         record_init(j->rec, items[i].t);
         qg_buf_init(&j->resp, QG_NOTIFY_RESP_MAX + 1);
-        if (!ctx->easy[i]) ctx->easy[i] = curl_easy_init();
-        j->easy = ctx->easy[i];
-        const qg_notify_backend *be = backends[j->chan];
-        qg_status brc = j->easy
-                            ? be->build(n, j->dest, items[i].text, items[i].m, &j->url, &j->body)
-                            : QG_ENOMEM;
-        if (brc) {
-            job_finish(n, j, false,
-                       brc == QG_EINVAL ? "TELEGRAM_BOT_TOKEN is not set" : "out of memory");
+        if (!easy[i]) easy[i] = curl_easy_init();
+        j->easy = easy[i];
+        if (!j->url || !j->easy) {
+            job_finish(n, j, false, j->url ? "out of memory" : items[i].build_error);
             continue;
         }
         j->next_at = now;
@@ -735,58 +740,56 @@ static qg_status run_jobs(qg_notify *n, const send_item *items, size_t nj, atomi
     }
 
     while (pending > 0) {
-        if (stop && atomic_load(stop)) {
-            for (size_t i = 0; i < nj; i++) {
-                job *j = &jobs[i];
-                if (j->done) continue;
-                if (j->in_flight) curl_multi_remove_handle(ctx->multi, j->easy);
-                j->in_flight = false;
-                char why[256];
-                snprintf(why, sizeof why, "%s%s%s", why_stop, j->rec->error[0] ? " after: " : "",
-                         j->rec->error);
-                job_finish(n, j, false, why);
-            }
-            break;
+        for (size_t i = 0; i < nj; i++) {
+            job *j = &jobs[i];
+            const char *why_stop = j->done ? NULL : job_stop_reason(n, j);
+            if (!why_stop) continue;
+            if (j->in_flight) curl_multi_remove_handle(multi, j->easy);
+            j->in_flight = false;
+            char why[256];
+            snprintf(why, sizeof why, "%s%s%s", why_stop, j->rec->error[0] ? " after: " : "",
+                     j->rec->error);
+            job_finish(n, j, false, why);
+            pending--;
         }
+        if (pending == 0) break;
         now = qg_time_now_ms();
         int64_t wait = QG_NOTIFY_TICK_MS;
         for (size_t i = 0; i < nj; i++) {
             job *j = &jobs[i];
             if (j->done || j->in_flight) continue;
             if (j->next_at <= now)
-                job_start(n, ctx->multi, hdrs, j);
+                job_start(n, multi, hdrs, j);
             else if (j->next_at - now < wait)
                 wait = j->next_at - now;
         }
         int running = 0;
-        curl_multi_perform(ctx->multi, &running);
+        curl_multi_perform(multi, &running);
         CURLMsg *msg;
         int left;
         bool progressed = false;
-        while ((msg = curl_multi_info_read(ctx->multi, &left))) {
+        while ((msg = curl_multi_info_read(multi, &left))) {
             if (msg->msg != CURLMSG_DONE) continue;
             job *j = NULL;
             curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&j);
             CURLcode res = msg->data.result;
-            curl_multi_remove_handle(ctx->multi, msg->easy_handle);
+            curl_multi_remove_handle(multi, msg->easy_handle);
             job_done(n, j, res);
             if (j->done) pending--;
             progressed = true;
         }
+        if (lane) lane_sweep(lane);
         if (progressed || pending == 0) continue;
-        curl_multi_poll(ctx->multi, NULL, 0, (int)(wait > 0 ? wait : 1), NULL);
+        curl_multi_poll(multi, NULL, 0, (int)(wait > 0 ? wait : 1), NULL);
     }
 
-    qg_status rc = QG_OK;
     for (size_t i = 0; i < nj; i++) {
-        if (!jobs[i].rec->ok) rc = QG_EIO;
         if (jobs[i].url) sodium_memzero(jobs[i].url, strlen(jobs[i].url)); /* holds the token */
         free(jobs[i].url);
         free(jobs[i].body);
         qg_buf_free(&jobs[i].resp);
     }
     curl_slist_free_all(hdrs);
-    return rc;
 }
 
 /* ----------------------------------------------------------------- lanes */
@@ -794,189 +797,285 @@ static qg_status run_jobs(qg_notify *n, const send_item *items, size_t nj, atomi
 #define MERGE_SEP       "\n\n"
 #define MERGE_SEP_UNITS 2
 
-struct qg_notify_wait {
-    qg_notify_wait *next;
-    size_t target; /* index in n->targets */
-    char *text;    /* capped for the target's backend (owned by the caller) */
-    size_t units;  /* its length in UTF-16 units */
-    qg_delivery *rec;
-    pthread_cond_t *wake; /* the caller's: signalled when this is done or
-                             may be sent */
-    bool taken;           /* in a sender's batch: only that sender finishes it */
-    bool done;            /* rec holds the outcome */
-};
-
 static bool merges(const qg_notify *n, const qg_notify_target *t)
 {
     return n->merge_max > 1 && backends[t->chan]->merges;
 }
 
-/* Under lane_mu: the lane's queue may be sent now (nothing holds the
- * target and no batch of it is on its way). */
-static bool lane_free(const qg_notify_lane *l)
+/* Under l->mu: unlinks the queued items whose caller stopped onto *out
+ * (they are abandoned outside the lock: that may run callbacks). */
+static void unlink_stopped(qg_notify_lane *l, qg_notify_item **out)
 {
-    return l->held == 0 && l->senders == 0;
-}
-
-/* A job of a merging target entered (hold) or left (release) a retry
- * wait. When the last hold goes, the caller of the first queued text is
- * woken to send the queue. Called without lane_mu. */
-static void lane_hold(qg_notify *n, job *j, bool hold)
-{
-    pthread_mutex_lock(&n->lane_mu);
-    qg_notify_lane *l = j->lane;
-    l->held += hold ? 1 : -1;
-    j->holding = hold;
-    if (lane_free(l) && l->head) pthread_cond_signal(l->head->wake);
-    pthread_mutex_unlock(&n->lane_mu);
-}
-
-/* A sender's share of one lane: the waits it took, oldest first. */
-typedef struct lane_batch {
-    size_t target;
-    qg_notify_wait *w[QG_NOTIFY_MERGE_MAX_LIMIT];
-    size_t k;
-    char *text; /* the texts joined (owned; NULL when k == 1) */
-    qg_delivery rec;
-} lane_batch;
-
-/* Under lane_mu: takes the queued waits that fit one message. */
-static void take_batch(qg_notify *n, size_t target, lane_batch *b)
-{
-    qg_notify_lane *l = &n->lanes[target];
-    size_t max = backends[n->targets[target].chan]->max_text, units = 0;
-    b->target = target;
-    b->k = 0;
-    b->text = NULL;
-    while (l->head && b->k < (size_t)n->merge_max) {
-        qg_notify_wait *w = l->head;
-        size_t add = w->units + (b->k ? MERGE_SEP_UNITS : 0);
-        if (b->k && units + add > max) break;
-        units += add;
-        w->taken = true;
-        b->w[b->k++] = w;
-        l->head = w->next;
-    }
-    if (!l->head) l->tail = NULL;
-    l->senders++;
-}
-
-/* Outside the lock: the batch's one text (the waits' texts stay theirs
- * until they are done, so reading them needs no lock). */
-static const char *batch_text(lane_batch *b)
-{
-    if (b->k == 1) return b->w[0]->text;
-    size_t len = 0;
-    for (size_t i = 0; i < b->k; i++) len += strlen(b->w[i]->text) + sizeof MERGE_SEP - 1;
-    char *t = qg_xmalloc(len + 1), *p = t;
-    for (size_t i = 0; i < b->k; i++) {
-        if (i) p = stpcpy(p, MERGE_SEP);
-        p = stpcpy(p, b->w[i]->text);
-    }
-    b->text = t;
-    return t;
-}
-
-/* Under lane_mu: hands the outcome to every wait of the batch and wakes
- * the caller of the next queued text, if any, to send the rest. Each
- * caller is woken only when there is something for it to do. */
-static void finish_batch(qg_notify *n, lane_batch *b)
-{
-    for (size_t i = 0; i < b->k; i++) {
-        *b->w[i]->rec = b->rec;
-        b->w[i]->done = true;
-        pthread_cond_signal(b->w[i]->wake);
-    }
-    qg_notify_lane *l = &n->lanes[b->target];
-    l->senders--;
-    if (lane_free(l) && l->head) pthread_cond_signal(l->head->wake);
-    free(b->text);
-    b->text = NULL;
-}
-
-/* Under lane_mu, when stopping: a wait no sender took fails here. */
-static void abandon_wait(qg_notify *n, qg_notify_wait *w, const char *why_stop)
-{
-    qg_notify_lane *l = &n->lanes[w->target];
-    qg_notify_wait *prev = NULL;
-    for (qg_notify_wait *x = l->head; x; prev = x, x = x->next) {
-        if (x != w) continue;
-        if (prev)
-            prev->next = w->next;
-        else
-            l->head = w->next;
-        if (l->tail == w) l->tail = prev;
-        break;
-    }
-    record_init(w->rec, &n->targets[w->target]);
-    snprintf(w->rec->error, sizeof w->rec->error, "%s", why_stop);
-    w->rec->at_ms = qg_time_now_ms();
-    atomic_fetch_add(&n->failed[n->targets[w->target].chan], 1);
-    w->done = true;
-}
-
-/* Sends the direct items, then sends or waits for the caller's queued
- * texts: it sends a lane's queue itself when the lane is free, else waits
- * until its texts went out in another caller's batch or it is woken to
- * send. Returns once every text is done. */
-static void run_lanes(qg_notify *n, const send_item *direct, size_t nd, qg_notify_wait *waits,
-                      size_t nw, pthread_cond_t *wake, atomic_bool *stop, const char *why_stop)
-{
-    if (nd) (void)run_jobs(n, direct, nd, stop, why_stop);
-    pthread_mutex_lock(&n->lane_mu);
-    for (;;) {
-        lane_batch batches[QG_NOTIFY_TARGETS_MAX];
-        size_t nb = 0;
-        bool all_done = true;
-        for (size_t i = 0; i < nw; i++) {
-            qg_notify_wait *w = &waits[i];
-            if (w->done) continue;
-            all_done = false;
-            if (!w->taken && lane_free(&n->lanes[w->target]))
-                take_batch(n, w->target, &batches[nb++]);
+    qg_notify_item **pp = &l->head, *last = NULL;
+    while (*pp) {
+        qg_notify_item *it = *pp;
+        if (post_stopped(it->post)) {
+            *pp = it->next;
+            it->next = *out;
+            *out = it;
+            l->queued--;
+        } else {
+            last = it;
+            pp = &it->next;
         }
-        if (nb) {
-            pthread_mutex_unlock(&n->lane_mu);
-            /* The chat backends build from the text alone: a merged
-             * one carries several signals. */
-            static const qg_notify_msg text_only = {.text = ""};
-            send_item items[QG_NOTIFY_TARGETS_MAX];
-            for (size_t i = 0; i < nb; i++)
-                items[i] = (send_item){.t = &n->targets[batches[i].target],
-                                       .text = batch_text(&batches[i]),
-                                       .m = &text_only,
-                                       .alerts = batches[i].k,
-                                       .lane = &n->lanes[batches[i].target],
-                                       .rec = &batches[i].rec};
-            (void)run_jobs(n, items, nb, stop, why_stop);
-            pthread_mutex_lock(&n->lane_mu);
-            for (size_t i = 0; i < nb; i++) finish_batch(n, &batches[i]);
+    }
+    l->tail = last;
+}
+
+static void abandon_list(qg_notify *n, qg_notify_item *list)
+{
+    for (qg_notify_item *it = list, *next; it; it = next) {
+        next = it->next;
+        item_abandon(n, it, it->post->why_stop);
+    }
+}
+
+/* On the lane thread while a message is on its way: a caller whose alert
+ * still queues behind it and who stopped gets its answer now, not when
+ * the message is done. At most once per tick: the queue may be long. */
+static void lane_sweep(qg_notify_lane *l)
+{
+    int64_t now = qg_time_now_ms();
+    if (now - l->swept_at < QG_NOTIFY_TICK_MS) return;
+    l->swept_at = now;
+    qg_notify_item *stopped = NULL;
+    pthread_mutex_lock(&l->mu);
+    unlink_stopped(l, &stopped);
+    pthread_mutex_unlock(&l->mu);
+    abandon_list(l->n, stopped);
+}
+
+/* Under l->mu: the oldest items that go out together. A merging target
+ * takes as many texts as fit one message (the platform's length limit
+ * and QG_NOTIFY_MERGE_MAX); another takes up to QG_NOTIFY_TARGETS_MAX
+ * items, each its own request, sent in parallel. Stopped callers' items
+ * met on the way go to *stopped. */
+static size_t take_batch(qg_notify_lane *l, qg_notify_item **out, qg_notify_item **stopped)
+{
+    qg_notify *n = l->n;
+    const qg_notify_target *t = &n->targets[l->target];
+    bool merging = merges(n, t);
+    size_t max_items = merging ? (size_t)n->merge_max : QG_NOTIFY_TARGETS_MAX;
+    size_t k = 0, units = 0, max = backends[t->chan]->max_text;
+    while (l->head && k < max_items) {
+        qg_notify_item *it = l->head;
+        if (post_stopped(it->post)) {
+            l->head = it->next;
+            l->queued--;
+            it->next = *stopped;
+            *stopped = it;
             continue;
         }
-        if (all_done) break;
-        if (stop && atomic_load(stop)) {
-            bool abandoned = false;
-            for (size_t i = 0; i < nw; i++)
-                if (!waits[i].done && !waits[i].taken) {
-                    abandon_wait(n, &waits[i], why_stop);
-                    abandoned = true;
-                }
-            if (abandoned) continue;
-            /* The taken ones: their sender stops soon too and needs
-             * lane_mu to hand over the outcome, so wait, not spin. */
+        if (merging) {
+            size_t add = it->units + (k ? MERGE_SEP_UNITS : 0);
+            if (k && units + add > max) break;
+            units += add;
         }
-        struct timespec until = qg_time_deadline(CLOCK_MONOTONIC, QG_NOTIFY_TICK_MS);
-        pthread_cond_timedwait(wake, &n->lane_mu, &until);
+        out[k++] = it;
+        l->head = it->next;
+        l->queued--;
     }
-    pthread_mutex_unlock(&n->lane_mu);
+    if (!l->head) l->tail = NULL;
+    return k;
 }
 
-/* Under lane_mu: a merging target's text queues while the target is held
- * or has a queue (so it goes out after the older ones, merged with them);
- * otherwise it is sent at once. */
-static bool must_queue(const qg_notify_lane *l)
+/* Sends one batch and hands every item its outcome. */
+static void send_batch(qg_notify_lane *l, qg_notify_item **b, size_t k)
 {
-    return !lane_free(l) || l->head;
+    qg_notify *n = l->n;
+    const qg_notify_target *t = &n->targets[l->target];
+    send_item items[QG_NOTIFY_TARGETS_MAX];
+    qg_delivery recs[QG_NOTIFY_TARGETS_MAX];
+    size_t nj = 0;
+    if (merges(n, t)) {
+        /* One message: the texts joined by a blank line. The chat
+         * backends build from the text alone. */
+        size_t len = 0;
+        for (size_t i = 0; i < k; i++) len += strlen(b[i]->text) + sizeof MERGE_SEP - 1;
+        char *text = qg_xmalloc(len + 1), *p = text;
+        for (size_t i = 0; i < k; i++) {
+            if (i) p = stpcpy(p, MERGE_SEP);
+            p = stpcpy(p, b[i]->text);
+        }
+        static const qg_notify_msg text_only = {.text = ""};
+        items[0] = (send_item){.t = t, .alerts = k, .items = b, .nitems = k, .rec = &recs[0]};
+        if (backends[t->chan]->build(n, t->dest, text, &text_only, &items[0].url, &items[0].body))
+            items[0].build_error = "out of memory";
+        free(text);
+        nj = 1;
+    } else {
+        for (size_t i = 0; i < k; i++) {
+            items[i] = (send_item){.t = t,
+                                   .url = b[i]->url,
+                                   .body = b[i]->body,
+                                   .build_error = b[i]->build_error,
+                                   .alerts = 1,
+                                   .items = &b[i],
+                                   .nitems = 1,
+                                   .rec = &recs[i]};
+            b[i]->url = b[i]->body = NULL; /* run_jobs frees them */
+        }
+        nj = k;
+    }
+    run_jobs(n, l->multi, l->easy, items, nj, l);
+    for (size_t i = 0; i < k; i++) {
+        *b[i]->rec = recs[nj == 1 ? 0 : i];
+        item_done(b[i]);
+    }
+}
+
+/* A lane's thread: sends its queue, oldest first, one batch at a time, so
+ * a chat gets its alerts in order and a busy one gets them merged. */
+static void *lane_main(void *arg)
+{
+    qg_notify_lane *l = arg;
+    pthread_setname_np(pthread_self(), "qg-notify");
+    for (;;) {
+        qg_notify_item *b[QG_NOTIFY_TARGETS_MAX > QG_NOTIFY_MERGE_MAX_LIMIT
+                              ? QG_NOTIFY_TARGETS_MAX
+                              : QG_NOTIFY_MERGE_MAX_LIMIT];
+        qg_notify_item *stopped = NULL;
+        pthread_mutex_lock(&l->mu);
+        while (!l->head && !atomic_load(&l->n->closing)) pthread_cond_wait(&l->cv, &l->mu);
+        if (!l->head) {
+            pthread_mutex_unlock(&l->mu);
+            break;
+        }
+        size_t k = take_batch(l, b, &stopped);
+        pthread_mutex_unlock(&l->mu);
+        abandon_list(l->n, stopped);
+        if (k) send_batch(l, b, k);
+    }
+    return NULL;
+}
+
+static void lane_push(qg_notify_lane *l, qg_notify_item *it)
+{
+    pthread_mutex_lock(&l->mu);
+    it->next = NULL;
+    bool was_empty = !l->head;
+    if (l->tail)
+        l->tail->next = it;
+    else
+        l->head = it;
+    l->tail = it;
+    l->queued++;
+    if (was_empty) pthread_cond_signal(&l->cv);
+    pthread_mutex_unlock(&l->mu);
+}
+
+static qg_status lanes_start(qg_notify *n, qg_error *err)
+{
+    for (size_t i = 0; i < n->ntargets; i++) {
+        qg_notify_lane *l = &n->lanes[i];
+        l->n = n;
+        l->target = i;
+        pthread_mutex_init(&l->mu, NULL);
+        pthread_cond_init(&l->cv, NULL);
+        l->multi = curl_multi_init();
+        if (!l->multi) return qg_error_set(err, QG_ENOMEM, "notify: curl_multi_init failed");
+        int e = pthread_create(&l->thread, NULL, lane_main, l);
+        if (e) return qg_error_set(err, QG_EINTERNAL, "notify: pthread_create: %s", strerror(e));
+        l->started = true;
+    }
+    return QG_OK;
+}
+
+void qg_notify_free(qg_notify *n)
+{
+    if (!n) return;
+    /* Each lane sends what is queued as abandoned ("shutting down") and
+     * exits; every post's callback has run once the threads are joined. */
+    atomic_store(&n->closing, true);
+    for (size_t i = 0; i < n->ntargets; i++) {
+        qg_notify_lane *l = &n->lanes[i];
+        if (!l->n) continue;
+        pthread_mutex_lock(&l->mu);
+        pthread_cond_broadcast(&l->cv);
+        pthread_mutex_unlock(&l->mu);
+        if (l->started) pthread_join(l->thread, NULL);
+        for (int k = 0; k < QG_NOTIFY_TARGETS_MAX; k++)
+            if (l->easy[k]) curl_easy_cleanup(l->easy[k]);
+        if (l->multi) curl_multi_cleanup(l->multi);
+        pthread_mutex_destroy(&l->mu);
+        pthread_cond_destroy(&l->cv);
+    }
+    for (size_t i = 0; i < n->ntargets; i++) free(n->targets[i].dest);
+    if (n->tg_token) sodium_memzero(n->tg_token, strlen(n->tg_token));
+    free(n->tg_token);
+    free(n->tg_api);
+    free(n->tg_parse_mode);
+    free(n);
+}
+
+/* ------------------------------------------------------------- posting */
+
+qg_status qg_notify_post(qg_notify *n, const qg_notify_msg *m, qg_notify_want_fn want, void *ud,
+                         atomic_bool *stop, qg_notify_done_fn done, void *done_ud)
+{
+    size_t target[QG_NOTIFY_TARGETS_MAX], nj = 0;
+    for (size_t i = 0; n && i < n->ntargets; i++)
+        if (!want || want(ud, backends[n->targets[i].chan]->channel, n->targets[i].key))
+            target[nj++] = i;
+    if (nj == 0) {
+        done(done_ud, NULL, 0);
+        return QG_OK;
+    }
+    post_state *p = qg_xcalloc(1, sizeof *p + nj * (sizeof *p->rec + sizeof *p->item));
+    p->rec = (qg_delivery *)(p + 1);
+    p->item = (qg_notify_item *)(p->rec + nj);
+    p->nrec = nj;
+    p->stop = stop;
+    snprintf(p->why_stop, sizeof p->why_stop, "%s",
+             m->stop_reason ? m->stop_reason : "shutting down");
+    p->done = done;
+    p->done_ud = done_ud;
+    atomic_init(&p->left, nj);
+    char *text = qg_notify_format(m);
+    for (size_t k = 0; k < nj; k++) {
+        const qg_notify_target *t = &n->targets[target[k]];
+        qg_notify_item *it = &p->item[k];
+        it->post = p;
+        it->rec = &p->rec[k];
+        it->target = target[k];
+        record_init(it->rec, t);
+        char *capped = cap_text_units(text, backends[t->chan]->max_text, &it->units);
+        if (merges(n, t)) {
+            it->text = capped;
+            continue;
+        }
+        /* Built now: the generic webhook's body carries m->extra, which
+         * is the caller's only until this returns. */
+        qg_status brc = backends[t->chan]->build(n, t->dest, capped, m, &it->url, &it->body);
+        if (brc)
+            it->build_error = brc == QG_EINVAL ? "TELEGRAM_BOT_TOKEN is not set" : "out of memory";
+        free(capped);
+    }
+    free(text);
+    /* The last push may finish the post on a lane thread at once: p is not
+     * touched after the loop. */
+    for (size_t k = 0; k < nj; k++) lane_push(&n->lanes[target[k]], &p->item[k]);
+    return QG_OK;
+}
+
+/* A blocking qg_notify_send's wait for its post. */
+typedef struct send_wait {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool done;
+    qg_delivery *out;
+    size_t n;
+} send_wait;
+
+static void send_woken(void *ud, const qg_delivery *d, size_t nd)
+{
+    send_wait *w = ud;
+    if (nd) memcpy(w->out, d, nd * sizeof *d);
+    pthread_mutex_lock(&w->mu);
+    w->n = nd;
+    w->done = true;
+    pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu); /* w may be gone after this */
 }
 
 qg_status qg_notify_send(qg_notify *n, const qg_notify_msg *m, qg_notify_want_fn want, void *ud,
@@ -984,63 +1083,19 @@ qg_status qg_notify_send(qg_notify *n, const qg_notify_msg *m, qg_notify_want_fn
 {
     *n_out = 0;
     if (!n) return QG_OK;
-    /* The wanted targets and their texts, outside the lanes' lock. */
-    size_t target[QG_NOTIFY_TARGETS_MAX], units[QG_NOTIFY_TARGETS_MAX];
-    char *capped[QG_NOTIFY_TARGETS_MAX];
-    char *text = NULL;
-    size_t nj = 0;
-    bool any_lane = false;
-    for (size_t i = 0; i < n->ntargets; i++) {
-        const qg_notify_target *t = &n->targets[i];
-        if (want && !want(ud, backends[t->chan]->channel, t->key)) continue;
-        if (!text) text = qg_notify_format(m);
-        capped[nj] = cap_text_units(text, backends[t->chan]->max_text, &units[nj]);
-        target[nj++] = i;
-        any_lane = any_lane || merges(n, t);
-    }
-    free(text);
-    if (nj == 0) return QG_OK;
-
-    send_item direct[QG_NOTIFY_TARGETS_MAX];
-    qg_notify_wait waits[QG_NOTIFY_TARGETS_MAX];
-    size_t nd = 0, nw = 0;
-    pthread_cond_t wake;
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&wake, &ca);
-    pthread_condattr_destroy(&ca);
-    if (any_lane) pthread_mutex_lock(&n->lane_mu);
-    for (size_t k = 0; k < nj; k++) {
-        const qg_notify_target *t = &n->targets[target[k]];
-        qg_notify_lane *l = merges(n, t) ? &n->lanes[target[k]] : NULL;
-        if (l && must_queue(l)) {
-            qg_notify_wait *w = &waits[nw++];
-            *w = (qg_notify_wait){.target = target[k],
-                                  .text = capped[k],
-                                  .units = units[k],
-                                  .rec = &out[k],
-                                  .wake = &wake};
-            if (l->tail)
-                l->tail->next = w;
-            else
-                l->head = w;
-            l->tail = w;
-        } else {
-            direct[nd++] = (send_item){
-                .t = t, .text = capped[k], .m = m, .alerts = 1, .lane = l, .rec = &out[k]};
-        }
-    }
-    if (any_lane) pthread_mutex_unlock(&n->lane_mu);
-    run_lanes(n, direct, nd, waits, nw, &wake, stop,
-              m->stop_reason ? m->stop_reason : "shutting down");
-    pthread_cond_destroy(&wake);
+    send_wait w = {.out = out};
+    pthread_mutex_init(&w.mu, NULL);
+    pthread_cond_init(&w.cv, NULL);
+    (void)qg_notify_post(n, m, want, ud, stop, send_woken, &w);
+    pthread_mutex_lock(&w.mu);
+    while (!w.done) pthread_cond_wait(&w.cv, &w.mu);
+    pthread_mutex_unlock(&w.mu);
+    pthread_mutex_destroy(&w.mu);
+    pthread_cond_destroy(&w.cv);
     qg_status rc = QG_OK;
-    for (size_t k = 0; k < nj; k++) {
+    for (size_t k = 0; k < w.n; k++)
         if (!out[k].ok) rc = QG_EIO;
-        free(capped[k]);
-    }
-    *n_out = nj;
+    *n_out = w.n;
     return rc;
 }
 
@@ -1062,10 +1117,23 @@ qg_status qg_notify_telegram_text(qg_notify *n, const char *chat_id, const char 
     snprintf(t.key, sizeof t.key, "%s", chat_id);
     qg_notify_msg m = {.text = text ? text : ""};
     char *capped = qg_notify_cap_text(m.text, backends[QG_NCH_TELEGRAM]->max_text);
-    send_item item = {.t = &t, .text = capped, .m = &m, .alerts = 1, .rec = out};
-    qg_status rc = run_jobs(n, &item, 1, NULL, "shutting down");
+    send_item item = {.t = &t, .alerts = 1, .rec = out};
+    if (backends[QG_NCH_TELEGRAM]->build(n, t.dest, capped, &m, &item.url, &item.body))
+        item.build_error = "out of memory";
     free(capped);
-    return rc;
+    /* A command's reply, not an alert: its own handles, outside the lanes. */
+    CURLM *multi = curl_multi_init();
+    CURL *easy[1] = {NULL};
+    if (!multi) {
+        free(item.url);
+        free(item.body);
+        snprintf(out->error, sizeof out->error, "out of memory");
+        return QG_ENOMEM;
+    }
+    run_jobs(n, multi, easy, &item, 1, NULL);
+    if (easy[0]) curl_easy_cleanup(easy[0]);
+    curl_multi_cleanup(multi);
+    return out->ok ? QG_OK : QG_EIO;
 }
 
 /* One counter labelled by channel. */
@@ -1100,8 +1168,21 @@ qg_status qg_notify_render_metrics(qg_notify *n, qg_buf *out)
     if (!rc)
         rc = render_per_channel(out, "quantgate_notify_merged_total",
                                 "Alerts that went out in one message with others (queued while "
-                                "a retry held the target).",
+                                "an earlier message to the target was on its way).",
                                 n->merged);
+    size_t queued = 0;
+    for (size_t i = 0; i < n->ntargets; i++) {
+        pthread_mutex_lock(&n->lanes[i].mu);
+        queued += n->lanes[i].queued;
+        pthread_mutex_unlock(&n->lanes[i].mu);
+    }
+    if (!rc)
+        rc = qg_buf_printf(out,
+                           "# HELP quantgate_notify_queued Alerts waiting on the targets' lanes "
+                           "for the message on its way.\n"
+                           "# TYPE quantgate_notify_queued gauge\n"
+                           "quantgate_notify_queued %zu\n",
+                           queued);
     if (!rc)
         rc = qg_buf_printf(out,
                            "# HELP quantgate_notify_targets Configured notification targets.\n"

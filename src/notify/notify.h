@@ -18,16 +18,17 @@
  * wire format. Secrets (the bot token, webhook URLs) never appear in logs,
  * errors or the delivery records: targets are shown masked.
  *
- * Merging: while a send to a chat target (Telegram, Slack, Discord) waits
- * to retry (429 or 5xx), alerts for that target queue instead of going out
- * into the same limit; when it recovers they go out joined as few
- * messages, up to the platform's length limit and QG_NOTIFY_MERGE_MAX
- * alerts each (default 20; 1 sends every alert on its own). Each alert
- * still gets its own delivery record (its message's outcome).
+ * Lanes and merging: each target has a queue and a thread that sends it
+ * in order. A chat target (Telegram, Slack, Discord) has one message on
+ * its way at a time; alerts that arrive meanwhile (while an answer is
+ * pending or a 429 or 5xx waits to retry) go out joined in the next
+ * message, up to the platform's length limit and QG_NOTIFY_MERGE_MAX
+ * alerts each (default 20; 1 sends every alert on its own, in parallel).
+ * Each alert still gets its own delivery record (its message's outcome).
  *
- * Threads: one qg_notify is shared; qg_notify_send blocks the calling
- * thread (a pipeline worker) and may run on many threads at once; each
- * thread reuses its own curl handle, so connections are kept alive.
+ * Threads: one qg_notify is shared. qg_notify_post returns at once and
+ * calls back on a lane thread; qg_notify_send blocks the calling thread
+ * until its alert is final. Both may run on many threads at once.
  */
 #ifndef QG_NOTIFY_NOTIFY_H
 #define QG_NOTIFY_NOTIFY_H
@@ -116,12 +117,25 @@ bool qg_notify_reads_extra(const qg_notify *n);
  * skips targets already delivered before a restart). */
 typedef bool (*qg_notify_want_fn)(void *ud, const char *channel, const char *key);
 
-/* Sends m to every target (in parallel across targets, each with its own
- * retries), blocking until all are finished or `stop` (may be NULL)
- * becomes true (then transfers in flight and remaining retries are
- * abandoned as failed: "shutting down", or m->stop_reason). Fills out[0..*n_out) (cap
- * QG_NOTIFY_TARGETS_MAX) with one record per target tried. Returns QG_OK when every tried target
- * was delivered, QG_EIO when at least one failed. */
+/* Called once an alert is final for every target it went to: d[0..n) is
+ * one record per target tried (n = 0 when none was wanted), valid only
+ * during the call. Runs on a lane thread (or on the posting thread when
+ * no target is wanted); it must not wait for the notifier. */
+typedef void (*qg_notify_done_fn)(void *ud, const qg_delivery *d, size_t n);
+
+/* Queues m for every wanted target (want is called now, on this thread)
+ * and returns; done(done_ud, ...) follows. m is copied: the caller may
+ * free it on return. `stop` (may be NULL; must outlive the post) set to
+ * true fails the alert where it still queues, and abandons a message on
+ * its way when every alert in it was stopped ("shutting down", or
+ * m->stop_reason, in the errors). */
+qg_status qg_notify_post(qg_notify *n, const qg_notify_msg *m, qg_notify_want_fn want, void *ud,
+                         atomic_bool *stop, qg_notify_done_fn done, void *done_ud);
+
+/* qg_notify_post that waits for the outcome: fills out[0..*n_out) (cap
+ * QG_NOTIFY_TARGETS_MAX) with one record per target tried. Returns QG_OK
+ * when every tried target was delivered, QG_EIO when at least one
+ * failed. */
 qg_status qg_notify_send(qg_notify *n, const qg_notify_msg *m, qg_notify_want_fn want, void *ud,
                          atomic_bool *stop, qg_delivery *out, size_t *n_out);
 
@@ -132,8 +146,9 @@ qg_status qg_notify_telegram_text(qg_notify *n, const char *chat_id, const char 
 
 /* Counters for /metrics: quantgate_notify_deliveries_total{channel,result}
  * (one per alert and target), quantgate_notify_attempts_total{channel}
- * (HTTP requests) and quantgate_notify_merged_total{channel} (alerts that
- * went out in a message with others). */
+ * (HTTP requests), quantgate_notify_merged_total{channel} (alerts that
+ * went out in a message with others) and quantgate_notify_queued (alerts
+ * waiting on the lanes). */
 qg_status qg_notify_render_metrics(qg_notify *n, qg_buf *out);
 
 #endif

@@ -15,6 +15,7 @@
 
 #include "notify/notify.h"
 
+#include <curl/curl.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -71,14 +72,21 @@ typedef struct qg_notify_target {
     char key[96];    /* qg_delivery.key */
 } qg_notify_target;
 
-typedef struct qg_notify_tctx qg_notify_tctx; /* one calling thread's curl handles */
-typedef struct qg_notify_wait qg_notify_wait; /* a caller's text queued on a lane */
+typedef struct qg_notify_item qg_notify_item; /* one alert's text queued for one target */
 
-/* A chat target's queue (notify.c, "Merging"); under lane_mu. */
+/* A target's queue and the thread that sends it (notify.c, "Lanes"). */
 typedef struct qg_notify_lane {
-    int held;                    /* sends to this target now in a retry wait (429, 5xx) */
-    int senders;                 /* callers sending a batch of the queue now (0 or 1) */
-    qg_notify_wait *head, *tail; /* texts waiting for the next message */
+    struct qg_notify *n;
+    size_t target;                     /* index in n->targets */
+    pthread_mutex_t mu;                /* guards the queue */
+    pthread_cond_t cv;                 /* an item arrived, or closing */
+    qg_notify_item *head, *tail;       /* oldest first */
+    size_t queued;                     /* items in the queue */
+    int64_t swept_at;                  /* last scan for stopped items (ms, lane thread only) */
+    CURLM *multi;                      /* the lane thread's handles: connections */
+    CURL *easy[QG_NOTIFY_TARGETS_MAX]; /* stay alive between messages */
+    pthread_t thread;
+    bool started;
 } qg_notify_lane;
 
 struct qg_notify {
@@ -89,13 +97,9 @@ struct qg_notify {
     size_t ntargets;
     int retries;
     int64_t retry_base_ms, retry_max_ms, retry_after_max_s, timeout_ms;
+    int merge_max; /* QG_NOTIFY_MERGE_MAX; 1 = every alert its own message */
 
-    uint64_t gen; /* distinguishes notifiers in the per-thread cache */
-    pthread_mutex_t lock;
-    qg_notify_tctx *tctxs; /* every thread's handles, freed with the notifier */
-
-    int merge_max;           /* QG_NOTIFY_MERGE_MAX; 1 = every alert its own message */
-    pthread_mutex_t lane_mu; /* guards lanes and the waits queued on them */
+    atomic_bool closing;                         /* qg_notify_free: lanes finish and exit */
     qg_notify_lane lanes[QG_NOTIFY_TARGETS_MAX]; /* by target index */
 
     atomic_uint_fast64_t delivered[QG_NCH__COUNT], failed[QG_NCH__COUNT], attempts[QG_NCH__COUNT];

@@ -179,12 +179,52 @@ static void *worker_main(void *arg)
         atomic_fetch_add(&p->in_flight, 1);
         pthread_mutex_unlock(&p->mu);
 
-        qg_pipeline_run_job(p, j);
-        release_after_commit(p, j->sig.id);
-        atomic_fetch_sub(&p->in_flight, 1);
-        qg_pjob_free(j);
+        if (qg_pipeline_run_job(p, j)) qg_pipeline_job_finished(p, j);
     }
     return NULL;
+}
+
+void qg_pipeline_job_finished(qg_pipeline *p, qg_pjob *j)
+{
+    release_after_commit(p, j->sig.id);
+    atomic_fetch_sub(&p->in_flight, 1);
+    qg_pjob_free(j);
+}
+
+void qg_pipeline_repush(qg_pipeline *p, qg_pjob *j)
+{
+    pthread_mutex_lock(&p->mu);
+    bool stopping = atomic_load(&p->stop);
+    if (!stopping) {
+        /* Its id is still in the set: it never left the pipeline. */
+        j->next = p->head;
+        p->head = j;
+        if (!p->tail) p->tail = j;
+        p->queued++;
+        atomic_fetch_sub(&p->in_flight, 1); /* a worker counts it again */
+        if (p->idle > 0) pthread_cond_signal(&p->cv);
+    }
+    pthread_mutex_unlock(&p->mu);
+    if (stopping) qg_pipeline_job_finished(p, j); /* resumable: the next start goes on */
+}
+
+bool qg_pipeline_post_room(qg_pipeline *p)
+{
+    pthread_mutex_lock(&p->mu);
+    while (p->posted >= p->cfg.notify_queue && !atomic_load(&p->stop))
+        pthread_cond_wait(&p->posted_cv, &p->mu);
+    bool ok = !atomic_load(&p->stop);
+    if (ok) p->posted++;
+    pthread_mutex_unlock(&p->mu);
+    return ok;
+}
+
+void qg_pipeline_posted_back(qg_pipeline *p)
+{
+    pthread_mutex_lock(&p->mu);
+    p->posted--;
+    pthread_cond_broadcast(&p->posted_cv);
+    pthread_mutex_unlock(&p->mu);
 }
 
 void qg_pipeline_enqueue(qg_pipeline *p, const qg_signal *s)
@@ -400,6 +440,14 @@ static void remembered(void *ud, qg_mem_pending *pa, bool ok)
     pthread_mutex_unlock(&p->rm_mu);
 }
 
+static size_t notify_posted(qg_pipeline *p)
+{
+    pthread_mutex_lock(&p->mu);
+    size_t n = p->posted;
+    pthread_mutex_unlock(&p->mu);
+    return n;
+}
+
 static size_t remember_queued(qg_pipeline *p)
 {
     pthread_mutex_lock(&p->rm_mu);
@@ -558,6 +606,7 @@ qg_status qg_pipeline_new(const qg_pipeline_config *cfg, qg_pipeline **out, qg_e
     qg_pipeline *p = qg_xcalloc(1, sizeof *p);
     p->cfg = *cfg;
     if (!p->cfg.remember_queue) p->cfg.remember_queue = QG_PIPE_REMEMBER_QUEUE;
+    if (!p->cfg.notify_queue) p->cfg.notify_queue = QG_PIPE_NOTIFY_QUEUE;
     p->owner_id = cfg->owner_id && *cfg->owner_id ? qg_xstrdup(cfg->owner_id) : NULL;
     p->model = qg_xstrdup(cfg->model ? cfg->model : "off");
     p->analyse_on = strcmp(p->model, "off") != 0 && strcmp(p->model, "none") != 0;
@@ -577,6 +626,7 @@ qg_status qg_pipeline_new(const qg_pipeline_config *cfg, qg_pipeline **out, qg_e
     pthread_mutex_init(&p->rm_mu, NULL);
     pthread_cond_init(&p->rm_cv, NULL);
     pthread_cond_init(&p->rm_room_cv, NULL);
+    pthread_cond_init(&p->posted_cv, NULL);
     if ((rc = load_state(p, err))) {
         qg_pipeline_free(p);
         return rc;
@@ -617,6 +667,12 @@ void qg_pipeline_free(qg_pipeline *p)
     pthread_cond_broadcast(&p->rm_room_cv);
     pthread_mutex_unlock(&p->rm_mu);
     for (int i = 0; i < p->nthreads; i++) pthread_join(p->threads[i], NULL);
+    /* The alerts still with the notifier: stopped now, so their lanes
+     * give them back within a tick (the jobs stay resumable). */
+    pthread_mutex_lock(&p->mu);
+    pthread_cond_broadcast(&p->posted_cv);
+    while (p->posted > 0) pthread_cond_wait(&p->posted_cv, &p->mu);
+    pthread_mutex_unlock(&p->mu);
     if (p->sweeper_started) pthread_join(p->sweeper, NULL);
     pthread_mutex_lock(&p->rm_mu);
     pthread_cond_broadcast(&p->rm_cv);
@@ -654,6 +710,7 @@ void qg_pipeline_free(qg_pipeline *p)
     pthread_mutex_destroy(&p->rm_mu);
     pthread_cond_destroy(&p->rm_cv);
     pthread_cond_destroy(&p->rm_room_cv);
+    pthread_cond_destroy(&p->posted_cv);
     cJSON_Delete(p->plan_json);
     free(p->threads);
     free(p->owner_id);
@@ -1029,7 +1086,8 @@ qg_status qg_pipeline_render_metrics(qg_pipeline *p, qg_buf *out)
             out,
             "# HELP quantgate_signals_queued Signals waiting for a worker.\n"
             "# TYPE quantgate_signals_queued gauge\nquantgate_signals_queued %zu\n"
-            "# HELP quantgate_signals_in_flight Signals a worker is processing.\n"
+            "# HELP quantgate_signals_in_flight Signals a worker is processing or whose alert "
+            "is with the notifier.\n"
             "# TYPE quantgate_signals_in_flight gauge\nquantgate_signals_in_flight %zu\n"
             "# HELP quantgate_signals_dlq Signals parked in the dead-letter queue.\n"
             "# TYPE quantgate_signals_dlq gauge\nquantgate_signals_dlq %zu\n"
@@ -1038,8 +1096,11 @@ qg_status qg_pipeline_render_metrics(qg_pipeline *p, qg_buf *out)
             "# HELP quantgate_signals_remember_queued Analyses waiting for the rememberer (at "
             "QG_SIGNAL_REMEMBER_QUEUE the workers wait).\n"
             "# TYPE quantgate_signals_remember_queued gauge\nquantgate_signals_remember_queued "
-            "%zu\n",
-            s.queued, s.in_flight, s.dlq, s.paused ? 1 : 0, remember_queued(p));
+            "%zu\n"
+            "# HELP quantgate_signals_notify_posted Signals whose alert is with the notifier (at "
+            "QG_SIGNAL_NOTIFY_QUEUE the workers wait).\n"
+            "# TYPE quantgate_signals_notify_posted gauge\nquantgate_signals_notify_posted %zu\n",
+            s.queued, s.in_flight, s.dlq, s.paused ? 1 : 0, remember_queued(p), notify_posted(p));
     if (!rc) rc = metrics_writer(p->cfg.batcher, out);
     if (!rc)
         rc = qg_buf_puts(out, "# HELP quantgate_signal_stage_seconds Time a signal spends in "

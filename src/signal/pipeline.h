@@ -53,6 +53,8 @@ typedef struct qg_pipeline qg_pipeline;
 
 /* Analyses queued for the rememberer by default (QG_SIGNAL_REMEMBER_QUEUE). */
 #define QG_PIPE_REMEMBER_QUEUE 10000
+/* Signals whose alert is with the notifier by default (QG_SIGNAL_NOTIFY_QUEUE). */
+#define QG_PIPE_NOTIFY_QUEUE 10000
 
 typedef struct qg_pipeline_config {
     qg_store *store;
@@ -81,6 +83,8 @@ typedef struct qg_pipeline_config {
     bool remember;         /* QG_SIGNAL_REMEMBER, default true */
     size_t remember_queue; /* QG_SIGNAL_REMEMBER_QUEUE: analyses waiting for the rememberer
                               before the workers wait too; 0: 10000 */
+    size_t notify_queue;   /* QG_SIGNAL_NOTIFY_QUEUE: signals whose alert is with the
+                              notifier before the workers wait; 0: 10000 */
     const cJSON *plan;     /* QG_SIGNAL_PLAN (JSON) or NULL */
     bool ai_plans;         /* QG_SIGNAL_AI_PLANS: run a "plan" from the analysis, default true */
 
@@ -95,7 +99,9 @@ qg_status qg_pipeline_new(const qg_pipeline_config *cfg, qg_pipeline **out, qg_e
 
 /* Stops taking work, lets the workers finish their current signal (a
  * notification waiting out a retry is abandoned and the signal stays
- * resumable), and frees. NULL is a no-op. */
+ * resumable), waits for the alerts posted to the notifier to come back
+ * (stopped: within a tick), and frees. Free it before the notifier. NULL
+ * is a no-op. */
 void qg_pipeline_free(qg_pipeline *p);
 
 /* Queues an accepted signal (already durable, state received). Never

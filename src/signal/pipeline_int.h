@@ -65,6 +65,9 @@ typedef struct qg_pjob {
     char *plan_result;           /* JSON text or NULL (owned) */
     bool analysis_new, plan_new; /* not yet handed to a write: the next state
                                     write carries them (once, not with every later one) */
+    bool notify_failed;          /* the posted notify attempt failed (notify_err): a
+                                    worker goes on with the stage's retries */
+    qg_error notify_err;
     struct qg_pjob *next;
 } qg_pjob;
 
@@ -141,6 +144,11 @@ struct qg_pipeline {
         n_escalated, n_retries, n_resumed, n_replayed, n_write_errors;
     atomic_uint_fast64_t n_dropped[DROP__COUNT];
     atomic_size_t in_flight;
+    /* signals whose alert is with the notifier (under mu): at
+     * cfg.notify_queue the workers wait on posted_cv, which also tells
+     * qg_pipeline_free when the last came back */
+    size_t posted;
+    pthread_cond_t posted_cv;
     atomic_long dlq; /* rows in signal_dlq (loaded at start, then tracked) */
     qg_pstage_hist hist[ST__COUNT];
 
@@ -160,6 +168,16 @@ typedef void (*qg_premember_fn)(void *ud, qg_mem_pending *pa, bool ok);
 bool qg_pipeline_push(qg_pipeline *p, qg_pjob *j);
 /* Waits ms or until stopping; true when stopping. */
 bool qg_pipeline_sleep(qg_pipeline *p, int64_t ms);
+/* A worker is done with j (freed here; its id leaves the queued set once
+ * its writes commit). */
+void qg_pipeline_job_finished(qg_pipeline *p, qg_pjob *j);
+/* A job back from the notifier for its notify stage's retries: queued
+ * for a worker (ahead of new work), or finished when stopping. */
+void qg_pipeline_repush(qg_pipeline *p, qg_pjob *j);
+/* Takes a place for a posted alert, waiting while cfg.notify_queue are
+ * out; false when stopping. qg_pipeline_posted_back gives it back. */
+bool qg_pipeline_post_room(qg_pipeline *p);
+void qg_pipeline_posted_back(qg_pipeline *p);
 
 /* Queues a copy of j for the rememberer, waiting while its queue is full
  * (the workers then go at the rememberer's pace instead of dropping
@@ -170,8 +188,10 @@ bool qg_pipeline_remember_later(qg_pipeline *p, const qg_pjob *j);
 
 /* ---- stages.c ---- */
 /* Runs one job from its start stage to an end (done, filtered, deferred,
- * escalated or failed). */
-void qg_pipeline_run_job(qg_pipeline *p, qg_pjob *j);
+ * escalated or failed) and returns true; or posts its alert to the
+ * notifier and returns false: the job is then the notifier's callback's,
+ * which finishes it (or hands it back through qg_pipeline_repush). */
+bool qg_pipeline_run_job(qg_pipeline *p, qg_pjob *j);
 /* Remembers j's setup and analysis in the "analyses" collection (with the
  * outcome when given) and records a "remember" event holding the memory
  * id. */

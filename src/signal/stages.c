@@ -612,11 +612,45 @@ static qg_status load_sent(run_ctx *x, qg_error *err)
     return rc;
 }
 
-/* Sends m to every target not yet delivered and records each delivery.
- * QG_OK when at least one target got it (or none was left); QG_EIO when
- * every tried target failed; QG_EAGAIN when stopping. stop (NULL: the
- * pipeline's) abandons the sends still on their way; only the pipeline's
- * own stop is a shutdown, whose failed deliveries are not recorded. */
+/* Records the deliveries d[0..n) of j's signal (x, when given, learns
+ * the delivered targets). QG_OK when at least one target got it (or none
+ * was left); QG_EIO when every tried target failed; QG_EAGAIN when the
+ * pipeline stops: then only what went out is recorded (the rest is
+ * retried by the next start). */
+static qg_status record_sends(qg_pipeline *p, qg_pjob *j, run_ctx *x, const qg_delivery *d,
+                              size_t n, char *summary, size_t cap, qg_error *err)
+{
+    summary[0] = '\0';
+    bool stopping = atomic_load(&p->stop);
+    size_t ok = 0;
+    const char *first_err = NULL;
+    for (size_t i = 0; i < n; i++) {
+        if (stopping && !d[i].ok) continue;
+        qg_pipeline_record_delivery(p, j->sig.id, &d[i]);
+        if (d[i].ok) {
+            ok++;
+            if (x) add_sent(x, d[i].channel, d[i].key);
+        } else if (!first_err) {
+            first_err = d[i].error;
+        }
+    }
+    if (stopping) return qg_error_set(err, QG_EAGAIN, "notify: shutting down");
+    if (n == 0) {
+        snprintf(summary, cap, "every target already delivered");
+        return QG_OK;
+    }
+    if (ok == 0)
+        return qg_error_set(err, QG_EIO, "notify: all %zu target%s failed: %s", n,
+                            n == 1 ? "" : "s", first_err && *first_err ? first_err : "error");
+    snprintf(summary, cap, "%zu of %zu target%s delivered%s%s", ok, n, n == 1 ? "" : "s",
+             ok < n ? "; first failure: " : "", ok < n && first_err ? first_err : "");
+    return QG_OK;
+}
+
+/* Sends m to every target not yet delivered and records each delivery
+ * (record_sends says how it went). stop (NULL: the pipeline's) abandons
+ * the sends still on their way; only the pipeline's own stop is a
+ * shutdown, whose failed deliveries are not recorded. */
 static qg_status send_all(run_ctx *x, const qg_notify_msg *m, atomic_bool *stop, char *summary,
                           size_t cap, qg_error *err)
 {
@@ -631,35 +665,7 @@ static qg_status send_all(run_ctx *x, const qg_notify_msg *m, atomic_bool *stop,
     qg_delivery d[QG_NOTIFY_TARGETS_MAX];
     size_t n = 0;
     (void)qg_notify_send(p->cfg.notify, m, want_target, x, stop ? stop : &p->stop, d, &n);
-    if (atomic_load(&p->stop)) {
-        /* Record what did go out; the rest is retried by the next start. */
-        for (size_t i = 0; i < n; i++)
-            if (d[i].ok)
-                qg_pipeline_record_delivery(p, x->j->sig.id, &d[i]),
-                    add_sent(x, d[i].channel, d[i].key);
-        return qg_error_set(err, QG_EAGAIN, "notify: shutting down");
-    }
-    size_t ok = 0;
-    const char *first_err = NULL;
-    for (size_t i = 0; i < n; i++) {
-        qg_pipeline_record_delivery(p, x->j->sig.id, &d[i]);
-        if (d[i].ok) {
-            ok++;
-            add_sent(x, d[i].channel, d[i].key);
-        } else if (!first_err) {
-            first_err = d[i].error;
-        }
-    }
-    if (n == 0) {
-        snprintf(summary, cap, "every target already delivered");
-        return QG_OK;
-    }
-    if (ok == 0)
-        return qg_error_set(err, QG_EIO, "notify: all %zu target%s failed: %s", n,
-                            n == 1 ? "" : "s", first_err && *first_err ? first_err : "error");
-    snprintf(summary, cap, "%zu of %zu target%s delivered%s%s", ok, n, n == 1 ? "" : "s",
-             ok < n ? "; first failure: " : "", ok < n && first_err ? first_err : "");
-    return QG_OK;
+    return record_sends(p, x->j, x, d, n, summary, cap, err);
 }
 
 static void fill_msg(const qg_pjob *j, const cJSON *an, qg_notify_msg *m)
@@ -708,28 +714,40 @@ static qg_status escalate(run_ctx *x, const char *reason, atomic_bool *stop,
     return send_all(x, &m, stop, summary, sizeof summary, err);
 }
 
+/* The alert for j with its analysis an (may be NULL); the returned object
+ * (may be NULL: built only when a target sends it) is m->extra, the
+ * caller's to delete. */
+static cJSON *alert_msg(qg_pipeline *p, qg_pjob *j, const cJSON *an, qg_notify_msg *m)
+{
+    fill_msg(j, an, m);
+    cJSON *extra = NULL;
+    if (qg_notify_reads_extra(p->cfg.notify)) {
+        extra = signal_input(j);
+        if (an) cJSON_AddItemReferenceToObject(extra, "analysis", (cJSON *)an);
+    }
+    m->extra = extra;
+    return extra;
+}
+
+static qg_status notified(qg_pipeline *p, qg_pjob *j, const char *summary, qg_error *err)
+{
+    atomic_fetch_add_explicit(&p->n_notified, 1, memory_order_relaxed);
+    qg_pstate st = {
+        .state = QG_SIG_NOTIFIED, .stage = ST_NOTIFY, .reason = summary, .update_signal = true};
+    return qg_pipeline_record(p, j, &st, false, err);
+}
+
 static qg_status st_notify(run_ctx *x, flow *f, qg_error *err)
 {
     qg_pipeline *p = x->p;
     qg_pjob *j = x->j;
     if (!p->cfg.notify || qg_notify_targets(p->cfg.notify) == 0) return QG_OK;
-    const cJSON *an = analysis_doc(j);
     qg_notify_msg m;
-    fill_msg(j, an, &m);
-    cJSON *extra = NULL; /* built only for the targets that send it */
-    if (qg_notify_reads_extra(p->cfg.notify)) {
-        extra = signal_input(j);
-        if (an) cJSON_AddItemReferenceToObject(extra, "analysis", (cJSON *)an);
-    }
-    m.extra = extra;
+    cJSON *extra = alert_msg(p, j, analysis_doc(j), &m);
     char summary[384];
     qg_status rc = send_all(x, &m, NULL, summary, sizeof summary, err);
     cJSON_Delete(extra);
-    if (rc) return rc;
-    atomic_fetch_add_explicit(&p->n_notified, 1, memory_order_relaxed);
-    qg_pstate st = {
-        .state = QG_SIG_NOTIFIED, .stage = ST_NOTIFY, .reason = summary, .update_signal = true};
-    return qg_pipeline_record(p, j, &st, false, err);
+    return rc ? rc : notified(p, j, summary, err);
 }
 
 /* ---- remember ---- */
@@ -1089,12 +1107,112 @@ static void park(qg_pipeline *p, qg_pjob *j, qg_pstage s, const qg_error *e, int
     (void)qg_pipeline_record(p, j, &st, false, &err);
 }
 
-void qg_pipeline_run_job(qg_pipeline *p, qg_pjob *j)
+/* After attempt number `attempt` of stage s failed with err: parks the
+ * signal once the stage's retries are spent, else waits out the backoff.
+ * false: stop running the signal (parked, or stopping: then it stays
+ * resumable and the next start goes on). */
+static bool retry_after(qg_pipeline *p, qg_pjob *j, qg_pstage s, int attempt, const qg_error *err)
+{
+    if (atomic_load(&p->stop)) return false;
+    if (attempt > p->cfg.stage_retries) {
+        park(p, j, s, err, attempt);
+        return false;
+    }
+    atomic_fetch_add_explicit(&p->n_retries, 1, memory_order_relaxed);
+    int64_t wait = p->cfg.stage_retry_base_ms << (attempt - 1 < 20 ? attempt - 1 : 20);
+    qg_debug("signals: %s stage %s attempt %d failed (%s); retrying in %lld ms", j->sig.id,
+             qg_pstage_name(s), attempt, err->msg, (long long)wait);
+    return !qg_pipeline_sleep(p, wait);
+}
+
+static void record_done(qg_pipeline *p, qg_pjob *j)
+{
+    atomic_fetch_add_explicit(&p->n_done, 1, memory_order_relaxed);
+    qg_error err = {0};
+    qg_pstate st = {.state = QG_SIG_DONE, .stage = ST_DONE, .update_signal = true};
+    (void)qg_pipeline_record(p, j, &st, false, &err);
+}
+
+/* ---- the notify stage, posted ---- */
+
+/* A job whose alert is with the notifier. */
+typedef struct posted {
+    qg_pipeline *p;
+    qg_pjob *j;
+    int64_t t0; /* qg_time_mono_us at the post: the stage's latency */
+} posted;
+
+/* On a notifier lane once the alert is final: the signal's last steps
+ * (notified, done) run here, or, when every target failed, it goes back
+ * to a worker for the stage's retries. */
+static void posted_done(void *ud, const qg_delivery *d, size_t n)
+{
+    posted *c = ud;
+    qg_pipeline *p = c->p;
+    qg_pjob *j = c->j;
+    observe(p, ST_NOTIFY, qg_time_mono_us() - c->t0);
+    free(c);
+    char summary[384];
+    qg_error err = {0};
+    qg_status rc = record_sends(p, j, NULL, d, n, summary, sizeof summary, &err);
+    if (rc == QG_EIO) {
+        j->start = ST_NOTIFY;
+        j->notify_failed = true;
+        j->notify_err = err;
+        qg_pipeline_repush(p, j);
+    } else {
+        if (!rc) rc = notified(p, j, summary, &err);
+        if (!rc) record_done(p, j);
+        qg_pipeline_job_finished(p, j);
+    }
+    qg_pipeline_posted_back(p); /* last: qg_pipeline_free may be waiting for it */
+}
+
+/* The notify stage's first attempt, handed to the notifier so the worker
+ * goes on with the next signal while the alert is on its way (a slow or
+ * rate-limited chat no longer holds the workers). true: posted, and j is
+ * posted_done's now. false: the stage runs on this worker (no target,
+ * the resumed deliveries could not be read, or stopping). */
+static bool post_notify(run_ctx *x)
+{
+    qg_pipeline *p = x->p;
+    qg_pjob *j = x->j;
+    qg_error err = {0};
+    if (!p->cfg.notify || qg_notify_targets(p->cfg.notify) == 0 || load_sent(x, &err) != QG_OK ||
+        !qg_pipeline_post_room(p))
+        return false;
+    posted *c = qg_xmalloc(sizeof *c);
+    *c = (posted){.p = p, .j = j, .t0 = qg_time_mono_us()};
+    /* The parsed analysis leaves the job: a posted job waits with only
+     * what its last steps need (a retry parses the text again), and j may
+     * be gone when the post returns. want_target reads x during the call
+     * only; m and extra are copied by then. */
+    cJSON *an = (cJSON *)analysis_doc(j);
+    j->an_doc = NULL;
+    qg_notify_msg m;
+    cJSON *extra = alert_msg(p, j, an, &m);
+    (void)qg_notify_post(p->cfg.notify, &m, want_target, x, &p->stop, posted_done, c);
+    cJSON_Delete(extra);
+    cJSON_Delete(an);
+    return true;
+}
+
+bool qg_pipeline_run_job(qg_pipeline *p, qg_pjob *j)
 {
     run_ctx x = {.p = p, .j = j};
     pthread_mutex_init(&x.mu, NULL);
+    bool finished = true;
     for (qg_pstage s = j->start; s < ST_DONE; s++) {
-        for (int attempt = 1;; attempt++) {
+        int attempt = 1;
+        if (s == ST_NOTIFY && j->notify_failed) {
+            /* Back from the notifier: its attempt was the first. */
+            j->notify_failed = false;
+            if (!retry_after(p, j, s, attempt++, &j->notify_err)) goto out;
+        } else if (s == ST_NOTIFY && post_notify(&x)) {
+            finished = false;
+            goto out;
+        }
+        for (;; attempt++) {
             flow f = GO_ON;
             qg_error err = {0};
             int64_t t0 = qg_time_mono_us();
@@ -1104,26 +1222,13 @@ void qg_pipeline_run_job(qg_pipeline *p, qg_pjob *j)
                 if (f == STOP_HERE) goto out;
                 break;
             }
-            if (atomic_load(&p->stop)) goto out; /* resumable: the next start goes on */
-            if (attempt > p->cfg.stage_retries) {
-                park(p, j, s, &err, attempt);
-                goto out;
-            }
-            atomic_fetch_add_explicit(&p->n_retries, 1, memory_order_relaxed);
-            int64_t wait = p->cfg.stage_retry_base_ms << (attempt - 1 < 20 ? attempt - 1 : 20);
-            qg_debug("signals: %s stage %s attempt %d failed (%s); retrying in %lld ms", j->sig.id,
-                     qg_pstage_name(s), attempt, err.msg, (long long)wait);
-            if (qg_pipeline_sleep(p, wait)) goto out;
+            if (!retry_after(p, j, s, attempt, &err)) goto out;
         }
     }
-    {
-        atomic_fetch_add_explicit(&p->n_done, 1, memory_order_relaxed);
-        qg_error err = {0};
-        qg_pstate st = {.state = QG_SIG_DONE, .stage = ST_DONE, .update_signal = true};
-        (void)qg_pipeline_record(p, j, &st, false, &err);
-    }
+    record_done(p, j);
 out:
     pthread_mutex_destroy(&x.mu);
+    return finished;
 }
 
 /* ---- policies ---- */

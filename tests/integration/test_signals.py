@@ -472,6 +472,17 @@ class SignalsTest(qgtest.ServerTest):
         self.assertGreaterEqual(val("quantgate_signal_writer_checkpoints_total"), 0)
 
 
+def accept_paused(test, admin, count, prefix):
+    """Pauses test.srv's pipeline and has it accept count signals: their ids."""
+    test.assertEqual(test.srv.request("POST", "/api/signals/pause", token=admin).status, 200)
+    ids = []
+    for _ in range(count):
+        r = test.srv.request("POST", "/api/webhook/receive", payload(sym(prefix)), headers={"X-Webhook-Secret": SECRET})
+        test.assertEqual(r.status, 202, r)
+        ids.append(r.json["id"])
+    return ids
+
+
 class RememberQueueTest(qgtest.ServerTest):
     """A remember queue of one: the workers outrun the rememberer at once."""
 
@@ -492,12 +503,7 @@ class RememberQueueTest(qgtest.ServerTest):
     def test_a_full_remember_queue_holds_the_workers_back_and_drops_nothing(self):
         self.srv.secret(SECRET)
         admin = self.srv.admin_token()
-        self.assertEqual(self.srv.request("POST", "/api/signals/pause", token=admin).status, 200)
-        ids = []
-        for _ in range(40):
-            r = self.srv.request("POST", "/api/webhook/receive", payload(sym("R")), headers={"X-Webhook-Secret": SECRET})
-            self.assertEqual(r.status, 202, r)
-            ids.append(r.json["id"])
+        ids = accept_paused(self, admin, 40, "R")
         self.assertEqual(self.srv.request("POST", "/api/signals/resume", token=admin).status, 200)
         deadline = time.time() + 60
         while self.metric("quantgate_signals_remembered_total") < len(ids) or self.metric("quantgate_signals_done_total") < len(ids):
@@ -560,6 +566,62 @@ class WebhookTargetTest(qgtest.ServerTest):
         self.assertEqual(sig["confluences"], body["confluences"])
         self.assertEqual(sig["analysis"]["score"], s["analysis"]["score"], sig)
         self.assertEqual(sig["analysis"]["explanation"], s["analysis"]["explanation"])
+
+
+class SlowChatTest(qgtest.ServerTest):
+    """The notify stage hands the alert to the notifier and the worker goes
+    on: with one worker and a chat that takes a second to answer, the
+    alerts processed meanwhile queue on the chat's lane and go out as the
+    next message, in the order they were accepted (a worker that waited
+    for each answer would have sent them one by one)."""
+
+    SERVER_ENV = {
+        "WEBHOOK_SECRET": SECRET,
+        "TELEGRAM_BOT_TOKEN": TOKEN,
+        "TELEGRAM_CHAT_ID": "333",
+        "QG_TELEGRAM_API_URL": FAKE.url,
+        "QG_SIGNAL_WORKERS": "1",
+    }
+
+    def test_a_slow_chat_does_not_hold_the_worker(self):
+        self.srv.secret(SECRET)
+        self.srv.secret(TOKEN)
+        admin = self.srv.admin_token()
+        ids = accept_paused(self, admin, 6, "L")
+        FAKE.delay = 1.0
+        try:
+            self.assertEqual(self.srv.request("POST", "/api/signals/resume", token=admin).status, 200)
+            deadline = time.time() + 60
+            for sid in ids:
+                while True:
+                    s = self.srv.request("GET", "/api/signals/" + sid, token=admin).json
+                    if s["state"] in TERMINAL:
+                        break
+                    self.assertLess(time.time(), deadline, s)
+                    time.sleep(0.1)
+                self.assertEqual(s["state"], "done", s)
+                self.assertEqual([d["status"] for d in s["deliveries"]], ["sent"], s["deliveries"])
+                states = self.states_of(s)
+                self.assertLess(states.index("notified"), states.index("done"), s["events"])
+        finally:
+            FAKE.delay = 0
+        # The first message leaves as soon as the first alert is posted (it
+        # may catch the second too); the rest queue behind its slow answer.
+        texts = [m["text"] for m in FAKE.messages_for("telegram") if str(m["chat_id"]) == "333"]
+        self.assertLessEqual(len(texts), 3, texts)
+        self.assertGreaterEqual(max(sum(i in t for i in ids) for t in texts), 3, texts)
+        chat = "\n\n".join(texts)
+        at = [chat.find(i) for i in ids]
+        self.assertTrue(all(x >= 0 for x in at), (ids, texts))
+        self.assertEqual([chat.count(i) for i in ids], [1] * len(ids), texts)
+        self.assertEqual(at, sorted(at), "the alerts reach the chat in the order they were accepted")
+        r = self.srv.request("GET", "/metrics")
+        self.assertIn("quantgate_notify_queued 0", r.text)
+        self.assertIn("quantgate_signals_notify_posted 0", r.text)
+
+    @staticmethod
+    def states_of(s):
+        return [e["state"] for e in s["events"]]
 
 
 class PlanTimeoutTest(qgtest.ServerTest):

@@ -13,7 +13,6 @@
 #include "signal/pipeline_int.h"
 
 #include <quantgate/config.h>
-#include <quantgate/hash.h>
 #include <quantgate/log.h>
 #include <quantgate/time.h>
 
@@ -26,75 +25,11 @@
 
 /* ---- the id set ---- */
 
-static void idset_init(qg_pipeline *p)
-{
-    p->nid_slots = QG_PIPE_IDSET_INITIAL;
-    p->ids = qg_xcalloc(p->nid_slots, sizeof *p->ids);
-}
-
-/* The chain of hash h. */
-static qg_pid_node **idset_chain(qg_pipeline *p, uint64_t h)
-{
-    return &p->ids[h & (p->nid_slots - 1)];
-}
-
-static void idset_grow(qg_pipeline *p)
-{
-    qg_pid_node **old = p->ids;
-    size_t nold = p->nid_slots;
-    p->nid_slots *= 2;
-    p->ids = qg_xcalloc(p->nid_slots, sizeof *p->ids);
-    for (size_t i = 0; i < nold; i++)
-        for (qg_pid_node *n = old[i], *nx; n; n = nx) {
-            nx = n->next;
-            qg_pid_node **chain = idset_chain(p, n->hash);
-            n->next = *chain;
-            *chain = n;
-        }
-    free(old);
-}
-
-/* Under p->mu. false when already there. */
-static bool idset_add(qg_pipeline *p, const char *id)
-{
-    uint64_t h = qg_fnv1a_str(QG_FNV1A_BASIS, id);
-    for (qg_pid_node *n = *idset_chain(p, h); n; n = n->next)
-        if (n->hash == h && !strcmp(n->id, id)) return false;
-    if (p->nids >= p->nid_slots) idset_grow(p);
-    qg_pid_node *n = qg_xcalloc(1, sizeof *n);
-    snprintf(n->id, sizeof n->id, "%s", id);
-    n->hash = h;
-    qg_pid_node **chain = idset_chain(p, h);
-    n->next = *chain;
-    *chain = n;
-    p->nids++;
-    return true;
-}
-
 static void idset_remove(qg_pipeline *p, const char *id)
 {
-    uint64_t h = qg_fnv1a_str(QG_FNV1A_BASIS, id);
     pthread_mutex_lock(&p->mu);
-    qg_pid_node **pp = idset_chain(p, h);
-    while (*pp && ((*pp)->hash != h || strcmp((*pp)->id, id))) pp = &(*pp)->next;
-    if (*pp) {
-        qg_pid_node *n = *pp;
-        *pp = n->next;
-        free(n);
-        p->nids--;
-    }
+    (void)qg_idset_remove(&p->ids, id);
     pthread_mutex_unlock(&p->mu);
-}
-
-static void idset_free(qg_pipeline *p)
-{
-    for (size_t i = 0; p->ids && i < p->nid_slots; i++)
-        for (qg_pid_node *n = p->ids[i], *nx; n; n = nx) {
-            nx = n->next;
-            free(n);
-        }
-    free(p->ids);
-    p->ids = NULL;
 }
 
 typedef struct release_op {
@@ -128,7 +63,7 @@ bool qg_pipeline_push(qg_pipeline *p, qg_pjob *j)
         /* stays in the database for the next start */
     } else if (p->queued >= p->cfg.queue_max) {
         p->overflowed = true;
-    } else if (idset_add(p, j->sig.id)) {
+    } else if (qg_idset_add(&p->ids, j->sig.id)) {
         j->next = NULL;
         if (p->tail)
             p->tail->next = j;
@@ -619,7 +554,7 @@ qg_status qg_pipeline_new(const qg_pipeline_config *cfg, qg_pipeline **out, qg_e
     p->cooldown = qg_cooldown_new(cfg->cooldown_ms);
     pthread_rwlock_init(&p->policy_lock, NULL);
     pthread_mutex_init(&p->mu, NULL);
-    idset_init(p);
+    qg_idset_init(&p->ids, QG_PIPE_IDSET_INITIAL);
     pthread_cond_init(&p->cv, NULL);
     pthread_cond_init(&p->stop_cv, NULL);
     pthread_mutex_init(&p->ev_mu, NULL);
@@ -698,7 +633,7 @@ void qg_pipeline_free(qg_pipeline *p)
         n = j->next;
         qg_pjob_free(j);
     }
-    idset_free(p);
+    qg_idset_free(&p->ids);
     qg_pipeline_events_free(p);
     qg_policy_free(p->policies);
     qg_cooldown_free(p->cooldown);

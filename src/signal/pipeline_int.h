@@ -12,6 +12,7 @@
 #ifndef QG_SIGNAL_PIPELINE_INT_H
 #define QG_SIGNAL_PIPELINE_INT_H
 
+#include "signal/idset.h"
 #include "signal/pipeline.h"
 
 #include <pthread.h>
@@ -85,15 +86,8 @@ typedef struct qg_pevent {
     char *json;
 } qg_pevent;
 
-/* The set of signal ids queued or in flight (so resume sweeps never queue
- * one twice): a chained hash that doubles its slots when it has as many
- * ids as slots, since a paused pipeline can hold a million. */
+/* The id set starts with this many chains (signal/idset.h). */
 #define QG_PIPE_IDSET_INITIAL 4096
-typedef struct qg_pid_node {
-    char id[QG_ID_MAX];
-    uint64_t hash;
-    struct qg_pid_node *next;
-} qg_pid_node;
 
 struct qg_pipeline {
     qg_pipeline_config cfg;
@@ -115,10 +109,9 @@ struct qg_pipeline {
     pthread_cond_t stop_cv; /* backoff waits */
     qg_pjob *head, *tail;
     size_t queued;
-    int idle;          /* workers waiting on cv: a push wakes one only then */
-    bool overflowed;   /* a signal was refused: the sweep looks for received rows */
-    qg_pid_node **ids; /* nid_slots chains (a power of two) */
-    size_t nid_slots, nids;
+    int idle;        /* workers waiting on cv: a push wakes one only then */
+    bool overflowed; /* a signal was refused: the sweep looks for received rows */
+    qg_idset ids;    /* the ids queued or in flight (under mu) */
     atomic_bool stop;
     atomic_bool paused;
     pthread_t *threads;

@@ -503,6 +503,15 @@ typedef struct post_state {
     qg_notify_item *item; /* [nrec], likewise */
 } post_state;
 
+/* Frees a built request; the URL may hold the bot token. */
+static void free_request(char **url, char **body)
+{
+    if (*url) sodium_memzero(*url, strlen(*url));
+    free(*url);
+    free(*body);
+    *url = *body = NULL;
+}
+
 static bool post_stopped(const post_state *p)
 {
     return p->stop && atomic_load(p->stop);
@@ -513,10 +522,8 @@ static bool post_stopped(const post_state *p)
 static void item_done(qg_notify_item *it)
 {
     free(it->text);
-    if (it->url) sodium_memzero(it->url, strlen(it->url)); /* may hold the token */
-    free(it->url);
-    free(it->body);
-    it->text = it->url = it->body = NULL;
+    it->text = NULL;
+    free_request(&it->url, &it->body);
     post_state *p = it->post;
     if (atomic_fetch_sub(&p->left, 1) != 1) return;
     p->done(p->done_ud, p->rec, p->nrec);
@@ -784,9 +791,7 @@ static void run_jobs(qg_notify *n, CURLM *multi, CURL **easy, send_item *items, 
     }
 
     for (size_t i = 0; i < nj; i++) {
-        if (jobs[i].url) sodium_memzero(jobs[i].url, strlen(jobs[i].url)); /* holds the token */
-        free(jobs[i].url);
-        free(jobs[i].body);
+        free_request(&jobs[i].url, &jobs[i].body);
         qg_buf_free(&jobs[i].resp);
     }
     curl_slist_free_all(hdrs);
@@ -1125,8 +1130,7 @@ qg_status qg_notify_telegram_text(qg_notify *n, const char *chat_id, const char 
     CURLM *multi = curl_multi_init();
     CURL *easy[1] = {NULL};
     if (!multi) {
-        free(item.url);
-        free(item.body);
+        free_request(&item.url, &item.body);
         snprintf(out->error, sizeof out->error, "out of memory");
         return QG_ENOMEM;
     }

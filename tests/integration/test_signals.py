@@ -125,8 +125,6 @@ class SignalsTest(qgtest.ServerTest):
     def messages_for(self, sid):
         return [m for m in FAKE.messages_for("telegram") if sid in (m.get("text") or "")]
 
-    def states(self, s):
-        return [e["state"] for e in s["events"]]
 
     # -- the happy path
     def test_good_signal_flow(self):
@@ -135,7 +133,7 @@ class SignalsTest(qgtest.ServerTest):
         self.assertEqual(s["state"], "done", s)
         self.assertEqual(s["session"], "new_york", s)
         self.assertEqual(s["score"], 100, s)  # 60 + 3*10 + 10 killzone + 10 CHoCH, capped
-        st = self.states(s)
+        st = states_of(s)
         for a, b in (("received", "analysed"), ("analysed", "notified"), ("notified", "done")):
             self.assertLess(st.index(a), st.index(b), st)
         an = s["analysis"]
@@ -236,7 +234,7 @@ class SignalsTest(qgtest.ServerTest):
         s = self.wait_state(sid, states=("filtered", "done", "failed", "escalated"), timeout=30)
         self.assertEqual((s["state"], s["stage"]), ("filtered", "policy"), s)
         self.assertRegex(s["reason"], r"deferred 2 times")
-        self.assertEqual(self.states(s).count("deferred"), 2, self.states(s))
+        self.assertEqual(states_of(s).count("deferred"), 2, states_of(s))
 
     def test_policy_escalate(self):
         sid = self.send(payload("ESCALX", ts="2026-03-10T12:%02d:00Z" % (int(time.time()) % 60)))
@@ -472,6 +470,11 @@ class SignalsTest(qgtest.ServerTest):
         self.assertGreaterEqual(val("quantgate_signal_writer_checkpoints_total"), 0)
 
 
+def states_of(s):
+    """The states of a signal's events, oldest first."""
+    return [e["state"] for e in s["events"]]
+
+
 def accept_paused(test, admin, count, prefix):
     """Pauses test.srv's pipeline and has it accept count signals: their ids."""
     test.assertEqual(test.srv.request("POST", "/api/signals/pause", token=admin).status, 200)
@@ -601,7 +604,7 @@ class SlowChatTest(qgtest.ServerTest):
                     time.sleep(0.1)
                 self.assertEqual(s["state"], "done", s)
                 self.assertEqual([d["status"] for d in s["deliveries"]], ["sent"], s["deliveries"])
-                states = self.states_of(s)
+                states = states_of(s)
                 self.assertLess(states.index("notified"), states.index("done"), s["events"])
         finally:
             FAKE.delay = 0
@@ -618,10 +621,6 @@ class SlowChatTest(qgtest.ServerTest):
         r = self.srv.request("GET", "/metrics")
         self.assertIn("quantgate_notify_queued 0", r.text)
         self.assertIn("quantgate_signals_notify_posted 0", r.text)
-
-    @staticmethod
-    def states_of(s):
-        return [e["state"] for e in s["events"]]
 
 
 class PlanTimeoutTest(qgtest.ServerTest):

@@ -379,10 +379,11 @@ static void close_app(qg_app *app)
  * growing 64 MiB at a time cut the workers' CPU per signal by about 5%
  * and raised the end-to-end rate by about 15% (bench/signals.sh). The
  * MALLOC_TRIM_THRESHOLD_ and MALLOC_TOP_PAD_ environment variables, when
- * set, win. */
+ * set, win. A build linked with jemalloc (the default, CMakeLists.txt)
+ * does not use glibc's malloc at all. */
 static void tune_malloc(void)
 {
-#ifdef __GLIBC__
+#if defined(__GLIBC__) && !defined(QG_JEMALLOC)
     if (!getenv("MALLOC_TRIM_THRESHOLD_")) mallopt(M_TRIM_THRESHOLD, 256 << 20);
     if (!getenv("MALLOC_TOP_PAD_")) mallopt(M_TOP_PAD, 64 << 20);
 #endif

@@ -46,11 +46,13 @@ typedef struct op {
     qg_status apply_rc;
     qg_premember_fn cb;
     void *ud;
+    struct op *then; /* a later state written by the same op (record_two) */
 } op;
 
 static void op_free(op *o)
 {
     if (!o) return;
+    op_free(o->then);
     qg_memory_add_finish(o->mem, false); /* never written: dropped */
     free(o->reason);
     free(o->detail);
@@ -115,6 +117,7 @@ static qg_status apply_state(qg_conn *c, op *o, qg_error *err)
                           "VALUES (?, ?, ?, ?, ?)",
                           d, 5, NULL, err);
     }
+    if (!rc && o->then) rc = apply_state(c, o->then, err);
     return rc;
 }
 
@@ -284,6 +287,21 @@ qg_status qg_pipeline_record_memory(qg_pipeline *p, qg_pjob *j, const qg_pstate 
     o->cb = NULL;
     op_free(o);
     return qg_error_set(err, QG_EAGAIN, "signals: the write queue is full (stopping)");
+}
+
+qg_status qg_pipeline_record_two(qg_pipeline *p, qg_pjob *j, const qg_pstate *first,
+                                 const qg_pstate *then, qg_error *err)
+{
+    op *o = state_op(p, j, first);
+    o->then = state_op(p, j, then);
+    if (o->then->update_signal && o->update_signal) {
+        /* The later UPDATE writes every column the earlier one would, so
+         * only what the earlier one carried alone moves to it. */
+        o->update_signal = false;
+        if (!o->then->analysis) o->then->analysis = o->analysis, o->analysis = NULL;
+        if (!o->then->plan_result) o->then->plan_result = o->plan_result, o->plan_result = NULL;
+    }
+    return op_submit(p, o, false, err);
 }
 
 void qg_pipeline_record_delivery(qg_pipeline *p, const char *signal_id, const qg_delivery *d)

@@ -219,6 +219,12 @@ typedef struct qg_pstate {
 } qg_pstate;
 qg_status qg_pipeline_record(qg_pipeline *p, qg_pjob *j, const qg_pstate *st, bool wait,
                              qg_error *err);
+/* Two states as one async write, in order: both events, and the signals
+ * row updated once, to the later state when it updates the row (what the
+ * earlier one would write there is overwritten in the same transaction
+ * anyway). */
+qg_status qg_pipeline_record_two(qg_pipeline *p, qg_pjob *j, const qg_pstate *first,
+                                 const qg_pstate *then, qg_error *err);
 /* The same as an async qg_pipeline_record that also writes the memory
  * row pa (qg_memory_add_prepare) in the same transaction. After the
  * commit (on the writer thread) cb gets pa and whether it committed, and

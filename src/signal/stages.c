@@ -729,11 +729,21 @@ static cJSON *alert_msg(qg_pipeline *p, qg_pjob *j, const cJSON *an, qg_notify_m
     return extra;
 }
 
+static qg_pstate notified_state(const char *summary)
+{
+    return (qg_pstate){
+        .state = QG_SIG_NOTIFIED, .stage = ST_NOTIFY, .reason = summary, .update_signal = true};
+}
+
+static qg_pstate done_state(void)
+{
+    return (qg_pstate){.state = QG_SIG_DONE, .stage = ST_DONE, .update_signal = true};
+}
+
 static qg_status notified(qg_pipeline *p, qg_pjob *j, const char *summary, qg_error *err)
 {
     atomic_fetch_add_explicit(&p->n_notified, 1, memory_order_relaxed);
-    qg_pstate st = {
-        .state = QG_SIG_NOTIFIED, .stage = ST_NOTIFY, .reason = summary, .update_signal = true};
+    qg_pstate st = notified_state(summary);
     return qg_pipeline_record(p, j, &st, false, err);
 }
 
@@ -1129,11 +1139,21 @@ static void record_done(qg_pipeline *p, qg_pjob *j)
 {
     atomic_fetch_add_explicit(&p->n_done, 1, memory_order_relaxed);
     qg_error err = {0};
-    qg_pstate st = {.state = QG_SIG_DONE, .stage = ST_DONE, .update_signal = true};
+    qg_pstate st = done_state();
     (void)qg_pipeline_record(p, j, &st, false, &err);
 }
 
 /* ---- the notify stage, posted ---- */
+
+/* A posted signal's last two states, one write (qg_pipeline_record_two). */
+static void notified_and_done(qg_pipeline *p, qg_pjob *j, const char *summary)
+{
+    atomic_fetch_add_explicit(&p->n_notified, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&p->n_done, 1, memory_order_relaxed);
+    qg_pstate nst = notified_state(summary), dst = done_state();
+    qg_error err = {0};
+    (void)qg_pipeline_record_two(p, j, &nst, &dst, &err);
+}
 
 /* A job whose alert is with the notifier. */
 typedef struct posted {
@@ -1161,8 +1181,7 @@ static void posted_done(void *ud, const qg_delivery *d, size_t n)
         j->notify_err = err;
         qg_pipeline_repush(p, j);
     } else {
-        if (!rc) rc = notified(p, j, summary, &err);
-        if (!rc) record_done(p, j);
+        if (!rc) notified_and_done(p, j, summary);
         qg_pipeline_job_finished(p, j);
     }
     qg_pipeline_posted_back(p); /* last: qg_pipeline_free may be waiting for it */

@@ -39,6 +39,7 @@
 #include <quantgate/log.h>
 #include <quantgate/mem.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -78,7 +79,8 @@ struct qg_batcher {
 
     /* pipelined durability (SQLite): the writer commits without syncing,
      * the syncer syncs the log, the writer then runs the dones */
-    int log_fd; /* the log, opened read-only; -1: each COMMIT syncs */
+    int log_fd;              /* the log, opened read-only; -1: each COMMIT syncs */
+    int64_t pool_cache_size; /* SQLite: the connection's cache_size before widen_cache */
     pthread_t syncer;
     bool syncer_started;
     pthread_cond_t synwake;                /* under mu */
@@ -356,12 +358,42 @@ static void *checkpointer_main(void *arg)
     return NULL;
 }
 
-static qg_status set_sync(qg_batcher *b, const char *mode, qg_error *err)
+/* PRAGMA name=value on the writer's connection; nothing on a backend
+ * without PRAGMAs. */
+static qg_status writer_pragma(qg_batcher *b, const char *name, const char *value, qg_error *err)
 {
     if (strcmp(qg_store_backend(b->store), "sqlite") != 0) return QG_OK;
-    char sql[48];
-    snprintf(sql, sizeof sql, "PRAGMA synchronous=%s", mode);
+    char sql[64];
+    snprintf(sql, sizeof sql, "PRAGMA %s=%s", name, value);
     return qg_conn_exec(b->conn, sql, NULL, 0, NULL, err);
+}
+
+static qg_status set_sync(qg_batcher *b, const char *mode, qg_error *err)
+{
+    return writer_pragma(b, "synchronous", mode, err);
+}
+
+static qg_status int_cb(void *ud, const qg_row *row)
+{
+    *(int64_t *)ud = qg_row_int(row, 0);
+    return QG_OK;
+}
+
+/* A batch under load dirties thousands of pages (a signal's row is about a
+ * page of its own once its analysis is in). Past SQLite's default cache
+ * (2 MiB) the pager spills dirty pages into the log in the middle of the
+ * transaction, and a page dirtied again is written twice: 8-10% of the
+ * writer's time per signal (bench/signals.sh). The pool's setting comes
+ * back when the batcher ends. */
+#define WRITER_CACHE_KIB 32768
+static qg_status widen_cache(qg_batcher *b, qg_error *err)
+{
+    if (strcmp(qg_store_backend(b->store), "sqlite") != 0) return QG_OK;
+    qg_status rc =
+        qg_conn_query(b->conn, "PRAGMA cache_size", NULL, 0, int_cb, &b->pool_cache_size, err);
+    char v[24];
+    snprintf(v, sizeof v, "%d", -WRITER_CACHE_KIB);
+    return rc ? rc : writer_pragma(b, "cache_size", v, err);
 }
 
 /* Opens the connection's log for the syncer and lets COMMIT skip its own
@@ -411,6 +443,7 @@ qg_status qg_batcher_new(qg_store *s, const char *name, int batch_max, size_t qu
     b->log_fd = -1;
     qg_status rc = qg_store_acquire(s, &b->conn, err);
     if (!rc && (sync != QG_BATCH_SYNC_PIPELINED || !open_log(b))) rc = set_sync(b, "FULL", err);
+    if (!rc) rc = widen_cache(b, err);
     if (!rc && b->log_fd >= 0) {
         b->syncer_started = pthread_create(&b->syncer, NULL, syncer_main, b) == 0;
         if (!b->syncer_started)
@@ -562,7 +595,11 @@ void qg_batcher_free(qg_batcher *b)
     if (b->log_fd >= 0) close(b->log_fd);
     if (b->checkpointer_started) pthread_join(b->checkpointer, NULL);
     qg_error err = {0};
-    if (set_sync(b, "NORMAL", &err)) qg_warn("%s: %s", b->name, err.msg);
+    char cache[24];
+    snprintf(cache, sizeof cache, "%" PRId64, b->pool_cache_size);
+    if (set_sync(b, "NORMAL", &err) ||
+        (b->pool_cache_size && writer_pragma(b, "cache_size", cache, &err)))
+        qg_warn("%s: %s", b->name, err.msg);
     qg_store_release(b->store, b->conn);
     pthread_cond_destroy(&b->synwake);
     pthread_cond_destroy(&b->picked);

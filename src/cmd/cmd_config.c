@@ -87,6 +87,8 @@ static const setting settings[] = {
     {"QG_MEMORY_SNAPSHOT_CHANGES", "1000",
      "memory: rewrite a collection's snapshot in the background after this many changes, or an "
      "eighth of the collection when more (0: only at shutdown)"},
+    {"QG_MEMORY_ROW_CACHE", "8192",
+     "memory: rows searches read from memory instead of the database (0: none)"},
     {"ANTHROPIC_API_KEY", "", "Anthropic key: adds the env-anthropic deployment"},
     {"ANTHROPIC_BASE_URL", "", "Anthropic base URL (empty: https://api.anthropic.com)"},
     {"GEMINI_API_KEY", "", "Gemini key: adds the env-gemini deployment"},

@@ -266,7 +266,7 @@ static qg_status open_docs(qg_app *app, qg_error *err)
  * snapshots under <data dir>/memory or rebuilt from the database. */
 static qg_status open_memory(qg_app *app, qg_error *err)
 {
-    int64_t short_ttl, working_ttl, meta_max, snap_changes, hnsw_m, hnsw_efc, hnsw_efs;
+    int64_t short_ttl, working_ttl, meta_max, snap_changes, hnsw_m, hnsw_efc, hnsw_efs, row_cache;
     qg_status rc;
     if ((rc = qg_config_int_range("QG_MEMORY_SNAPSHOT_CHANGES", QG_MEMORY_SNAPSHOT_CHANGES_DEFAULT,
                                   0, 100000000, &snap_changes, err)) ||
@@ -278,7 +278,9 @@ static qg_status open_memory(qg_app *app, qg_error *err)
         (rc = qg_config_int_range("QG_MEMORY_HNSW_M", 16, 2, 64, &hnsw_m, err)) ||
         (rc =
              qg_config_int_range("QG_MEMORY_HNSW_EF_CONSTRUCTION", 200, 8, 4096, &hnsw_efc, err)) ||
-        (rc = qg_config_int_range("QG_MEMORY_HNSW_EF_SEARCH", 64, 1, 4096, &hnsw_efs, err)))
+        (rc = qg_config_int_range("QG_MEMORY_HNSW_EF_SEARCH", 64, 1, 4096, &hnsw_efs, err)) ||
+        (rc = qg_config_int_range("QG_MEMORY_ROW_CACHE", QG_MEMORY_ROW_CACHE_DEFAULT, 0, 1 << 24,
+                                  &row_cache, err)))
         return rc;
     const char *index = qg_config_str("QG_MEMORY_INDEX", "hnsw");
     if (strcmp(index, "hnsw") != 0 && strcmp(index, "flat") != 0)
@@ -297,6 +299,7 @@ static qg_status open_memory(qg_app *app, qg_error *err)
         .hnsw_m = (int)hnsw_m,
         .hnsw_ef_construction = (int)hnsw_efc,
         .hnsw_ef_search = (int)hnsw_efs,
+        .row_cache = row_cache ? row_cache : -1, /* 0: none */
     };
     return qg_memory_open(&cfg, &app->memory, err);
 }

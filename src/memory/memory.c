@@ -29,6 +29,7 @@
 
 #include "ai/embed.h"
 #include "memory/embed.h"
+#include "memory/rowcache.h"
 
 #include <quantgate/json.h>
 #include <quantgate/log.h>
@@ -118,6 +119,7 @@ struct qg_memory {
 
     atomic_int_fast64_t last_purge;
     atomic_uint_fast64_t searches, search_ns; /* for /metrics */
+    qg_rowcache *rows;                        /* rows for searches (NULL: always read them) */
 };
 
 static const struct {
@@ -735,6 +737,9 @@ qg_status qg_memory_open(const qg_memory_config *cfg, qg_memory **out, qg_error 
                     : cfg->snapshot_changes > 0 ? cfg->snapshot_changes
                                                 : QG_MEMORY_SNAPSHOT_CHANGES_DEFAULT;
     if (!cfg->snapshot_dir) m->snap_every = 0;
+    m->rows = qg_rowcache_new(cfg->row_cache < 0   ? 0
+                              : cfg->row_cache > 0 ? (size_t)cfg->row_cache
+                                                   : QG_MEMORY_ROW_CACHE_DEFAULT);
     m->nstr = 1; /* index 0 means "none" */
     m->capstr = 1024;
     m->istr = qg_xcalloc(m->capstr, sizeof *m->istr);
@@ -818,6 +823,7 @@ void qg_memory_free(qg_memory *m)
     free(m->istr);
     free(m->ihash);
     free(m->snap_dir);
+    qg_rowcache_free(m->rows);
     pthread_rwlock_destroy(&m->colls_lock);
     pthread_mutex_destroy(&m->page_mu);
     pthread_mutex_destroy(&m->intern_mu);
@@ -1002,6 +1008,24 @@ typedef struct item_row {
     int64_t ts, now, expires;
 } item_row;
 
+/* A new row as searches read it, for the row cache. */
+static void cache_new_row(qg_memory *m, const mem_coll *c, const item_row *r)
+{
+    qg_mem_item it = {.collection = c->name,
+                      .kind = r->kind,
+                      .text = r->text,
+                      .symbol = r->symbol,
+                      .timeframe = r->timeframe,
+                      .signal_type = r->signal_type,
+                      .session = r->session,
+                      .ts = r->ts,
+                      .meta_json = r->meta ? r->meta : "{}",
+                      .created_at = r->now,
+                      .expires_at = r->expires};
+    snprintf(it.id, sizeof it.id, "%s", r->id);
+    qg_rowcache_put(m->rows, r->seq, r->user_id, &it);
+}
+
 /* The row and its collection's new generation (inside the caller's
  * transaction). */
 static qg_status insert_row(qg_conn *conn, mem_coll *c, const item_row *r, qg_error *err)
@@ -1114,6 +1138,7 @@ static qg_status add_locked(qg_memory *m, qg_conn *conn, mem_coll *c, const qg_m
     if (rc) slot->live = 0;
     *snap = snap_due(m, c);
     pthread_rwlock_unlock(&c->lock);
+    if (!rc) cache_new_row(m, c, &row);
     if (rc) {
         /* Keep the invariant: no row without its index entry. */
         qg_err("memory: cannot index item %s (%s); removing its row", id, err ? err->msg : "");
@@ -1294,8 +1319,9 @@ qg_status qg_memory_add_write(qg_mem_pending *pa, qg_conn *conn, qg_error *err)
     return insert_row(conn, pa->c, &pa->row, err);
 }
 
-/* Indexes pa; caller holds its collection's write lock. */
-static void pending_index_locked(qg_mem_pending *pa, const mem_slot *fill)
+/* Indexes pa; caller holds its collection's write lock. False: not
+ * indexed (logged). */
+static bool pending_index_locked(qg_mem_pending *pa, const mem_slot *fill)
 {
     mem_coll *c = pa->c;
     qg_error e = {0};
@@ -1307,7 +1333,9 @@ static void pending_index_locked(qg_mem_pending *pa, const mem_slot *fill)
          * and the next start rebuilds the index. */
         pa->slot->live = 0;
         qg_err("memory: cannot index item %s (%s)", pa->id, e.msg);
+        return false;
     }
+    return true;
 }
 
 void qg_memory_add_finish(qg_mem_pending *pa, bool committed)
@@ -1326,7 +1354,7 @@ void qg_memory_add_finish_many(qg_mem_pending **pa, const bool *committed, size_
         size_t k = i;
         while (k < n && pa[k]->c == c && pa[k]->m == m && k - i < 64) k++;
         mem_slot fills[64];
-        bool any = false;
+        bool any = false, indexed[64] = {false};
         for (size_t x = i; x < k; x++)
             if (committed[x]) {
                 fills[x - i] = slot_of(m, c, &pa[x]->row);
@@ -1336,11 +1364,13 @@ void qg_memory_add_finish_many(qg_mem_pending **pa, const bool *committed, size_
         if (any) {
             pthread_rwlock_wrlock(&c->lock);
             for (size_t x = i; x < k; x++)
-                if (committed[x]) pending_index_locked(pa[x], &fills[x - i]);
+                if (committed[x]) indexed[x - i] = pending_index_locked(pa[x], &fills[x - i]);
             snap = snap_due(m, c);
             pthread_rwlock_unlock(&c->lock);
         }
         if (snap) snap_kick(m);
+        for (size_t x = i; x < k; x++)
+            if (indexed[x - i]) cache_new_row(m, c, &pa[x]->row);
         for (size_t x = i; x < k; x++) pending_free(pa[x]);
         i = k;
     }
@@ -1511,9 +1541,6 @@ typedef struct fetch_ctx {
     bool found;
 } fetch_ctx;
 
-/* The rows of nb hits, appended to items (at *k) in the hits' order with
- * their scores; hits without a row (deleted meanwhile, or their owner
- * was) are left out. */
 typedef struct batch_rows {
     qg_arena *a;
     const mem_hit *hits;
@@ -1539,11 +1566,11 @@ static qg_status take_batch_row(void *ud, const qg_row *row)
  * stays small. */
 #define FETCH_ARMS 8
 
-static qg_status fetch_rows(qg_conn *conn, const char *user_id, const mem_hit *hits, size_t nb,
-                            qg_mem_item *items, size_t *k, qg_arena *a, qg_error *err)
+/* One query for the rows of nb hits (at most FETCH_ARMS): tmp[i] and
+ * found[i] for hits[i]. */
+static qg_status query_rows(qg_conn *conn, const char *user_id, const mem_hit *hits, size_t nb,
+                            qg_mem_item *tmp, bool *found, qg_arena *a, qg_error *err)
 {
-    if (nb == 0) return QG_OK;
-    if (nb > FETCH_ARMS) nb = FETCH_ARMS;
     /* One lookup a seq (qg_sql_union_all). "+user_id": the owner check
      * must not pick the (user_id, ...) index over the seq lookup. */
     char sql[FETCH_ARMS * (sizeof ITEM_COLS + 96)];
@@ -1556,18 +1583,45 @@ static qg_status fetch_rows(qg_conn *conn, const char *user_id, const mem_hit *h
         p[2 * i] = QG_VINT(hits[i].label);
         p[2 * i + 1] = QG_VTEXT(user_id);
     }
-    batch_rows b = {.a = a,
-                    .hits = hits,
-                    .nb = nb,
-                    .tmp = qg_arena_alloc(a, nb * sizeof(qg_mem_item)),
-                    .found = qg_arena_alloc(a, nb * sizeof(bool))};
-    if (!b.tmp || !b.found) return qg_error_set(err, QG_ENOMEM, "memory: out of memory");
-    memset(b.found, 0, nb * sizeof(bool));
-    qg_status rc = qg_conn_query(conn, sql, p, 2 * nb, take_batch_row, &b, err);
-    if (rc) return rc;
+    batch_rows b = {.a = a, .hits = hits, .nb = nb, .tmp = tmp, .found = found};
+    memset(found, 0, nb * sizeof(bool));
+    return qg_conn_query(conn, sql, p, 2 * nb, take_batch_row, &b, err);
+}
+
+/* The rows of nb hits, appended to items (at *k) in the hits' order with
+ * their scores; hits without a row (deleted meanwhile, or their owner
+ * was) are left out. Rows come from the row cache when it has them
+ * (rowcache.h), and the ones read go into it. */
+static qg_status fetch_rows(qg_memory *m, qg_conn *conn, const char *user_id, const mem_hit *hits,
+                            size_t nb, qg_mem_item *items, size_t *k, qg_arena *a, qg_error *err)
+{
+    if (nb == 0) return QG_OK;
+    if (nb > FETCH_ARMS) nb = FETCH_ARMS;
+    qg_mem_item tmp[FETCH_ARMS], mtmp[FETCH_ARMS];
+    bool found[FETCH_ARMS], mfound[FETCH_ARMS];
+    /* The row cache first, then one query for the rest. */
+    mem_hit miss[FETCH_ARMS];
+    size_t at[FETCH_ARMS], nm = 0;
+    for (size_t i = 0; i < nb; i++) {
+        found[i] = qg_rowcache_get(m->rows, hits[i].label, user_id, a, &tmp[i]);
+        if (!found[i]) {
+            miss[nm] = hits[i];
+            at[nm++] = i;
+        }
+    }
+    if (nm) {
+        qg_status rc = query_rows(conn, user_id, miss, nm, mtmp, mfound, a, err);
+        if (rc) return rc;
+        for (size_t j = 0; j < nm; j++) {
+            if (!mfound[j]) continue;
+            tmp[at[j]] = mtmp[j];
+            found[at[j]] = true;
+            qg_rowcache_put(m->rows, miss[j].label, user_id, &mtmp[j]);
+        }
+    }
     for (size_t i = 0; i < nb; i++)
-        if (b.found[i]) {
-            items[*k] = b.tmp[i];
+        if (found[i]) {
+            items[*k] = tmp[i];
             items[(*k)++].score = hits[i].score;
         }
     return QG_OK;
@@ -1641,7 +1695,7 @@ static qg_status search_run(qg_memory *m, qg_conn *conn, const qg_mem_query *q, 
     for (size_t i = 0; i < nh && k < n;) {
         size_t nb = n - k < nh - i ? n - k : nh - i;
         if (nb > FETCH_ARMS) nb = FETCH_ARMS;
-        if ((rc = fetch_rows(conn, q->user_id, hits + i, nb, items, &k, a, err))) return rc;
+        if ((rc = fetch_rows(m, conn, q->user_id, hits + i, nb, items, &k, a, err))) return rc;
         i += nb;
     }
     *out = items;
@@ -1784,6 +1838,7 @@ static qg_status delete_where(qg_memory *m, qg_conn *conn, mem_coll *c, const ch
             c->count--;
         }
         if (c->ix) qg_vindex_remove(c->ix, s.v[i]);
+        qg_rowcache_drop(m->rows, s.v[i]);
     }
     if (removed) *removed += (int64_t)s.n;
 out:;
@@ -2226,5 +2281,18 @@ qg_status qg_memory_render_metrics(qg_memory *m, qg_buf *out)
                            "qg_memory_search_seconds_total %.6f\n",
                            (unsigned long long)atomic_load(&m->searches),
                            (double)atomic_load(&m->search_ns) / 1e9);
+    qg_rowcache_stats rs;
+    qg_rowcache_get_stats(m->rows, &rs);
+    if (!rc)
+        rc = qg_buf_printf(out,
+                           "# HELP qg_memory_row_cache_hits_total Search hits whose row came from "
+                           "the row cache.\n"
+                           "# TYPE qg_memory_row_cache_hits_total counter\n"
+                           "qg_memory_row_cache_hits_total %llu\n"
+                           "# HELP qg_memory_row_cache_misses_total Search hits whose row was "
+                           "read from the database.\n"
+                           "# TYPE qg_memory_row_cache_misses_total counter\n"
+                           "qg_memory_row_cache_misses_total %llu\n",
+                           (unsigned long long)rs.hits, (unsigned long long)rs.misses);
     return rc;
 }

@@ -97,9 +97,12 @@ typedef struct qg_memory_config {
     int64_t snapshot_changes; /* QG_MEMORY_SNAPSHOT_CHANGES: background snapshot after this
                                  many changes of a collection (or an eighth of it when
                                  more); 0: 1000; <0: only at free */
+    int64_t row_cache;        /* QG_MEMORY_ROW_CACHE: rows searches read from memory
+                                 instead of the database (rowcache.h); 0: 8192; <0: none */
 } qg_memory_config;
 
 #define QG_MEMORY_SNAPSHOT_CHANGES_DEFAULT 1000
+#define QG_MEMORY_ROW_CACHE_DEFAULT        8192
 
 /* Snapshots written by the background thread since open (for tests and
  * the log). */

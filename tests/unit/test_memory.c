@@ -1155,3 +1155,103 @@ Test(memory, batched_add_prepare_write_finish)
     cr_assert_eq(rows, 0);
     teardown_fx(&f);
 }
+
+static uint64_t metric(qg_memory *m, const char *name)
+{
+    qg_buf b;
+    qg_buf_init(&b, 1 << 20);
+    cr_assert_eq(qg_memory_render_metrics(m, &b), QG_OK);
+    char want[96];
+    snprintf(want, sizeof want, "\n%s ", name);
+    const char *at = strstr(b.data, want);
+    cr_assert_not_null(at, "%s in %s", name, b.data);
+    uint64_t v = strtoull(at + strlen(want), NULL, 10);
+    qg_buf_free(&b);
+    return v;
+}
+
+static void same_item(const qg_mem_item *x, const qg_mem_item *y)
+{
+    cr_assert_str_eq(x->id, y->id);
+    cr_assert_str_eq(x->collection, y->collection);
+    cr_assert_eq(x->kind, y->kind);
+    cr_assert_str_eq(x->text, y->text);
+    cr_assert_eq(!x->symbol, !y->symbol);
+    if (x->symbol) cr_assert_str_eq(x->symbol, y->symbol);
+    cr_assert_eq(!x->session, !y->session);
+    if (x->session) cr_assert_str_eq(x->session, y->session);
+    cr_assert_eq(!x->timeframe, !y->timeframe);
+    cr_assert_eq(!x->signal_type, !y->signal_type);
+    cr_assert_eq(x->ts, y->ts);
+    cr_assert_str_eq(x->meta_json, y->meta_json);
+    cr_assert_eq(x->created_at, y->created_at);
+    cr_assert_eq(x->expires_at, y->expires_at);
+    cr_assert_float_eq(x->score, y->score, 1e-6);
+}
+
+/* Searches read their hits' rows from the row cache (what the service
+ * wrote or read last): the same items, field for field, as with the cache
+ * off; a row forgotten by a bulk forget is never served again. */
+Test(memory, the_row_cache_serves_what_the_database_holds)
+{
+    fx f;
+    setup_fx(&f);
+    char ids[3][QG_ID_MAX];
+    add(&f,
+        &(qg_mem_add){.user_id = "usr_a",
+                      .collection = "analyses",
+                      .kind = QG_MEM_LONG,
+                      .text = "gold swept the asian low and rallied",
+                      .symbol = "XAUUSD",
+                      .session = "london",
+                      .ts = T0 - 5,
+                      .meta_json = "{\"signal_id\":\"sig_1\"}",
+                      .now_ms = T0},
+        ids[0]);
+    add(&f,
+        &(qg_mem_add){.user_id = "usr_a",
+                      .collection = "analyses",
+                      .kind = QG_MEM_LONG,
+                      .text = "gold swept the asian high and sold off",
+                      .now_ms = T0 + 1},
+        ids[1]);
+    add(&f,
+        &(qg_mem_add){.user_id = "usr_a",
+                      .kind = QG_MEM_SHORT,
+                      .text = "gold swept the weekly low",
+                      .now_ms = T0 + 2},
+        ids[2]);
+    qg_mem_query q = {
+        .user_id = "usr_a", .text = "gold swept the asian low", .n = 3, .now_ms = T0 + 3};
+    qg_mem_item *cached = NULL, *read = NULL;
+    uint64_t hits0 = metric(f.m, "qg_memory_row_cache_hits_total");
+    size_t n = search(&f, q, &cached);
+    cr_assert_eq(n, 3);
+    cr_assert_eq(metric(f.m, "qg_memory_row_cache_hits_total"), hits0 + 3, "added rows are cached");
+
+    qg_memory_free(f.m);
+    qg_error err = {0};
+    qg_memory_config cfg = {.store = f.store, .snapshot_dir = f.snaps, .row_cache = -1};
+    cr_assert_eq(qg_memory_open(&cfg, &f.m, &err), QG_OK, "%s", err.msg);
+    cr_assert_eq(search(&f, q, &read), 3);
+    for (size_t i = 0; i < n; i++) same_item(&cached[i], &read[i]);
+    cr_assert_eq(metric(f.m, "qg_memory_row_cache_hits_total"), 0, "no cache");
+
+    /* A fresh cache fills from what searches read, then serves them. */
+    qg_memory_free(f.m);
+    mem_open(&f, QG_VINDEX_HNSW);
+    cr_assert_eq(search(&f, q, &read), 3);
+    cr_assert_eq(metric(f.m, "qg_memory_row_cache_misses_total"), 3);
+    cr_assert_eq(search(&f, q, &read), 3);
+    cr_assert_eq(metric(f.m, "qg_memory_row_cache_hits_total"), 3);
+    for (size_t i = 0; i < n; i++) same_item(&cached[i], &read[i]);
+
+    int64_t removed = 0;
+    qg_mem_forget_where fw = {.user_id = "usr_a", .symbol = "XAUUSD"};
+    cr_assert_eq(qg_memory_forget_where(f.m, f.c, &fw, &removed, &err), QG_OK, "%s", err.msg);
+    cr_assert_eq(removed, 1);
+    n = search(&f, q, &read);
+    cr_assert_eq(n, 2);
+    for (size_t i = 0; i < n; i++) cr_assert_str_neq(read[i].id, ids[0]);
+    teardown_fx(&f);
+}

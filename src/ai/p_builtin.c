@@ -498,11 +498,9 @@ static void explain(const analysis *an, const sig *g, int dir, int score, const 
         for (int i = 0; i < an->n && shown < 8; i++) {
             const factor *f = &sorted[i];
             if (pass == 0 ? f->impact <= 0 : f->impact >= 0) continue;
-            qg_buf_printf(b, "%s%s (%+.0f)",
-                          shown       ? ", "
-                          : pass == 0 ? " Raised by: "
-                                      : " Lowered by: ",
-                          f->detail, f->impact);
+            (void)qg_buf_puts(b, shown ? ", " : pass == 0 ? " Raised by: " : " Lowered by: ");
+            (void)qg_buf_puts(b, f->detail);
+            qg_buf_printf(b, " (%+.0f)", f->impact);
             shown++;
         }
         if (shown) qg_buf_puts(b, ".");

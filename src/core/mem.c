@@ -169,11 +169,23 @@ qg_status qg_buf_puts(qg_buf *b, const char *s)
 
 qg_status qg_buf_vprintf(qg_buf *b, const char *fmt, va_list ap)
 {
+    /* Printed straight into the room left when it fits (nearly always):
+     * measuring first cost a second formatting pass every time. cap never
+     * exceeds max + 1, so what fits is within max. */
+    size_t room = b->cap - b->len;
     va_list ap2;
     va_copy(ap2, ap);
-    int n = vsnprintf(NULL, 0, fmt, ap2);
+    int n = vsnprintf(b->cap ? b->data + b->len : NULL, b->cap ? room : 0, fmt, ap2);
     va_end(ap2);
-    if (n < 0) return QG_EINVAL;
+    if (n < 0) {
+        if (b->cap) b->data[b->len] = '\0';
+        return QG_EINVAL;
+    }
+    if ((size_t)n < room && b->cap) {
+        b->len += (size_t)n;
+        return QG_OK;
+    }
+    if (b->cap) b->data[b->len] = '\0'; /* undo the cut-off attempt */
     qg_status rc = qg_buf_reserve(b, (size_t)n);
     if (rc) return rc;
     vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);

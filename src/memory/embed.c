@@ -213,7 +213,8 @@ void qg_embed_text(const char *text, size_t len, float *out)
     for (size_t j = 0; j < t.cap; j++) {
         const feat *f = &t.slots[j];
         if (!f->tf) continue;
-        double v = f->wsum / f->tf * (1.0 + log((double)f->tf));
+        /* Most features occur once: wsum / 1 * (1 + ln 1) is wsum, exactly. */
+        double v = f->tf == 1 ? f->wsum : f->wsum / f->tf * (1.0 + log((double)f->tf));
         acc[f->h & (QG_EMBED_TEXT_DIM - 1)] += (f->h >> 63) ? -v : v;
     }
     ftab_free(&t);

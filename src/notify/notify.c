@@ -448,6 +448,15 @@ static const char *fmt_num(char *buf, size_t cap, double v)
     return buf;
 }
 
+/* label, value, newline: most of an alert, without printf (whose %s
+ * copies a byte at a time; the explanation is hundreds of them). */
+static void put_field(qg_buf *b, const char *label, const char *value)
+{
+    (void)qg_buf_puts(b, label);
+    (void)qg_buf_puts(b, value);
+    (void)qg_buf_puts(b, "\n");
+}
+
 char *qg_notify_format(const qg_notify_msg *m)
 {
     if (m->text) return qg_xstrdup(m->text);
@@ -455,21 +464,21 @@ char *qg_notify_format(const qg_notify_msg *m)
     qg_buf_init(&b, (size_t)64 << 10);
     char x[64];
     qg_buf_puts(&b, "\xF0\x9F\x8E\xAF TRADING ALERT\n"); /* 🎯 */
-    if (m->symbol) qg_buf_printf(&b, "Symbol: %s\n", m->symbol);
-    if (m->timeframe) qg_buf_printf(&b, "Timeframe: %s\n", m->timeframe);
-    if (m->signal_type) qg_buf_printf(&b, "Signal: %s\n", m->signal_type);
+    if (m->symbol) put_field(&b, "Symbol: ", m->symbol);
+    if (m->timeframe) put_field(&b, "Timeframe: ", m->timeframe);
+    if (m->signal_type) put_field(&b, "Signal: ", m->signal_type);
     qg_buf_printf(&b, "Confidence: %s%%\n", fmt_num(x, sizeof x, m->confidence));
-    if (m->session) qg_buf_printf(&b, "Session: %s\n", m->session);
+    if (m->session) put_field(&b, "Session: ", m->session);
     qg_buf_puts(&b, "\n\xF0\x9F\x93\x8A AI Analysis:\n"); /* 📊 */
     qg_buf_printf(&b, "Score: %s/100\n", fmt_num(x, sizeof x, m->score));
-    if (m->risk) qg_buf_printf(&b, "Risk: %s\n", m->risk);
-    if (m->has_entry) qg_buf_printf(&b, "Entry: %s\n", fmt_num(x, sizeof x, m->entry));
-    if (m->has_exit) qg_buf_printf(&b, "Exit: %s\n", fmt_num(x, sizeof x, m->exit));
-    if (m->has_sl) qg_buf_printf(&b, "SL: %s\n", fmt_num(x, sizeof x, m->sl));
-    if (m->has_tp) qg_buf_printf(&b, "TP: %s\n", fmt_num(x, sizeof x, m->tp));
+    if (m->risk) put_field(&b, "Risk: ", m->risk);
+    if (m->has_entry) put_field(&b, "Entry: ", fmt_num(x, sizeof x, m->entry));
+    if (m->has_exit) put_field(&b, "Exit: ", fmt_num(x, sizeof x, m->exit));
+    if (m->has_sl) put_field(&b, "SL: ", fmt_num(x, sizeof x, m->sl));
+    if (m->has_tp) put_field(&b, "TP: ", fmt_num(x, sizeof x, m->tp));
     if (m->explanation && *m->explanation)
-        qg_buf_printf(&b, "\n\xF0\x9F\x92\xA1 %s\n", m->explanation); /* 💡 */
-    if (m->signal_id) qg_buf_printf(&b, "\nid: %s\n", m->signal_id);
+        put_field(&b, "\n\xF0\x9F\x92\xA1 ", m->explanation); /* 💡 */
+    if (m->signal_id) put_field(&b, "\nid: ", m->signal_id);
     /* No trailing newline: chats show it as an empty line. */
     while (b.len && b.data[b.len - 1] == '\n') b.data[--b.len] = '\0';
     char *out = qg_xstrdup(b.len ? b.data : "");

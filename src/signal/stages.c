@@ -813,8 +813,10 @@ static void remember_input(qg_pjob *j, const char *outcome, bool has_pnl, double
             (void)qg_buf_printf(t, ", risk %s", r->valuestring);
             cJSON_AddStringToObject(meta, "risk", r->valuestring);
         }
-        if (cJSON_IsString(e) && e->valuestring[0])
-            (void)qg_buf_printf(t, ". %.1500s", e->valuestring);
+        if (cJSON_IsString(e) && e->valuestring[0]) { /* at most 1500 bytes of it */
+            (void)qg_buf_puts(t, ". ");
+            (void)qg_buf_append(t, e->valuestring, strnlen(e->valuestring, 1500));
+        }
     }
     if (outcome) {
         (void)qg_buf_printf(t, ". Outcome: %s", outcome);

@@ -63,6 +63,33 @@ Test(core, buffer_cap_is_hard)
     qg_buf_free(&b);
 }
 
+/* printf into the room left, past it (the buffer grows), and past the
+ * cap (refused, the text before it intact and terminated). */
+Test(core, buffer_printf_fits_grows_and_keeps_the_cap)
+{
+    qg_buf b;
+    qg_buf_init(&b, 300);
+    cr_assert_eq(qg_buf_printf(&b, "%d-%s", 7, "a"), QG_OK);
+    cr_assert_str_eq(b.data, "7-a");
+    size_t cap = b.cap;
+    cr_assert_eq(qg_buf_printf(&b, "|%s|", "b"), QG_OK, "fits the room left");
+    cr_assert_eq(b.cap, cap);
+    cr_assert_str_eq(b.data, "7-a|b|");
+    char big[260];
+    memset(big, 'z', sizeof big - 1);
+    big[sizeof big - 1] = 0;
+    cr_assert_eq(qg_buf_printf(&b, "%s", big), QG_OK, "grows past the first allocation");
+    cr_assert_eq(b.len, 6 + 259);
+    cr_assert(!strncmp(b.data, "7-a|b|zzz", 9));
+    cr_assert_eq(strlen(b.data), b.len);
+    cr_assert_eq(qg_buf_printf(&b, "%s", big), QG_ERANGE, "past the cap");
+    cr_assert_eq(strlen(b.data), 6 + 259, "what was there stays, terminated");
+    cr_assert_eq(qg_buf_printf(&b, "%s", "ok"), QG_OK);
+    cr_assert_eq(b.len, 6 + 259 + 2);
+    cr_assert_str_eq(b.data + b.len - 2, "ok");
+    qg_buf_free(&b);
+}
+
 Test(core, buffer_json_strings_read_back)
 {
     qg_buf b;

@@ -1263,7 +1263,12 @@ qg_status qg_memory_add_prepare(qg_memory *m, const qg_mem_add *in, qg_mem_pendi
     qg_mem_pending *pa = qg_xcalloc(1, sizeof *pa);
     pa->m = m;
     pa->c = c;
-    qg_arena_init(&pa->a, 0);
+    /* Sized for this item (its strings and the vector): thousands may wait
+     * for their commit at once, and the arena's 64 KiB default each would
+     * hold hundreds of MiB idle. */
+    qg_arena_init(&pa->a, 1024 + (in->text ? strlen(in->text) : 0) +
+                              (in->meta_json ? strlen(in->meta_json) : 0) +
+                              (in->vector ? cdim * sizeof(float) : 0));
     qg_buf_init(&pa->vb, cdim * 8 + 64);
     item_row *r = &pa->row;
     r->now = now_or(in->now_ms);

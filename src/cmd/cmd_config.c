@@ -123,6 +123,8 @@ static const setting settings[] = {
      "analyses waiting for the rememberer before the workers wait for it"},
     {"QG_SIGNAL_NOTIFY_QUEUE", "10000",
      "signals whose alert is with the notifier before the workers wait for it"},
+    {"QG_SIGNAL_WRITE_AHEAD", "4096",
+     "writes queued for the group commit before a worker waits to start its next signal"},
     {"QG_SIGNAL_AI_PLANS", "true", "run the plan an analysis returns"},
     {"QG_SIGNAL_PLAN", "", "JSON plan run for every signal when the analysis has none"},
     {"QG_ZONEINFO_DIR", "/usr/share/zoneinfo", "where the TZif time-zone files are"},

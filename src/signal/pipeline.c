@@ -97,6 +97,11 @@ static void *worker_main(void *arg)
     qg_pipeline *p = arg;
     pthread_setname_np(pthread_self(), "qg-signal");
     for (;;) {
+        /* Back-pressure from the single writer: with more work queued for
+         * it than this, a new signal would only lengthen the queue (and
+         * the wait of every webhook's 202 behind it) while taking the CPU
+         * the writer needs to shorten it. */
+        qg_batcher_wait_room(p->cfg.batcher, p->cfg.write_ahead, &p->stop);
         pthread_mutex_lock(&p->mu);
         while (!atomic_load(&p->stop) && (atomic_load(&p->paused) || !p->head)) {
             p->idle++;
@@ -542,6 +547,7 @@ qg_status qg_pipeline_new(const qg_pipeline_config *cfg, qg_pipeline **out, qg_e
     p->cfg = *cfg;
     if (!p->cfg.remember_queue) p->cfg.remember_queue = QG_PIPE_REMEMBER_QUEUE;
     if (!p->cfg.notify_queue) p->cfg.notify_queue = QG_PIPE_NOTIFY_QUEUE;
+    if (!p->cfg.write_ahead) p->cfg.write_ahead = QG_PIPE_WRITE_AHEAD;
     p->owner_id = cfg->owner_id && *cfg->owner_id ? qg_xstrdup(cfg->owner_id) : NULL;
     p->model = qg_xstrdup(cfg->model ? cfg->model : "off");
     p->analyse_on = strcmp(p->model, "off") != 0 && strcmp(p->model, "none") != 0;

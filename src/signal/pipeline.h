@@ -55,6 +55,9 @@ typedef struct qg_pipeline qg_pipeline;
 #define QG_PIPE_REMEMBER_QUEUE 10000
 /* Signals whose alert is with the notifier by default (QG_SIGNAL_NOTIFY_QUEUE). */
 #define QG_PIPE_NOTIFY_QUEUE 10000
+/* Writes queued for the group commit before a worker waits to start its
+ * next signal (QG_SIGNAL_WRITE_AHEAD). */
+#define QG_PIPE_WRITE_AHEAD 4096
 
 typedef struct qg_pipeline_config {
     qg_store *store;
@@ -85,6 +88,8 @@ typedef struct qg_pipeline_config {
                               before the workers wait too; 0: 10000 */
     size_t notify_queue;   /* QG_SIGNAL_NOTIFY_QUEUE: signals whose alert is with the
                               notifier before the workers wait; 0: 10000 */
+    size_t write_ahead;    /* QG_SIGNAL_WRITE_AHEAD: writes queued for the batcher before a
+                              worker waits to start its next signal; 0: 4096 */
     const cJSON *plan;     /* QG_SIGNAL_PLAN (JSON) or NULL */
     bool ai_plans;         /* QG_SIGNAL_AI_PLANS: run a "plan" from the analysis, default true */
 

@@ -158,7 +158,7 @@ static qg_status open_rules(qg_signals *s, qg_pipeline_config *pc, qg_error *err
 static qg_status open_pipeline_config(qg_pipeline_config *pc, qg_error *err)
 {
     int64_t workers, queue_max, min_conf, cooldown_s, similar, retries, retry_base, rm_queue,
-        nt_queue;
+        nt_queue, write_ahead;
     bool killzone, remember, ai_plans;
     qg_status rc;
     if ((rc = qg_config_int_range("QG_SIGNAL_WORKERS", 8, 1, 256, &workers, err)) ||
@@ -175,6 +175,8 @@ static qg_status open_pipeline_config(qg_pipeline_config *pc, qg_error *err)
                                   &rm_queue, err)) ||
         (rc = qg_config_int_range("QG_SIGNAL_NOTIFY_QUEUE", QG_PIPE_NOTIFY_QUEUE, 1, 10000000,
                                   &nt_queue, err)) ||
+        (rc = qg_config_int_range("QG_SIGNAL_WRITE_AHEAD", QG_PIPE_WRITE_AHEAD, 64, 1000000,
+                                  &write_ahead, err)) ||
         (rc = qg_config_bool("QG_SIGNAL_AI_PLANS", true, &ai_plans, err)) ||
         (rc = qg_config_double("QG_SIGNAL_SCORE_THRESHOLD", 70, 0, 100, &pc->score_threshold, err)))
         return rc;
@@ -189,6 +191,7 @@ static qg_status open_pipeline_config(qg_pipeline_config *pc, qg_error *err)
     pc->remember = remember;
     pc->remember_queue = (size_t)rm_queue;
     pc->notify_queue = (size_t)nt_queue;
+    pc->write_ahead = (size_t)write_ahead;
     pc->ai_plans = ai_plans;
     pc->model = qg_config_str("QG_SIGNAL_MODEL", "builtin");
     return QG_OK;

@@ -76,6 +76,8 @@ struct qg_batcher {
     batch_op *head, *tail; /* under mu */
     size_t queued;         /* under mu */
     bool stopping;         /* under mu */
+    pthread_cond_t room;   /* queued went down (qg_batcher_wait_room); under mu */
+    int room_waiters;      /* under mu */
 
     /* pipelined durability (SQLite): the writer commits without syncing,
      * the syncer syncs the log, the writer then runs the dones */
@@ -121,6 +123,7 @@ static batch_op *detach_batch(qg_batcher *b, size_t *n_out, batch_op **last_out)
         if (!b->head) b->tail = NULL;
         last->next = NULL;
         b->queued -= n;
+        if (b->room_waiters) pthread_cond_broadcast(&b->room);
     }
     *n_out = n;
     *last_out = last;
@@ -440,6 +443,7 @@ qg_status qg_batcher_new(qg_store *s, const char *name, int batch_max, size_t qu
     pthread_cond_init(&b->ckwake, NULL);
     pthread_cond_init(&b->synwake, NULL);
     pthread_cond_init(&b->picked, NULL);
+    pthread_cond_init(&b->room, NULL);
     b->log_fd = -1;
     qg_status rc = qg_store_acquire(s, &b->conn, err);
     if (!rc && (sync != QG_BATCH_SYNC_PIPELINED || !open_log(b))) rc = set_sync(b, "FULL", err);
@@ -460,6 +464,7 @@ qg_status qg_batcher_new(qg_store *s, const char *name, int batch_max, size_t qu
         if (b->conn) qg_store_release(s, b->conn);
         pthread_cond_destroy(&b->synwake);
         pthread_cond_destroy(&b->picked);
+        pthread_cond_destroy(&b->room);
         pthread_cond_destroy(&b->ckwake);
         pthread_cond_destroy(&b->wake);
         pthread_mutex_destroy(&b->mu);
@@ -568,6 +573,25 @@ qg_status qg_batcher_run_whole(qg_batcher *b, qg_batch_apply_fn apply, void *arg
     return qg_batcher_run(b, apply_whole, &w, err);
 }
 
+void qg_batcher_wait_room(qg_batcher *b, size_t max_queued, const atomic_bool *stop)
+{
+    pthread_mutex_lock(&b->mu);
+    b->room_waiters++;
+    while (b->queued > max_queued && !b->stopping && !(stop && atomic_load(stop))) {
+        /* A bounded wait: a stop flag is not signalled through room. */
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 50 * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&b->room, &b->mu, &ts);
+    }
+    b->room_waiters--;
+    pthread_mutex_unlock(&b->mu);
+}
+
 void qg_batcher_get_stats(qg_batcher *b, qg_batcher_stats *out)
 {
     out->ops = atomic_load_explicit(&b->ops, memory_order_relaxed);
@@ -603,6 +627,7 @@ void qg_batcher_free(qg_batcher *b)
     qg_store_release(b->store, b->conn);
     pthread_cond_destroy(&b->synwake);
     pthread_cond_destroy(&b->picked);
+    pthread_cond_destroy(&b->room);
     pthread_cond_destroy(&b->ckwake);
     pthread_cond_destroy(&b->wake);
     pthread_mutex_destroy(&b->mu);

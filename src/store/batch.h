@@ -33,6 +33,7 @@
 
 #include <quantgate/status.h>
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -84,6 +85,13 @@ qg_status qg_batcher_run(qg_batcher *b, qg_batch_apply_fn apply, void *arg, qg_e
  * writes stay (the batch's other ops keep theirs). For ops of several
  * statements that must land whole or not at all. */
 qg_status qg_batcher_run_whole(qg_batcher *b, qg_batch_apply_fn apply, void *arg, qg_error *err);
+
+/* Waits while more than max_queued ops are queued (the writer detaching a
+ * batch wakes it), or until the batcher or *stop (may be NULL) stops. For
+ * producers that can wait, so the queue stays short for those that
+ * cannot (a webhook's 202 waits for its insert's commit behind whatever
+ * is queued). */
+void qg_batcher_wait_room(qg_batcher *b, size_t max_queued, const atomic_bool *stop);
 
 void qg_batcher_get_stats(qg_batcher *b, qg_batcher_stats *out);
 

@@ -482,6 +482,16 @@ def states_of(s):
     return [e["state"] for e in s["events"]]
 
 
+def metric_of(test, name):
+    """The value of an unlabelled series in test.srv's /metrics."""
+    r = test.srv.request("GET", "/metrics")
+    test.assertEqual(r.status, 200, r)
+    for line in r.text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[-1])
+    test.fail("%s not in /metrics" % name)
+
+
 def accept_paused(test, admin, count, prefix):
     """Pauses test.srv's pipeline and has it accept count signals: their ids."""
     test.assertEqual(test.srv.request("POST", "/api/signals/pause", token=admin).status, 200)
@@ -502,25 +512,17 @@ class RememberQueueTest(qgtest.ServerTest):
         "QG_SIGNAL_REMEMBER_QUEUE": "1",
     }
 
-    def metric(self, name):
-        r = self.srv.request("GET", "/metrics")
-        self.assertEqual(r.status, 200, r)
-        for line in r.text.splitlines():
-            if line.startswith(name + " "):
-                return float(line.split()[-1])
-        self.fail("%s not in /metrics" % name)
-
     def test_a_full_remember_queue_holds_the_workers_back_and_drops_nothing(self):
         self.srv.secret(SECRET)
         admin = self.srv.admin_token()
         ids = accept_paused(self, admin, 40, "R")
         self.assertEqual(self.srv.request("POST", "/api/signals/resume", token=admin).status, 200)
         deadline = time.time() + 60
-        while self.metric("quantgate_signals_remembered_total") < len(ids) or self.metric("quantgate_signals_done_total") < len(ids):
+        while metric_of(self, "quantgate_signals_remembered_total") < len(ids) or metric_of(self, "quantgate_signals_done_total") < len(ids):
             self.assertLess(time.time(), deadline, "not all done and remembered")
             time.sleep(0.1)
-        self.assertEqual(self.metric("quantgate_signals_remember_dropped_total"), 0)
-        self.assertEqual(self.metric("quantgate_signals_remember_queued"), 0)
+        self.assertEqual(metric_of(self, "quantgate_signals_remember_dropped_total"), 0)
+        self.assertEqual(metric_of(self, "quantgate_signals_remember_queued"), 0)
         for sid in ids:
             r = self.srv.request("GET", "/api/signals/" + sid, token=admin)
             self.assertEqual(r.json["state"], "done", r)
@@ -628,6 +630,34 @@ class SlowChatTest(qgtest.ServerTest):
         r = self.srv.request("GET", "/metrics")
         self.assertIn("quantgate_notify_queued 0", r.text)
         self.assertIn("quantgate_signals_notify_posted 0", r.text)
+
+
+class WriteAheadTest(qgtest.ServerTest):
+    """With QG_SIGNAL_WRITE_AHEAD at its minimum the workers wait for the
+    single writer before each new signal: a backlog still finishes, every
+    signal done and remembered, and the writer's queue stays near the
+    bound (a worker's own signal adds its few writes past it)."""
+
+    SERVER_ENV = {"WEBHOOK_SECRET": SECRET, "QG_SIGNAL_WRITE_AHEAD": "64", "QG_SIGNAL_WORKERS": "4"}
+
+    def test_a_backlog_finishes_with_the_writer_queue_bounded(self):
+        self.srv.secret(SECRET)
+        admin = self.srv.admin_token()
+        ids = accept_paused(self, admin, 1000, "W")
+        self.assertEqual(self.srv.request("POST", "/api/signals/resume", token=admin).status, 200)
+        deadline, peak = time.time() + 120, 0
+        while metric_of(self, "quantgate_signals_done_total") < len(ids):
+            peak = max(peak, metric_of(self, "quantgate_signal_writer_queued"))
+            self.assertLess(time.time(), deadline)
+            time.sleep(0.02)
+        # 4 workers past the bound with a signal each: a few dozen writes over
+        self.assertLess(peak, 64 + 4 * 16, "writer queue peaked at %d" % peak)
+        for sid in ids[:5] + ids[-5:]:
+            s = self.srv.request("GET", "/api/signals/" + sid, token=admin).json
+            self.assertEqual(s["state"], "done", s)
+        while metric_of(self, "quantgate_signals_remembered_total") < len(ids):
+            self.assertLess(time.time(), deadline)
+            time.sleep(0.05)
 
 
 class PlanTimeoutTest(qgtest.ServerTest):

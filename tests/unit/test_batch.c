@@ -301,3 +301,49 @@ Test(batch, the_writer_widens_its_cache_and_gives_it_back, .init = setup, .fini 
     cr_assert_eq(after, before, "the pool's connection is back to its own cache size");
     qg_store_close(one);
 }
+
+/* Ops past `allowed` wait in their apply: the test decides how far the
+ * writer gets. */
+static atomic_int allowed, applied;
+
+static qg_status gated_insert(qg_conn *c, void *arg, qg_error *err)
+{
+    while (atomic_load(&applied) >= atomic_load(&allowed)) usleep(200);
+    atomic_fetch_add(&applied, 1);
+    return insert(c, arg, err);
+}
+
+/* A producer that can wait waits while more than max ops are queued, and
+ * goes on once the writer has taken them down to max; a stop flag ends
+ * the wait at once. */
+Test(batch, wait_room_holds_a_producer_until_the_queue_is_short, .init = setup, .fini = teardown)
+{
+    qg_batcher *b = NULL;
+    qg_error err = {0};
+    /* one op a batch: the queue goes down one by one */
+    cr_assert_eq(qg_batcher_new(store, "t-room", 1, 0, QG_BATCH_SYNC_COMMIT, &b, &err), QG_OK, "%s",
+                 err.msg);
+    atomic_store(&allowed, 0);
+    atomic_store(&applied, 0);
+    static op ops[60];
+    atomic_int n = 0;
+    for (int i = 0; i < 60; i++) {
+        ops[i] = (op){.key = i, .done_count = &n};
+        cr_assert_eq(qg_batcher_submit(b, gated_insert, done, &ops[i]), QG_OK);
+    }
+    qg_batcher_stats st;
+    qg_batcher_get_stats(b, &st);
+    cr_assert_geq(st.queued, 59, "the held writer keeps them queued (%zu)", st.queued);
+    atomic_bool stop = true;
+    qg_batcher_wait_room(b, 0, &stop); /* returns at once */
+    atomic_store(&allowed, 50);        /* the 51st op's apply holds the writer */
+    qg_batcher_wait_room(b, 10, NULL);
+    qg_batcher_get_stats(b, &st);
+    cr_assert_leq(st.queued, 10, "returned with %zu queued", st.queued);
+    cr_assert_leq(atomic_load(&applied), 50, "before the held ops ran");
+    atomic_store(&allowed, 60);
+    qg_batcher_wait_room(b, 0, NULL);
+    qg_batcher_free(b);
+    cr_assert_eq(rows(), 60);
+    cr_assert_eq(atomic_load(&n), 60);
+}

@@ -28,6 +28,11 @@
  * own automatic checkpoint, still there to restart the log from its
  * beginning, finds little left to copy.
  *
+ * Back-pressure: submit never waits (a full queue answers QG_EAGAIN), but
+ * producers that can wait call qg_batcher_wait_room, which the writer
+ * wakes each time it takes a batch off the queue; the signal workers do,
+ * so the queue a webhook's insert waits behind stays short.
+ *
  * No SAVEPOINT around each apply: SQLite undoes just the failed statement
  * and keeps the transaction, so one bad op cannot sink its batch. A
  * backend that aborts the whole transaction on an error (PostgreSQL) will
@@ -386,8 +391,8 @@ static qg_status int_cb(void *ud, const qg_row *row)
  * page of its own once its analysis is in). Past SQLite's default cache
  * (2 MiB) the pager spills dirty pages into the log in the middle of the
  * transaction, and a page dirtied again is written twice: 8-10% of the
- * writer's time per signal (bench/signals.sh). The pool's setting comes
- * back when the batcher ends. */
+ * writer's time per signal (docs/signals.md, "Eleventh round"). The
+ * pool's setting comes back when the batcher ends. */
 #define WRITER_CACHE_KIB 32768
 static qg_status widen_cache(qg_batcher *b, qg_error *err)
 {

@@ -584,13 +584,7 @@ void qg_batcher_wait_room(qg_batcher *b, size_t max_queued, const atomic_bool *s
     b->room_waiters++;
     while (b->queued > max_queued && !b->stopping && !(stop && atomic_load(stop))) {
         /* A bounded wait: a stop flag is not signalled through room. */
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += 50 * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
+        struct timespec ts = qg_time_deadline(CLOCK_REALTIME, 50);
         pthread_cond_timedwait(&b->room, &b->mu, &ts);
     }
     b->room_waiters--;

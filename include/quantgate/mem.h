@@ -40,6 +40,8 @@ void qg_arena_init(qg_arena *a, size_t chunk_size);
 void *qg_arena_alloc(qg_arena *a, size_t n);
 /* Copies s (n bytes, then NUL) into the arena. NULL on out-of-memory. */
 char *qg_arena_strndup(qg_arena *a, const char *s, size_t n);
+/* A copy of s in the arena; NULL when s is NULL (or out of memory). */
+char *qg_arena_strdup(qg_arena *a, const char *s);
 char *qg_arena_sprintf(qg_arena *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Frees every chunk; the arena can be reused afterwards. */
 void qg_arena_free(qg_arena *a);

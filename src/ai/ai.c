@@ -78,27 +78,22 @@ typedef struct rec_node {
 
 /* ---- the usage writer ---- */
 
-static const char *dup_or_null(qg_arena *a, const char *v)
-{
-    return v ? qg_arena_strndup(a, v, strlen(v)) : NULL;
-}
-
 static void enqueue_record(qg_ai *ai, const qg_ai_call_record *r)
 {
     rec_node *n = qg_xcalloc(1, sizeof *n);
     qg_arena_init(&n->arena, 1024);
     n->rec = *r;
     qg_arena *a = &n->arena;
-    n->rec.id = dup_or_null(a, r->id);
-    n->rec.user_id = dup_or_null(a, r->user_id);
-    n->rec.token_id = dup_or_null(a, r->token_id);
-    n->rec.model_name = dup_or_null(a, r->model_name);
-    n->rec.deployment_id = dup_or_null(a, r->deployment_id);
-    n->rec.provider = dup_or_null(a, r->provider);
-    n->rec.model = dup_or_null(a, r->model);
-    n->rec.template_id = dup_or_null(a, r->template_id);
-    n->rec.outcome = dup_or_null(a, r->outcome);
-    n->rec.error = dup_or_null(a, r->error);
+    n->rec.id = qg_arena_strdup(a, r->id);
+    n->rec.user_id = qg_arena_strdup(a, r->user_id);
+    n->rec.token_id = qg_arena_strdup(a, r->token_id);
+    n->rec.model_name = qg_arena_strdup(a, r->model_name);
+    n->rec.deployment_id = qg_arena_strdup(a, r->deployment_id);
+    n->rec.provider = qg_arena_strdup(a, r->provider);
+    n->rec.model = qg_arena_strdup(a, r->model);
+    n->rec.template_id = qg_arena_strdup(a, r->template_id);
+    n->rec.outcome = qg_arena_strdup(a, r->outcome);
+    n->rec.error = qg_arena_strdup(a, r->error);
     pthread_mutex_lock(&ai->wmu);
     if (ai->tail)
         ai->tail->next = n;

@@ -869,8 +869,7 @@ typedef struct tmpl_list {
 
 static const char *dup_col(qg_arena *a, const qg_row *row, int col)
 {
-    const char *s = qg_row_text(row, col);
-    return s ? qg_arena_strndup(a, s, strlen(s)) : NULL;
+    return qg_arena_strdup(a, qg_row_text(row, col));
 }
 
 static qg_status tmpl_row(void *ud, const qg_row *row)

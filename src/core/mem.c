@@ -100,6 +100,11 @@ char *qg_arena_strndup(qg_arena *a, const char *s, size_t n)
     return p;
 }
 
+char *qg_arena_strdup(qg_arena *a, const char *s)
+{
+    return s ? qg_arena_strndup(a, s, strlen(s)) : NULL;
+}
+
 char *qg_arena_sprintf(qg_arena *a, const char *fmt, ...)
 {
     va_list ap;

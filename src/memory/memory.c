@@ -1235,11 +1235,6 @@ static void pending_free(qg_mem_pending *pa)
     free(pa);
 }
 
-static const char *arena_dup(qg_arena *a, const char *s)
-{
-    return s ? qg_arena_strndup(a, s, strlen(s)) : NULL;
-}
-
 qg_status qg_memory_add_prepare(qg_memory *m, const qg_mem_add *in, qg_mem_pending **out,
                                 char *id_out, qg_error *err)
 {
@@ -1292,12 +1287,12 @@ qg_status qg_memory_add_prepare(qg_memory *m, const qg_mem_add *in, qg_mem_pendi
     }
     if ((rc = qg_vec_encode(pa->v, dim, &pa->vb))) goto fail;
     r->vector = pa->vb.data;
-    r->user_id = arena_dup(&pa->a, in->user_id);
-    r->text = arena_dup(&pa->a, in->text ? in->text : "");
-    r->symbol = arena_dup(&pa->a, in->symbol);
-    r->timeframe = arena_dup(&pa->a, in->timeframe);
-    r->signal_type = arena_dup(&pa->a, signal_type);
-    r->session = arena_dup(&pa->a, session);
+    r->user_id = qg_arena_strdup(&pa->a, in->user_id);
+    r->text = qg_arena_strdup(&pa->a, in->text ? in->text : "");
+    r->symbol = qg_arena_strdup(&pa->a, in->symbol);
+    r->timeframe = qg_arena_strdup(&pa->a, in->timeframe);
+    r->signal_type = qg_arena_strdup(&pa->a, signal_type);
+    r->session = qg_arena_strdup(&pa->a, session);
     if (in->vector) { /* the caller's vector: keep a copy */
         float *v = qg_arena_alloc(&pa->a, dim * sizeof *v);
         if (!v) {
@@ -1389,8 +1384,7 @@ void qg_memory_add_finish_many(qg_mem_pending **pa, const bool *committed, size_
 
 static const char *dup_text(qg_arena *a, const qg_row *row, int col)
 {
-    const char *s = qg_row_text(row, col);
-    return s ? qg_arena_strndup(a, s, strlen(s)) : NULL;
+    return qg_arena_strdup(a, qg_row_text(row, col));
 }
 
 static void row_item(qg_arena *a, const qg_row *row, qg_mem_item *it)

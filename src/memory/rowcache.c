@@ -125,11 +125,6 @@ void qg_rowcache_drop(qg_rowcache *rc, uint64_t seq)
     free(swap_in(rc, seq, NULL, true));
 }
 
-static const char *arena_copy(qg_arena *a, const char *s)
-{
-    return s ? qg_arena_strndup(a, s, strlen(s)) : NULL;
-}
-
 bool qg_rowcache_get(qg_rowcache *rc, uint64_t seq, const char *user_id, qg_arena *a,
                      qg_mem_item *out)
 {
@@ -140,13 +135,13 @@ bool qg_rowcache_get(qg_rowcache *rc, uint64_t seq, const char *user_id, qg_aren
     if (s->seq == seq && s->row && strcmp(s->row->user_id, user_id) == 0) {
         const qg_mem_item *it = &s->row->it;
         *out = *it;
-        out->collection = arena_copy(a, it->collection);
-        out->text = arena_copy(a, it->text);
-        out->symbol = arena_copy(a, it->symbol);
-        out->timeframe = arena_copy(a, it->timeframe);
-        out->signal_type = arena_copy(a, it->signal_type);
-        out->session = arena_copy(a, it->session);
-        out->meta_json = arena_copy(a, it->meta_json);
+        out->collection = qg_arena_strdup(a, it->collection);
+        out->text = qg_arena_strdup(a, it->text);
+        out->symbol = qg_arena_strdup(a, it->symbol);
+        out->timeframe = qg_arena_strdup(a, it->timeframe);
+        out->signal_type = qg_arena_strdup(a, it->signal_type);
+        out->session = qg_arena_strdup(a, it->session);
+        out->meta_json = qg_arena_strdup(a, it->meta_json);
         hit = true;
     }
     pthread_mutex_unlock(stripe(rc, seq));

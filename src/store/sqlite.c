@@ -204,16 +204,21 @@ static stmt_entry *cached_at(sqlite_conn *c, const char *sql)
     return NULL;
 }
 
+/* e serves sql now: the most recently used, with sql's address as its hint. */
+static qg_status use_entry(sqlite_conn *c, stmt_entry *e, const char *sql, sqlite3_stmt **out)
+{
+    e->seen = sql;
+    e->last_use = ++c->tick;
+    *out = e->st;
+    return QG_OK;
+}
+
 /* Finds or prepares the statement for sql. The statement stays owned by
  * the cache; callers reset it (release_stmt) when done. */
 static qg_status get_stmt(sqlite_conn *c, const char *sql, sqlite3_stmt **out, qg_error *err)
 {
     stmt_entry *hit = cached_at(c, sql);
-    if (hit) {
-        hit->last_use = ++c->tick;
-        *out = hit->st;
-        return QG_OK;
-    }
+    if (hit) return use_entry(c, hit, sql, out);
     uint64_t h = qg_fnv1a_str(QG_FNV1A_BASIS, sql);
     stmt_entry *free_slot = NULL, *lru = NULL;
     for (int i = 0; i < STMT_CACHE_SIZE; i++) {
@@ -222,12 +227,7 @@ static qg_status get_stmt(sqlite_conn *c, const char *sql, sqlite3_stmt **out, q
             if (!free_slot) free_slot = e;
             continue;
         }
-        if (e->hash == h && strcmp(sqlite3_sql(e->st), sql) == 0) {
-            e->seen = sql;
-            e->last_use = ++c->tick;
-            *out = e->st;
-            return QG_OK;
-        }
+        if (e->hash == h && strcmp(sqlite3_sql(e->st), sql) == 0) return use_entry(c, e, sql, out);
         if (!lru || e->last_use < lru->last_use) lru = e;
     }
     stmt_entry *victim = free_slot ? free_slot : lru;
@@ -248,11 +248,8 @@ static qg_status get_stmt(sqlite_conn *c, const char *sql, sqlite3_stmt **out, q
     }
     sqlite3_finalize(victim->st);
     victim->st = st;
-    victim->seen = sql;
     victim->hash = h;
-    victim->last_use = ++c->tick;
-    *out = st;
-    return QG_OK;
+    return use_entry(c, victim, sql, out);
 }
 
 static void release_stmt(sqlite3_stmt *st)

@@ -45,6 +45,11 @@ Test(core, arena_alignment_and_big_blocks)
     char *r = qg_arena_alloc(&a, 16); /* still served from the small chunk */
     cr_assert_not_null(r);
     cr_assert_str_eq(qg_arena_sprintf(&a, "%d-%s", 42, "x"), "42-x");
+    char src[] = "copied";
+    char *dup = qg_arena_strdup(&a, src);
+    src[0] = 'X';
+    cr_assert_str_eq(dup, "copied");
+    cr_assert_null(qg_arena_strdup(&a, NULL));
     qg_arena_free(&a);
 }
 

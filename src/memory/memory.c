@@ -403,11 +403,15 @@ static void snap_kick(qg_memory *m)
     pthread_mutex_unlock(&m->bg_mu);
 }
 
-/* Writes c's snapshot when due, under its read lock only (saving reads the
- * index; searches go on). The generation is recorded after the lock is
- * released, so the thread never waits for the database while holding it;
- * a crash in between leaves the old snapshot_gen, which the next start
- * treats as stale (a rebuild), never the other way round. */
+/* Writes c's snapshot when due. Only writing the file (into the page
+ * cache) holds c's read lock, so searches go on; syncing it to disk and
+ * recording the generation come after the lock is released. Holding the
+ * lock through the sync stalled the whole pipeline: the rememberer's
+ * write lock waited behind it, and every search (the lock prefers
+ * writers) behind the rememberer, for the disk's time to take the whole
+ * index. A crash before the generation is recorded leaves the old
+ * snapshot_gen, which the next start treats as stale (catch_up), never
+ * the other way round. */
 static void bg_snapshot_coll(qg_memory *m, qg_conn *conn, mem_coll *c)
 {
     char path[4096];
@@ -418,13 +422,15 @@ static void bg_snapshot_coll(qg_memory *m, qg_conn *conn, mem_coll *c)
     pthread_rwlock_rdlock(&c->lock);
     int64_t gen = c->generation;
     bool due = snap_due(m, c);
+    bool written = false;
     if (due) {
         if (qg_vindex_count(c->ix) == 0)
             unlink(path);
         else
-            rc = qg_vindex_save(c->ix, path, &e);
+            written = (rc = qg_vindex_write_temp(c->ix, path, &e)) == QG_OK;
     }
     pthread_rwlock_unlock(&c->lock);
+    if (written) rc = qg_vindex_publish_temp(path, &e);
     if (due && !rc) {
         qg_val p[] = {QG_VINT(gen), QG_VTEXT(c->name)};
         rc = qg_conn_exec(conn, "UPDATE memory_collections SET snapshot_gen = ? WHERE name = ?", p,

@@ -771,11 +771,17 @@ static snap_hdr make_hdr(const struct qg_vindex *ix)
     return h;
 }
 
-qg_status qg_vindex_save(const qg_vindex *ix, const char *path, qg_error *err)
+static void temp_path(const char *path, char *tmp, size_t cap)
+{
+    snprintf(tmp, cap, "%s.tmp", path);
+}
+
+qg_status qg_vindex_write_temp(const qg_vindex *ix, const char *path, qg_error *err)
 {
     char tmp[4096];
-    if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp", path) >= sizeof tmp)
+    if (strlen(path) + 5 > sizeof tmp)
         return qg_error_set(err, QG_EINVAL, "snapshot path too long: %s", path);
+    temp_path(path, tmp, sizeof tmp);
     snap_io w = {.f = fopen(tmp, "wb"), .ok = true};
     if (!w.f) return qg_error_set(err, QG_EIO, "%s: %s", tmp, strerror(errno));
     snap_hdr h = make_hdr(ix);
@@ -798,15 +804,41 @@ qg_status qg_vindex_save(const qg_vindex *ix, const char *path, qg_error *err)
     }
     uint64_t sum = w.sum;
     put(&w, &sum, sizeof sum);
-    bool ok = w.ok && fflush(w.f) == 0 && fsync(fileno(w.f)) == 0;
+    bool ok = w.ok && fflush(w.f) == 0;
     int e = errno;
     ok = fclose(w.f) == 0 && ok;
-    if (!ok || rename(tmp, path) != 0) {
-        if (ok) e = errno;
+    if (!ok) {
+        unlink(tmp);
+        return qg_error_set(err, QG_EIO, "%s: write failed: %s", tmp, strerror(e));
+    }
+    return QG_OK;
+}
+
+qg_status qg_vindex_publish_temp(const char *path, qg_error *err)
+{
+    char tmp[4096];
+    if (strlen(path) + 5 > sizeof tmp)
+        return qg_error_set(err, QG_EINVAL, "snapshot path too long: %s", path);
+    temp_path(path, tmp, sizeof tmp);
+    int fd = open(tmp, O_RDONLY | O_CLOEXEC);
+    bool ok = fd >= 0 && fsync(fd) == 0;
+    int e = errno;
+    if (fd >= 0) close(fd);
+    if (ok && rename(tmp, path) != 0) {
+        ok = false;
+        e = errno;
+    }
+    if (!ok) {
         unlink(tmp);
         return qg_error_set(err, QG_EIO, "%s: write failed: %s", path, strerror(e));
     }
     return QG_OK;
+}
+
+qg_status qg_vindex_save(const qg_vindex *ix, const char *path, qg_error *err)
+{
+    qg_status rc = qg_vindex_write_temp(ix, path, err);
+    return rc ? rc : qg_vindex_publish_temp(path, err);
 }
 
 /* Checks the graph read from a snapshot: every level, count and link is in

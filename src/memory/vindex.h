@@ -103,6 +103,14 @@ qg_status qg_vindex_search(const qg_vindex *ix, const float *q, size_t k, int ef
  * checking magic, format version and sizes, and names what is wrong. The
  * caller owns the loaded index. */
 qg_status qg_vindex_save(const qg_vindex *ix, const char *path, qg_error *err);
+
+/* save in two steps, so that the slow one needs no lock on the index:
+ * write_temp writes the whole snapshot to "<path>.tmp" (the caller keeps
+ * ix from changing meanwhile), publish_temp syncs that file to disk and
+ * renames it over path. Either one removes the temporary file when it
+ * fails. */
+qg_status qg_vindex_write_temp(const qg_vindex *ix, const char *path, qg_error *err);
+qg_status qg_vindex_publish_temp(const char *path, qg_error *err);
 qg_status qg_vindex_load(const char *path, qg_vindex **out, qg_error *err);
 
 #endif

@@ -24,9 +24,10 @@
  * database and syncing it while every submitter waits (a 10-20 ms stall
  * at thousands of writes a second). So on SQLite a checkpointer thread
  * runs PASSIVE checkpoints on a pool connection every few hundred writes:
- * they copy what is committed while the writer goes on, and the writer's
- * own automatic checkpoint, still there to restart the log from its
- * beginning, finds little left to copy.
+ * they copy what is committed while the writer goes on (the writer's
+ * next transaction restarts the log from its beginning once all of it is
+ * copied). The writer's own automatic checkpoint moves out of the way to
+ * 20000 pages, a net for a log the checkpointer cannot keep short.
  *
  * Back-pressure: submit never waits (a full queue answers QG_EAGAIN), but
  * producers that can wait call qg_batcher_wait_room, which the writer
@@ -88,6 +89,7 @@ struct qg_batcher {
      * the syncer syncs the log, the writer then runs the dones */
     int log_fd;              /* the log, opened read-only; -1: each COMMIT syncs */
     int64_t pool_cache_size; /* SQLite: the connection's cache_size before widen_cache */
+    int64_t pool_autockpt;   /* SQLite: its wal_autocheckpoint before checkpoint_aside; -1: unset */
     pthread_t syncer;
     bool syncer_started;
     pthread_cond_t synwake;                /* under mu */
@@ -387,6 +389,26 @@ static qg_status int_cb(void *ud, const qg_row *row)
     return QG_OK;
 }
 
+/* Sets PRAGMA name to value on the writer's connection, keeping the value
+ * it had in *was for restore_pragma (SQLite only). */
+static qg_status swap_pragma(qg_batcher *b, const char *name, int64_t value, int64_t *was,
+                             qg_error *err)
+{
+    if (strcmp(qg_store_backend(b->store), "sqlite") != 0) return QG_OK;
+    char sql[64], v[24];
+    snprintf(sql, sizeof sql, "PRAGMA %s", name);
+    qg_status rc = qg_conn_query(b->conn, sql, NULL, 0, int_cb, was, err);
+    snprintf(v, sizeof v, "%" PRId64, value);
+    return rc ? rc : writer_pragma(b, name, v, err);
+}
+
+static qg_status restore_pragma(qg_batcher *b, const char *name, int64_t was, qg_error *err)
+{
+    char v[24];
+    snprintf(v, sizeof v, "%" PRId64, was);
+    return writer_pragma(b, name, v, err);
+}
+
 /* A batch under load dirties thousands of pages (a signal's row is about a
  * page of its own once its analysis is in). Past SQLite's default cache
  * (2 MiB) the pager spills dirty pages into the log in the middle of the
@@ -396,12 +418,24 @@ static qg_status int_cb(void *ud, const qg_row *row)
 #define WRITER_CACHE_KIB 32768
 static qg_status widen_cache(qg_batcher *b, qg_error *err)
 {
-    if (strcmp(qg_store_backend(b->store), "sqlite") != 0) return QG_OK;
-    qg_status rc =
-        qg_conn_query(b->conn, "PRAGMA cache_size", NULL, 0, int_cb, &b->pool_cache_size, err);
-    char v[24];
-    snprintf(v, sizeof v, "%d", -WRITER_CACHE_KIB);
-    return rc ? rc : writer_pragma(b, "cache_size", v, err);
+    return swap_pragma(b, "cache_size", -WRITER_CACHE_KIB, &b->pool_cache_size, err);
+}
+
+/* With the checkpointer running, the writer's own automatic checkpoint
+ * only stays as a net for a log the checkpointer cannot keep short: at
+ * SQLite's default (1000 pages) it ran inside the writer's commits once
+ * the log had grown past it, and waited there for the disk to sync the
+ * database file while every submitter, and through the write-ahead bound
+ * every signal worker, waited for the writer (docs/signals.md, "Twelfth
+ * round"). The pool's setting comes back when the batcher ends. */
+#define WRITER_AUTOCHECKPOINT_PAGES 20000
+static void checkpoint_aside(qg_batcher *b)
+{
+    qg_error err = {0};
+    if (swap_pragma(b, "wal_autocheckpoint", WRITER_AUTOCHECKPOINT_PAGES, &b->pool_autockpt, &err)) {
+        qg_warn("%s: %s; the writer checkpoints as before", b->name, err.msg);
+        b->pool_autockpt = -1;
+    }
 }
 
 /* Opens the connection's log for the syncer and lets COMMIT skip its own
@@ -450,6 +484,7 @@ qg_status qg_batcher_new(qg_store *s, const char *name, int batch_max, size_t qu
     pthread_cond_init(&b->picked, NULL);
     pthread_cond_init(&b->room, NULL);
     b->log_fd = -1;
+    b->pool_autockpt = -1;
     qg_status rc = qg_store_acquire(s, &b->conn, err);
     if (!rc && (sync != QG_BATCH_SYNC_PIPELINED || !open_log(b))) rc = set_sync(b, "FULL", err);
     if (!rc) rc = widen_cache(b, err);
@@ -479,6 +514,7 @@ qg_status qg_batcher_new(qg_store *s, const char *name, int batch_max, size_t qu
     /* Without it SQLite still checkpoints, only inside a commit. */
     if (strcmp(qg_store_backend(s), "sqlite") == 0)
         b->checkpointer_started = pthread_create(&b->checkpointer, NULL, checkpointer_main, b) == 0;
+    if (b->checkpointer_started) checkpoint_aside(b);
     *out = b;
     return QG_OK;
 }
@@ -618,10 +654,10 @@ void qg_batcher_free(qg_batcher *b)
     if (b->log_fd >= 0) close(b->log_fd);
     if (b->checkpointer_started) pthread_join(b->checkpointer, NULL);
     qg_error err = {0};
-    char cache[24];
-    snprintf(cache, sizeof cache, "%" PRId64, b->pool_cache_size);
     if (set_sync(b, "NORMAL", &err) ||
-        (b->pool_cache_size && writer_pragma(b, "cache_size", cache, &err)))
+        (b->pool_cache_size && restore_pragma(b, "cache_size", b->pool_cache_size, &err)) ||
+        (b->pool_autockpt >= 0 &&
+         restore_pragma(b, "wal_autocheckpoint", b->pool_autockpt, &err)))
         qg_warn("%s: %s", b->name, err.msg);
     qg_store_release(b->store, b->conn);
     pthread_cond_destroy(&b->synwake);

@@ -266,14 +266,24 @@ Test(batch, the_log_is_synced_off_the_writer_on_a_file_database, .init = setup, 
     qg_store_close(mem);
 }
 
-static qg_status read_cache_size(qg_conn *c, void *arg, qg_error *err)
+/* The two settings the writer changes on its connection. */
+typedef struct writer_pragmas {
+    int64_t cache_size, autocheckpoint;
+} writer_pragmas;
+
+static qg_status read_pragmas(qg_conn *c, void *arg, qg_error *err)
 {
-    return qg_conn_query(c, "PRAGMA cache_size", NULL, 0, count_row, arg, err);
+    writer_pragmas *p = arg;
+    qg_status rc = qg_conn_query(c, "PRAGMA cache_size", NULL, 0, count_row, &p->cache_size, err);
+    return rc ? rc
+              : qg_conn_query(c, "PRAGMA wal_autocheckpoint", NULL, 0, count_row,
+                              &p->autocheckpoint, err);
 }
 
 /* The writer's connection gets a page cache big enough for a loaded
- * batch (no spill into the log mid-transaction); the pool gets that
- * connection back as it lent it. */
+ * batch (no spill into the log mid-transaction) and leaves checkpoints to
+ * the checkpointer (no wait for the disk inside its commits); the pool
+ * gets that connection back as it lent it. */
 Test(batch, the_writer_widens_its_cache_and_gives_it_back, .init = setup, .fini = teardown)
 {
     qg_store *one = NULL;
@@ -282,23 +292,31 @@ Test(batch, the_writer_widens_its_cache_and_gives_it_back, .init = setup, .fini 
     snprintf(url, sizeof url, "sqlite://%s/one.db", tmpdir);
     cr_assert_eq(qg_store_open(url, 1, false, &one, &err), QG_OK, "%s", err.msg);
     qg_conn *c = NULL;
-    int64_t before = 0, during = 0, after = 0;
+    writer_pragmas before = {0}, during = {0}, after = {0};
     cr_assert_eq(qg_store_acquire(one, &c, &err), QG_OK);
-    cr_assert_eq(read_cache_size(c, &before, &err), QG_OK, "%s", err.msg);
+    cr_assert_eq(read_pragmas(c, &before, &err), QG_OK, "%s", err.msg);
     qg_store_release(one, c);
 
     qg_batcher *b = NULL;
     cr_assert_eq(qg_batcher_new(one, "t-cache", 0, 0, QG_BATCH_SYNC_PIPELINED, &b, &err), QG_OK,
                  "%s", err.msg);
-    cr_assert_eq(qg_batcher_run(b, read_cache_size, &during, &err), QG_OK, "%s", err.msg);
+    cr_assert_eq(qg_batcher_run(b, read_pragmas, &during, &err), QG_OK, "%s", err.msg);
     qg_batcher_free(b);
-    cr_assert_lt(during, before, "a cache wider than the pool's (negative: KiB)");
-    cr_assert_leq(during, -16384, "at least 16 MiB for the writer, got %lld", (long long)during);
+    cr_assert_lt(during.cache_size, before.cache_size, "a cache wider than the pool's (negative: KiB)");
+    cr_assert_leq(during.cache_size, -16384, "at least 16 MiB for the writer, got %lld",
+                  (long long)during.cache_size);
+    cr_assert_eq(before.autocheckpoint, 1000, "SQLite's default on the pool");
+    cr_assert_geq(during.autocheckpoint, 10 * before.autocheckpoint,
+                  "the writer's own checkpoint only as a net, got %lld",
+                  (long long)during.autocheckpoint);
 
     cr_assert_eq(qg_store_acquire(one, &c, &err), QG_OK);
-    cr_assert_eq(read_cache_size(c, &after, &err), QG_OK);
+    cr_assert_eq(read_pragmas(c, &after, &err), QG_OK);
     qg_store_release(one, c);
-    cr_assert_eq(after, before, "the pool's connection is back to its own cache size");
+    cr_assert_eq(after.cache_size, before.cache_size,
+                 "the pool's connection is back to its own cache size");
+    cr_assert_eq(after.autocheckpoint, before.autocheckpoint,
+                 "and to its own automatic checkpoint");
     qg_store_close(one);
 }
 

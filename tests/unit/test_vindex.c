@@ -532,6 +532,43 @@ Test(vindex, snapshot_round_trip, .timeout = 60)
 
 /* Adds items [from, to) of data, with a replaced and a removed item every
  * 97 so slots are reused and vectors change. */
+/* The two-step save: until publish, path keeps the old snapshot; what is
+ * published is the index as write_temp saw it, whatever changed after. */
+Test(vindex, snapshot_in_two_steps_publishes_what_was_written, .timeout = 60)
+{
+    size_t n = 400, dim = 12;
+    float *all = clustered(47, n + 10, dim, 6);
+    char path[512], tmp[600];
+    tmp_path(path, sizeof path, "two.qgvx");
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    qg_vindex *ix = build_hnsw(QG_VMETRIC_DOT, all, n / 2, dim, 8, 40, 3);
+    qg_error e = {0};
+    cr_assert_eq(qg_vindex_save(ix, path, &e), QG_OK, "%s", e.msg);
+    for (size_t i = n / 2; i < n; i++)
+        cr_assert_eq(qg_vindex_add(ix, i, all + i * dim, NULL), QG_OK);
+    cr_assert_eq(qg_vindex_write_temp(ix, path, &e), QG_OK, "%s", e.msg);
+    cr_assert_eq(access(tmp, F_OK), 0);
+    qg_vindex *back;
+    cr_assert_eq(qg_vindex_load(path, &back, &e), QG_OK, "%s", e.msg);
+    cr_assert_eq(qg_vindex_count(back), n / 2, "the old snapshot until publish");
+    qg_vindex_free(back);
+    /* Changes after write_temp are not in what publish puts in place. */
+    for (size_t i = 0; i < 10; i++)
+        cr_assert_eq(qg_vindex_add(ix, 900000 + i, all + (n + i) * dim, NULL), QG_OK);
+    cr_assert_eq(qg_vindex_publish_temp(path, &e), QG_OK, "%s", e.msg);
+    cr_assert_eq(access(tmp, F_OK), -1, "the temporary file is renamed");
+    cr_assert_eq(qg_vindex_load(path, &back, &e), QG_OK, "%s", e.msg);
+    cr_assert_eq(qg_vindex_count(back), n);
+    cr_assert(qg_vindex_contains(back, n - 1) && !qg_vindex_contains(back, 900000));
+    qg_vindex_free(back);
+    /* Publishing with nothing written fails, naming the file. */
+    cr_assert_eq(qg_vindex_publish_temp(path, &e), QG_EIO);
+    cr_assert(strstr(e.msg, path), "%s", e.msg);
+    qg_vindex_free(ix);
+    unlink(path);
+    free(all);
+}
+
 static void add_range(qg_vindex *ix, const float *data, size_t dim, size_t from, size_t to)
 {
     for (size_t i = from; i < to; i++) {

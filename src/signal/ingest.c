@@ -455,7 +455,7 @@ static void submit_duplicate(qg_ingest *g, ingest_op *op)
 {
     op->out.result = QG_INGEST_DUPLICATE;
     count(g, QG_PIPE_COUNT_DUPLICATE);
-    if (qg_batcher_submit(g->cfg.batcher, NULL, done_barrier, op) != QG_OK) op_finish(op);
+    if (qg_batcher_submit_first(g->cfg.batcher, NULL, done_barrier, op) != QG_OK) op_finish(op);
 }
 
 void qg_ingest_submit(qg_ingest *g, const qg_signal *s, const char *owner_id, int64_t now_ms,
@@ -497,7 +497,7 @@ void qg_ingest_submit(qg_ingest *g, const qg_signal *s, const char *owner_id, in
                  "confidence %g is below MIN_CONFIDENCE_SCORE %g", op->sig.confidence,
                  g->cfg.min_confidence);
     }
-    qg_status rc = qg_batcher_submit(g->cfg.batcher, apply_insert, done_insert, op);
+    qg_status rc = qg_batcher_submit_first(g->cfg.batcher, apply_insert, done_insert, op);
     if (rc) {
         static const qg_error busy = {.code = QG_EAGAIN,
                                       .msg = "the signal writer is full or stopping"};

@@ -98,9 +98,10 @@ static void *worker_main(void *arg)
     pthread_setname_np(pthread_self(), "qg-signal");
     for (;;) {
         /* Back-pressure from the single writer: with more work queued for
-         * it than this, a new signal would only lengthen the queue (and
-         * the wait of every webhook's 202 behind it) while taking the CPU
-         * the writer needs to shorten it. */
+         * it than this, a new signal would only lengthen the queue (its
+         * memory, and the time from a signal's analysis to its stored
+         * state) while taking the CPU the writer needs to shorten it.
+         * Webhooks' inserts do not wait behind it (submit_first). */
         qg_batcher_wait_room(p->cfg.batcher, p->cfg.write_ahead, &p->stop);
         pthread_mutex_lock(&p->mu);
         while (!atomic_load(&p->stop) && (atomic_load(&p->paused) || !p->head)) {

@@ -77,6 +77,14 @@ qg_status qg_batcher_new(qg_store *s, const char *name, int batch_max, size_t qu
 qg_status qg_batcher_submit(qg_batcher *b, qg_batch_apply_fn apply, qg_batch_done_fn done,
                             void *arg);
 
+/* qg_batcher_submit for ops someone waits on as they happen (a webhook's
+ * insert, answered 202 after its commit): they go into the next batch
+ * ahead of every ordinary op still queued, in their own submission
+ * order, with at most a few hundred ordinary ops beside them. A barrier
+ * submitted here waits only for the ops submitted first before it. */
+qg_status qg_batcher_submit_first(qg_batcher *b, qg_batch_apply_fn apply, qg_batch_done_fn done,
+                                  void *arg);
+
 /* Submits and waits for the op's commit; returns its status (the blocking
  * form for callers that are not latency-critical, e.g. admin requests). */
 qg_status qg_batcher_run(qg_batcher *b, qg_batch_apply_fn apply, void *arg, qg_error *err);
@@ -86,11 +94,10 @@ qg_status qg_batcher_run(qg_batcher *b, qg_batch_apply_fn apply, void *arg, qg_e
  * statements that must land whole or not at all. */
 qg_status qg_batcher_run_whole(qg_batcher *b, qg_batch_apply_fn apply, void *arg, qg_error *err);
 
-/* Waits while more than max_queued ops are queued (the writer detaching a
- * batch wakes it), or until the batcher or *stop (may be NULL) stops. For
- * producers that can wait, so the queue stays short for those that
- * cannot (a webhook's 202 waits for its insert's commit behind whatever
- * is queued). */
+/* Waits while more than max_queued ordinary ops are queued (the writer
+ * detaching a batch wakes it), or until the batcher or *stop (may be
+ * NULL) stops. For producers that can wait, so the queue, its memory and
+ * the wait of the ordinary ops behind it stay bounded. */
 void qg_batcher_wait_room(qg_batcher *b, size_t max_queued, const atomic_bool *stop);
 
 void qg_batcher_get_stats(qg_batcher *b, qg_batcher_stats *out);

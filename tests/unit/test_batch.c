@@ -4,8 +4,10 @@
  * order per submitter; a failing op does not sink its batch; barriers wait
  * for earlier writes; batches actually group under load; the queue cap
  * answers QG_EAGAIN; free commits what is queued; the pipelined sync is
- * used where asked for and possible; the writer's wider page cache goes
- * back to the pool's setting when the batcher ends.
+ * used where asked for and possible; the writer's wider page cache and
+ * automatic checkpoint go back to the pool's settings when the batcher
+ * ends; a producer waits for room; ops submitted first overtake the
+ * queue.
  */
 #include <criterion/criterion.h>
 
@@ -302,7 +304,8 @@ Test(batch, the_writer_widens_its_cache_and_gives_it_back, .init = setup, .fini 
                  "%s", err.msg);
     cr_assert_eq(qg_batcher_run(b, read_pragmas, &during, &err), QG_OK, "%s", err.msg);
     qg_batcher_free(b);
-    cr_assert_lt(during.cache_size, before.cache_size, "a cache wider than the pool's (negative: KiB)");
+    cr_assert_lt(during.cache_size, before.cache_size,
+                 "a cache wider than the pool's (negative: KiB)");
     cr_assert_leq(during.cache_size, -16384, "at least 16 MiB for the writer, got %lld",
                   (long long)during.cache_size);
     cr_assert_eq(before.autocheckpoint, 1000, "SQLite's default on the pool");
@@ -364,4 +367,51 @@ Test(batch, wait_room_holds_a_producer_until_the_queue_is_short, .init = setup, 
     qg_batcher_free(b);
     cr_assert_eq(rows(), 60);
     cr_assert_eq(atomic_load(&n), 60);
+}
+
+/* Ops submitted first go into the next batch ahead of every ordinary op
+ * queued before them, in their own order, with a few hundred ordinary ops
+ * beside them at most; a barrier submitted first waits only for them. */
+Test(batch, ops_submitted_first_overtake_the_queue, .init = setup, .fini = teardown)
+{
+    qg_batcher *b = NULL;
+    qg_error err = {0};
+    cr_assert_eq(qg_batcher_new(store, "t-first", 0, 0, QG_BATCH_SYNC_COMMIT, &b, &err), QG_OK,
+                 "%s", err.msg);
+    enum { ORDINARY = 2000, FIRST = 3, ALL = 1 + ORDINARY + FIRST + 1 };
+    static op ops[ALL];
+    static int64_t order[ALL];
+    atomic_int n = 0, logged = 0;
+    for (int i = 0; i < ALL; i++)
+        ops[i] = (op){.key = i, .done_count = &n, .order = order, .order_n = &logged};
+    /* The writer held inside op 0 while the rest is queued. */
+    atomic_store(&allowed, 0);
+    atomic_store(&applied, 0);
+    cr_assert_eq(qg_batcher_submit(b, gated_insert, done, &ops[0]), QG_OK);
+    qg_batcher_stats st;
+    do {
+        usleep(1000);
+        qg_batcher_get_stats(b, &st);
+    } while (st.queued);
+    for (int i = 1; i <= ORDINARY; i++)
+        cr_assert_eq(qg_batcher_submit(b, insert, done, &ops[i]), QG_OK);
+    for (int i = ORDINARY + 1; i <= ORDINARY + FIRST; i++)
+        cr_assert_eq(qg_batcher_submit_first(b, insert, done, &ops[i]), QG_OK);
+    cr_assert_eq(qg_batcher_submit_first(b, NULL, done, &ops[ALL - 1]), QG_OK);
+    qg_batcher_get_stats(b, &st);
+    cr_assert_eq(st.queued, ORDINARY + FIRST + 1, "both queues count (%zu)", st.queued);
+    atomic_store(&allowed, 1);
+    qg_batcher_free(b);
+    cr_assert_eq(atomic_load(&n), ALL);
+    cr_assert_eq(rows(), 1 + ORDINARY + FIRST);
+    cr_assert_eq(order[0], 0);
+    /* Then the first ones and their barrier, in order, before the
+     * ordinary ops that share their batch. */
+    for (int i = 0; i <= FIRST; i++)
+        cr_assert_eq(order[1 + i], ORDINARY + 1 + i, "done %d: key %lld", 1 + i,
+                     (long long)order[1 + i]);
+    cr_assert_eq(order[2 + FIRST], 1, "then the ordinary ones, in order");
+    for (int i = 1; i <= ORDINARY; i++) cr_assert_eq(ops[i].rc, QG_OK);
+    /* Every ordinary op still in submission order. */
+    for (int i = 3 + FIRST; i < ALL; i++) cr_assert_eq(order[i], order[i - 1] + 1);
 }

@@ -771,17 +771,18 @@ static snap_hdr make_hdr(const struct qg_vindex *ix)
     return h;
 }
 
-static void temp_path(const char *path, char *tmp, size_t cap)
+/* "<path>.tmp" into tmp, or an error naming path when it does not fit. */
+static qg_status temp_path(const char *path, char *tmp, size_t cap, qg_error *err)
 {
-    snprintf(tmp, cap, "%s.tmp", path);
+    if ((size_t)snprintf(tmp, cap, "%s.tmp", path) >= cap)
+        return qg_error_set(err, QG_EINVAL, "snapshot path too long: %s", path);
+    return QG_OK;
 }
 
 qg_status qg_vindex_write_temp(const qg_vindex *ix, const char *path, qg_error *err)
 {
     char tmp[4096];
-    if (strlen(path) + 5 > sizeof tmp)
-        return qg_error_set(err, QG_EINVAL, "snapshot path too long: %s", path);
-    temp_path(path, tmp, sizeof tmp);
+    if (temp_path(path, tmp, sizeof tmp, err)) return QG_EINVAL;
     snap_io w = {.f = fopen(tmp, "wb"), .ok = true};
     if (!w.f) return qg_error_set(err, QG_EIO, "%s: %s", tmp, strerror(errno));
     snap_hdr h = make_hdr(ix);
@@ -817,9 +818,7 @@ qg_status qg_vindex_write_temp(const qg_vindex *ix, const char *path, qg_error *
 qg_status qg_vindex_publish_temp(const char *path, qg_error *err)
 {
     char tmp[4096];
-    if (strlen(path) + 5 > sizeof tmp)
-        return qg_error_set(err, QG_EINVAL, "snapshot path too long: %s", path);
-    temp_path(path, tmp, sizeof tmp);
+    if (temp_path(path, tmp, sizeof tmp, err)) return QG_EINVAL;
     int fd = open(tmp, O_RDONLY | O_CLOEXEC);
     bool ok = fd >= 0 && fsync(fd) == 0;
     int e = errno;

@@ -72,6 +72,12 @@ typedef struct batch_op {
     qg_error err;
 } batch_op;
 
+/* A FIFO of ops; under the batcher's mu. */
+typedef struct op_queue {
+    batch_op *head, *tail;
+    size_t n;
+} op_queue;
+
 struct qg_batcher {
     qg_store *store;
     qg_conn *conn;
@@ -82,13 +88,11 @@ struct qg_batcher {
 
     pthread_mutex_t mu;
     pthread_cond_t wake;
-    batch_op *head, *tail;   /* under mu */
-    size_t queued;           /* under mu */
-    batch_op *fhead, *ftail; /* submitted first (qg_batcher_submit_first); under mu */
-    size_t fqueued;          /* under mu */
-    bool stopping;           /* under mu */
-    pthread_cond_t room;     /* queued went down (qg_batcher_wait_room); under mu */
-    int room_waiters;        /* under mu */
+    op_queue ordinary;   /* under mu */
+    op_queue first;      /* qg_batcher_submit_first; under mu */
+    bool stopping;       /* under mu */
+    pthread_cond_t room; /* ordinary.n went down (qg_batcher_wait_room); under mu */
+    int room_waiters;    /* under mu */
 
     /* pipelined durability (SQLite): the writer commits without syncing,
      * the syncer syncs the log, the writer then runs the dones */
@@ -115,10 +119,16 @@ struct qg_batcher {
     _Atomic size_t largest;
 };
 
+/* Under mu: an op waits in either queue. */
+static bool has_queued(const qg_batcher *b)
+{
+    return b->ordinary.head || b->first.head;
+}
+
 /* Under mu: nothing queued, committed, syncing or waiting for its dones. */
 static bool drained(const qg_batcher *b)
 {
-    return !b->head && !b->fhead && !b->committed && !b->syncing && !b->durable_head;
+    return !has_queued(b) && !b->committed && !b->syncing && !b->durable_head;
 }
 
 /* Ordinary ops that share a batch with ops submitted first: a few hundred
@@ -126,21 +136,31 @@ static bool drained(const qg_batcher *b)
  * batch_max of them (about 15 µs each on SQLite). */
 #define FIRST_COMPANY 256
 
-/* Under mu: takes up to max ops off one queue (*n_out: how many, *last_out:
- * the last, NULL when none). */
-static batch_op *take_ops(batch_op **head, batch_op **tail, size_t max, size_t *n_out,
-                          batch_op **last_out)
+static void queue_push(op_queue *q, batch_op *o)
 {
-    batch_op *first = *head, *last = NULL;
+    if (q->tail)
+        q->tail->next = o;
+    else
+        q->head = o;
+    q->tail = o;
+    q->n++;
+}
+
+/* Takes up to max ops off q (*n_out: how many, *last_out: the last, NULL
+ * when none). */
+static batch_op *queue_take(op_queue *q, size_t max, size_t *n_out, batch_op **last_out)
+{
+    batch_op *first = q->head, *last = NULL;
     size_t n = 0;
     for (batch_op *o = first; o && n < max; o = o->next) {
         last = o;
         n++;
     }
     if (last) {
-        *head = last->next;
-        if (!*head) *tail = NULL;
+        q->head = last->next;
+        if (!q->head) q->tail = NULL;
         last->next = NULL;
+        q->n -= n;
     }
     *n_out = n;
     *last_out = last;
@@ -154,11 +174,9 @@ static batch_op *detach_batch(qg_batcher *b, size_t *n_out, batch_op **last_out)
 {
     size_t max = (size_t)b->batch_max, nf = 0, n = 0;
     batch_op *flast = NULL, *last = NULL;
-    batch_op *first = take_ops(&b->fhead, &b->ftail, max, &nf, &flast);
-    b->fqueued -= nf;
+    batch_op *first = queue_take(&b->first, max, &nf, &flast);
     size_t room = nf ? (max - nf < FIRST_COMPANY ? max - nf : FIRST_COMPANY) : max;
-    batch_op *rest = take_ops(&b->head, &b->tail, room, &n, &last);
-    b->queued -= n;
+    batch_op *rest = queue_take(&b->ordinary, room, &n, &last);
     if (n && b->room_waiters) pthread_cond_broadcast(&b->room);
     if (flast) flast->next = rest;
     *n_out = nf + n;
@@ -298,7 +316,7 @@ static void *writer_main(void *arg)
     pthread_setname_np(pthread_self(), b->name);
     pthread_mutex_lock(&b->mu);
     for (;;) {
-        while (!b->head && !b->fhead && !b->durable_head && !(b->stopping && drained(b)))
+        while (!has_queued(b) && !b->durable_head && !(b->stopping && drained(b)))
             pthread_cond_wait(&b->wake, &b->mu);
         if (b->durable_head) {
             batch_op *ops = b->durable_head;
@@ -308,7 +326,7 @@ static void *writer_main(void *arg)
             pthread_mutex_lock(&b->mu);
             continue;
         }
-        if (!b->head && !b->fhead) break; /* stopping, and everything is done */
+        if (!has_queued(b)) break; /* stopping, and everything is done */
         size_t n = 0;
         batch_op *last = NULL;
         batch_op *ops = detach_batch(b, &n, &last);
@@ -317,7 +335,7 @@ static void *writer_main(void *arg)
         if (n > big) atomic_store_explicit(&b->largest, n, memory_order_relaxed);
         bool wrote = run_batch(b, ops);
         pthread_mutex_lock(&b->mu);
-        if (b->log_fd >= 0 && (b->head || b->fhead || b->syncing || b->durable_head)) {
+        if (b->log_fd >= 0 && (has_queued(b) || b->syncing || b->durable_head)) {
             hand_to_syncer(b, ops, last, wrote);
             continue;
         }
@@ -557,22 +575,14 @@ static qg_status enqueue(qg_batcher *b, bool first, qg_batch_apply_fn apply, qg_
     o->done = done;
     o->arg = arg;
     pthread_mutex_lock(&b->mu);
-    if (b->stopping || b->queued + b->fqueued >= b->queue_max) {
+    size_t queued = b->ordinary.n + b->first.n;
+    if (b->stopping || queued >= b->queue_max) {
         pthread_mutex_unlock(&b->mu);
         free(o);
         return QG_EAGAIN;
     }
-    batch_op **head = first ? &b->fhead : &b->head, **tail = first ? &b->ftail : &b->tail;
-    if (*tail)
-        (*tail)->next = o;
-    else
-        *head = o;
-    *tail = o;
-    bool was_empty = b->queued + b->fqueued == 0;
-    if (first)
-        b->fqueued++;
-    else
-        b->queued++;
+    bool was_empty = queued == 0;
+    queue_push(first ? &b->first : &b->ordinary, o);
     pthread_mutex_unlock(&b->mu);
     /* The writer only sleeps on an empty queue. */
     if (was_empty) pthread_cond_signal(&b->wake);
@@ -665,7 +675,7 @@ void qg_batcher_wait_room(qg_batcher *b, size_t max_queued, const atomic_bool *s
 {
     pthread_mutex_lock(&b->mu);
     b->room_waiters++;
-    while (b->queued > max_queued && !b->stopping && !(stop && atomic_load(stop))) {
+    while (b->ordinary.n > max_queued && !b->stopping && !(stop && atomic_load(stop))) {
         /* A bounded wait: a stop flag is not signalled through room. */
         struct timespec ts = qg_time_deadline(CLOCK_REALTIME, 50);
         pthread_cond_timedwait(&b->room, &b->mu, &ts);
@@ -684,7 +694,7 @@ void qg_batcher_get_stats(qg_batcher *b, qg_batcher_stats *out)
     out->largest = atomic_load_explicit(&b->largest, memory_order_relaxed);
     out->log_sync = b->log_fd >= 0;
     pthread_mutex_lock(&b->mu);
-    out->queued = b->queued + b->fqueued;
+    out->queued = b->ordinary.n + b->first.n;
     pthread_mutex_unlock(&b->mu);
 }
 

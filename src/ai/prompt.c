@@ -370,6 +370,10 @@ typedef struct pc_entry {
     tmpl_head h;
     bool has_text; /* the active version's texts below */
     char *system, *body, *params;
+    /* The active version's system text rendered, when it uses no
+     * parameter (partials only, as most do): the same for every render
+     * at this generation. NULL until a render stores it. */
+    char *system_out;
 } pc_entry;
 
 struct qg_prompt_cache {
@@ -390,6 +394,7 @@ static void pc_entry_clear(pc_entry *e)
     free(e->system);
     free(e->body);
     free(e->params);
+    free(e->system_out);
     memset(e, 0, sizeof *e);
 }
 
@@ -471,6 +476,7 @@ typedef struct render_ctx {
     qg_arena *a;
     const char *root;  /* the template asked for, for messages */
     const cJSON *vals; /* the parameter object; NULL: dry run (only partials) */
+    bool used_param;   /* a parameter tag was rendered */
     /* chain[0] is the root, chain[1..depth-1] the partials being expanded */
     const char *chain[QG_PROMPT_MAX_DEPTH + 2];
     int depth;
@@ -541,6 +547,7 @@ static qg_status render_param(render_ctx *x, const tok *t, const decls *d, qg_bu
                               qg_error *err)
 {
     if (!x->vals) return QG_OK; /* dry run */
+    x->used_param = true;
     const decl *dc = decl_find(d, t->s, t->n);
     const char *owner = x->chain[x->depth - 1];
     if (!dc) /* validated at save; only a hand-edited database gets here */
@@ -622,6 +629,29 @@ qg_status qg_prompt_render(qg_conn *c, const char *template_id, int version,
     return qg_prompt_render_cached(NULL, c, template_id, version, params_json, NULL, a, out, err);
 }
 
+/* The cached rendered system text of id's active version at generation
+ * gen, copied into a; NULL when there is none. */
+static const char *cached_system(qg_prompt_cache *pc, const char *id, uint64_t gen, qg_arena *a)
+{
+    const char *out = NULL;
+    pthread_mutex_lock(&pc->mu);
+    const pc_entry *e = pc_find_locked(pc, id);
+    if (e && e->gen == gen && e->system_out)
+        out = qg_arena_strndup(a, e->system_out, strlen(e->system_out));
+    pthread_mutex_unlock(&pc->mu);
+    return out;
+}
+
+/* Keeps sys as id's rendered system text if the entry is still the one
+ * read at generation gen. */
+static void cache_system(qg_prompt_cache *pc, const char *id, uint64_t gen, const char *sys)
+{
+    pthread_mutex_lock(&pc->mu);
+    pc_entry *e = pc_find_locked(pc, id);
+    if (e && e->gen == gen && e->has_text && !e->system_out) e->system_out = qg_xstrdup(sys);
+    pthread_mutex_unlock(&pc->mu);
+}
+
 qg_status qg_prompt_render_cached(qg_prompt_cache *pc, qg_conn *c, const char *template_id,
                                   int version, const char *params_json, const cJSON *params,
                                   qg_arena *a, qg_prompt_rendered *out, qg_error *err)
@@ -633,9 +663,13 @@ qg_status qg_prompt_render_cached(qg_prompt_cache *pc, qg_conn *c, const char *t
                             template_id ? template_id : "");
     tmpl_head h;
     vtext v;
+    /* Read before the texts: a system text cached at this generation was
+     * rendered from the same texts. */
+    uint64_t gen = atomic_load(&prompt_gen);
     if ((rc = cached_load(pc, c, template_id, a, &h, &v, err))) return rc;
     if (!h.found) return qg_error_set(err, QG_ENOTFOUND, "template %s not found", template_id);
     if (version <= 0) version = h.active;
+    bool cacheable = pc && version == h.active && strlen(template_id) <= QG_PROMPT_ID_MAX;
     if (version != h.active && (rc = load_vtext(c, template_id, version, a, &v, err))) return rc;
     if (!v.found)
         return qg_error_set(err, QG_ENOTFOUND, "template %s has no version %d", template_id,
@@ -652,8 +686,12 @@ qg_status qg_prompt_render_cached(qg_prompt_cache *pc, qg_conn *c, const char *t
     decls d;
     if ((rc = decls_parse(v.params, a, &d, NULL, err))) goto out;
     render_ctx x = {.c = c, .pc = pc, .a = a, .root = template_id, .vals = params};
-    const char *sys = NULL, *user = NULL;
-    if ((rc = render_part(&x, v.system, &d, &sys, err))) goto out;
+    const char *sys = cacheable ? cached_system(pc, template_id, gen, a) : NULL;
+    const char *user = NULL;
+    if (!sys) {
+        if ((rc = render_part(&x, v.system, &d, &sys, err))) goto out;
+        if (cacheable && !x.used_param) cache_system(pc, template_id, gen, sys);
+    }
     if ((rc = render_part(&x, v.body, &d, &user, err))) goto out;
     out->system = sys;
     out->user = user;

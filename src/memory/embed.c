@@ -33,6 +33,8 @@
 #include <quantgate/mem.h>
 
 #include <math.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <stdint.h>
 #include <string.h>
@@ -54,11 +56,23 @@ static uint64_t mix64(uint64_t z)
     return z ^ (z >> 31);
 }
 
+/* FNV-1a state after a two-byte prefix such as "w:": each feature starts
+ * from it instead of hashing its prefix again. */
+static uint64_t prefix_state(const char *prefix)
+{
+    return qg_fnv1a(QG_FNV1A_BASIS, prefix, strlen(prefix));
+}
+
+/* Hash of the prefix whose state is h0 followed by the bytes. */
+static uint64_t feat_hash_from(uint64_t h0, const unsigned char *p, size_t n)
+{
+    return mix64(qg_fnv1a(h0, p, n));
+}
+
 /* Hash of prefix (e.g. "w:") followed by the bytes. */
 static uint64_t feat_hash(const char *prefix, const unsigned char *p, size_t n)
 {
-    uint64_t h = qg_fnv1a(QG_FNV1A_BASIS, prefix, strlen(prefix));
-    return mix64(qg_fnv1a(h, p, n));
+    return feat_hash_from(prefix_state(prefix), p, n);
 }
 
 /* ---- feature table: open addressing on the 64-bit hash ---------------- */
@@ -71,35 +85,58 @@ typedef struct feat {
 
 typedef struct ftab {
     feat *slots;
-    size_t cap, n; /* cap is a power of two; n < cap / 2 */
-    feat *stack;   /* the caller's first table, not freed here */
+    size_t cap, n;  /* cap is a power of two; n < cap / 2 */
+    bool own;       /* slots is this call's calloc, not the thread's table */
+    uint64_t *used; /* the thread's table: a bit per slot in use, else NULL */
 } ftab;
 
-/* Slots of the table on the caller's stack (48 KiB): a text of up to about
- * 500 bytes never touches the heap. */
-#define FTAB_STACK 2048
+/* Each thread keeps one all-zero table of up to TL_MAX slots (384 KiB):
+ * the final pass zeroes every slot it reads, so the next text starts from
+ * a clean table without a memset or a fresh calloc (whose page faults were
+ * a third of embedding a 500-byte text), and a bitmap of the slots in use
+ * lets that pass skip the empty three quarters in slot order. Longer
+ * texts get a table of their own. The table goes with its thread (a key
+ * destructor). */
+#define TL_MAX ((size_t)1 << 14)
+
+static _Thread_local feat *tl_slots;
+static _Thread_local size_t tl_cap;
+static _Thread_local uint64_t tl_used[TL_MAX / 64]; /* all zero between texts */
+static pthread_key_t tl_key;
+static pthread_once_t tl_once = PTHREAD_ONCE_INIT;
+
+static void tl_make_key(void)
+{
+    (void)pthread_key_create(&tl_key, free);
+}
+
+/* The thread's clean table with at least want slots, or NULL. */
+static feat *thread_table(size_t want)
+{
+    if (want > TL_MAX) return NULL;
+    if (tl_cap < want) {
+        pthread_once(&tl_once, tl_make_key);
+        free(tl_slots);
+        tl_slots = qg_xcalloc(want, sizeof *tl_slots);
+        tl_cap = want;
+        (void)pthread_setspecific(tl_key, tl_slots);
+    }
+    return tl_slots;
+}
 
 /* A text yields about two features per byte (a word of n letters gives n
  * trigrams, n - 1 quadgrams, itself and a bigram), fewer once they repeat:
  * sized for that, the table rarely grows. */
-static void ftab_init(ftab *t, feat *stack, size_t len)
+static void ftab_init(ftab *t, size_t len)
 {
     size_t want = 256;
     while (want < 4 * len && want < ((size_t)1 << 20)) want *= 2;
     t->n = 0;
-    t->stack = stack;
     t->cap = want;
-    if (want <= FTAB_STACK) {
-        t->slots = stack;
-        memset(stack, 0, want * sizeof *stack);
-    } else {
-        t->slots = qg_xcalloc(want, sizeof *t->slots);
-    }
-}
-
-static void ftab_free(ftab *t)
-{
-    if (t->slots != t->stack) free(t->slots);
+    t->slots = thread_table(want);
+    t->own = !t->slots;
+    t->used = t->own ? NULL : tl_used;
+    if (t->own) t->slots = qg_xcalloc(want, sizeof *t->slots);
 }
 
 static void ftab_grow(ftab *t)
@@ -112,9 +149,16 @@ static void ftab_grow(ftab *t)
         while (ns[j].tf) j = (j + 1) & (ncap - 1);
         ns[j] = t->slots[i];
     }
-    ftab_free(t);
+    if (t->own) {
+        free(t->slots);
+    } else { /* the thread's table stays clean */
+        memset(t->slots, 0, t->cap * sizeof *t->slots);
+        memset(t->used, 0, (t->cap + 63) / 64 * sizeof *t->used);
+    }
     t->slots = ns;
     t->cap = ncap;
+    t->own = true;
+    t->used = NULL;
 }
 
 static void ftab_add(ftab *t, uint64_t h, double w)
@@ -125,9 +169,50 @@ static void ftab_add(ftab *t, uint64_t h, double w)
     if (!t->slots[j].tf) {
         t->slots[j].h = h;
         t->n++;
+        if (t->used) t->used[j / 64] |= (uint64_t)1 << (j % 64);
     }
     t->slots[j].wsum += w;
     t->slots[j].tf++;
+}
+
+/* 1 + ln tf for the term frequencies short texts have, from log() itself
+ * so the values are the same bits. */
+#define LOG_TABLE 64
+static double one_plus_log[LOG_TABLE];
+static pthread_once_t log_once = PTHREAD_ONCE_INIT;
+
+static void fill_log_table(void)
+{
+    for (uint32_t i = 1; i < LOG_TABLE; i++) one_plus_log[i] = 1.0 + log((double)i);
+}
+
+static void drain_slot(feat *f, double *acc)
+{
+    /* Most features occur once: wsum / 1 * (1 + ln 1) is wsum, exactly. */
+    double lf = f->tf < LOG_TABLE ? one_plus_log[f->tf] : 1.0 + log((double)f->tf);
+    double v = f->tf == 1 ? f->wsum : f->wsum / f->tf * lf;
+    acc[f->h & (QG_EMBED_TEXT_DIM - 1)] += (f->h >> 63) ? -v : v;
+    *f = (feat){0};
+}
+
+/* Adds each feature's weight to its bucket of acc, in slot order (the
+ * order of the sums is part of the scheme: it fixes the last bits), and
+ * empties the table. */
+static void ftab_drain(ftab *t, double *acc)
+{
+    pthread_once(&log_once, fill_log_table);
+    if (t->used) {
+        for (size_t w = 0; w < (t->cap + 63) / 64; w++) {
+            for (uint64_t bits = t->used[w]; bits; bits &= bits - 1)
+                drain_slot(&t->slots[w * 64 + (size_t)__builtin_ctzll(bits)], acc);
+            t->used[w] = 0;
+        }
+    } else {
+        for (size_t j = 0; j < t->cap; j++)
+            if (t->slots[j].tf) drain_slot(&t->slots[j], acc);
+        free(t->slots);
+    }
+    t->slots = NULL;
 }
 
 /* ---- words -------------------------------------------------------------- */
@@ -145,12 +230,16 @@ static const char *const stopwords_by_len[] = {
     "should",
 };
 
+/* Byte by byte in line: the words are a few bytes long, shorter than a
+ * call to memcmp. */
 static int is_stopword(const char *w, size_t n)
 {
     if (n == 0 || n >= sizeof stopwords_by_len / sizeof stopwords_by_len[0]) return 0;
-    const char *s = stopwords_by_len[n];
-    for (size_t len = strlen(s), i = 0; i + n <= len; i += n)
-        if (memcmp(s + i, w, n) == 0) return 1;
+    for (const char *s = stopwords_by_len[n]; *s; s += n) {
+        size_t k = 0;
+        while (k < n && s[k] == w[k]) k++;
+        if (k == n) return 1;
+    }
     return 0;
 }
 
@@ -159,7 +248,12 @@ static int is_word_byte(unsigned char c)
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c >= 0x80;
 }
 
-static void add_ngrams(ftab *t, const char *w, size_t n, size_t g, const char *prefix, double wt)
+/* The FNV-1a states of the feature prefixes. */
+typedef struct prefixes {
+    uint64_t word, bigram, tri, quad;
+} prefixes;
+
+static void add_ngrams(ftab *t, const char *w, size_t n, size_t g, uint64_t h0, double wt)
 {
     unsigned char pad[WORD_MAX + 2];
     pad[0] = '<';
@@ -168,20 +262,21 @@ static void add_ngrams(ftab *t, const char *w, size_t n, size_t g, const char *p
     size_t plen = n + 2;
     if (plen < g) {
         /* too short for a g-gram: the padded word itself stands in */
-        ftab_add(t, feat_hash(prefix, pad, plen), wt);
+        ftab_add(t, feat_hash_from(h0, pad, plen), wt);
         return;
     }
     size_t count = plen - g + 1;
     double each = wt / sqrt((double)count);
-    for (size_t i = 0; i < count; i++) ftab_add(t, feat_hash(prefix, pad + i, g), each);
+    for (size_t i = 0; i < count; i++) ftab_add(t, feat_hash_from(h0, pad + i, g), each);
 }
 
 void qg_embed_text(const char *text, size_t len, float *out)
 {
+    const prefixes px = {prefix_state("w:"), prefix_state("b:"), prefix_state("3:"),
+                         prefix_state("4:")};
     double acc[QG_EMBED_TEXT_DIM] = {0};
-    feat stack[FTAB_STACK];
     ftab t;
-    ftab_init(&t, stack, text ? len : 0);
+    ftab_init(&t, text ? len : 0);
     char prev[WORD_MAX];
     size_t prev_n = 0;
     size_t i = 0;
@@ -196,28 +291,21 @@ void qg_embed_text(const char *text, size_t len, float *out)
             if (n < WORD_MAX) w[n++] = (char)c;
         }
         int stop = is_stopword(w, n);
-        ftab_add(&t, feat_hash("w:", (const unsigned char *)w, n), stop ? W_STOP : W_WORD);
+        ftab_add(&t, feat_hash_from(px.word, (const unsigned char *)w, n), stop ? W_STOP : W_WORD);
         if (stop) continue;
-        add_ngrams(&t, w, n, 3, "3:", W_TRI);
-        add_ngrams(&t, w, n, 4, "4:", W_QUAD);
+        add_ngrams(&t, w, n, 3, px.tri, W_TRI);
+        add_ngrams(&t, w, n, 4, px.quad, W_QUAD);
         if (prev_n) {
             unsigned char bg[2 * WORD_MAX + 1];
             memcpy(bg, prev, prev_n);
             bg[prev_n] = ' ';
             memcpy(bg + prev_n + 1, w, n);
-            ftab_add(&t, feat_hash("b:", bg, prev_n + 1 + n), W_BIGRAM);
+            ftab_add(&t, feat_hash_from(px.bigram, bg, prev_n + 1 + n), W_BIGRAM);
         }
         memcpy(prev, w, n);
         prev_n = n;
     }
-    for (size_t j = 0; j < t.cap; j++) {
-        const feat *f = &t.slots[j];
-        if (!f->tf) continue;
-        /* Most features occur once: wsum / 1 * (1 + ln 1) is wsum, exactly. */
-        double v = f->tf == 1 ? f->wsum : f->wsum / f->tf * (1.0 + log((double)f->tf));
-        acc[f->h & (QG_EMBED_TEXT_DIM - 1)] += (f->h >> 63) ? -v : v;
-    }
-    ftab_free(&t);
+    ftab_drain(&t, acc);
     double norm = 0;
     for (size_t j = 0; j < QG_EMBED_TEXT_DIM; j++) norm += acc[j] * acc[j];
     norm = norm > 0 ? 1.0 / sqrt(norm) : 0.0;

@@ -312,18 +312,26 @@ static qg_status outcome_cb(void *ud, const qg_row *row)
     return QG_OK;
 }
 
-/* The outcomes of the n candidates. */
+/* The outcomes of the n candidates; a candidate without one stays not
+ * found. Signals with an outcome are in the partial index signals_outcome
+ * (a few pages, however many signals there are): SQLite is told to use it,
+ * as it would pick the primary key's index and then read each 2-4 KB row;
+ * other backends choose it by themselves. */
 #define QG_SIMILAR_MAX QG_MEM_SEARCH_MAX
-static qg_status load_outcomes(qg_conn *c, outcome_row *rows, int n, qg_error *err)
+static qg_status load_outcomes(qg_pipeline *p, qg_conn *c, outcome_row *rows, int n, qg_error *err)
 {
     enum { ARMS = 8 }; /* a few a query (qg_sql_union_all) */
+    const char *one =
+        strcmp(qg_store_backend(p->cfg.store), "sqlite") == 0
+            ? "SELECT id, outcome, pnl FROM signals INDEXED BY signals_outcome "
+              "WHERE id = ? AND outcome IS NOT NULL"
+            : "SELECT id, outcome, pnl FROM signals WHERE id = ? AND outcome IS NOT NULL";
     qg_status rc = QG_OK;
     for (int from = 0; from < n && !rc; from += ARMS) {
         int k = n - from < ARMS ? n - from : ARMS;
-        char sql[ARMS * 80];
+        char sql[ARMS * 128];
         qg_val v[ARMS];
-        if (qg_sql_union_all(sql, sizeof sql, "SELECT id, outcome, pnl FROM signals WHERE id = ?",
-                             (size_t)k))
+        if (qg_sql_union_all(sql, sizeof sql, one, (size_t)k))
             return qg_error_set(err, QG_EINTERNAL, "similar setups: outcome query too long");
         for (int i = 0; i < k; i++) v[i] = QG_VTEXT(rows[from + i].signal_id);
         outcome_batch b = {rows + from, k};
@@ -369,7 +377,7 @@ static qg_status similar_setups(qg_pipeline *p, qg_pjob *j, int n, cJSON **out, 
         }
         cJSON_Delete(meta);
     }
-    if (!rc) rc = load_outcomes(c, rows, nc, err);
+    if (!rc) rc = load_outcomes(p, c, rows, nc, err);
     for (int k = 0; !rc && k < nc; k++) {
         const qg_mem_item *it = &items[which[k]];
         const outcome_row *o = &rows[k];

@@ -619,3 +619,32 @@ Test(prompt, cache_follows_saves_and_rollbacks)
     cr_assert_str_eq(render_c(pc, "later", 0), "L");
     qg_prompt_cache_free(pc);
 }
+
+static const char *render_sys(qg_prompt_cache *pc, const char *id, const char *params)
+{
+    qg_prompt_rendered r = {0};
+    qg_error err = {0};
+    qg_status rc = qg_prompt_render_cached(pc, conn, id, 0, params, NULL, &arena, &r, &err);
+    cr_assert_eq(rc, QG_OK, "render %s: %s", id, err.msg);
+    return r.system;
+}
+
+/* A system text made of partials only is rendered once per generation and
+ * then reused; one with a parameter (its own or a partial's) follows the
+ * parameters of each render. */
+Test(prompt, cached_system_text_follows_partials_and_parameters)
+{
+    qg_prompt_cache *pc = qg_prompt_cache_new();
+    save("rules", "partial", NULL, "R1", NULL);
+    save("who", "partial", NULL, "for {{name}}", "[{\"name\":\"name\",\"trusted\":true}]");
+    save("fixed", "task", "S {{> rules}}", "U {{x}}", "[{\"name\":\"x\",\"trusted\":true}]");
+    save("varies", "task", "S {{> who}}", "U", NULL);
+    cr_assert_str_eq(render_sys(pc, "fixed", "{\"x\":\"1\"}"), "S R1");
+    cr_assert_str_eq(render_sys(pc, "fixed", "{\"x\":\"2\"}"), "S R1");
+    save("rules", NULL, NULL, "R2", NULL);
+    cr_assert_str_eq(render_sys(pc, "fixed", "{}"), "S R2", "the partial's new version");
+    cr_assert_str_eq(render_sys(pc, "varies", "{\"name\":\"ann\"}"), "S for ann");
+    cr_assert_str_eq(render_sys(pc, "varies", "{\"name\":\"bob\"}"), "S for bob",
+                     "a partial's parameter is never cached");
+    qg_prompt_cache_free(pc);
+}

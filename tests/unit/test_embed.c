@@ -8,6 +8,9 @@
 #include "memory/embed.h"
 
 #include <math.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -66,6 +69,70 @@ Test(embed, text_fixed_values)
     int nonzero = 0;
     for (int i = 0; i < QG_EMBED_TEXT_DIM; i++) nonzero += a[i] != 0;
     cr_assert(nonzero >= 8 && nonzero <= 10, "%d buckets for 'order'", nonzero);
+}
+
+/* A checksum of the float bits of a few texts' vectors, so any change to
+ * the scheme's output (not only to its shape) fails. */
+static uint64_t bits_checksum(const char *const *texts, size_t n)
+{
+    uint64_t h = 0;
+    for (size_t t = 0; t < n; t++) {
+        float v[QG_EMBED_TEXT_DIM];
+        text_vec(texts[t], v);
+        for (int i = 0; i < QG_EMBED_TEXT_DIM; i++) {
+            uint32_t u;
+            memcpy(&u, &v[i], sizeof u);
+            h = h * 31 + u;
+        }
+    }
+    return h;
+}
+
+static const char *const pinned_texts[] = {
+    "EURUSD 15m CHoCH session london confluences: HTF_BIAS_BULL, DAILY_ABOVE_MID, 4H_SUPPORT "
+    "multi-timeframe. Analysis score 75, risk medium. EURUSD 15m CHoCH long: score 75/100, risk "
+    "medium, action buy. Raised by: confidence 85 (+9), higher-timeframe bias (+8), higher "
+    "timeframes agree (+8), inside the London killzone (+5), support/resistance level (+4), "
+    "structure signal (CHoCH) (+4), prior-day mid (+3), stop sized to the candle (1.30x its "
+    "range) (+3). Lowered by: reward:risk 0.85 is below 1 (-14).",
+    "EURUSD 15m CHoCH session london confluences: HTF_BIAS_BULL, DAILY_ABOVE_MID, 4H_SUPPORT "
+    "multi-timeframe",
+};
+
+/* The value the first implementation of version 1 gave. */
+#define PINNED_CHECKSUM 0x9ab8226eadd582dcULL
+
+Test(embed, text_vectors_are_the_scheme_bit_for_bit)
+{
+    cr_assert_eq(bits_checksum(pinned_texts, 2), PINNED_CHECKSUM);
+}
+
+static void *pinned_in_thread(void *out)
+{
+    *(uint64_t *)out = bits_checksum(pinned_texts, 2);
+    return NULL;
+}
+
+Test(embed, text_after_long_texts_is_unchanged)
+{
+    /* Each thread reuses one feature table: after a text that needs a
+     * table of its own (longer than the thread's) and one that fills the
+     * thread's table, the pinned texts come out as in a fresh thread. */
+    size_t big = 40000;
+    char *s = malloc(big + 1);
+    cr_assert_not_null(s);
+    for (size_t i = 0; i < big; i++) s[i] = (char)(i % 7 == 6 ? ' ' : 'a' + (i * 7919 % 26));
+    s[big] = 0;
+    float v[QG_EMBED_TEXT_DIM];
+    qg_embed_text(s, big, v);
+    qg_embed_text(s, 3000, v);
+    free(s);
+    cr_assert_eq(bits_checksum(pinned_texts, 2), PINNED_CHECKSUM);
+    uint64_t fresh = 0;
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, pinned_in_thread, &fresh), 0);
+    pthread_join(t, NULL);
+    cr_assert_eq(fresh, PINNED_CHECKSUM);
 }
 
 Test(embed, text_empty_and_no_words)

@@ -34,7 +34,6 @@
 
 #include <math.h>
 #include <pthread.h>
-#include <stdbool.h>
 #include <stdlib.h>
 #include <stdint.h>
 #include <string.h>
@@ -85,9 +84,10 @@ typedef struct feat {
 
 typedef struct ftab {
     feat *slots;
-    size_t cap, n;  /* cap is a power of two; n < cap / 2 */
-    bool own;       /* slots is this call's calloc, not the thread's table */
-    uint64_t *used; /* the thread's table: a bit per slot in use, else NULL */
+    size_t cap, n; /* cap is a power of two; n < cap / 2 */
+    /* Slots is the thread's table: a bit per slot in use. NULL: slots is
+     * this call's calloc. */
+    uint64_t *used;
 } ftab;
 
 /* Each thread keeps one all-zero table of up to TL_MAX slots (384 KiB):
@@ -134,9 +134,8 @@ static void ftab_init(ftab *t, size_t len)
     t->n = 0;
     t->cap = want;
     t->slots = thread_table(want);
-    t->own = !t->slots;
-    t->used = t->own ? NULL : tl_used;
-    if (t->own) t->slots = qg_xcalloc(want, sizeof *t->slots);
+    t->used = t->slots ? tl_used : NULL;
+    if (!t->slots) t->slots = qg_xcalloc(want, sizeof *t->slots);
 }
 
 static void ftab_grow(ftab *t)
@@ -149,15 +148,14 @@ static void ftab_grow(ftab *t)
         while (ns[j].tf) j = (j + 1) & (ncap - 1);
         ns[j] = t->slots[i];
     }
-    if (t->own) {
-        free(t->slots);
-    } else { /* the thread's table stays clean */
+    if (t->used) { /* the thread's table stays clean */
         memset(t->slots, 0, t->cap * sizeof *t->slots);
         memset(t->used, 0, (t->cap + 63) / 64 * sizeof *t->used);
+    } else {
+        free(t->slots);
     }
     t->slots = ns;
     t->cap = ncap;
-    t->own = true;
     t->used = NULL;
 }
 
